@@ -1,0 +1,253 @@
+//! How far a precision's outputs drift from FP32's on the same inputs.
+//!
+//! Metrics are computed in f64. None of them is ever NaN or infinite in a
+//! report: where a metric is undefined (an all-zero reference, identical
+//! outputs, non-finite values) it is left out and `why_absent` says why.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputAccuracy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_abs_error: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqnr_db: Option<f64>,
+    /// Metric name -> why it is not given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub why_absent: BTreeMap<String, String>,
+}
+
+/// The whole model's accuracy: the worst value of each metric over its
+/// outputs, and each output's own figures when there are several.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    #[serde(flatten)]
+    pub worst: OutputAccuracy,
+    /// Fraction of rows whose arg-max matches FP32's, for classifier-shaped
+    /// `[N, C]` first outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_agreement: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputAccuracy>,
+}
+
+/// Compares one output with its FP32 reference, both flattened.
+pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
+    let mut acc = OutputAccuracy::default();
+    let mut absent = |metric: &str, why: String| {
+        acc.why_absent.insert(metric.to_owned(), why);
+    };
+    if reference.len() != candidate.len() {
+        let why = format!(
+            "output has {} values, FP32's has {}",
+            candidate.len(),
+            reference.len()
+        );
+        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
+            absent(metric, why.clone());
+        }
+        return acc;
+    }
+    let bad_ref = reference.iter().filter(|v| !v.is_finite()).count();
+    let bad_out = candidate.iter().filter(|v| !v.is_finite()).count();
+    if bad_ref + bad_out > 0 {
+        let why = if bad_ref > 0 {
+            format!("the FP32 reference output has {bad_ref} non-finite values")
+        } else {
+            format!("{bad_out} of {} output values are NaN or infinite (overflow in this precision)", candidate.len())
+        };
+        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
+            absent(metric, why.clone());
+        }
+        return acc;
+    }
+    if reference.is_empty() {
+        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
+            absent(metric, "the output is empty".to_owned());
+        }
+        return acc;
+    }
+
+    let (mut dot, mut ref_sq, mut out_sq, mut err_sq, mut max_abs) = (0.0, 0.0, 0.0, 0.0, 0.0f64);
+    for (&r, &c) in reference.iter().zip(candidate) {
+        dot += r * c;
+        ref_sq += r * r;
+        out_sq += c * c;
+        err_sq += (r - c) * (r - c);
+        max_abs = max_abs.max((r - c).abs());
+    }
+    let ref_norm = ref_sq.sqrt();
+    let out_norm = out_sq.sqrt();
+    acc.max_abs_error = Some(max_abs);
+
+    // Cosine is undefined for a zero vector; two all-zero outputs agree, but
+    // calling that "cosine 1" would hide that nothing was compared.
+    if ref_norm == 0.0 && out_norm == 0.0 {
+        acc.why_absent.insert(
+            "cosine".into(),
+            "both outputs are all zeros: they agree, but cosine is undefined".into(),
+        );
+    } else if ref_norm == 0.0 || out_norm == 0.0 {
+        acc.why_absent.insert(
+            "cosine".into(),
+            format!(
+                "the {} output is all zeros: cosine is undefined",
+                if ref_norm == 0.0 { "FP32" } else { "this precision's" }
+            ),
+        );
+    } else {
+        acc.cosine = Some((dot / (ref_norm * out_norm)).clamp(-1.0, 1.0));
+    }
+
+    if ref_sq == 0.0 {
+        acc.why_absent.insert(
+            "sqnr_db".into(),
+            "the FP32 output is all zeros: no signal to compare noise with".into(),
+        );
+    } else if err_sq == 0.0 {
+        acc.why_absent.insert(
+            "sqnr_db".into(),
+            "outputs are identical to FP32: the noise is zero, SQNR is unbounded".into(),
+        );
+    } else {
+        acc.sqnr_db = Some(10.0 * (ref_sq / err_sq).log10());
+    }
+    acc
+}
+
+/// Folds per-output figures into the worst case for the whole model.
+pub fn combine(outputs: Vec<OutputAccuracy>, top1_agreement: Option<f64>) -> Accuracy {
+    let mut worst = OutputAccuracy::default();
+    let several = outputs.len() > 1;
+    for (index, out) in outputs.iter().enumerate() {
+        worst.cosine = min_opt(worst.cosine, out.cosine);
+        worst.sqnr_db = min_opt(worst.sqnr_db, out.sqnr_db);
+        worst.max_abs_error = match (worst.max_abs_error, out.max_abs_error) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (metric, why) in &out.why_absent {
+            let why = if several {
+                format!("output {index}: {why}")
+            } else {
+                why.clone()
+            };
+            worst.why_absent.entry(metric.clone()).or_insert(why);
+        }
+    }
+    // A metric known for some outputs is reported; its absence for others
+    // stays visible in the per-output list.
+    worst.why_absent.retain(|metric, _| match metric.as_str() {
+        "cosine" => worst.cosine.is_none(),
+        "sqnr_db" => worst.sqnr_db.is_none(),
+        "max_abs_error" => worst.max_abs_error.is_none(),
+        _ => true,
+    });
+    Accuracy {
+        worst,
+        top1_agreement,
+        outputs: if several { outputs } else { Vec::new() },
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Fraction of rows whose arg-max agrees, for `[rows, classes]` logits given
+/// row-major.
+pub fn top1_agreement(reference: &[f64], candidate: &[f64], classes: usize) -> Option<f64> {
+    if classes < 2 || reference.len() != candidate.len() || reference.len() % classes != 0 {
+        return None;
+    }
+    let argmax = |row: &[f64]| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+    };
+    let rows = reference.len() / classes;
+    if rows == 0 {
+        return None;
+    }
+    let same = reference
+        .chunks(classes)
+        .zip(candidate.chunks(classes))
+        .filter(|(r, c)| argmax(r) == argmax(c))
+        .count();
+    Some(same as f64 / rows as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_noise_gives_high_cosine_and_sqnr() {
+        let reference: Vec<f64> = (0..100).map(|i| (i as f64 * 0.1).sin()).collect();
+        let candidate: Vec<f64> = reference.iter().map(|v| v + 1e-3).collect();
+        let acc = compare_values(&reference, &candidate);
+        assert!(acc.cosine.unwrap() > 0.9999);
+        assert!((acc.max_abs_error.unwrap() - 1e-3).abs() < 1e-12);
+        // signal power ~0.5 per value, noise 1e-6: about 57 dB
+        let sqnr = acc.sqnr_db.unwrap();
+        assert!((50.0..65.0).contains(&sqnr), "{sqnr}");
+        assert!(acc.why_absent.is_empty());
+    }
+
+    #[test]
+    fn all_zero_outputs_give_reasons_not_nan() {
+        let zeros = vec![0.0; 8];
+        let acc = compare_values(&zeros, &zeros);
+        assert_eq!(acc.cosine, None);
+        assert_eq!(acc.sqnr_db, None);
+        assert_eq!(acc.max_abs_error, Some(0.0));
+        assert!(acc.why_absent["cosine"].contains("all zeros"));
+        assert!(acc.why_absent["sqnr_db"].contains("all zeros"));
+        let text = toml::to_string(&acc).unwrap();
+        assert!(!text.to_lowercase().contains("nan"), "{text}");
+    }
+
+    #[test]
+    fn identical_outputs_have_no_sqnr_and_cosine_one() {
+        let v = vec![1.0, -2.0, 3.0];
+        let acc = compare_values(&v, &v);
+        assert_eq!(acc.cosine, Some(1.0));
+        assert!(acc.why_absent["sqnr_db"].contains("identical"));
+    }
+
+    #[test]
+    fn overflow_is_reported_in_words() {
+        let acc = compare_values(&[1.0, 2.0], &[f64::INFINITY, 2.0]);
+        assert_eq!(acc.cosine, None);
+        assert_eq!(acc.max_abs_error, None);
+        assert!(acc.why_absent["cosine"].contains("1 of 2"));
+    }
+
+    #[test]
+    fn combine_takes_the_worst_output() {
+        let a = compare_values(&[1.0, 0.0], &[1.0, 0.1]);
+        let b = compare_values(&[1.0, 0.0], &[1.0, 0.5]);
+        let acc = combine(vec![a.clone(), b.clone()], None);
+        assert_eq!(acc.worst.cosine, b.cosine);
+        assert_eq!(acc.worst.max_abs_error, Some(0.5));
+        assert_eq!(acc.outputs.len(), 2);
+        let single = combine(vec![a.clone()], None);
+        assert!(single.outputs.is_empty());
+        assert_eq!(single.worst, a);
+    }
+
+    #[test]
+    fn top1_counts_matching_rows() {
+        let reference = [0.1, 0.9, 0.8, 0.2];
+        let candidate = [0.2, 0.7, 0.1, 0.3];
+        assert_eq!(top1_agreement(&reference, &candidate, 2), Some(0.5));
+        assert_eq!(top1_agreement(&reference, &candidate, 3), None);
+    }
+}

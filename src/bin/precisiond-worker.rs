@@ -1,0 +1,92 @@
+//! `precisiond-worker`: the process that loads libtorch and measures one
+//! model (or probes the hardware). Started by `precisiond`; usable by hand.
+
+use clap::{Parser, Subcommand};
+use precisiond::cli::{exit, DetectArgs, OutputFormat, RunArgs};
+use precisiond::hardware::{self, DetectOptions};
+use precisiond::report::Status;
+use precisiond::worker::{self, JobOptions};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "precisiond-worker", version, about = "precisiond's measuring process (loads libtorch)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure one model and write its report.
+    Run(RunArgs),
+    /// Print the hardware detection.
+    Detect(DetectArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
+    // tch reports some libtorch errors by panicking; those are caught and
+    // turned into failed results, so the default hook's message and
+    // backtrace would only confuse. Keep it in the debug log.
+    std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Detect(args) => detect(args),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run(args: RunArgs) -> i32 {
+    let bench = match args.bench_config() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("precisiond-worker: error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let opts = JobOptions {
+        model: args.model.clone(),
+        report: args.report_path(),
+        precisions: args.precisions.clone().map(|l| l.0),
+        threads: args.threads(),
+        settings: args.settings.clone(),
+        bench,
+        state_dir: args.state_dir.clone(),
+        probe: !args.no_probe,
+    };
+    match worker::run_job(&opts) {
+        Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
+        Ok(outcome) => {
+            if let Some(error) = &outcome.report.error {
+                eprintln!("precisiond-worker: {}: {error}", args.model.display());
+            }
+            exit::REPORTED_FAILURE
+        }
+        Err(e) => {
+            eprintln!("precisiond-worker: error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn detect(args: DetectArgs) -> i32 {
+    let opts = DetectOptions {
+        cpuinfo: args.cpuinfo.clone(),
+        probe: !args.no_probe && args.cpuinfo.is_none(),
+        threads: None,
+    };
+    match hardware::detect(&opts) {
+        Ok(hw) => {
+            match args.format {
+                OutputFormat::Text => print!("{}", hw.to_text()),
+                OutputFormat::Toml => print!("{}", toml::to_string(&hw).expect("hardware serialises")),
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("precisiond-worker: error: {e:#}");
+            exit::ERROR
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Command-line arguments shared by `precisiond` and `precisiond-worker`:
+//! the supervisor parses them, checks what it can without libtorch, and
+//! hands the same arguments to the worker.
+
+use crate::bench::BenchConfig;
+use crate::precision::{self, Precision};
+use clap::{Args, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The TorchScript model to measure (.pt, .pth, .ts, .torchscript).
+    pub model: PathBuf,
+    /// Precisions to measure, comma separated [default: the settings file's, else fp32,fp16,bf16,int8].
+    #[arg(long, value_parser = parse_precisions)]
+    pub precisions: Option<PrecisionList>,
+    /// CPU threads for every precision [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Per-model settings (inputs, calibration) [default: MODEL.toml beside the model].
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// Time budget per precision, warm-up included, in seconds.
+    #[arg(long, default_value_t = BenchConfig::default().max_seconds)]
+    pub max_seconds: f64,
+    /// Stop timing once the median's 95% confidence interval is within this
+    /// many percent of it.
+    #[arg(long, default_value_t = BenchConfig::default().target_rel_ci * 100.0)]
+    pub target_ci_percent: f64,
+    /// Where to write the report [default: MODEL.report.toml beside the model].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder for artefacts such as quantized models [default: .precisiond/ beside the model].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Skip the hardware micro-benchmark (flags alone decide `native`).
+    #[arg(long)]
+    pub no_probe: bool,
+    /// Kill the worker after this many seconds and report the model as failed.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+impl RunArgs {
+    pub fn report_path(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| crate::report::default_path(&self.model))
+    }
+
+    pub fn bench_config(&self) -> Result<BenchConfig, String> {
+        if !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
+            return Err(format!("--max-seconds must be a positive number, got {}", self.max_seconds));
+        }
+        if !(self.target_ci_percent > 0.0 && self.target_ci_percent < 100.0) {
+            return Err(format!(
+                "--target-ci-percent must be between 0 and 100, got {}",
+                self.target_ci_percent
+            ));
+        }
+        Ok(BenchConfig {
+            max_seconds: self.max_seconds,
+            target_rel_ci: self.target_ci_percent / 100.0,
+            ..BenchConfig::default()
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The same arguments, for the worker's command line.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![self.model.clone().into()];
+        let mut opt = |flag: &str, value: OsString| {
+            args.push(flag.into());
+            args.push(value);
+        };
+        if let Some(PrecisionList(list)) = &self.precisions {
+            let names: Vec<&str> = list.iter().map(|p| p.name()).collect();
+            opt("--precisions", names.join(",").into());
+        }
+        opt("--threads", self.threads().to_string().into());
+        if let Some(s) = &self.settings {
+            opt("--settings", s.clone().into());
+        }
+        opt("--max-seconds", self.max_seconds.to_string().into());
+        opt("--target-ci-percent", self.target_ci_percent.to_string().into());
+        opt("--out", self.report_path().into());
+        if let Some(s) = &self.state_dir {
+            opt("--state-dir", s.clone().into());
+        }
+        if self.no_probe {
+            args.push("--no-probe".into());
+        }
+        args
+    }
+}
+
+/// A comma-separated precision list as one argument (clap would take a
+/// bare `Vec` for a repeated flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrecisionList(pub Vec<Precision>);
+
+fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
+    precision::parse_list(list).map(PrecisionList)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Toml,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DetectArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// Read a saved /proc/cpuinfo instead of this machine's (the probe is skipped).
+    #[arg(long)]
+    pub cpuinfo: Option<PathBuf>,
+    /// Skip the micro-benchmark probe.
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+impl DetectArgs {
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--format".into(),
+            match self.format {
+                OutputFormat::Text => "text",
+                OutputFormat::Toml => "toml",
+            }
+            .into(),
+        ];
+        if let Some(c) = &self.cpuinfo {
+            args.push("--cpuinfo".into());
+            args.push(c.clone().into());
+        }
+        if self.no_probe {
+            args.push("--no-probe".into());
+        }
+        args
+    }
+}
+
+/// Exit codes between worker and supervisor.
+pub mod exit {
+    /// The report was written and says ok.
+    pub const OK: i32 = 0;
+    /// Something the user must fix; message on stderr.
+    pub const ERROR: i32 = 1;
+    /// The report was written and says failed.
+    pub const REPORTED_FAILURE: i32 = 10;
+}

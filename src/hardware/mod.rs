@@ -1,0 +1,441 @@
+//! `precisiond detect`: which precisions each device computes natively, and
+//! whether libtorch really runs them fast.
+//!
+//! Two kinds of evidence are combined, and both are reported:
+//! - the hardware's own description (CPU flags from `/proc/cpuinfo`, the
+//!   CUDA compute capability from the driver), judged by the rules in
+//!   [`rules`], which gives `native`;
+//! - a short micro-benchmark ([`probe`]) in each floating-point precision
+//!   against FP32 on the same device, which gives `probe_speedup_vs_fp32`
+//!   and, together with `native`, `accelerated`.
+//!
+//! A flag can say "native" while libtorch's kernels do not use it (FP16 on
+//! x86 CPUs with avx512_fp16: the probe shows it ~30x slower than FP32);
+//! such a precision is reported with both facts.
+
+pub mod cpuinfo;
+pub mod cuda;
+pub mod jetson;
+pub mod probe;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+pub use cpuinfo::{parse_cpuinfo, Arch, CpuInfo};
+pub use rules::{cpu_verdicts, cuda_architecture, cuda_verdicts, PrecisionVerdicts, Verdict, PRECISIONS};
+
+/// Where the live CPU description comes from.
+pub const LIVE_CPUINFO: &str = "/proc/cpuinfo";
+
+/// Everything `detect` found: the CPU, each CUDA GPU (`cuda0`, `cuda1`, ...)
+/// and notes on what could not be looked at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// E.g. "no CUDA device found (libcuda.so.1 not present)".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    pub cpu: CpuReport,
+    /// Keyed "cuda0", "cuda1", ...; flattened so the TOML has top-level
+    /// tables `[cuda0]`, `[cuda0.fp16]`, ... beside `[cpu]`.
+    #[serde(flatten)]
+    pub gpus: BTreeMap<String, GpuReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuReport {
+    pub model: String,
+    /// "x86_64", "i686", "aarch64", "armv7l", ...
+    pub arch: String,
+    /// The precision-deciding flags (and the SIMD flags that give them
+    /// context) that this CPU has; the full list is in /proc/cpuinfo.
+    pub flags: Vec<String>,
+    pub logical_cpus: usize,
+    /// "/proc/cpuinfo" or the file given with `--cpuinfo`.
+    pub source: String,
+    /// "ran in M ms with N thread(s)", "skipped: --no-probe", "skipped: --cpuinfo given ...".
+    pub probe: String,
+    /// libtorch's CPU kernel level ("AVX512", "AVX2", "DEFAULT", ...). Only
+    /// for the live CPU: libtorch describes this machine, not a saved capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libtorch_cpu_capability: Option<String>,
+    /// libtorch's quantized engines ("x86", "fbgemm", "onednn", "qnnpack").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantized_engines: Vec<String>,
+    /// The Jetson board, when this is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetson: Option<String>,
+    pub fp32: Verdict,
+    pub fp16: Verdict,
+    pub bf16: Verdict,
+    pub int8: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuReport {
+    pub name: String,
+    /// "8.7": a string, because a TOML float would turn "12.0" into 12.
+    pub compute_capability: String,
+    pub architecture: String,
+    /// Shares memory with the CPU (Jetson).
+    pub integrated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    pub probe: String,
+    pub fp32: Verdict,
+    pub fp16: Verdict,
+    pub bf16: Verdict,
+    pub int8: Verdict,
+}
+
+/// How `detect` works.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectOptions {
+    /// Read this saved /proc/cpuinfo instead of the live one. The probe is
+    /// then skipped and no live GPU/Jetson is looked at: the report
+    /// describes the captured machine, not this one.
+    pub cpuinfo: Option<PathBuf>,
+    /// Run the micro-benchmark (well under a second on the CPU).
+    pub probe: bool,
+    /// libtorch intra-op threads for the probe (the benchmark's thread count,
+    /// so the probe sees the same kernels); restored afterwards.
+    pub threads: Option<usize>,
+}
+
+const NO_INT8_PROBE: &str = "no int8 probe: int8 is measured by the full static-PTQ benchmark";
+
+/// Looks at the CPU and every CUDA GPU. Fails only when a `--cpuinfo` file
+/// cannot be read; everything else (no GPU, no driver, a failing probe)
+/// ends up in the report as a note or a reason.
+pub fn detect(opts: &DetectOptions) -> anyhow::Result<Hardware> {
+    let mut notes = Vec::new();
+    let live = opts.cpuinfo.is_none();
+
+    let (text, source) = match &opts.cpuinfo {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading cpuinfo file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::fs::read_to_string(LIVE_CPUINFO) {
+            Ok(text) => (text, LIVE_CPUINFO.to_string()),
+            Err(e) => {
+                // Not Linux, or /proc not mounted: no flags, so every
+                // precision but fp32 is judged not native; say why.
+                notes.push(format!("cannot read {LIVE_CPUINFO} ({e}): CPU flags unknown"));
+                (String::new(), LIVE_CPUINFO.to_string())
+            }
+        },
+    };
+    let info = parse_cpuinfo(&text);
+    let mut cpu = cpu_report(&info, source);
+
+    if live {
+        add_libtorch_facts(&mut cpu);
+        cpu.jetson = jetson::detect_jetson(Path::new("/"))
+            .or_else(|| info.hardware.as_deref().and_then(jetson::jetson_from_hardware_line));
+    } else {
+        cpu.jetson = info.hardware.as_deref().and_then(jetson::jetson_from_hardware_line);
+    }
+
+    cpu.probe = if !live {
+        "skipped: --cpuinfo given (the probe would time this machine, not the one in the file)".to_string()
+    } else if !opts.probe {
+        "skipped: --no-probe".to_string()
+    } else {
+        probe_cpu(&mut cpu, opts.threads)
+    };
+
+    let mut gpus = BTreeMap::new();
+    if live {
+        let query = cuda::query();
+        if let Some(note) = &query.note {
+            notes.push(note.clone());
+        }
+        for dev in &query.devices {
+            let mut gpu = gpu_report(dev, query.driver_version.clone());
+            gpu.probe = if opts.probe {
+                probe_gpu(&mut gpu, dev.index)
+            } else {
+                "skipped: --no-probe".to_string()
+            };
+            gpus.insert(format!("cuda{}", dev.index), gpu);
+        }
+    } else {
+        notes.push("GPUs not queried: --cpuinfo describes another machine".to_string());
+    }
+
+    Ok(Hardware { notes, cpu, gpus })
+}
+
+/// The CPU report from flags alone (no libtorch, no probe): pure, so the
+/// tests can check every captured cpuinfo.
+pub fn cpu_report(info: &CpuInfo, source: impl Into<String>) -> CpuReport {
+    let v = cpu_verdicts(info);
+    let relevant = if info.arch.is_x86() {
+        cpuinfo::RELEVANT_X86_FLAGS
+    } else {
+        cpuinfo::RELEVANT_ARM_FLAGS
+    };
+    CpuReport {
+        model: info.model.clone(),
+        arch: info.arch.name(),
+        flags: info.present(relevant).into_iter().map(str::to_string).collect(),
+        logical_cpus: info.logical_cpus,
+        source: source.into(),
+        probe: "not run".to_string(),
+        libtorch_cpu_capability: None,
+        quantized_engines: Vec::new(),
+        jetson: None,
+        fp32: v.fp32,
+        fp16: v.fp16,
+        bf16: v.bf16,
+        int8: v.int8,
+    }
+}
+
+/// The GPU report from the compute capability alone (no probe).
+pub fn gpu_report(dev: &cuda::CudaDevice, driver_version: Option<String>) -> GpuReport {
+    let v = cuda_verdicts(dev.major, dev.minor);
+    GpuReport {
+        name: dev.name.clone(),
+        compute_capability: format!("{}.{}", dev.major, dev.minor),
+        architecture: cuda_architecture(dev.major, dev.minor).to_string(),
+        integrated: dev.integrated,
+        memory_bytes: dev.total_memory,
+        driver_version,
+        probe: "not run".to_string(),
+        fp32: v.fp32,
+        fp16: v.fp16,
+        bf16: v.bf16,
+        int8: v.int8,
+    }
+}
+
+/// What libtorch itself says about this CPU, added to the reasons it bears
+/// on: its kernel level (fp32's SIMD width) and its quantized engines (the
+/// int8 path).
+fn add_libtorch_facts(cpu: &mut CpuReport) {
+    match crate::shim::cpu_capability() {
+        Ok(cap) => {
+            cpu.fp32.reason = format!("{}; libtorch CPU capability: {cap}", cpu.fp32.reason);
+            cpu.libtorch_cpu_capability = Some(cap);
+        }
+        Err(e) => log::warn!("libtorch CPU capability unknown: {e}"),
+    }
+    match crate::shim::supported_qengines() {
+        Ok(engines) => {
+            let list = if engines.is_empty() {
+                "none".to_string()
+            } else {
+                engines.join(", ")
+            };
+            cpu.int8.reason = format!("{}; libtorch quantized engines: {list}", cpu.int8.reason);
+            cpu.quantized_engines = engines;
+        }
+        Err(e) => log::warn!("libtorch quantized engines unknown: {e}"),
+    }
+}
+
+/// Runs the CPU probe and writes its outcome into the verdicts; returns
+/// the `probe` line.
+fn probe_cpu(cpu: &mut CpuReport, threads: Option<usize>) -> String {
+    let previous = tch::get_num_threads();
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
+    }
+    let result = probe::run(tch::Device::Cpu);
+    if threads.is_some() {
+        tch::set_num_threads(previous);
+    }
+    apply_probe(&mut cpu.fp32, &mut cpu.fp16, &mut cpu.bf16, &mut cpu.int8, result)
+}
+
+fn probe_gpu(gpu: &mut GpuReport, index: usize) -> String {
+    // libtorch may run without its CUDA part (see design.md: the linker can
+    // drop libtorch_cuda); the flags-based verdicts stand alone then.
+    if !tch::Cuda::is_available() || (index as i64) >= tch::Cuda::device_count() {
+        return "skipped: libtorch in this binary cannot use CUDA (libtorch_cuda not loaded)".to_string();
+    }
+    let result = probe::run(tch::Device::Cuda(index));
+    apply_probe(&mut gpu.fp32, &mut gpu.fp16, &mut gpu.bf16, &mut gpu.int8, result)
+}
+
+fn apply_probe(
+    fp32: &mut Verdict,
+    fp16: &mut Verdict,
+    bf16: &mut Verdict,
+    int8: &mut Verdict,
+    result: Result<probe::ProbeReport, String>,
+) -> String {
+    match result {
+        Ok(r) => {
+            fp32.accelerated = Some(true);
+            fp32.probe_speedup_vs_fp32 = Some(1.0);
+            fp32.probe_note = Some(format!(
+                "GEMM {n}x{n}x{n}: {g:.3} ms; conv3x3 [1,{ci},{hw},{hw}]->{co}: {c:.3} ms",
+                n = probe::GEMM_N,
+                ci = probe::CONV_IN,
+                hw = probe::CONV_HW,
+                co = probe::CONV_OUT,
+                g = r.fp32.gemm_ms,
+                c = r.fp32.conv_ms,
+            ));
+            probe::apply(fp16, "fp16", &r.fp32, &r.fp16);
+            probe::apply(bf16, "bf16", &r.fp32, &r.bf16);
+            int8.probe_note = Some(NO_INT8_PROBE.to_string());
+            format!("ran in {:.0} ms with {} thread(s)", r.wall_ms, r.threads)
+        }
+        Err(e) => {
+            for v in [fp32, fp16, bf16, int8] {
+                v.probe_note = Some(format!("probe failed: {e}"));
+            }
+            format!("failed: {e}")
+        }
+    }
+}
+
+impl Hardware {
+    /// The verdict for `device` ("cpu", "cuda0", ...) and `precision`
+    /// ("fp32", "fp16", "bf16", "int8").
+    pub fn verdict(&self, device: &str, precision: &str) -> Option<&Verdict> {
+        let (fp32, fp16, bf16, int8) = if device == "cpu" {
+            (&self.cpu.fp32, &self.cpu.fp16, &self.cpu.bf16, &self.cpu.int8)
+        } else {
+            let g = self.gpus.get(device)?;
+            (&g.fp32, &g.fp16, &g.bf16, &g.int8)
+        };
+        match precision {
+            "fp32" => Some(fp32),
+            "fp16" => Some(fp16),
+            "bf16" => Some(bf16),
+            "int8" => Some(int8),
+            _ => None,
+        }
+    }
+
+    /// "cpu", then "cuda0", "cuda1", ... in index order.
+    pub fn devices(&self) -> Vec<String> {
+        let mut gpus: Vec<&String> = self.gpus.keys().collect();
+        gpus.sort_by_key(|k| (k.len(), k.as_str()));
+        std::iter::once("cpu".to_string())
+            .chain(gpus.into_iter().cloned())
+            .collect()
+    }
+
+    /// The `--format toml` output: tables `cpu`, `cpu.fp16`, ..., `cuda0`, ...
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("serialising the hardware report")
+    }
+
+    /// The `--format text` output: what each device is, then a table
+    /// device | precision | native | accelerated | probe speedup | reason.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let c = &self.cpu;
+        let _ = writeln!(out, "cpu: {} ({}, {} logical CPUs)", c.model, c.arch, c.logical_cpus);
+        let _ = writeln!(out, "  source: {}", c.source);
+        let flags = if c.flags.is_empty() {
+            "(none)".to_string()
+        } else {
+            c.flags.join(" ")
+        };
+        let _ = writeln!(out, "  flags: {flags}");
+        if let Some(cap) = &c.libtorch_cpu_capability {
+            let _ = writeln!(out, "  libtorch CPU capability: {cap}");
+        }
+        if !c.quantized_engines.is_empty() {
+            let _ = writeln!(out, "  libtorch quantized engines: {}", c.quantized_engines.join(", "));
+        }
+        if let Some(j) = &c.jetson {
+            let _ = writeln!(out, "  jetson: {j}");
+        }
+        let _ = writeln!(out, "  probe: {}", c.probe);
+        for name in self.devices().iter().skip(1) {
+            let g = &self.gpus[name];
+            let _ = writeln!(
+                out,
+                "{name}: {} (compute capability {}, {}{})",
+                g.name,
+                g.compute_capability,
+                g.architecture,
+                if g.integrated { ", integrated" } else { "" }
+            );
+            if let Some(d) = &g.driver_version {
+                let _ = writeln!(out, "  driver: CUDA {d}");
+            }
+            let _ = writeln!(out, "  probe: {}", g.probe);
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        out.push('\n');
+
+        let header = ["device", "precision", "native", "accelerated", "probe speedup", "reason"];
+        let mut rows: Vec<[String; 6]> = Vec::new();
+        for device in self.devices() {
+            for precision in PRECISIONS {
+                let Some(v) = self.verdict(&device, precision) else {
+                    continue;
+                };
+                rows.push([
+                    device.clone(),
+                    precision.to_string(),
+                    yes_no(v.native).to_string(),
+                    v.accelerated.map_or("-", yes_no).to_string(),
+                    v.probe_speedup_vs_fp32
+                        .map_or_else(|| "-".to_string(), |s| format!("{s:.2}x")),
+                    v.reason.clone(),
+                ]);
+            }
+        }
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row.iter()) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: [&str; 6]| {
+            let mut s = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i == 5 {
+                    s.push_str(cell);
+                } else {
+                    let _ = write!(s, "{cell:<w$}  ", w = widths[i]);
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(header));
+        // The reason column is not padded, so its rule is as long as its title.
+        let mut rule = widths.map(|w| "-".repeat(w));
+        rule[5] = "-".repeat(header[5].len());
+        let _ = writeln!(out, "{}", line(rule.each_ref().map(String::as_str)));
+        for row in &rows {
+            let _ = writeln!(out, "{}", line(row.each_ref().map(String::as_str)));
+        }
+        out
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Times the full live detection (with probe when `probe` is set) and
+/// returns it with its wall time, for logs and tests.
+pub fn detect_timed(opts: &DetectOptions) -> anyhow::Result<(Hardware, std::time::Duration)> {
+    let start = Instant::now();
+    let hw = detect(opts)?;
+    Ok((hw, start.elapsed()))
+}

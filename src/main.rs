@@ -1,0 +1,112 @@
+//! `precisiond`: the supervisor. It never loads libtorch; measuring happens
+//! in `precisiond-worker` child processes.
+
+use clap::{Parser, Subcommand};
+use precisiond::cli::{exit, DetectArgs, RunArgs};
+use precisiond::supervise::{self, WorkerEnd};
+use precisiond::report::{self, Report};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "precisiond", version, about = "Times a model in FP32, FP16, BF16 and INT8 and reports which precision this machine really accelerates")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure one model now and write its report (the daemon's one-shot path).
+    Run(RunArgs),
+    /// Show which precisions each device of this machine has arithmetic for.
+    Detect(DetectArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Detect(args) => detect(args),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("precisiond: error: {message}");
+    exit::ERROR
+}
+
+fn run(args: RunArgs) -> i32 {
+    if let Err(e) = args.bench_config() {
+        return fail(e);
+    }
+    // A missing model gets no report: there is nothing to write it beside.
+    match std::fs::metadata(&args.model) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return fail(format!("{} is not a regular file", args.model.display())),
+        Err(e) => return fail(format!("cannot read model {}: {e}", args.model.display())),
+    }
+    let worker = match supervise::worker_exe() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let report_path = args.report_path();
+    let started = report::now();
+    let stop = AtomicBool::new(false);
+    let mut worker_args = vec!["run".into()];
+    worker_args.extend(args.to_args());
+    let end = match supervise::run_worker(
+        &worker,
+        &worker_args,
+        args.timeout.map(Duration::from_secs_f64),
+        &stop,
+        |line| {
+            if let Some(step) = line.strip_prefix("PROGRESS ") {
+                log::info!("measuring {step}");
+            }
+        },
+    ) {
+        Ok(end) => end,
+        Err(e) => return fail(format!("cannot start the worker {}: {e}", worker.display())),
+    };
+    if end == WorkerEnd::Exited(exit::ERROR) {
+        // The worker printed why; no report was written.
+        return exit::ERROR;
+    }
+    let report = if supervise::worker_wrote_report(&end) {
+        match Report::load(&report_path) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        }
+    } else {
+        let r = supervise::failed_report(&args.model, end.describe(), started, args.threads());
+        if let Err(e) = r.write(&report_path) {
+            return fail(format!("cannot write report {}: {e}", report_path.display()));
+        }
+        r
+    };
+    print!("{}", report.summary());
+    println!("report: {}", report_path.display());
+    match report.status {
+        report::Status::Ok => exit::OK,
+        _ => exit::ERROR,
+    }
+}
+
+fn detect(args: DetectArgs) -> i32 {
+    let worker = match supervise::worker_exe() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let mut worker_args = vec!["detect".into()];
+    worker_args.extend(args.to_args());
+    let stop = AtomicBool::new(false);
+    match supervise::run_worker(&worker, &worker_args, None, &stop, |line| println!("{line}")) {
+        Ok(WorkerEnd::Exited(code)) => code,
+        Ok(end) => fail(end.describe()),
+        Err(e) => fail(format!("cannot start the worker {}: {e}", worker.display())),
+    }
+}

@@ -1,0 +1,225 @@
+//! Loading a TorchScript model, building its inputs and calling it.
+
+use crate::settings::{DType, InputSpec, EXAMPLE};
+use std::path::Path;
+use tch::{CModule, IValue, Kind, Tensor};
+
+/// Image models get this height and width when the input is inferred.
+pub const DEFAULT_IMAGE_SIZE: i64 = 224;
+
+/// libtorch's messages carry a C++ stack ("Exception raised from ...") and,
+/// for TorchScript, the interpreter's traceback. Users need the last line
+/// that says what went wrong; the full text goes to the debug log.
+pub fn clean_torch_error(message: &str) -> String {
+    log::debug!("libtorch error, in full: {message}");
+    let head = message
+        .split("Exception raised from")
+        .next()
+        .unwrap_or(message);
+    // TorchScript tracebacks end with the Python-style error line.
+    let head = match head.rfind("RuntimeError: ") {
+        Some(i) => &head[i + "RuntimeError: ".len()..],
+        None => head,
+    };
+    let cleaned = head
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if cleaned.is_empty() {
+        message.lines().next().unwrap_or("unknown libtorch error").to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Explains why a file could not be loaded as TorchScript, with what to do.
+pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
+    let file = path.display();
+    let cleaned = clean_torch_error(message);
+    if bytes.len() < 4 || &bytes[..4] != b"PK\x03\x04" {
+        return format!(
+            "{file} is not a TorchScript model (TorchScript files are zip archives written by \
+             torch.jit.save). Export the model with `torch.jit.script(model).save(\"{}\")` or \
+             torch.jit.trace. (libtorch said: {cleaned})",
+            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        );
+    }
+    if message.contains("central directory") || message.contains("failed reading zip") {
+        return format!(
+            "{file} is an incomplete zip archive: the file is truncated or was still being \
+             copied. Copy it again completely. (libtorch said: {cleaned})"
+        );
+    }
+    if message.contains("constants.pkl") || message.contains("code/") {
+        return format!(
+            "{file} was saved with torch.save (a pickled module or state_dict), not as \
+             TorchScript. Export it with `torch.jit.script(model).save(...)`. (libtorch said: {cleaned})"
+        );
+    }
+    format!("cannot load {file} as TorchScript: {cleaned}")
+}
+
+pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, String> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let mut module = CModule::load_data(&mut cursor)
+        .map_err(|e| explain_load_error(path, bytes, &e.to_string()))?;
+    module
+        .f_set_eval()
+        .map_err(|e| format!("cannot put {} in eval mode: {}", path.display(), clean_torch_error(&e.to_string())))?;
+    Ok(module)
+}
+
+/// Guesses a model's single input from its first weight: a convolution's
+/// weight gives the channel count, a linear layer's the feature count, an
+/// embedding's the vocabulary size.
+pub fn infer_input(module: &CModule, num_inputs: usize, settings_path: &Path) -> Result<InputSpec, String> {
+    let ask = |why: String| {
+        format!(
+            "cannot infer the inputs of this model ({why}). Describe them in {}, for example:\n\n{EXAMPLE}\n",
+            settings_path.display()
+        )
+    };
+    if num_inputs != 1 {
+        return Err(ask(format!("its forward() takes {num_inputs} arguments")));
+    }
+    let params = module
+        .named_parameters()
+        .map_err(|e| ask(format!("its parameters cannot be read: {}", clean_torch_error(&e.to_string()))))?;
+    let Some((name, weight)) = params
+        .iter()
+        .find(|(name, t)| name.ends_with("weight") && t.dim() >= 2)
+    else {
+        return Err(ask("it has no convolution, linear or embedding weight to read the input size from".into()));
+    };
+    let size = weight.size();
+    let spec = match size.len() {
+        // conv2d weight: [out, in/groups, kh, kw]
+        4 => InputSpec {
+            name: Some("image".into()),
+            shape: vec![1, size[1], DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE],
+            dtype: DType::Float32,
+            low: None,
+            high: None,
+        },
+        // conv1d weight: [out, in, k]
+        3 => InputSpec {
+            name: Some("signal".into()),
+            shape: vec![1, size[1], DEFAULT_IMAGE_SIZE],
+            dtype: DType::Float32,
+            low: None,
+            high: None,
+        },
+        2 if name.contains("embed") => InputSpec {
+            name: Some("tokens".into()),
+            shape: vec![1, 16],
+            dtype: DType::Int64,
+            low: Some(0.0),
+            high: Some(size[0] as f64),
+        },
+        2 => InputSpec {
+            name: Some("features".into()),
+            shape: vec![1, size[1]],
+            dtype: DType::Float32,
+            low: None,
+            high: None,
+        },
+        n => return Err(ask(format!("its first weight `{name}` has {n} dimensions"))),
+    };
+    log::info!("inferred input {spec} from parameter `{name}` {size:?}");
+    Ok(spec)
+}
+
+/// Synthetic inputs for the given specs, reproducible from `seed`.
+pub fn synthetic_inputs(specs: &[InputSpec], seed: i64) -> Vec<Tensor> {
+    tch::manual_seed(seed);
+    specs
+        .iter()
+        .map(|spec| {
+            let opts = (spec.dtype.kind(), tch::Device::Cpu);
+            if spec.dtype.is_float() {
+                let t = match (spec.low, spec.high) {
+                    (Some(low), Some(high)) => {
+                        Tensor::rand(&spec.shape, (Kind::Float, tch::Device::Cpu)) * (high - low) + low
+                    }
+                    _ => Tensor::randn(&spec.shape, (Kind::Float, tch::Device::Cpu)),
+                };
+                t.to_kind(opts.0)
+            } else if spec.dtype == DType::Bool {
+                Tensor::randint(2, &spec.shape, (Kind::Int64, tch::Device::Cpu)).to_kind(Kind::Bool)
+            } else {
+                let low = spec.low.unwrap_or(0.0) as i64;
+                let high = spec.high.unwrap_or(2.0) as i64;
+                Tensor::randint_low(low, high, &spec.shape, opts)
+            }
+        })
+        .collect()
+}
+
+/// Inputs for a model cast to `kind`: floating inputs follow the model,
+/// integer inputs (token ids, masks) stay as they are.
+pub fn cast_inputs(inputs: &[Tensor], kind: Kind) -> Vec<Tensor> {
+    inputs
+        .iter()
+        .map(|t| {
+            if t.is_floating_point() {
+                t.to_kind(kind)
+            } else {
+                t.shallow_clone()
+            }
+        })
+        .collect()
+}
+
+pub fn forward(module: &CModule, inputs: &[Tensor]) -> Result<IValue, String> {
+    let args: Vec<IValue> = inputs.iter().map(|t| IValue::Tensor(t.shallow_clone())).collect();
+    module
+        .forward_is(&args)
+        .map_err(|e| clean_torch_error(&e.to_string()))
+}
+
+/// Every tensor in a model's output, in order: tuples, lists and dicts are
+/// walked depth first so outputs can be compared one by one.
+pub fn output_tensors(value: &IValue) -> Vec<Tensor> {
+    let mut out = Vec::new();
+    collect_tensors(value, &mut out);
+    out
+}
+
+fn collect_tensors(value: &IValue, out: &mut Vec<Tensor>) {
+    match value {
+        IValue::Tensor(t) => out.push(t.shallow_clone()),
+        IValue::TensorList(ts) => out.extend(ts.iter().map(Tensor::shallow_clone)),
+        IValue::Tuple(items) | IValue::GenericList(items) => {
+            items.iter().for_each(|v| collect_tensors(v, out))
+        }
+        IValue::GenericDict(pairs) => pairs.iter().for_each(|(_, v)| collect_tensors(v, out)),
+        _ => {}
+    }
+}
+
+/// A tensor's values as f64, for accuracy metrics.
+pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>, String> {
+    let flat = t
+        .detach()
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Double)
+        .contiguous()
+        .view(-1);
+    Vec::<f64>::try_from(&flat).map_err(|e| clean_torch_error(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_errors_lose_their_cpp_stack() {
+        let raw = "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n  File \"code/__torch__.py\", line 9\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)\nException raised from foo at bar.cpp:12 (most recent call first):\nframe #0: c10::Error";
+        assert_eq!(
+            clean_torch_error(raw),
+            "mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)"
+        );
+    }
+}

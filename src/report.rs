@@ -1,0 +1,285 @@
+//! The TOML report written beside each model, and how it is written.
+//!
+//! The schema follows the report contract in the design notes; every key of
+//! the contract is always present, more keys are added where useful.
+
+use crate::accuracy::Accuracy;
+use crate::bench::{LatencyStats, StopReason};
+use crate::hardware::Hardware;
+use crate::precision::Precision;
+use crate::settings::InputSpec;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use toml::value::Datetime;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Unsupported,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    Cast,
+    StaticPtq,
+    Prequantized,
+    Tensorrt,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// "ok" when the model was loaded and measured, "failed" otherwise.
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub model: ModelFacts,
+    pub run: RunFacts,
+    /// "settings" (from the settings file) or "inferred" (guessed from the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
+    #[serde(default)]
+    pub results: Vec<PrecisionResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFacts {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_file: Option<String>,
+    /// sha256 of the settings file, so a daemon sees when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunFacts {
+    pub started: Datetime,
+    pub finished: Datetime,
+    pub precisiond: String,
+    pub libtorch: String,
+    pub threads: usize,
+    pub host: String,
+    /// Time budget per precision and device, seconds.
+    pub max_seconds: f64,
+    /// Relative 95% confidence half-width of the median at which timing stops.
+    pub target_rel_ci: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrecisionResult {
+    pub device: String,
+    pub precision: Precision,
+    pub status: Status,
+    /// Why, whenever status is not ok; otherwise empty.
+    pub reason: String,
+    /// The hardware has arithmetic for this precision (not only conversion).
+    pub native: bool,
+    /// Flags and the detection probe agree that it is really faster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerated: Option<bool>,
+    pub method: Method,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_vs_fp32: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_iterations: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
+    /// Relative half-width of the median's 95% confidence interval reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_rel_ci: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantized_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<LatencyStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<Accuracy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationFacts {
+    /// "synthetic" or the folder the samples came from.
+    pub source: String,
+    pub samples: usize,
+    /// Samples held out of calibration to measure accuracy on.
+    pub held_out: usize,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl PrecisionResult {
+    /// A result with no measurement, for a precision that was not timed.
+    pub fn not_measured(
+        device: &str,
+        precision: Precision,
+        status: Status,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
+        PrecisionResult {
+            device: device.to_owned(),
+            precision,
+            status,
+            reason,
+            native: false,
+            accelerated: None,
+            method,
+            speedup_vs_fp32: None,
+            throughput_per_s: None,
+            warmup_iterations: None,
+            stop_reason: None,
+            median_rel_ci: None,
+            notes: Vec::new(),
+            engine: None,
+            quantization_seconds: None,
+            quantized_model: None,
+            calibration: None,
+            latency_ms: None,
+            accuracy: None,
+        }
+    }
+}
+
+pub fn now() -> Datetime {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        .parse()
+        .expect("RFC 3339 timestamp parses as a TOML datetime")
+}
+
+/// Where a model's report goes by default: `resnet.pt` -> `resnet.pt.report.toml`.
+pub fn default_path(model: &Path) -> PathBuf {
+    let mut name = model.as_os_str().to_owned();
+    name.push(".report.toml");
+    PathBuf::from(name)
+}
+
+impl Report {
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a report always serialises to TOML")
+    }
+
+    pub fn load(path: &Path) -> Result<Report, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        write_atomic(path, self.to_toml().as_bytes())
+    }
+
+    /// The summary table `precisiond run` prints.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("{} ({})\n", self.model.file, short_status(self.status)));
+        if let Some(error) = &self.error {
+            out.push_str(&format!("error: {error}\n"));
+        }
+        if self.results.is_empty() {
+            return out;
+        }
+        let header = [
+            "device", "precision", "status", "median ms", "p90 ms", "speedup", "cosine", "hardware",
+        ];
+        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+        for r in &self.results {
+            let hardware = match (r.native, r.accelerated) {
+                (_, _) if r.precision == Precision::Fp32 => "native".to_owned(),
+                (true, Some(false)) => "native flag, not accelerated".to_owned(),
+                (true, _) => "native".to_owned(),
+                (false, _) => "EMULATED".to_owned(),
+            };
+            let lat = r.latency_ms.as_ref();
+            rows.push([
+                r.device.clone(),
+                r.precision.to_string(),
+                short_status(r.status).to_owned(),
+                lat.map(|l| format!("{:.3}", l.median)).unwrap_or_else(|| "-".into()),
+                lat.map(|l| format!("{:.3}", l.p90)).unwrap_or_else(|| "-".into()),
+                r.speedup_vs_fp32.map(|s| format!("{s:.2}x")).unwrap_or_else(|| "-".into()),
+                r.accuracy
+                    .as_ref()
+                    .and_then(|a| a.worst.cosine)
+                    .map(|c| format!("{c:.6}"))
+                    .unwrap_or_else(|| "-".into()),
+                hardware,
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        for r in self.results.iter().filter(|r| !r.reason.is_empty()) {
+            out.push_str(&format!("{} {}: {}\n", r.device, r.precision, r.reason));
+        }
+        out
+    }
+}
+
+fn short_status(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Unsupported => "unsupported",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder
+/// and a rename, so a reader (or a crash) never sees a half-written file.
+/// A symlink at `path` is replaced, never written through.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A dotfile ending in .tmp: the watcher never takes it for a model.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Per-model settings: the optional `NAME.pt.toml` beside a model.
+
+use crate::precision::Precision;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// The model's forward() arguments, in order.
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    /// Precisions to measure for this model (overrides the command line's
+    /// and the config's default).
+    pub precisions: Option<Vec<Precision>>,
+    /// Time budget per precision, seconds.
+    pub max_seconds: Option<f64>,
+    pub calibration: Option<CalibrationSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub shape: Vec<i64>,
+    #[serde(default)]
+    pub dtype: DType,
+    /// Range of synthetic values: integers are drawn from [low, high),
+    /// floats uniformly from [low, high]. Floats default to a standard
+    /// normal distribution when no range is given.
+    #[serde(default)]
+    pub low: Option<f64>,
+    #[serde(default)]
+    pub high: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSettings {
+    /// Folder of sample inputs (`.pt`, `.npy`, images), relative to the
+    /// settings file.
+    pub dir: PathBuf,
+    /// Image preprocessing: per-channel mean and std after scaling to [0, 1].
+    #[serde(default)]
+    pub mean: Option<Vec<f64>>,
+    #[serde(default)]
+    pub std: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    #[default]
+    Float32,
+    Float16,
+    Bfloat16,
+    Float64,
+    Int64,
+    Int32,
+    Int8,
+    Uint8,
+    Bool,
+}
+
+impl DType {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            DType::Float32 => tch::Kind::Float,
+            DType::Float16 => tch::Kind::Half,
+            DType::Bfloat16 => tch::Kind::BFloat16,
+            DType::Float64 => tch::Kind::Double,
+            DType::Int64 => tch::Kind::Int64,
+            DType::Int32 => tch::Kind::Int,
+            DType::Int8 => tch::Kind::Int8,
+            DType::Uint8 => tch::Kind::Uint8,
+            DType::Bool => tch::Kind::Bool,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            DType::Float32 | DType::Float16 | DType::Bfloat16 | DType::Float64
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Float32 => "float32",
+            DType::Float16 => "float16",
+            DType::Bfloat16 => "bfloat16",
+            DType::Float64 => "float64",
+            DType::Int64 => "int64",
+            DType::Int32 => "int32",
+            DType::Int8 => "int8",
+            DType::Uint8 => "uint8",
+            DType::Bool => "bool",
+        }
+    }
+}
+
+impl fmt::Display for InputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.shape.iter().map(i64::to_string).collect();
+        write!(f, "[{}] {}", dims.join(", "), self.dtype.name())
+    }
+}
+
+/// An example settings file, shown whenever a user has to write one.
+pub const EXAMPLE: &str = r#"[[inputs]]
+name = "image"
+shape = [1, 3, 224, 224]
+dtype = "float32"
+
+# one [[inputs]] table per forward() argument, in order, e.g.
+# [[inputs]]
+# name = "tokens"
+# shape = [1, 128]
+# dtype = "int64"
+# low = 0
+# high = 30522"#;
+
+/// Where a model's settings live by default: `resnet.pt` -> `resnet.pt.toml`.
+pub fn default_path(model: &Path) -> PathBuf {
+    let mut name = model.as_os_str().to_owned();
+    name.push(".toml");
+    PathBuf::from(name)
+}
+
+impl ModelSettings {
+    pub fn load(path: &Path) -> Result<ModelSettings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("settings file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<ModelSettings, String> {
+        let settings: ModelSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (i, input) in self.inputs.iter().enumerate() {
+            let which = input
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("inputs[{i}]"));
+            if input.shape.iter().any(|&d| d <= 0) {
+                return Err(format!(
+                    "{which}: every dimension of `shape` must be positive, got {:?}",
+                    input.shape
+                ));
+            }
+            if let (Some(low), Some(high)) = (input.low, input.high) {
+                if low >= high {
+                    return Err(format!("{which}: `low` ({low}) must be below `high` ({high})"));
+                }
+            }
+        }
+        if let Some(s) = self.max_seconds {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(format!("`max_seconds` must be a positive number of seconds, got {s}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let settings = ModelSettings::parse(EXAMPLE).unwrap();
+        assert_eq!(settings.inputs.len(), 1);
+        assert_eq!(settings.inputs[0].shape, vec![1, 3, 224, 224]);
+        assert_eq!(settings.inputs[0].dtype, DType::Float32);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values_naming_them() {
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\nshap = [2]\n").unwrap_err();
+        assert!(err.contains("shap"), "{err}");
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n").unwrap_err();
+        assert!(err.contains("positive"), "{err}");
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n").unwrap_err();
+        assert!(err.contains("float8"), "{err}");
+        let err = ModelSettings::parse("precisions = [\"fp64\"]\n").unwrap_err();
+        assert!(err.contains("fp64"), "{err}");
+    }
+
+    #[test]
+    fn default_path_appends_toml() {
+        assert_eq!(
+            default_path(Path::new("/a/b/model.pt")),
+            PathBuf::from("/a/b/model.pt.toml")
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! `precisiond detect`: verdicts from real /proc/cpuinfo captures
+//! (tests/fixtures/cpuinfo/, see its README for where each comes from), the
+//! CUDA compute-capability table, Jetson recognition, the CUDA runtime query
+//! on a machine without a GPU, and the live probe on this machine.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use precisiond::hardware::{
+    self, cpu_report, cuda, cuda_verdicts, jetson, parse_cpuinfo, Arch, CpuReport, DetectOptions,
+    Hardware,
+};
+
+/// The probe times this machine and sets libtorch's global thread count:
+/// tests that run it take this lock so they neither race nor disturb each
+/// other's timings.
+static PROBE: Mutex<()> = Mutex::new(());
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cpuinfo")
+        .join(name)
+}
+
+fn fixture(name: &str) -> String {
+    let path = fixture_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn report(name: &str) -> CpuReport {
+    cpu_report(&parse_cpuinfo(&fixture(name)), name)
+}
+
+#[test]
+fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
+    let info = parse_cpuinfo(&fixture("arm64-cortex-a510-a710-a715-x3.txt"));
+    assert_eq!(info.arch, Arch::Aarch64);
+    assert_eq!(info.logical_cpus, 8);
+    assert_eq!(
+        info.cores,
+        ["Cortex-A510", "Cortex-A710", "Cortex-A715", "Cortex-X3"]
+    );
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.arch, "aarch64");
+    assert!(r.model.contains("Cortex-X3"), "{}", r.model);
+    assert!(r.fp32.native);
+    assert!(r.fp16.native, "{}", r.fp16.reason);
+    assert!(r.fp16.reason.contains("asimdhp"), "{}", r.fp16.reason);
+    assert!(r.bf16.native, "{}", r.bf16.reason);
+    assert!(r.bf16.reason.contains("bf16"));
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert!(r.int8.reason.contains("i8mm"), "{}", r.int8.reason);
+    assert!(r.int8.reason.contains("asimddp"), "{}", r.int8.reason);
+    for f in ["asimd", "fphp", "asimdhp", "bf16", "asimddp", "i8mm"] {
+        assert!(r.flags.iter().any(|x| x == f), "{f} missing from {:?}", r.flags);
+    }
+    // Flags alone: no probe ran on a fixture.
+    assert_eq!(r.fp16.accelerated, None);
+    assert_eq!(r.fp16.probe_speedup_vs_fp32, None);
+}
+
+#[test]
+fn jetson_tx1_a57_has_no_fp16_arithmetic_and_no_dot_product() {
+    let info = parse_cpuinfo(&fixture("arm64-jetson-tx1.txt"));
+    assert_eq!(info.arch, Arch::Aarch64);
+    assert_eq!(info.logical_cpus, 4);
+    assert_eq!(info.hardware.as_deref(), Some("jetson_tx1"));
+    let r = cpu_report(&info, "fixture");
+    assert!(r.model.contains("Cortex-A57"), "{}", r.model);
+    assert!(!r.fp16.native, "{}", r.fp16.reason);
+    assert!(r.fp16.reason.contains("asimdhp"), "{}", r.fp16.reason);
+    assert!(!r.bf16.native);
+    assert!(!r.int8.native, "{}", r.int8.reason);
+    assert!(r.int8.reason.contains("no asimddp"), "{}", r.int8.reason);
+    assert_eq!(
+        jetson::jetson_from_hardware_line(info.hardware.as_deref().unwrap()).as_deref(),
+        Some("NVIDIA Jetson TX1")
+    );
+}
+
+#[test]
+fn raspberry_pi3_32bit_has_no_fp16_or_bf16() {
+    let info = parse_cpuinfo(&fixture("armv7-raspberrypi3.txt"));
+    // A Cortex-A53 (ARMv8) under a 32-bit kernel: the kernel reports
+    // architecture 7 and 32-bit feature names.
+    assert_eq!(info.arch, Arch::Arm32(7));
+    assert_eq!(info.logical_cpus, 4);
+    assert_eq!(info.cores, ["Cortex-A53"]);
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.arch, "armv7l");
+    assert!(r.fp32.native);
+    assert!(!r.fp16.native);
+    assert!(r.fp16.reason.contains("32-bit"), "{}", r.fp16.reason);
+    assert!(!r.bf16.native);
+    assert!(r.bf16.reason.contains("32-bit"), "{}", r.bf16.reason);
+    assert!(!r.int8.native);
+    assert!(r.flags.iter().any(|f| f == "neon"), "{:?}", r.flags);
+}
+
+#[test]
+fn armv7_board_with_processor_line_has_no_fp16_or_bf16() {
+    let info = parse_cpuinfo(&fixture("armv7.txt"));
+    assert_eq!(info.arch, Arch::Arm32(7));
+    assert_eq!(info.logical_cpus, 2);
+    // Features are printed once for all CPUs on this old kernel.
+    assert!(info.has("neon") && info.has("vfpv4"));
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.arch, "armv7l");
+    assert!(r.model.contains("EXYNOS5"), "{}", r.model);
+    assert!(r.model.contains("Cortex-A15"), "{}", r.model);
+    assert!(!r.fp16.native);
+    assert!(!r.bf16.native);
+    assert!(!r.int8.native);
+    assert!(r.int8.reason.contains("NEON"), "{}", r.int8.reason);
+}
+
+#[test]
+fn tiger_lake_has_vnni_int8_but_no_bf16_and_no_fp16_arithmetic() {
+    let info = parse_cpuinfo(&fixture("x86_64-intel-i7-1165g7.txt"));
+    assert_eq!(info.arch, Arch::X86_64);
+    assert!(info.logical_cpus > 0);
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.arch, "x86_64");
+    assert!(r.model.contains("i7-1165G7"), "{}", r.model);
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert!(r.int8.reason.contains("avx512_vnni"), "{}", r.int8.reason);
+    assert!(!r.bf16.native, "{}", r.bf16.reason);
+    assert!(r.bf16.reason.contains("no avx512_bf16"), "{}", r.bf16.reason);
+    assert!(!r.fp16.native, "{}", r.fp16.reason);
+    assert!(r.fp16.reason.contains("f16c"), "{}", r.fp16.reason);
+    assert!(r.flags.iter().any(|f| f == "f16c"));
+    assert!(!r.flags.iter().any(|f| f == "avx512_bf16"));
+    // Only the relevant flags are reported, not the whole list.
+    assert!(!r.flags.iter().any(|f| f == "vmx"));
+}
+
+#[test]
+fn build_machine_capture_has_bf16_fp16_and_amx_int8_by_flags() {
+    let r = report("x86_64-xeon-vm-amx-avx512fp16.txt");
+    assert_eq!(r.arch, "x86_64");
+    assert!(r.bf16.native && r.bf16.reason.contains("avx512_bf16"));
+    assert!(r.bf16.reason.contains("amx_bf16"));
+    assert!(r.fp16.native && r.fp16.reason.contains("avx512_fp16"));
+    assert!(r.int8.native && r.int8.reason.contains("amx_int8"));
+}
+
+#[test]
+fn x86_without_vnni_is_supported_through_avx2() {
+    let text = "processor\t: 0\nmodel name\t: some x86\nflags\t\t: fpu sse2 lm avx avx2 fma f16c\n";
+    let r = cpu_report(&parse_cpuinfo(text), "inline");
+    assert_eq!(r.arch, "x86_64");
+    assert!(!r.int8.native);
+    assert!(r.int8.reason.contains("AVX2 kernels, without VNNI"), "{}", r.int8.reason);
+    let r32 = cpu_report(&parse_cpuinfo("flags : fpu sse2\n"), "inline");
+    assert_eq!(r32.arch, "i686");
+}
+
+#[test]
+fn aarch64_dot_product_without_fp16_and_unknown_arch() {
+    let text = "processor : 0\nFeatures : fp asimd asimddp\nCPU implementer : 0x41\nCPU part : 0xd0b\n";
+    let r = cpu_report(&parse_cpuinfo(text), "inline");
+    assert_eq!(r.arch, "aarch64");
+    assert!(r.int8.native && !r.fp16.native && !r.bf16.native);
+    assert_eq!(r.model, "ARM Cortex-A76");
+    let unknown = cpu_report(&parse_cpuinfo("isa : rv64imafdc\n"), "inline");
+    assert_eq!(unknown.arch, "unknown");
+    assert!(unknown.fp32.native && !unknown.fp16.native);
+}
+
+#[test]
+fn cuda_compute_capability_table() {
+    // Jetson TX1 / Nano: FP16 arithmetic, no BF16, no fast INT8.
+    let v = cuda_verdicts(5, 3);
+    assert!(v.fp32.native && v.fp16.native && !v.bf16.native && !v.int8.native);
+    // Maxwell desktop: no FP16 arithmetic.
+    let v = cuda_verdicts(5, 0);
+    assert!(!v.fp16.native && !v.bf16.native && !v.int8.native);
+    assert!(v.fp16.reason.contains("5.3"), "{}", v.fp16.reason);
+    // Pascal consumer: dp4a INT8, no BF16, FP16 at a low rate.
+    let v = cuda_verdicts(6, 1);
+    assert!(v.int8.native && !v.bf16.native);
+    assert!(v.int8.reason.contains("dp4a"), "{}", v.int8.reason);
+    assert!(v.fp16.reason.contains("1/64"), "{}", v.fp16.reason);
+    // Jetson TX2: FP16 yes, INT8 no.
+    let v = cuda_verdicts(6, 2);
+    assert!(v.fp16.native && !v.int8.native && !v.bf16.native);
+    // Volta: FP16 tensor cores, dp4a but no INT8 tensor cores.
+    let v = cuda_verdicts(7, 0);
+    assert!(v.fp16.native && v.fp16.reason.contains("tensor cores"));
+    assert!(v.int8.native && v.int8.reason.contains("no INT8 tensor cores"));
+    // Xavier: INT8 tensor cores, no BF16.
+    let v = cuda_verdicts(7, 2);
+    assert!(v.fp16.native && v.int8.native && !v.bf16.native);
+    assert!(v.int8.reason.contains("INT8 tensor cores"), "{}", v.int8.reason);
+    assert!(hardware::cuda_architecture(7, 2).contains("Xavier"));
+    // Turing.
+    let v = cuda_verdicts(7, 5);
+    assert!(v.int8.native && !v.bf16.native);
+    // Orin: BF16 native.
+    let v = cuda_verdicts(8, 7);
+    assert!(v.fp16.native && v.bf16.native && v.int8.native);
+    assert!(hardware::cuda_architecture(8, 7).contains("Orin"));
+    // A100 / H100 / Blackwell.
+    for (ma, mi) in [(8, 0), (9, 0), (12, 0)] {
+        let v = cuda_verdicts(ma, mi);
+        assert!(v.fp16.native && v.bf16.native && v.int8.native, "{ma}.{mi}");
+    }
+    // Flags/table alone: no probe facts.
+    assert_eq!(cuda_verdicts(8, 7).bf16.accelerated, None);
+}
+
+#[test]
+fn jetson_recognised_from_device_tree_and_l4t_release() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("proc/device-tree")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(
+        root.path().join("proc/device-tree/model"),
+        b"NVIDIA Jetson AGX Orin Developer Kit\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("etc/nv_tegra_release"),
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n",
+    )
+    .unwrap();
+    assert_eq!(
+        jetson::detect_jetson(root.path()).as_deref(),
+        Some("NVIDIA Jetson AGX Orin Developer Kit (L4T R35.4.1)")
+    );
+
+    // Only the release file: still a Jetson.
+    std::fs::remove_file(root.path().join("proc/device-tree/model")).unwrap();
+    let name = jetson::detect_jetson(root.path()).unwrap();
+    assert!(name.contains("Jetson") && name.contains("R35.4.1"), "{name}");
+
+    // A Raspberry Pi device tree, no release file: not a Jetson.
+    let pi = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(pi.path().join("proc/device-tree")).unwrap();
+    std::fs::write(
+        pi.path().join("proc/device-tree/model"),
+        b"Raspberry Pi 4 Model B Rev 1.4\0",
+    )
+    .unwrap();
+    assert_eq!(jetson::detect_jetson(pi.path()), None);
+    // An empty root (this machine's situation in a container): None, no error.
+    assert_eq!(jetson::detect_jetson(tempfile::tempdir().unwrap().path()), None);
+
+    assert_eq!(
+        jetson::parse_jetson(Some("NVIDIA Jetson Nano Developer Kit"), None, None).as_deref(),
+        Some("NVIDIA Jetson Nano Developer Kit")
+    );
+    assert_eq!(
+        jetson::l4t_version("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64").as_deref(),
+        Some("R32.7.1")
+    );
+}
+
+#[test]
+fn cuda_runtime_query_degrades_without_error() {
+    // This machine has no NVIDIA driver: the live query must say so, not fail.
+    let q = cuda::query();
+    if q.devices.is_empty() {
+        let note = q.note.expect("a note says why there is no GPU");
+        assert!(note.starts_with("no CUDA device found"), "{note}");
+    } else {
+        eprintln!("CUDA devices present: {:?}", q.devices);
+    }
+    let missing = cuda::query_library("libprecisiond-no-such-cuda.so.1");
+    assert!(missing.devices.is_empty());
+    assert_eq!(
+        missing.note.as_deref(),
+        Some("no CUDA device found (libprecisiond-no-such-cuda.so.1 not present)")
+    );
+    // A library that exists but is not a CUDA driver.
+    let not_cuda = cuda::query_library("libc.so.6");
+    assert!(not_cuda.devices.is_empty());
+    assert!(not_cuda.note.unwrap().contains("cuInit"));
+}
+
+#[test]
+fn cpuinfo_file_skips_probe_and_says_so() {
+    let opts = DetectOptions {
+        cpuinfo: Some(fixture_path("x86_64-intel-i7-1165g7.txt")),
+        probe: true,
+        threads: None,
+    };
+    let hw = hardware::detect(&opts).unwrap();
+    assert!(hw.cpu.probe.starts_with("skipped: --cpuinfo"), "{}", hw.cpu.probe);
+    assert!(hw.cpu.source.ends_with("x86_64-intel-i7-1165g7.txt"));
+    assert!(hw.gpus.is_empty());
+    assert_eq!(hw.cpu.bf16.accelerated, None);
+    assert!(hw.verdict("cpu", "int8").unwrap().native);
+    assert!(hw.verdict("cuda0", "fp16").is_none());
+    assert!(hw.verdict("cpu", "fp64").is_none());
+    let text = hw.to_text();
+    assert!(text.contains("skipped: --cpuinfo"), "{text}");
+
+    let missing = hardware::detect(&DetectOptions {
+        cpuinfo: Some(fixture_path("no-such-capture.txt")),
+        ..DetectOptions::default()
+    });
+    assert!(missing.is_err());
+}
+
+#[test]
+fn toml_has_cpu_and_precision_tables_and_round_trips() {
+    let opts = DetectOptions {
+        cpuinfo: Some(fixture_path("arm64-jetson-tx1.txt")),
+        probe: false,
+        threads: None,
+    };
+    let mut hw = hardware::detect(&opts).unwrap();
+    assert_eq!(hw.cpu.jetson.as_deref(), Some("NVIDIA Jetson TX1"));
+    // A GPU entry as the runtime query would produce on a TX1.
+    let dev = cuda::CudaDevice {
+        index: 0,
+        name: "NVIDIA Tegra X1".into(),
+        major: 5,
+        minor: 3,
+        integrated: true,
+        total_memory: Some(4 << 30),
+    };
+    hw.gpus.insert("cuda0".into(), hardware::gpu_report(&dev, Some("10.2".into())));
+    let toml_text = toml::to_string(&hw).unwrap();
+    for table in ["[cpu]", "[cpu.fp32]", "[cpu.fp16]", "[cpu.bf16]", "[cpu.int8]", "[cuda0]", "[cuda0.fp16]"] {
+        assert!(toml_text.contains(table), "{table} missing:\n{toml_text}");
+    }
+    let value: toml::Value = toml::from_str(&toml_text).unwrap();
+    assert_eq!(value["cpu"]["arch"].as_str(), Some("aarch64"));
+    assert_eq!(value["cpu"]["fp16"]["native"].as_bool(), Some(false));
+    assert!(value["cpu"]["fp16"]["reason"].as_str().unwrap().contains("asimdhp"));
+    assert!(value["cpu"]["model"].is_str());
+    assert!(value["cpu"]["flags"].is_array());
+    assert_eq!(value["cuda0"]["name"].as_str(), Some("NVIDIA Tegra X1"));
+    assert_eq!(value["cuda0"]["compute_capability"].as_str(), Some("5.3"));
+    assert_eq!(value["cuda0"]["fp16"]["native"].as_bool(), Some(true));
+    let back: Hardware = toml::from_str(&toml_text).unwrap();
+    assert_eq!(back, hw);
+    let text = hw.to_text();
+    assert!(text.contains("cuda0") && text.contains("compute capability 5.3"), "{text}");
+    println!("{toml_text}\n{text}");
+}
+
+/// The live machine: its /proc/cpuinfo flags, libtorch's own view and the
+/// probe. Expectations are for the project's build machine (avx512_bf16,
+/// amx, avx512_fp16; libtorch's FP16 CPU kernels emulated); on other
+/// machines only the invariants are checked.
+#[test]
+fn live_detect_with_probe() {
+    let _lock = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+    let (hw, elapsed) = hardware::detect_timed(&DetectOptions {
+        cpuinfo: None,
+        probe: true,
+        threads: None,
+    })
+    .unwrap();
+    println!("{}", hw.to_text());
+    println!("{}", toml::to_string(&hw).unwrap());
+    println!("full detect with probe: {:.0} ms", elapsed.as_secs_f64() * 1e3);
+    assert_eq!(hw.cpu.source, "/proc/cpuinfo");
+    assert!(hw.cpu.probe.starts_with("ran"), "{}", hw.cpu.probe);
+    assert!(hw.cpu.libtorch_cpu_capability.is_some());
+    assert_eq!(hw.cpu.fp32.probe_speedup_vs_fp32, Some(1.0));
+    let fp16 = hw.cpu.fp16.probe_speedup_vs_fp32.expect("fp16 probe ran");
+    let bf16 = hw.cpu.bf16.probe_speedup_vs_fp32.expect("bf16 probe ran");
+    assert!(fp16 > 0.0 && bf16 > 0.0);
+    assert!(hw.cpu.int8.probe_note.as_deref().unwrap().contains("no int8 probe"));
+    for v in [&hw.cpu.fp16, &hw.cpu.bf16] {
+        assert_eq!(v.accelerated, Some(v.native && v.probe_speedup_vs_fp32.unwrap() >= 0.8));
+    }
+
+    let live = parse_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap());
+    if live.has("avx512_bf16") && live.has("avx512_fp16") {
+        // The build machine.
+        assert!(hw.cpu.bf16.native);
+        assert!(bf16 > 1.0, "bf16 probe speedup {bf16}");
+        assert_eq!(hw.cpu.bf16.accelerated, Some(true));
+        assert!(hw.cpu.fp16.native, "avx512_fp16 says native");
+        assert!(fp16 < 0.5, "fp16 probe speedup {fp16}: expected several times slower");
+        assert_eq!(hw.cpu.fp16.accelerated, Some(false));
+        let reason = &hw.cpu.fp16.reason;
+        assert!(reason.contains("avx512_fp16") && reason.contains("slower than fp32"), "{reason}");
+        assert!(reason.contains("emulated path"), "{reason}");
+        assert!(hw.cpu.int8.native);
+        assert!(hw.cpu.quantized_engines.iter().any(|e| e == "fbgemm" || e == "x86"));
+    }
+}
+
+#[test]
+fn live_detect_without_probe_and_with_threads() {
+    let _lock = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+    let hw = hardware::detect(&DetectOptions {
+        cpuinfo: None,
+        probe: false,
+        threads: Some(1),
+    })
+    .unwrap();
+    assert_eq!(hw.cpu.probe, "skipped: --no-probe");
+    assert_eq!(hw.cpu.fp16.probe_speedup_vs_fp32, None);
+    assert_eq!(hw.cpu.bf16.accelerated, None);
+    let before = tch::get_num_threads();
+    let probed = hardware::detect(&DetectOptions {
+        cpuinfo: None,
+        probe: true,
+        threads: Some(1),
+    })
+    .unwrap();
+    assert!(probed.cpu.probe.contains("with 1 thread"), "{}", probed.cpu.probe);
+    // The probe restores libtorch's thread count.
+    assert_eq!(tch::get_num_threads(), before);
+}
