@@ -6,7 +6,18 @@
 #include <ATen/Context.h>
 #include <ATen/Version.h>
 #include <torch/headeronly/version.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/fold_conv_bn.h>
+#include <torch/csrc/jit/passes/quantization/finalize.h>
+#include <torch/csrc/jit/passes/quantization/insert_observers.h>
+#include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
 #include <torch/script.h>
+#include <torch/serialize.h>
+
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include <cstdlib>
 #include <cstring>
@@ -48,6 +59,212 @@ bool block_calls_quantized(const torch::jit::Block *block) {
     }
   }
   return false;
+}
+
+bool module_calls_quantized(const torch::jit::Module &module) {
+  for (const auto &sub : module.modules()) {
+    for (const auto &method : sub.get_methods()) {
+      if (block_calls_quantized(method.graph()->block())) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Observers, written as TorchScript and compiled with Module::define. The
+// quantization passes read `dtype`, `qscheme` (and `ch_axis`) from them and
+// call `calculate_qparams`.
+
+// Weights: per-output-channel symmetric qint8, as PyTorch's x86 default
+// (PerChannelMinMaxObserver, qint8, per_channel_symmetric).
+const char *kWeightObserverSource = R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    y = x.detach().float().transpose(0, self.ch_axis).flatten(1)
+    lo = torch.amin(y, 1)
+    hi = torch.amax(y, 1)
+    if self.min_val.numel() == 0:
+        self.min_val = lo
+        self.max_val = hi
+    else:
+        self.min_val = torch.min(lo, self.min_val)
+        self.max_val = torch.max(hi, self.max_val)
+    return x
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    amax = torch.max(-torch.clamp(self.min_val, max=0.0), torch.clamp(self.max_val, min=0.0))
+    # qint8 [-128, 127]: (quant_max - quant_min) / 2 = 127.5
+    scale = torch.clamp(amax / 127.5, min=1.1920928955078125e-07)
+    zero_point = torch.zeros_like(scale).long()
+    return scale, zero_point
+)JIT";
+
+// Activations: per-tensor affine quint8 from a running histogram, with the
+// range chosen by minimising the L2 quantization error over the histogram,
+// the method of PyTorch's HistogramObserver (its default for the x86 and
+// fbgemm engines). Min-max ranges waste most of the 8 bits on rare
+// outliers; this search trims them when that lowers the error.
+const char *kActivationObserverSource = R"JIT(
+def forward(self, x_orig: Tensor) -> Tensor:
+    if x_orig.numel() == 0:
+        return x_orig
+    x = x_orig.detach().float()
+    lo = torch.min(x)
+    hi = torch.max(x)
+    if self.histogram.numel() == 0:
+        self.min_val = lo
+        self.max_val = hi
+        self.histogram = torch.histc(x, self.bins, float(lo), float(hi))
+        return x_orig
+    new_lo = torch.min(lo, self.min_val)
+    new_hi = torch.max(hi, self.max_val)
+    if bool(new_lo < self.min_val) or bool(new_hi > self.max_val):
+        # The range grew: move the old counts into the new, wider bins.
+        old_width = (self.max_val - self.min_val) / self.bins
+        centers = self.min_val + (torch.arange(self.bins).float() + 0.5) * old_width
+        new_width = (new_hi - new_lo) / self.bins
+        index = torch.clamp(torch.floor((centers - new_lo) / new_width), 0, self.bins - 1).long()
+        self.histogram = torch.bincount(index, self.histogram, self.bins).float()
+        self.min_val = new_lo
+        self.max_val = new_hi
+    self.histogram = self.histogram + torch.histc(x, self.bins, float(self.min_val), float(self.max_val))
+    return x_orig
+
+def _norm(self, delta_begin: Tensor, delta_end: Tensor, density: Tensor) -> Tensor:
+    return density * (delta_end * delta_end * delta_end - delta_begin * delta_begin * delta_begin) / 3.0
+
+def _quantization_error(self, start_bin: int, end_bin: int) -> float:
+    bin_width = (float(self.max_val) - float(self.min_val)) / self.bins
+    dst_bin_width = bin_width * (end_bin - start_bin + 1) / self.dst_nbins
+    if dst_bin_width == 0.0:
+        return 0.0
+    src_bin = torch.arange(self.bins).float()
+    src_begin = (src_bin - start_bin) * bin_width
+    src_end = src_begin + bin_width
+    dst_of_begin = torch.clamp(torch.floor(src_begin / dst_bin_width), 0, self.dst_nbins - 1)
+    dst_of_begin_center = (dst_of_begin + 0.5) * dst_bin_width
+    dst_of_end = torch.clamp(torch.floor(src_end / dst_bin_width), 0, self.dst_nbins - 1)
+    density = self.histogram / bin_width
+    half = torch.full_like(src_bin, dst_bin_width / 2.0)
+    norm = self._norm(src_begin - dst_of_begin_center, half, density)
+    norm = norm + (dst_of_end - dst_of_begin - 1.0) * self._norm(-half, half, density)
+    dst_of_end_center = dst_of_end * dst_bin_width + dst_bin_width / 2.0
+    norm = norm + self._norm(-half, src_end - dst_of_end_center, density)
+    return float(norm.sum())
+
+def _search_range(self) -> Tuple[float, float]:
+    total = float(self.histogram.sum())
+    csum: List[float] = torch.cumsum(self.histogram, 0).tolist()
+    stepsize = 1e-5
+    alpha = 0.0
+    beta = 1.0
+    start_bin = 0
+    end_bin = self.bins - 1
+    norm_min = float("inf")
+    while alpha < beta:
+        next_alpha = alpha + stepsize
+        next_beta = beta - stepsize
+        l = start_bin
+        r = end_bin
+        while l < end_bin and csum[l] <= next_alpha * total:
+            l = l + 1
+        while r > start_bin and csum[r] >= next_beta * total:
+            r = r - 1
+        next_start = start_bin
+        next_end = end_bin
+        if (l - start_bin) > (end_bin - r):
+            next_start = l
+            alpha = next_alpha
+        else:
+            next_end = r
+            beta = next_beta
+        if next_start == start_bin and next_end == end_bin:
+            continue
+        norm = self._quantization_error(next_start, next_end)
+        if norm > norm_min:
+            break
+        norm_min = norm
+        start_bin = next_start
+        end_bin = next_end
+    bin_width = (float(self.max_val) - float(self.min_val)) / self.bins
+    return float(self.min_val) + bin_width * start_bin, float(self.min_val) + bin_width * (end_bin + 1)
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    if self.histogram.numel() == 0:
+        return torch.ones(1).float(), torch.zeros(1).long()
+    lo = float(self.min_val)
+    hi = float(self.max_val)
+    if hi > lo:
+        lo, hi = self._search_range()
+    lo = min(lo, 0.0)
+    hi = max(hi, 0.0)
+    scale = max((hi - lo) / float(self.quant_max - self.quant_min), 1.1920928955078125e-07)
+    zero_point = self.quant_min - int(round(lo / scale))
+    zero_point = max(self.quant_min, min(self.quant_max, zero_point))
+    return torch.ones(1).float() * scale, torch.ones(1).long() * zero_point
+)JIT";
+
+torch::jit::Module weight_observer() {
+  torch::jit::Module obs("__torch__.precisiond.PerChannelWeightObserver");
+  obs.register_attribute("min_val", c10::TensorType::get(), torch::empty({0}));
+  obs.register_attribute("max_val", c10::TensorType::get(), torch::empty({0}));
+  obs.register_attribute("ch_axis", c10::IntType::get(), static_cast<int64_t>(0));
+  obs.register_attribute("dtype", c10::IntType::get(), static_cast<int64_t>(at::kQInt8));
+  obs.register_attribute("qscheme", c10::IntType::get(),
+                         static_cast<int64_t>(at::kPerChannelSymmetric));
+  obs.define(kWeightObserverSource);
+  return obs;
+}
+
+torch::jit::Module activation_observer(bool reduce_range) {
+  torch::jit::Module obs("__torch__.precisiond.HistogramActivationObserver");
+  obs.register_attribute("histogram", c10::TensorType::get(), torch::empty({0}));
+  obs.register_attribute("min_val", c10::TensorType::get(), torch::zeros({}));
+  obs.register_attribute("max_val", c10::TensorType::get(), torch::zeros({}));
+  obs.register_attribute("bins", c10::IntType::get(), static_cast<int64_t>(2048));
+  // The search works in 8-bit destination bins even when the range is
+  // reduced, as PyTorch's observer does.
+  obs.register_attribute("dst_nbins", c10::IntType::get(), static_cast<int64_t>(256));
+  obs.register_attribute("quant_min", c10::IntType::get(), static_cast<int64_t>(0));
+  // fbgemm/x86 kernels accumulate in 16 bits in places: 7-bit activations
+  // avoid their saturation (PyTorch's reduce_range=True).
+  obs.register_attribute("quant_max", c10::IntType::get(),
+                         static_cast<int64_t>(reduce_range ? 127 : 255));
+  obs.register_attribute("dtype", c10::IntType::get(), static_cast<int64_t>(at::kQUInt8));
+  obs.register_attribute("qscheme", c10::IntType::get(),
+                         static_cast<int64_t>(at::kPerTensorAffine));
+  obs.define(kActivationObserverSource);
+  return obs;
+}
+
+// Collects libtorch's warnings (TORCH_WARN) instead of printing them, so
+// the report can record them: torch 2.13 warns that quantized tensor
+// creation is deprecated, and that is worth knowing, not hiding.
+class CollectingWarningHandler : public c10::WarningHandler {
+public:
+  void process(const c10::Warning &warning) override {
+    const std::string text = warning.msg();
+    for (const std::string &seen : messages) {
+      if (seen == text) {
+        return;
+      }
+    }
+    messages.push_back(text);
+  }
+  std::vector<std::string> messages;
+};
+
+at::QEngine parse_engine(const std::string &name) {
+  for (const at::QEngine engine : at::globalContext().supportedQEngines()) {
+    std::string candidate = c10::toString(engine);
+    for (char &c : candidate) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (candidate == name) {
+      return engine;
+    }
+  }
+  throw std::runtime_error("libtorch has no quantized engine named '" + name + "'");
 }
 
 } // namespace
@@ -92,16 +309,109 @@ char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_require
         *num_required += 1;
       }
     }
-    bool quantized = false;
-    for (const auto &sub : module.modules()) {
-      for (const auto &method : sub.get_methods()) {
-        if (block_calls_quantized(method.graph()->block())) {
-          quantized = true;
-        }
-      }
-    }
-    *has_quantized_ops = quantized ? 1 : 0;
+    *has_quantized_ops = module_calls_quantized(module) ? 1 : 0;
   });
 }
+
+} // extern "C"
+
+extern "C" {
+
+char *pd_set_qengine(const char *engine) {
+  return guarded([&] { at::globalContext().setQEngine(parse_engine(engine)); });
+}
+
+char *pd_quantize_static(const char *model_path, const char *out_path, const char *engine,
+                         void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
+                         char **warnings) {
+  *warnings = nullptr;
+  CollectingWarningHandler collector;
+  c10::WarningUtils::WarningHandlerGuard guard(&collector);
+  char *error = guarded([&] {
+    const std::string engine_name(engine);
+    at::globalContext().setQEngine(parse_engine(engine_name));
+    torch::NoGradGuard no_grad;
+
+    torch::jit::Module model = torch::jit::load(model_path);
+    model.eval();
+    // What PyTorch's quantize_jit does, step by step (torch/ao/quantization/quantize_jit.py).
+    torch::jit::Module folded = torch::jit::FoldConvBatchNorm(model);
+    const bool reduce_range = engine_name == "x86" || engine_name == "fbgemm";
+    torch::jit::QConfigDict qconfig{
+        {"", std::make_tuple(activation_observer(reduce_range), weight_observer())}};
+    torch::jit::Module observed = torch::jit::InsertObservers(
+        folded, "forward", qconfig, /*inplace=*/false, torch::jit::QuantType::STATIC);
+
+    for (int64_t b = 0; b < num_batches; ++b) {
+      std::vector<torch::jit::IValue> args;
+      for (int64_t i = 0; i < inputs_per_batch; ++i) {
+        args.emplace_back(*static_cast<const torch::Tensor *>(tensors[b * inputs_per_batch + i]));
+      }
+      observed.forward(args);
+    }
+
+    torch::jit::Module quantized = torch::jit::InsertQuantDeQuant(
+        observed, "forward", /*inplace=*/false, /*debug=*/false, torch::jit::QuantType::STATIC);
+    quantized = torch::jit::Finalize(quantized, torch::jit::QuantType::STATIC, {});
+    auto graph = quantized.get_method("forward").graph();
+    torch::jit::ConstantPropagation(graph);
+    torch::jit::EliminateDeadCode(graph);
+
+    if (!module_calls_quantized(quantized)) {
+      throw std::runtime_error(
+          "the model has no layer libtorch can quantize (no convolution or linear layer in a "
+          "supported pattern), so INT8 would run as FP32");
+    }
+    quantized.save(out_path);
+  });
+  std::string joined;
+  for (const std::string &message : collector.messages) {
+    joined += message;
+    joined += "\n";
+  }
+  *warnings = copy_string(joined);
+  return error;
+}
+
+char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count) {
+  *tensors = nullptr;
+  *count = 0;
+  return guarded([&] {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+      throw std::runtime_error("cannot open the file");
+    }
+    std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    // torch.save from Python writes a pickle (in a zip); pickle_load reads it.
+    const torch::IValue value = torch::pickle_load(bytes);
+    std::vector<torch::Tensor> found;
+    if (value.isTensor()) {
+      found.push_back(value.toTensor());
+    } else if (value.isTuple()) {
+      for (const auto &item : value.toTupleRef().elements()) {
+        found.push_back(item.toTensor());
+      }
+    } else if (value.isList()) {
+      for (const auto &item : value.toListRef()) {
+        found.push_back(item.toTensor());
+      }
+    } else {
+      throw std::runtime_error("expected a tensor, or a tuple or list of tensors, got " +
+                               value.tagKind());
+    }
+    void **out = static_cast<void **>(std::malloc(sizeof(void *) * found.size()));
+    if (out == nullptr && !found.empty()) {
+      throw std::bad_alloc();
+    }
+    for (size_t i = 0; i < found.size(); ++i) {
+      // Owned by Rust from here on: tch frees a C_tensor with `delete`.
+      out[i] = new torch::Tensor(found[i]);
+    }
+    *tensors = out;
+    *count = static_cast<int64_t>(found.size());
+  });
+}
+
+void pd_free_pointer_array(void **array) { std::free(array); }
 
 } // extern "C"

@@ -27,6 +27,27 @@ char *pd_supported_qengines(char **out);
 char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_required,
                      int *has_quantized_ops);
 
+// Makes `engine` ("x86", "fbgemm", "qnnpack", "onednn") libtorch's quantized engine.
+char *pd_set_qengine(const char *engine);
+
+// Static post-training quantization of the TorchScript model at model_path,
+// through libtorch's graph-mode passes (what PyTorch's quantize_jit does):
+// fold conv-bn, insert observers, run the calibration batches, insert
+// quant/dequant, finalize, constant-propagate, eliminate dead code; then
+// save to out_path. `tensors` holds num_batches * inputs_per_batch pointers
+// to torch::Tensor (tch's C_tensor), batch after batch.
+// libtorch's warnings during the passes come back in *warnings (newline
+// separated; free with pd_free_string), whether or not it failed.
+char *pd_quantize_static(const char *model_path, const char *out_path, const char *engine,
+                         void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
+                         char **warnings);
+
+// Reads a file written by Python's torch.save holding a tensor or a
+// tuple/list of tensors. *tensors (free with pd_free_pointer_array) holds
+// *count new torch::Tensor pointers, each owned by the caller.
+char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count);
+void pd_free_pointer_array(void **array);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,16 +1,21 @@
 //! precisiond: finds out which number formats a machine really accelerates
 //! and times a model in each of them. See README.md.
+//!
+//! This library never calls libtorch: the `precisiond` supervisor links it
+//! and must not load libtorch (an idle daemon stays small, and a crash in
+//! libtorch cannot take it down). Everything that runs models lives in the
+//! `precisiond-worker` binary (src/bin/precisiond-worker/).
 
 pub mod accuracy;
 pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod facts;
 pub mod hardware;
-pub mod model;
 pub mod precision;
-pub mod quantize;
+pub mod queue;
 pub mod report;
 pub mod settings;
-pub mod shim;
 pub mod supervise;
-pub mod worker;
+pub mod watch;

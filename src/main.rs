@@ -3,11 +3,11 @@
 
 use clap::{Parser, Subcommand};
 use precisiond::cli::{exit, DetectArgs, RunArgs};
+use precisiond::daemon::{self, WatchArgs};
+use precisiond::report;
 use precisiond::supervise::{self, WorkerEnd};
-use precisiond::report::{self, Report};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "precisiond", version, about = "Times a model in FP32, FP16, BF16 and INT8 and reports which precision this machine really accelerates")]
@@ -22,14 +22,21 @@ enum Command {
     Run(RunArgs),
     /// Show which precisions each device of this machine has arithmetic for.
     Detect(DetectArgs),
+    /// Watch drop folders and measure every model copied into them (the daemon).
+    Watch(WatchArgs),
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
     let cli = Cli::parse();
+    // The daemon sets up its own logging: its level comes from its config
+    // and changes on reload.
+    if !matches!(cli.command, Command::Watch(_)) {
+        env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
+    }
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Detect(args) => detect(args),
+        Command::Watch(args) => daemon::run(args),
     };
     ExitCode::from(code as u8)
 }
@@ -54,39 +61,19 @@ fn run(args: RunArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let report_path = args.report_path();
-    let started = report::now();
     let stop = AtomicBool::new(false);
-    let mut worker_args = vec!["run".into()];
-    worker_args.extend(args.to_args());
-    let end = match supervise::run_worker(
-        &worker,
-        &worker_args,
-        args.timeout.map(Duration::from_secs_f64),
-        &stop,
-        |line| {
-            if let Some(step) = line.strip_prefix("PROGRESS ") {
-                log::info!("measuring {step}");
-            }
+    let measured = supervise::measure(&worker, &args, &stop, |line| {
+        if let Some(step) = line.strip_prefix("PROGRESS ") {
+            log::info!("measuring {step}");
+        }
+    });
+    let report = match measured {
+        Ok(m) => match m.report {
+            Some(report) => report,
+            // The worker printed why; no report was written.
+            None => return exit::ERROR,
         },
-    ) {
-        Ok(end) => end,
-        Err(e) => return fail(format!("cannot start the worker {}: {e}", worker.display())),
-    };
-    if end == WorkerEnd::Exited(exit::ERROR) {
-        // The worker printed why; no report was written.
-        return exit::ERROR;
-    }
-    let report = if supervise::worker_wrote_report(&end) {
-        match Report::load(&report_path) {
-            Ok(r) => r,
-            Err(e) => return fail(e),
-        }
-    } else {
-        let r = supervise::failed_report(&args.model, end.describe(), started, args.threads());
-        if let Err(e) = r.write(&report_path) {
-            return fail(format!("cannot write report {}: {e}", report_path.display()));
-        }
-        r
+        Err(e) => return fail(e),
     };
     print!("{}", report.summary());
     println!("report: {}", report_path.display());

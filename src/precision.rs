@@ -29,17 +29,6 @@ impl Precision {
             Precision::Int8 => "int8",
         }
     }
-
-    /// The floating-point kind a model is cast to, for the precisions that
-    /// are prepared by casting.
-    pub fn cast_kind(self) -> Option<tch::Kind> {
-        match self {
-            Precision::Fp32 => Some(tch::Kind::Float),
-            Precision::Fp16 => Some(tch::Kind::Half),
-            Precision::Bf16 => Some(tch::Kind::BFloat16),
-            Precision::Int8 => None,
-        }
-    }
 }
 
 impl fmt::Display for Precision {

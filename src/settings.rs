@@ -65,20 +65,6 @@ pub enum DType {
 }
 
 impl DType {
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            DType::Float32 => tch::Kind::Float,
-            DType::Float16 => tch::Kind::Half,
-            DType::Bfloat16 => tch::Kind::BFloat16,
-            DType::Float64 => tch::Kind::Double,
-            DType::Int64 => tch::Kind::Int64,
-            DType::Int32 => tch::Kind::Int,
-            DType::Int8 => tch::Kind::Int8,
-            DType::Uint8 => tch::Kind::Uint8,
-            DType::Bool => tch::Kind::Bool,
-        }
-    }
-
     pub fn is_float(self) -> bool {
         matches!(
             self,

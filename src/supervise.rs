@@ -4,11 +4,14 @@
 //! that process, and the supervisor still writes a `failed` report for the
 //! model. The supervisor itself never loads libtorch.
 
-use crate::cli::exit;
+use crate::cli::{exit, RunArgs};
 use crate::report::{self, ModelFacts, Report, RunFacts, Status};
+use sha2::{Digest, Sha256};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,12 +92,32 @@ pub fn run_worker(
     stop: &AtomicBool,
     mut on_line: impl FnMut(&str),
 ) -> std::io::Result<WorkerEnd> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .spawn()?;
+        // Notifications to systemd are the supervisor's alone.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        // Its own process group: a Ctrl-C in a terminal reaches only the
+        // supervisor, which then stops the worker itself, instead of the
+        // worker dying of SIGINT and being reported as crashed.
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            // A supervisor killed outright (SIGKILL) takes its worker with
+            // it, so a restarted daemon never finds an orphan still timing.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -151,15 +174,32 @@ pub fn worker_wrote_report(end: &WorkerEnd) -> bool {
 /// A `failed` report written by the supervisor for a model whose worker
 /// could not write one. Needs no libtorch.
 pub fn failed_report(model: &Path, error: String, started: toml::value::Datetime, threads: usize) -> Report {
-    let bytes = std::fs::read(model).unwrap_or_default();
+    // Streamed: a multi-gigabyte model must not pass through the
+    // supervisor's memory.
+    let (sha256, bytes) = File::open(model)
+        .and_then(sha256_of)
+        .unwrap_or_else(|_| (String::new(), 0));
+    failed_report_for(model, sha256, bytes, error, started, threads)
+}
+
+/// A `failed` report for a model with the given hash and size; the model
+/// is not read (a file over the size limit is rejected unread).
+pub fn failed_report_for(
+    model: &Path,
+    sha256: String,
+    bytes: u64,
+    error: String,
+    started: toml::value::Datetime,
+    threads: usize,
+) -> Report {
     Report {
         schema_version: report::SCHEMA_VERSION,
         status: Status::Failed,
         error: Some(error),
         model: ModelFacts {
             file: crate::facts::file_name(model),
-            sha256: crate::facts::hex_sha256(&bytes),
-            bytes: bytes.len() as u64,
+            sha256,
+            bytes,
             format: "torchscript".into(),
             settings_file: None,
             settings_sha256: None,
@@ -180,4 +220,105 @@ pub fn failed_report(model: &Path, error: String, started: toml::value::Datetime
         hardware: None,
         results: Vec::new(),
     }
+}
+
+/// How a job ended, seen from the supervisor.
+#[derive(Debug)]
+pub struct Measured {
+    pub end: WorkerEnd,
+    /// The report now beside the model: the worker's own, or a failed one
+    /// written here for a worker that crashed, hung or was killed. None when
+    /// the worker refused the job (exit 1, it printed why) or was stopped.
+    pub report: Option<Report>,
+}
+
+/// Measures one model in a worker process: the path shared by
+/// `precisiond run` and the daemon. Writes a failed report when the worker
+/// could not; writes nothing when `stop` ended it (the model is measured
+/// again at the next start). Err: the worker could not be started, or a
+/// report could not be read or written.
+pub fn measure(
+    worker: &Path,
+    args: &RunArgs,
+    stop: &AtomicBool,
+    on_line: impl FnMut(&str),
+) -> Result<Measured, String> {
+    let report_path = args.report_path();
+    let started = report::now();
+    let mut worker_args = vec!["run".into()];
+    worker_args.extend(args.to_args());
+    let timeout = args.timeout.map(Duration::from_secs_f64);
+    let end = run_worker(worker, &worker_args, timeout, stop, on_line)
+        .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
+    if worker_wrote_report(&end) {
+        let report = load_report(&report_path)?;
+        return Ok(Measured { end, report: Some(report) });
+    }
+    // A worker that died while we were stopping died of the stop: it is not
+    // the model's fault.
+    if end == WorkerEnd::Stopped || stop.load(Ordering::SeqCst) || end == WorkerEnd::Exited(exit::ERROR) {
+        return Ok(Measured { end, report: None });
+    }
+    let mut report = failed_report(&args.model, end.describe(), started, args.threads());
+    // The settings the job ran with, so a daemon can tell later whether
+    // this report is still current.
+    let settings = args
+        .settings
+        .clone()
+        .unwrap_or_else(|| crate::settings::default_path(&args.model));
+    if let Ok((sha, _)) = open_regular(&settings).and_then(sha256_of) {
+        report.model.settings_file = Some(settings.display().to_string());
+        report.model.settings_sha256 = Some(sha);
+    }
+    report.run.max_seconds = args.max_seconds;
+    report.run.target_rel_ci = args.target_ci_percent / 100.0;
+    report
+        .write(&report_path)
+        .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
+    Ok(Measured { end, report: Some(report) })
+}
+
+/// Reads a report without following a symlink at its path.
+pub fn load_report(path: &Path) -> Result<Report, String> {
+    let mut text = String::new();
+    open_regular(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
+}
+
+/// Opens `path` for reading only if it is a regular file itself: a symlink
+/// is not followed (ELOOP), and a FIFO or device is refused without
+/// blocking on it. The drop folder is untrusted input.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// sha256 (hex) and length of everything `reader` yields, read in blocks.
+pub fn sha256_of(mut reader: impl Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, total))
 }

@@ -38,7 +38,7 @@ fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
     assert_eq!(info.logical_cpus, 8);
     assert_eq!(
         info.cores,
-        ["Cortex-A510", "Cortex-A710", "Cortex-A715", "Cortex-X3"]
+        ["Cortex-A510", "Cortex-A715", "Cortex-A710", "Cortex-X3"]
     );
     let r = cpu_report(&info, "fixture");
     assert_eq!(r.arch, "aarch64");
@@ -52,7 +52,11 @@ fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
     assert!(r.int8.reason.contains("i8mm"), "{}", r.int8.reason);
     assert!(r.int8.reason.contains("asimddp"), "{}", r.int8.reason);
     for f in ["asimd", "fphp", "asimdhp", "bf16", "asimddp", "i8mm"] {
-        assert!(r.flags.iter().any(|x| x == f), "{f} missing from {:?}", r.flags);
+        assert!(
+            r.flags.iter().any(|x| x == f),
+            "{f} missing from {:?}",
+            r.flags
+        );
     }
     // Flags alone: no probe ran on a fixture.
     assert_eq!(r.fp16.accelerated, None);
@@ -125,7 +129,11 @@ fn tiger_lake_has_vnni_int8_but_no_bf16_and_no_fp16_arithmetic() {
     assert!(r.int8.native, "{}", r.int8.reason);
     assert!(r.int8.reason.contains("avx512_vnni"), "{}", r.int8.reason);
     assert!(!r.bf16.native, "{}", r.bf16.reason);
-    assert!(r.bf16.reason.contains("no avx512_bf16"), "{}", r.bf16.reason);
+    assert!(
+        r.bf16.reason.contains("no avx512_bf16"),
+        "{}",
+        r.bf16.reason
+    );
     assert!(!r.fp16.native, "{}", r.fp16.reason);
     assert!(r.fp16.reason.contains("f16c"), "{}", r.fp16.reason);
     assert!(r.flags.iter().any(|f| f == "f16c"));
@@ -150,14 +158,19 @@ fn x86_without_vnni_is_supported_through_avx2() {
     let r = cpu_report(&parse_cpuinfo(text), "inline");
     assert_eq!(r.arch, "x86_64");
     assert!(!r.int8.native);
-    assert!(r.int8.reason.contains("AVX2 kernels, without VNNI"), "{}", r.int8.reason);
+    assert!(
+        r.int8.reason.contains("AVX2 kernels, without VNNI"),
+        "{}",
+        r.int8.reason
+    );
     let r32 = cpu_report(&parse_cpuinfo("flags : fpu sse2\n"), "inline");
     assert_eq!(r32.arch, "i686");
 }
 
 #[test]
 fn aarch64_dot_product_without_fp16_and_unknown_arch() {
-    let text = "processor : 0\nFeatures : fp asimd asimddp\nCPU implementer : 0x41\nCPU part : 0xd0b\n";
+    let text =
+        "processor : 0\nFeatures : fp asimd asimddp\nCPU implementer : 0x41\nCPU part : 0xd0b\n";
     let r = cpu_report(&parse_cpuinfo(text), "inline");
     assert_eq!(r.arch, "aarch64");
     assert!(r.int8.native && !r.fp16.native && !r.bf16.native);
@@ -191,7 +204,11 @@ fn cuda_compute_capability_table() {
     // Xavier: INT8 tensor cores, no BF16.
     let v = cuda_verdicts(7, 2);
     assert!(v.fp16.native && v.int8.native && !v.bf16.native);
-    assert!(v.int8.reason.contains("INT8 tensor cores"), "{}", v.int8.reason);
+    assert!(
+        v.int8.reason.contains("INT8 tensor cores"),
+        "{}",
+        v.int8.reason
+    );
     assert!(hardware::cuda_architecture(7, 2).contains("Xavier"));
     // Turing.
     let v = cuda_verdicts(7, 5);
@@ -232,7 +249,10 @@ fn jetson_recognised_from_device_tree_and_l4t_release() {
     // Only the release file: still a Jetson.
     std::fs::remove_file(root.path().join("proc/device-tree/model")).unwrap();
     let name = jetson::detect_jetson(root.path()).unwrap();
-    assert!(name.contains("Jetson") && name.contains("R35.4.1"), "{name}");
+    assert!(
+        name.contains("Jetson") && name.contains("R35.4.1"),
+        "{name}"
+    );
 
     // A Raspberry Pi device tree, no release file: not a Jetson.
     let pi = tempfile::tempdir().unwrap();
@@ -244,14 +264,20 @@ fn jetson_recognised_from_device_tree_and_l4t_release() {
     .unwrap();
     assert_eq!(jetson::detect_jetson(pi.path()), None);
     // An empty root (this machine's situation in a container): None, no error.
-    assert_eq!(jetson::detect_jetson(tempfile::tempdir().unwrap().path()), None);
+    assert_eq!(
+        jetson::detect_jetson(tempfile::tempdir().unwrap().path()),
+        None
+    );
 
     assert_eq!(
         jetson::parse_jetson(Some("NVIDIA Jetson Nano Developer Kit"), None, None).as_deref(),
         Some("NVIDIA Jetson Nano Developer Kit")
     );
     assert_eq!(
-        jetson::l4t_version("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64").as_deref(),
+        jetson::l4t_version(
+            "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64"
+        )
+        .as_deref(),
         Some("R32.7.1")
     );
 }
@@ -286,7 +312,11 @@ fn cpuinfo_file_skips_probe_and_says_so() {
         threads: None,
     };
     let hw = hardware::detect(&opts).unwrap();
-    assert!(hw.cpu.probe.starts_with("skipped: --cpuinfo"), "{}", hw.cpu.probe);
+    assert!(
+        hw.cpu.probe.starts_with("skipped: --cpuinfo"),
+        "{}",
+        hw.cpu.probe
+    );
     assert!(hw.cpu.source.ends_with("x86_64-intel-i7-1165g7.txt"));
     assert!(hw.gpus.is_empty());
     assert_eq!(hw.cpu.bf16.accelerated, None);
@@ -321,15 +351,29 @@ fn toml_has_cpu_and_precision_tables_and_round_trips() {
         integrated: true,
         total_memory: Some(4 << 30),
     };
-    hw.gpus.insert("cuda0".into(), hardware::gpu_report(&dev, Some("10.2".into())));
+    hw.gpus.insert(
+        "cuda0".into(),
+        hardware::gpu_report(&dev, Some("10.2".into())),
+    );
     let toml_text = toml::to_string(&hw).unwrap();
-    for table in ["[cpu]", "[cpu.fp32]", "[cpu.fp16]", "[cpu.bf16]", "[cpu.int8]", "[cuda0]", "[cuda0.fp16]"] {
+    for table in [
+        "[cpu]",
+        "[cpu.fp32]",
+        "[cpu.fp16]",
+        "[cpu.bf16]",
+        "[cpu.int8]",
+        "[cuda0]",
+        "[cuda0.fp16]",
+    ] {
         assert!(toml_text.contains(table), "{table} missing:\n{toml_text}");
     }
     let value: toml::Value = toml::from_str(&toml_text).unwrap();
     assert_eq!(value["cpu"]["arch"].as_str(), Some("aarch64"));
     assert_eq!(value["cpu"]["fp16"]["native"].as_bool(), Some(false));
-    assert!(value["cpu"]["fp16"]["reason"].as_str().unwrap().contains("asimdhp"));
+    assert!(value["cpu"]["fp16"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("asimdhp"));
     assert!(value["cpu"]["model"].is_str());
     assert!(value["cpu"]["flags"].is_array());
     assert_eq!(value["cuda0"]["name"].as_str(), Some("NVIDIA Tegra X1"));
@@ -338,7 +382,10 @@ fn toml_has_cpu_and_precision_tables_and_round_trips() {
     let back: Hardware = toml::from_str(&toml_text).unwrap();
     assert_eq!(back, hw);
     let text = hw.to_text();
-    assert!(text.contains("cuda0") && text.contains("compute capability 5.3"), "{text}");
+    assert!(
+        text.contains("cuda0") && text.contains("compute capability 5.3"),
+        "{text}"
+    );
     println!("{toml_text}\n{text}");
 }
 
@@ -357,7 +404,10 @@ fn live_detect_with_probe() {
     .unwrap();
     println!("{}", hw.to_text());
     println!("{}", toml::to_string(&hw).unwrap());
-    println!("full detect with probe: {:.0} ms", elapsed.as_secs_f64() * 1e3);
+    println!(
+        "full detect with probe: {:.0} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
     assert_eq!(hw.cpu.source, "/proc/cpuinfo");
     assert!(hw.cpu.probe.starts_with("ran"), "{}", hw.cpu.probe);
     assert!(hw.cpu.libtorch_cpu_capability.is_some());
@@ -365,9 +415,19 @@ fn live_detect_with_probe() {
     let fp16 = hw.cpu.fp16.probe_speedup_vs_fp32.expect("fp16 probe ran");
     let bf16 = hw.cpu.bf16.probe_speedup_vs_fp32.expect("bf16 probe ran");
     assert!(fp16 > 0.0 && bf16 > 0.0);
-    assert!(hw.cpu.int8.probe_note.as_deref().unwrap().contains("no int8 probe"));
+    assert!(hw
+        .cpu
+        .int8
+        .probe_note
+        .as_deref()
+        .unwrap()
+        .contains("no int8 probe"));
     for v in [&hw.cpu.fp16, &hw.cpu.bf16] {
-        assert_eq!(v.accelerated, Some(v.native && v.probe_speedup_vs_fp32.unwrap() >= 0.8));
+        let threshold = hardware::probe::ACCELERATED_MIN_SPEEDUP;
+        assert_eq!(
+            v.accelerated,
+            Some(v.native && v.probe_speedup_vs_fp32.unwrap() >= threshold)
+        );
     }
 
     let live = parse_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap());
@@ -376,14 +436,27 @@ fn live_detect_with_probe() {
         assert!(hw.cpu.bf16.native);
         assert!(bf16 > 1.0, "bf16 probe speedup {bf16}");
         assert_eq!(hw.cpu.bf16.accelerated, Some(true));
+        // avx512_fp16 says native, but libtorch's FP16 kernels are not
+        // faster than FP32 here (measured 0.75-0.85x; not the ~30x slowdown
+        // of CPUs without avx512_fp16): both facts in the reason.
         assert!(hw.cpu.fp16.native, "avx512_fp16 says native");
-        assert!(fp16 < 0.5, "fp16 probe speedup {fp16}: expected several times slower");
+        assert!(
+            fp16 < 1.0,
+            "fp16 probe speedup {fp16}: expected no speedup over fp32"
+        );
         assert_eq!(hw.cpu.fp16.accelerated, Some(false));
         let reason = &hw.cpu.fp16.reason;
-        assert!(reason.contains("avx512_fp16") && reason.contains("slower than fp32"), "{reason}");
-        assert!(reason.contains("emulated path"), "{reason}");
+        assert!(
+            reason.contains("avx512_fp16") && reason.contains("slower than fp32"),
+            "{reason}"
+        );
+        assert!(fp16 < bf16);
         assert!(hw.cpu.int8.native);
-        assert!(hw.cpu.quantized_engines.iter().any(|e| e == "fbgemm" || e == "x86"));
+        assert!(hw
+            .cpu
+            .quantized_engines
+            .iter()
+            .any(|e| e == "fbgemm" || e == "x86"));
     }
 }
 
@@ -406,7 +479,11 @@ fn live_detect_without_probe_and_with_threads() {
         threads: Some(1),
     })
     .unwrap();
-    assert!(probed.cpu.probe.contains("with 1 thread"), "{}", probed.cpu.probe);
+    assert!(
+        probed.cpu.probe.contains("with 1 thread"),
+        "{}",
+        probed.cpu.probe
+    );
     // The probe restores libtorch's thread count.
     assert_eq!(tch::get_num_threads(), before);
 }

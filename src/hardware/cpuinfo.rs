@@ -103,23 +103,8 @@ pub const RELEVANT_X86_FLAGS: &[&str] = &[
 
 /// See [`RELEVANT_X86_FLAGS`]; both the aarch64 and the 32-bit ARM names.
 pub const RELEVANT_ARM_FLAGS: &[&str] = &[
-    "fp",
-    "asimd",
-    "fphp",
-    "asimdhp",
-    "asimdfhm",
-    "bf16",
-    "asimddp",
-    "i8mm",
-    "sve",
-    "sve2",
-    "svebf16",
-    "svei8mm",
-    "sme",
-    "neon",
-    "vfpv4",
-    "vfpv3",
-    "half",
+    "fp", "asimd", "fphp", "asimdhp", "asimdfhm", "bf16", "asimddp", "i8mm", "sve", "sve2",
+    "svebf16", "svei8mm", "sme", "neon", "vfpv4", "vfpv3", "half",
 ];
 
 /// Parses the text of a `/proc/cpuinfo`.
@@ -193,7 +178,10 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
     } else {
         let primary = if !cores.is_empty() {
             let known: Vec<&str> = cores.iter().map(String::as_str).collect();
-            let prefix = if cores.iter().all(|c| c.starts_with("Cortex") || c.starts_with("Neoverse")) {
+            let prefix = if cores
+                .iter()
+                .all(|c| c.starts_with("Cortex") || c.starts_with("Neoverse"))
+            {
                 "ARM "
             } else {
                 ""
@@ -231,16 +219,22 @@ fn intersect(acc: &mut Option<BTreeSet<String>>, value: &str) {
 /// aarch64 kernels name the SIMD unit `asimd`; 32-bit kernels call the same
 /// unit `neon` (and list `vfp`, `thumb`, `half`). A 32-bit kernel on an ARMv8
 /// core still prints `CPU architecture: 8`, so the feature names decide first.
-fn arm_arch(features: &BTreeSet<String>, cpu_architecture: Option<&str>, model: Option<&str>) -> Arch {
+fn arm_arch(
+    features: &BTreeSet<String>,
+    cpu_architecture: Option<&str>,
+    model: Option<&str>,
+) -> Arch {
     let version: Option<u32> = cpu_architecture.and_then(|v| {
         let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
         digits.parse().ok()
     });
     let says_aarch64 = cpu_architecture.is_some_and(|v| v.contains("AArch64"))
         || model.is_some_and(|m| m.contains("AArch64"));
-    let aarch32_names = ["neon", "vfp", "vfpv3", "vfpv4", "thumb", "half", "swp", "edsp"]
-        .iter()
-        .any(|f| features.contains(*f));
+    let aarch32_names = [
+        "neon", "vfp", "vfpv3", "vfpv4", "thumb", "half", "swp", "edsp",
+    ]
+    .iter()
+    .any(|f| features.contains(*f));
     if features.contains("asimd") || says_aarch64 {
         Arch::Aarch64
     } else if aarch32_names {
@@ -316,6 +310,9 @@ pub fn arm_core_name(implementer: &str, part: &str) -> String {
 
 fn parse_hex(s: &str) -> Option<u32> {
     let s = s.trim();
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     u32::from_str_radix(digits, 16).ok()
 }

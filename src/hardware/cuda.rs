@@ -117,7 +117,10 @@ fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, String> {
             if let Some(f) = &error_string {
                 let mut msg: *const c_char = std::ptr::null();
                 if f(code, &mut msg) == CUDA_SUCCESS && !msg.is_null() {
-                    return format!("{} (CUresult {code})", CStr::from_ptr(msg).to_string_lossy());
+                    return format!(
+                        "{} (CUresult {code})",
+                        CStr::from_ptr(msg).to_string_lossy()
+                    );
                 }
             }
             format!("CUresult {code}")
@@ -131,11 +134,16 @@ fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, String> {
 
         let rc = cu_init(0);
         if rc == CUDA_ERROR_NO_DEVICE {
-            query.note = Some(format!("no CUDA device found (the driver in {library} reports none)"));
+            query.note = Some(format!(
+                "no CUDA device found (the driver in {library} reports none)"
+            ));
             return Ok(query);
         }
         if rc != CUDA_SUCCESS {
-            query.note = Some(format!("no CUDA device found (cuInit failed: {})", describe(rc)));
+            query.note = Some(format!(
+                "no CUDA device found (cuInit failed: {})",
+                describe(rc)
+            ));
             return Ok(query);
         }
 
@@ -158,19 +166,24 @@ fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, String> {
             let mut dev: c_int = 0;
             let rc = device_get(&mut dev, ordinal);
             if rc != CUDA_SUCCESS {
-                problems.push(format!("cuda{ordinal}: cuDeviceGet failed: {}", describe(rc)));
+                problems.push(format!(
+                    "cuda{ordinal}: cuDeviceGet failed: {}",
+                    describe(rc)
+                ));
                 continue;
             }
             let mut name_buf = [0 as c_char; 256];
-            let name = if get_name(name_buf.as_mut_ptr(), name_buf.len() as c_int, dev) == CUDA_SUCCESS
-            {
-                // The driver NUL-terminates within the given length; the last
-                // byte is forced to NUL in case a name fills the buffer.
-                name_buf[name_buf.len() - 1] = 0;
-                CStr::from_ptr(name_buf.as_ptr()).to_string_lossy().into_owned()
-            } else {
-                "unknown CUDA device".to_string()
-            };
+            let name =
+                if get_name(name_buf.as_mut_ptr(), name_buf.len() as c_int, dev) == CUDA_SUCCESS {
+                    // The driver NUL-terminates within the given length; the last
+                    // byte is forced to NUL in case a name fills the buffer.
+                    name_buf[name_buf.len() - 1] = 0;
+                    CStr::from_ptr(name_buf.as_ptr())
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    "unknown CUDA device".to_string()
+                };
             let attr = |a: c_int| -> Result<c_int, c_int> {
                 let mut v: c_int = 0;
                 match get_attr(&mut v, a, dev) {
@@ -191,7 +204,9 @@ fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, String> {
                     continue;
                 }
                 _ => {
-                    problems.push(format!("cuda{ordinal} ({name}): negative compute capability"));
+                    problems.push(format!(
+                        "cuda{ordinal} ({name}): negative compute capability"
+                    ));
                     continue;
                 }
             };

@@ -56,10 +56,9 @@ pub fn parse_jetson(
 /// `# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, ...`.
 pub fn l4t_version(tegra_release: &str) -> Option<String> {
     let line = tegra_release.lines().find(|l| l.contains("REVISION"))?;
-    let release = line
-        .trim_start_matches('#')
-        .split_whitespace()
-        .find(|w| w.starts_with('R') && w[1..].chars().all(|c| c.is_ascii_digit()) && w.len() > 1)?;
+    let release = line.trim_start_matches('#').split_whitespace().find(|w| {
+        w.starts_with('R') && w[1..].chars().all(|c| c.is_ascii_digit()) && w.len() > 1
+    })?;
     let revision = line
         .split(',')
         .find_map(|part| part.trim().strip_prefix("REVISION:"))
@@ -76,7 +75,9 @@ pub fn l4t_version(tegra_release: &str) -> Option<String> {
 pub fn jetson_from_hardware_line(hardware: &str) -> Option<String> {
     let lower = hardware.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("jetson") {
-        let board = rest.trim_start_matches(['_', '-', ' ']).replace(['_', '-'], " ");
+        let board = rest
+            .trim_start_matches(['_', '-', ' '])
+            .replace(['_', '-'], " ");
         let board = board.trim().to_ascii_uppercase();
         return Some(if board.is_empty() {
             "NVIDIA Jetson".to_string()

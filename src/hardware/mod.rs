@@ -28,7 +28,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 pub use cpuinfo::{parse_cpuinfo, Arch, CpuInfo};
-pub use rules::{cpu_verdicts, cuda_architecture, cuda_verdicts, PrecisionVerdicts, Verdict, PRECISIONS};
+pub use rules::{
+    cpu_verdicts, cuda_architecture, cuda_verdicts, PrecisionVerdicts, Verdict, PRECISIONS,
+};
 
 /// Where the live CPU description comes from.
 pub const LIVE_CPUINFO: &str = "/proc/cpuinfo";
@@ -111,16 +113,32 @@ pub struct DetectOptions {
 
 const NO_INT8_PROBE: &str = "no int8 probe: int8 is measured by the full static-PTQ benchmark";
 
+/// What only libtorch can say about this machine. The worker, which links
+/// libtorch, implements it; the library (and the supervisor, which must not
+/// load libtorch) only describes what to do with the answers.
+pub trait Libtorch {
+    /// libtorch's CPU kernel level ("AVX512", "AVX2", "DEFAULT", ...).
+    fn cpu_capability(&self) -> Result<String, String>;
+    /// The quantized engines libtorch was built with.
+    fn quantized_engines(&self) -> Result<Vec<String>, String>;
+    /// Whether this libtorch can run on CUDA device `index`.
+    fn cuda_usable(&self, index: usize) -> bool;
+    /// Runs the probe on the CPU (`None`) or a CUDA device, with `threads`
+    /// intra-op threads when given (restored afterwards).
+    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<probe::ProbeReport, String>;
+}
+
 /// Looks at the CPU and every CUDA GPU. Fails only when a `--cpuinfo` file
 /// cannot be read; everything else (no GPU, no driver, a failing probe)
 /// ends up in the report as a note or a reason.
-pub fn detect(opts: &DetectOptions) -> anyhow::Result<Hardware> {
+pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hardware> {
     let mut notes = Vec::new();
     let live = opts.cpuinfo.is_none();
 
     let (text, source) = match &opts.cpuinfo {
         Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading cpuinfo file {}", path.display()))?,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading cpuinfo file {}", path.display()))?,
             path.display().to_string(),
         ),
         None => match std::fs::read_to_string(LIVE_CPUINFO) {
@@ -128,7 +146,9 @@ pub fn detect(opts: &DetectOptions) -> anyhow::Result<Hardware> {
             Err(e) => {
                 // Not Linux, or /proc not mounted: no flags, so every
                 // precision but fp32 is judged not native; say why.
-                notes.push(format!("cannot read {LIVE_CPUINFO} ({e}): CPU flags unknown"));
+                notes.push(format!(
+                    "cannot read {LIVE_CPUINFO} ({e}): CPU flags unknown"
+                ));
                 (String::new(), LIVE_CPUINFO.to_string())
             }
         },
@@ -137,19 +157,26 @@ pub fn detect(opts: &DetectOptions) -> anyhow::Result<Hardware> {
     let mut cpu = cpu_report(&info, source);
 
     if live {
-        add_libtorch_facts(&mut cpu);
-        cpu.jetson = jetson::detect_jetson(Path::new("/"))
-            .or_else(|| info.hardware.as_deref().and_then(jetson::jetson_from_hardware_line));
+        add_libtorch_facts(&mut cpu, torch);
+        cpu.jetson = jetson::detect_jetson(Path::new("/")).or_else(|| {
+            info.hardware
+                .as_deref()
+                .and_then(jetson::jetson_from_hardware_line)
+        });
     } else {
-        cpu.jetson = info.hardware.as_deref().and_then(jetson::jetson_from_hardware_line);
+        cpu.jetson = info
+            .hardware
+            .as_deref()
+            .and_then(jetson::jetson_from_hardware_line);
     }
 
     cpu.probe = if !live {
-        "skipped: --cpuinfo given (the probe would time this machine, not the one in the file)".to_string()
+        "skipped: --cpuinfo given (the probe would time this machine, not the one in the file)"
+            .to_string()
     } else if !opts.probe {
         "skipped: --no-probe".to_string()
     } else {
-        probe_cpu(&mut cpu, opts.threads)
+        probe_cpu(&mut cpu, opts.threads, torch)
     };
 
     let mut gpus = BTreeMap::new();
@@ -161,7 +188,7 @@ pub fn detect(opts: &DetectOptions) -> anyhow::Result<Hardware> {
         for dev in &query.devices {
             let mut gpu = gpu_report(dev, query.driver_version.clone());
             gpu.probe = if opts.probe {
-                probe_gpu(&mut gpu, dev.index)
+                probe_gpu(&mut gpu, dev.index, opts.threads, torch)
             } else {
                 "skipped: --no-probe".to_string()
             };
@@ -186,7 +213,11 @@ pub fn cpu_report(info: &CpuInfo, source: impl Into<String>) -> CpuReport {
     CpuReport {
         model: info.model.clone(),
         arch: info.arch.name(),
-        flags: info.present(relevant).into_iter().map(str::to_string).collect(),
+        flags: info
+            .present(relevant)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
         logical_cpus: info.logical_cpus,
         source: source.into(),
         probe: "not run".to_string(),
@@ -221,15 +252,15 @@ pub fn gpu_report(dev: &cuda::CudaDevice, driver_version: Option<String>) -> Gpu
 /// What libtorch itself says about this CPU, added to the reasons it bears
 /// on: its kernel level (fp32's SIMD width) and its quantized engines (the
 /// int8 path).
-fn add_libtorch_facts(cpu: &mut CpuReport) {
-    match crate::shim::cpu_capability() {
+fn add_libtorch_facts(cpu: &mut CpuReport, torch: &dyn Libtorch) {
+    match torch.cpu_capability() {
         Ok(cap) => {
             cpu.fp32.reason = format!("{}; libtorch CPU capability: {cap}", cpu.fp32.reason);
             cpu.libtorch_cpu_capability = Some(cap);
         }
         Err(e) => log::warn!("libtorch CPU capability unknown: {e}"),
     }
-    match crate::shim::supported_qengines() {
+    match torch.quantized_engines() {
         Ok(engines) => {
             let list = if engines.is_empty() {
                 "none".to_string()
@@ -245,25 +276,18 @@ fn add_libtorch_facts(cpu: &mut CpuReport) {
 
 /// Runs the CPU probe and writes its outcome into the verdicts; returns
 /// the `probe` line.
-fn probe_cpu(cpu: &mut CpuReport, threads: Option<usize>) -> String {
-    let previous = tch::get_num_threads();
-    if let Some(n) = threads.filter(|&n| n > 0) {
-        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
-    }
-    let result = probe::run(tch::Device::Cpu);
-    if threads.is_some() {
-        tch::set_num_threads(previous);
-    }
+fn probe_cpu(cpu: &mut CpuReport, threads: Option<usize>, torch: &dyn Libtorch) -> String {
+    let result = torch.probe(None, threads);
     apply_probe(&mut cpu.fp32, &mut cpu.fp16, &mut cpu.bf16, &mut cpu.int8, result)
 }
 
-fn probe_gpu(gpu: &mut GpuReport, index: usize) -> String {
+fn probe_gpu(gpu: &mut GpuReport, index: usize, threads: Option<usize>, torch: &dyn Libtorch) -> String {
     // libtorch may run without its CUDA part (see design.md: the linker can
     // drop libtorch_cuda); the flags-based verdicts stand alone then.
-    if !tch::Cuda::is_available() || (index as i64) >= tch::Cuda::device_count() {
+    if !torch.cuda_usable(index) {
         return "skipped: libtorch in this binary cannot use CUDA (libtorch_cuda not loaded)".to_string();
     }
-    let result = probe::run(tch::Device::Cuda(index));
+    let result = torch.probe(Some(index), threads);
     apply_probe(&mut gpu.fp32, &mut gpu.fp16, &mut gpu.bf16, &mut gpu.int8, result)
 }
 
@@ -279,7 +303,9 @@ fn apply_probe(
             fp32.accelerated = Some(true);
             fp32.probe_speedup_vs_fp32 = Some(1.0);
             fp32.probe_note = Some(format!(
-                "GEMM {n}x{n}x{n}: {g:.3} ms; conv3x3 [1,{ci},{hw},{hw}]->{co}: {c:.3} ms",
+                "GEMM {n}x{n}x{n}: {g:.3} ms; conv3x3 [1,{ci},{hw},{hw}]->{co}: {c:.3} ms; \
+                 minimum of {k} call(s) each, interleaved",
+                k = r.fp32_calls,
                 n = probe::GEMM_N,
                 ci = probe::CONV_IN,
                 hw = probe::CONV_HW,
@@ -306,7 +332,12 @@ impl Hardware {
     /// ("fp32", "fp16", "bf16", "int8").
     pub fn verdict(&self, device: &str, precision: &str) -> Option<&Verdict> {
         let (fp32, fp16, bf16, int8) = if device == "cpu" {
-            (&self.cpu.fp32, &self.cpu.fp16, &self.cpu.bf16, &self.cpu.int8)
+            (
+                &self.cpu.fp32,
+                &self.cpu.fp16,
+                &self.cpu.bf16,
+                &self.cpu.int8,
+            )
         } else {
             let g = self.gpus.get(device)?;
             (&g.fp32, &g.fp16, &g.bf16, &g.int8)
@@ -339,7 +370,11 @@ impl Hardware {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let c = &self.cpu;
-        let _ = writeln!(out, "cpu: {} ({}, {} logical CPUs)", c.model, c.arch, c.logical_cpus);
+        let _ = writeln!(
+            out,
+            "cpu: {} ({}, {} logical CPUs)",
+            c.model, c.arch, c.logical_cpus
+        );
         let _ = writeln!(out, "  source: {}", c.source);
         let flags = if c.flags.is_empty() {
             "(none)".to_string()
@@ -351,7 +386,11 @@ impl Hardware {
             let _ = writeln!(out, "  libtorch CPU capability: {cap}");
         }
         if !c.quantized_engines.is_empty() {
-            let _ = writeln!(out, "  libtorch quantized engines: {}", c.quantized_engines.join(", "));
+            let _ = writeln!(
+                out,
+                "  libtorch quantized engines: {}",
+                c.quantized_engines.join(", ")
+            );
         }
         if let Some(j) = &c.jetson {
             let _ = writeln!(out, "  jetson: {j}");
@@ -377,7 +416,14 @@ impl Hardware {
         }
         out.push('\n');
 
-        let header = ["device", "precision", "native", "accelerated", "probe speedup", "reason"];
+        let header = [
+            "device",
+            "precision",
+            "native",
+            "accelerated",
+            "probe speedup",
+            "reason",
+        ];
         let mut rows: Vec<[String; 6]> = Vec::new();
         for device in self.devices() {
             for precision in PRECISIONS {
@@ -434,8 +480,8 @@ fn yes_no(b: bool) -> &'static str {
 
 /// Times the full live detection (with probe when `probe` is set) and
 /// returns it with its wall time, for logs and tests.
-pub fn detect_timed(opts: &DetectOptions) -> anyhow::Result<(Hardware, std::time::Duration)> {
+pub fn detect_timed(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<(Hardware, std::time::Duration)> {
     let start = Instant::now();
-    let hw = detect(opts)?;
+    let hw = detect(opts, torch)?;
     Ok((hw, start.elapsed()))
 }

@@ -175,7 +175,10 @@ fn aarch64_verdicts(cpu: &CpuInfo) -> PrecisionVerdicts {
             format!("{}: BF16 dot products in hardware", join(&bf16_flags)),
         )
     } else {
-        Verdict::new(false, "no bf16 feature: BF16 is converted and computed in FP32")
+        Verdict::new(
+            false,
+            "no bf16 feature: BF16 is converted and computed in FP32",
+        )
     };
 
     let int8 = arm_int8(cpu);
@@ -204,7 +207,10 @@ fn arm_int8(cpu: &CpuInfo) -> Verdict {
              multiplies (qnnpack)",
         )
     } else {
-        Verdict::new(false, "no NEON/asimd and no dot product: INT8 runs on scalar code")
+        Verdict::new(
+            false,
+            "no NEON/asimd and no dot product: INT8 runs on scalar code",
+        )
     }
 }
 
@@ -255,7 +261,10 @@ pub fn cuda_verdicts(major: u32, minor: u32) -> PrecisionVerdicts {
     let fp32 = Verdict::new(true, format!("FP32 is always native ({cap})"));
 
     let fp16 = if cc >= 70 {
-        Verdict::new(true, format!("{cap}: FP16 arithmetic with tensor cores (from 7.0)"))
+        Verdict::new(
+            true,
+            format!("{cap}: FP16 arithmetic with tensor cores (from 7.0)"),
+        )
     } else if cc == 61 {
         Verdict::new(
             true,
@@ -277,7 +286,10 @@ pub fn cuda_verdicts(major: u32, minor: u32) -> PrecisionVerdicts {
     };
 
     let bf16 = if cc >= 80 {
-        Verdict::new(true, format!("{cap}: BF16 arithmetic with tensor cores (from 8.0)"))
+        Verdict::new(
+            true,
+            format!("{cap}: BF16 arithmetic with tensor cores (from 8.0)"),
+        )
     } else {
         Verdict::new(
             false,
@@ -286,9 +298,15 @@ pub fn cuda_verdicts(major: u32, minor: u32) -> PrecisionVerdicts {
     };
 
     let int8 = if cc >= 75 {
-        Verdict::new(true, format!("{cap}: INT8 tensor cores (from 7.5), via TensorRT"))
+        Verdict::new(
+            true,
+            format!("{cap}: INT8 tensor cores (from 7.5), via TensorRT"),
+        )
     } else if cc == 72 {
-        Verdict::new(true, format!("{cap}: INT8 tensor cores (from 7.2, Xavier), via TensorRT"))
+        Verdict::new(
+            true,
+            format!("{cap}: INT8 tensor cores (from 7.2, Xavier), via TensorRT"),
+        )
     } else if cc >= 70 || cc == 61 {
         Verdict::new(
             true,
@@ -300,7 +318,10 @@ pub fn cuda_verdicts(major: u32, minor: u32) -> PrecisionVerdicts {
             format!("{cap}: no fast INT8 (TensorRT supports INT8 on 6.1 and 7.0+, not on 6.0/6.2)"),
         )
     } else {
-        Verdict::new(false, format!("{cap}: no INT8 dot product (dp4a needs 6.1)"))
+        Verdict::new(
+            false,
+            format!("{cap}: no INT8 dot product (dp4a needs 6.1)"),
+        )
     };
 
     PrecisionVerdicts {

@@ -1,6 +1,7 @@
 //! Loading a TorchScript model, building its inputs and calling it.
 
-use crate::settings::{DType, InputSpec, EXAMPLE};
+use precisiond::precision::Precision;
+use precisiond::settings::{DType, InputSpec, EXAMPLE};
 use std::path::Path;
 use tch::{CModule, IValue, Kind, Tensor};
 
@@ -131,13 +132,38 @@ pub fn infer_input(module: &CModule, num_inputs: usize, settings_path: &Path) ->
     Ok(spec)
 }
 
+/// The floating-point kind a model is cast to, for the precisions that are
+/// prepared by casting.
+pub fn cast_kind(precision: Precision) -> Option<Kind> {
+    match precision {
+        Precision::Fp32 => Some(Kind::Float),
+        Precision::Fp16 => Some(Kind::Half),
+        Precision::Bf16 => Some(Kind::BFloat16),
+        Precision::Int8 => None,
+    }
+}
+
+pub fn dtype_kind(dtype: DType) -> Kind {
+    match dtype {
+        DType::Float32 => Kind::Float,
+        DType::Float16 => Kind::Half,
+        DType::Bfloat16 => Kind::BFloat16,
+        DType::Float64 => Kind::Double,
+        DType::Int64 => Kind::Int64,
+        DType::Int32 => Kind::Int,
+        DType::Int8 => Kind::Int8,
+        DType::Uint8 => Kind::Uint8,
+        DType::Bool => Kind::Bool,
+    }
+}
+
 /// Synthetic inputs for the given specs, reproducible from `seed`.
 pub fn synthetic_inputs(specs: &[InputSpec], seed: i64) -> Vec<Tensor> {
     tch::manual_seed(seed);
     specs
         .iter()
         .map(|spec| {
-            let opts = (spec.dtype.kind(), tch::Device::Cpu);
+            let opts = (dtype_kind(spec.dtype), tch::Device::Cpu);
             if spec.dtype.is_float() {
                 let t = match (spec.low, spec.high) {
                     (Some(low), Some(high)) => {

@@ -1,11 +1,18 @@
 //! `precisiond-worker`: the process that loads libtorch and measures one
 //! model (or probes the hardware). Started by `precisiond`; usable by hand.
 
+mod calibration;
+mod job;
+mod model;
+mod probe;
+mod quantize;
+mod shim;
+
 use clap::{Parser, Subcommand};
 use precisiond::cli::{exit, DetectArgs, OutputFormat, RunArgs};
 use precisiond::hardware::{self, DetectOptions};
 use precisiond::report::Status;
-use precisiond::worker::{self, JobOptions};
+use job::JobOptions;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -55,7 +62,7 @@ fn run(args: RunArgs) -> i32 {
         state_dir: args.state_dir.clone(),
         probe: !args.no_probe,
     };
-    match worker::run_job(&opts) {
+    match job::run_job(&opts) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
         Ok(outcome) => {
             if let Some(error) = &outcome.report.error {
@@ -76,7 +83,7 @@ fn detect(args: DetectArgs) -> i32 {
         probe: !args.no_probe && args.cpuinfo.is_none(),
         threads: None,
     };
-    match hardware::detect(&opts) {
+    match hardware::detect(&opts, &probe::LinkedLibtorch) {
         Ok(hw) => {
             match args.format {
                 OutputFormat::Text => print!("{}", hw.to_text()),

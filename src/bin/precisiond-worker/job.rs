@@ -5,15 +5,14 @@
 //! This is the only part of precisiond that loads libtorch; it runs in its
 //! own process so that a crash inside libtorch ends only this job.
 
-use crate::accuracy::{self, Accuracy};
-use crate::facts::{file_name, hex_sha256, host_name};
-use crate::bench::{self, BenchConfig, LatencyStats, StopReason};
-use crate::hardware::{self, DetectOptions, Hardware};
-use crate::model;
-use crate::precision::Precision;
-use crate::quantize;
-use crate::report::{self, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status};
-use crate::settings::{self, InputSpec, ModelSettings};
+use crate::{model, quantize, shim};
+use precisiond::accuracy::{self, Accuracy};
+use precisiond::bench::{self, BenchConfig, LatencyStats, StopReason};
+use precisiond::facts::{file_name, hex_sha256, host_name};
+use precisiond::hardware::{DetectOptions, Hardware};
+use precisiond::precision::Precision;
+use precisiond::report::{self, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status};
+use precisiond::settings::{self, InputSpec, ModelSettings};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -66,7 +65,7 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
             started,
             finished: started,
             precisiond: env!("CARGO_PKG_VERSION").into(),
-            libtorch: crate::shim::libtorch_version(),
+            libtorch: shim::libtorch_version(),
             threads: opts.threads,
             host: host_name(),
             max_seconds: opts.bench.max_seconds,
@@ -124,16 +123,19 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         .or_else(|| settings.precisions.clone())
         .unwrap_or_else(|| DEFAULT_PRECISIONS.to_vec());
 
-    let hardware = hardware::detect(&DetectOptions {
-        cpuinfo: None,
-        probe: opts.probe,
-        threads: Some(opts.threads),
-    })
+    let hardware = precisiond::hardware::detect(
+        &DetectOptions {
+            cpuinfo: None,
+            probe: opts.probe,
+            threads: Some(opts.threads),
+        },
+        &crate::probe::LinkedLibtorch,
+    )
     .map_err(|e| format!("hardware detection failed: {e:#}"))?;
     report.hardware = Some(hardware.clone());
 
     let fp32_module = model::load(&opts.model, bytes)?;
-    let info = crate::shim::module_info(&opts.model).map_err(|e| model::clean_torch_error(&e))?;
+    let info = shim::module_info(&opts.model).map_err(|e| model::clean_torch_error(&e))?;
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some("inferred".into());
@@ -233,7 +235,16 @@ impl Context<'_> {
         let device = "cpu";
         let verdict = self.hardware.verdict(device, precision.name());
         let mut result = match precision {
-            Precision::Int8 => self.measure_int8(),
+            Precision::Int8 => quantize::measure_int8(self),
+            _ if self.has_quantized_ops => PrecisionResult::not_measured(
+                device,
+                precision,
+                Status::Skipped,
+                Method::Cast,
+                "the model is already quantized (it calls quantized:: operators): it runs only as \
+                 int8, see the int8 result"
+                    .into(),
+            ),
             _ => self.measure_cast(precision),
         };
         if let Some(v) = verdict {
@@ -252,7 +263,7 @@ impl Context<'_> {
     }
 
     fn measure_cast(&self, precision: Precision) -> PrecisionResult {
-        let kind = precision.cast_kind().expect("cast precisions have a kind");
+        let kind = model::cast_kind(precision).expect("cast precisions have a kind");
         let module = if precision == Precision::Fp32 {
             None
         } else {
@@ -271,12 +282,12 @@ impl Context<'_> {
         self.time_and_compare(precision, Method::Cast, module, &inputs)
     }
 
-    fn measure_int8(&self) -> PrecisionResult {
-        quantize::measure_int8(self)
-    }
-
     pub(crate) fn failed(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {
         PrecisionResult::not_measured("cpu", precision, Status::Failed, method, reason)
+    }
+
+    pub(crate) fn unsupported(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {
+        PrecisionResult::not_measured("cpu", precision, Status::Unsupported, method, reason)
     }
 
     /// Times `module` on `inputs` and compares its outputs with FP32's.
@@ -289,17 +300,26 @@ impl Context<'_> {
     ) -> PrecisionResult {
         let outputs = match model::forward(module, inputs) {
             Ok(out) => model::output_tensors(&out),
-            Err(e) => {
-                return self.failed(
-                    precision,
-                    method,
-                    format!("forward() failed in {precision}: {e}"),
-                )
-            }
+            Err(e) => return self.failed(precision, method, format!("forward() failed in {precision}: {e}")),
         };
+        let mut result = self.time_module(precision, method, module, inputs);
+        if result.latency_ms.is_some() && precision != Precision::Fp32 {
+            result.accuracy = Some(compare_outputs(self.reference, &outputs));
+        }
+        result
+    }
+
+    /// Warms up and times `module` on `inputs`.
+    pub(crate) fn time_module(
+        &self,
+        precision: Precision,
+        method: Method,
+        module: &CModule,
+        inputs: &[Tensor],
+    ) -> PrecisionResult {
         let measurement = match bench::measure(&self.bench, || model::forward(module, inputs).map(drop)) {
             Ok(m) => m,
-            Err(e) => return self.failed(precision, method, format!("forward() failed while timing: {e}")),
+            Err(e) => return self.failed(precision, method, format!("forward() failed in {precision}: {e}")),
         };
         let mut result = PrecisionResult::not_measured("cpu", precision, Status::Ok, method, String::new());
         let stats = LatencyStats::from_samples(&measurement.samples_ms).expect("at least one timed call");
@@ -316,9 +336,6 @@ impl Context<'_> {
             ));
         }
         result.latency_ms = Some(stats);
-        if precision != Precision::Fp32 {
-            result.accuracy = Some(compare_outputs(self.reference, &outputs));
-        }
         result
     }
 }

@@ -17,6 +17,22 @@ mod ffi {
             num_required: *mut i64,
             has_quantized_ops: *mut c_int,
         ) -> *mut c_char;
+        pub fn pd_set_qengine(engine: *const c_char) -> *mut c_char;
+        pub fn pd_quantize_static(
+            model_path: *const c_char,
+            out_path: *const c_char,
+            engine: *const c_char,
+            tensors: *const *mut std::ffi::c_void,
+            num_batches: i64,
+            inputs_per_batch: i64,
+            warnings: *mut *mut c_char,
+        ) -> *mut c_char;
+        pub fn pd_load_pickled_tensors(
+            path: *const c_char,
+            tensors: *mut *mut *mut std::ffi::c_void,
+            count: *mut i64,
+        ) -> *mut c_char;
+        pub fn pd_free_pointer_array(array: *mut *mut std::ffi::c_void);
     }
 }
 
@@ -114,4 +130,82 @@ pub fn module_info(path: &Path) -> Result<ModuleInfo, String> {
         num_required: num_required.max(0) as usize,
         has_quantized_ops: quantized != 0,
     })
+}
+
+/// Sets libtorch's quantized engine for the quantized models run next.
+pub fn set_qengine(engine: &str) -> Result<(), String> {
+    let engine = CString::new(engine).map_err(|_| "engine name contains a NUL byte".to_owned())?;
+    // SAFETY: a valid C string for the duration of the call.
+    unsafe { check(ffi::pd_set_qengine(engine.as_ptr())) }
+}
+
+/// What static quantization left behind besides the saved model.
+pub struct QuantizeOutcome {
+    /// libtorch's warnings during the passes (deprecations among them).
+    pub warnings: Vec<String>,
+}
+
+/// Statically quantizes the TorchScript model at `model` with libtorch's
+/// graph-mode passes, calibrating on `batches` (each one forward() call's
+/// inputs), and saves it to `out`.
+pub fn quantize_static(
+    model: &Path,
+    out: &Path,
+    engine: &str,
+    batches: &[Vec<tch::Tensor>],
+) -> Result<QuantizeOutcome, (String, Vec<String>)> {
+    let fail = |e: String| (e, Vec::new());
+    let model_c = c_path(model).map_err(fail)?;
+    let out_c = c_path(out).map_err(fail)?;
+    let engine_c = CString::new(engine).map_err(|_| fail("engine name contains a NUL byte".into()))?;
+    let per_batch = batches.first().map_or(0, Vec::len);
+    if batches.iter().any(|b| b.len() != per_batch) {
+        return Err(fail("calibration batches differ in their number of inputs".into()));
+    }
+    let pointers: Vec<*mut std::ffi::c_void> = batches
+        .iter()
+        .flatten()
+        .map(|t| t.as_ptr() as *mut std::ffi::c_void)
+        .collect();
+    let mut warnings_ptr: *mut c_char = std::ptr::null_mut();
+    // SAFETY: the tensor pointers stay valid (borrowed from `batches`) for
+    // the call; the shim only reads them. Strings are valid C strings.
+    let (result, warnings) = unsafe {
+        let err = ffi::pd_quantize_static(
+            model_c.as_ptr(),
+            out_c.as_ptr(),
+            engine_c.as_ptr(),
+            pointers.as_ptr(),
+            batches.len() as i64,
+            per_batch as i64,
+            &mut warnings_ptr,
+        );
+        (check(err), take_string(warnings_ptr).unwrap_or_default())
+    };
+    let warnings: Vec<String> = warnings
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    match result {
+        Ok(()) => Ok(QuantizeOutcome { warnings }),
+        Err(e) => Err((e, warnings)),
+    }
+}
+
+/// Reads a tensor (or a tuple/list of tensors) saved by Python's torch.save.
+pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, String> {
+    let c = c_path(path)?;
+    let mut array: *mut *mut std::ffi::c_void = std::ptr::null_mut();
+    let mut count: i64 = 0;
+    // SAFETY: on success the shim hands over `count` new torch::Tensor
+    // pointers, which tch's Tensor owns and frees; the array itself is freed here.
+    unsafe {
+        check(ffi::pd_load_pickled_tensors(c.as_ptr(), &mut array, &mut count))?;
+        let tensors = (0..count.max(0) as usize)
+            .map(|i| tch::Tensor::from_ptr(*array.add(i) as *mut torch_sys::C_tensor))
+            .collect();
+        ffi::pd_free_pointer_array(array);
+        Ok(tensors)
+    }
 }

@@ -1,0 +1,249 @@
+//! Whether a model in a drop folder needs measuring, and with which
+//! arguments.
+//!
+//! A report is current when it describes the model file as it is now (same
+//! sha256), the same settings file (same sha256, or none) and, for a report
+//! that says ok, what the config would measure now (precisions, budget,
+//! confidence target, threads). A failed report stays current until the
+//! model or its settings change: measuring a corrupt file again at every
+//! restart would help nobody. Deleting a report asks for a new measurement.
+//!
+//! Nothing here follows a symlink: a link in the drop folder is never read,
+//! whether it stands for a model, its settings or its report.
+
+use crate::cli::{PrecisionList, RunArgs};
+use crate::config::Config;
+use crate::precision::Precision;
+use crate::report::{self, Report, Status};
+use crate::settings::{self, ModelSettings};
+use crate::supervise::{self, open_regular, sha256_of};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum Decision {
+    /// Nothing to do; the words say why (for the log).
+    Skip(String),
+    /// Measure it with these arguments.
+    Run(Box<RunArgs>),
+    /// Do not read it: write this failed report beside it instead.
+    Reject(Box<Report>),
+}
+
+pub fn decide(model: &Path, config: &Config) -> Decision {
+    let meta = match std::fs::symlink_metadata(model) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Decision::Skip("it was deleted".into())
+        }
+        Err(e) => return Decision::Skip(format!("cannot look at it: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Decision::Skip(
+            "it is a symbolic link, and precisiond never follows links in a drop folder; \
+             copy the model itself into the folder"
+                .into(),
+        );
+    }
+    if !meta.is_file() {
+        return Decision::Skip("it is not a regular file".into());
+    }
+    let report_path = report::default_path(model);
+    let current = supervise::load_report(&report_path).ok();
+    if meta.len() > config.max_model_bytes {
+        // Rejected unread, so the report carries no sha256; it stays
+        // current as long as the size does.
+        if let Some(r) = &current {
+            if r.status == Status::Failed && r.model.sha256.is_empty() && r.model.bytes == meta.len() {
+                return Decision::Skip("it is over the size limit, as its report says".into());
+            }
+        }
+        let error = format!(
+            "the model file is {} bytes, over the limit of {} bytes (max_model_bytes in the \
+             precisiond config); it was not read. Raise max_model_bytes and reload precisiond \
+             (systemctl reload precisiond), then delete this report to measure it",
+            meta.len(),
+            config.max_model_bytes
+        );
+        return reject(model, String::new(), meta.len(), error, config);
+    }
+    let settings_path = settings::default_path(model);
+    match std::fs::symlink_metadata(&settings_path) {
+        Ok(m) if !m.is_file() => {
+            let error = format!(
+                "the settings file {} is {}; precisiond never follows links in a drop folder. \
+                 Replace it with a regular file",
+                facts_name(&settings_path),
+                if m.file_type().is_symlink() { "a symbolic link" } else { "not a regular file" },
+            );
+            let Ok((sha, bytes)) = open_regular(model).and_then(sha256_of) else {
+                return Decision::Skip("it cannot be read".into());
+            };
+            if let Some(r) = &current {
+                if r.status == Status::Failed && r.model.sha256 == sha && r.model.settings_sha256.is_none() {
+                    return Decision::Skip("its settings file is a link, as its report says".into());
+                }
+            }
+            return reject(model, sha, bytes, error, config);
+        }
+        _ => {}
+    }
+    // Settings that do not parse are the worker's to report (as a failed
+    // report that says what is wrong); here they only mean "no precisions".
+    let model_settings = ModelSettings::load(&settings_path).ok();
+    if let Some(r) = &current {
+        if is_current(r, model, &settings_path, model_settings.as_ref(), config) {
+            return Decision::Skip(
+                "its report is current; delete the report to measure it again".into(),
+            );
+        }
+    }
+    Decision::Run(Box::new(run_args(model, model_settings.as_ref(), config)))
+}
+
+fn facts_name(path: &Path) -> String {
+    crate::facts::file_name(path)
+}
+
+fn reject(model: &Path, sha: String, bytes: u64, error: String, config: &Config) -> Decision {
+    let mut r = supervise::failed_report_for(
+        model,
+        sha,
+        bytes,
+        error,
+        report::now(),
+        config.effective_threads(),
+    );
+    r.run.max_seconds = config.max_seconds;
+    r.run.target_rel_ci = config.target_ci_percent / 100.0;
+    Decision::Reject(Box::new(r))
+}
+
+/// The worker's arguments for `model`: the config's, except where the
+/// model's settings file decides (the worker lets a `--precisions` flag win
+/// over the settings file, so the flag is left out when the file has a list).
+pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &Config) -> RunArgs {
+    let has_precisions = model_settings.is_some_and(|s| s.precisions.is_some());
+    RunArgs {
+        model: model.to_path_buf(),
+        precisions: (!has_precisions).then(|| PrecisionList(config.precisions.clone())),
+        threads: Some(config.effective_threads()),
+        settings: None,
+        max_seconds: config.max_seconds,
+        target_ci_percent: config.target_ci_percent,
+        out: None,
+        state_dir: model.parent().map(state_dir),
+        no_probe: !config.probe,
+        timeout: Some(config.worker_timeout_seconds),
+    }
+}
+
+/// precisiond's hidden folder in a drop folder: status file, artefacts.
+pub fn state_dir(folder: &Path) -> PathBuf {
+    folder.join(".precisiond")
+}
+
+fn is_current(
+    r: &Report,
+    model: &Path,
+    settings_path: &Path,
+    model_settings: Option<&ModelSettings>,
+    config: &Config,
+) -> bool {
+    let Ok((sha, _)) = open_regular(model).and_then(sha256_of) else {
+        return false;
+    };
+    let settings_sha = open_regular(settings_path)
+        .and_then(sha256_of)
+        .ok()
+        .map(|(sha, _)| sha);
+    if r.model.sha256 != sha || r.model.settings_sha256 != settings_sha {
+        return false;
+    }
+    if r.status == Status::Failed {
+        return true;
+    }
+    let wanted: BTreeSet<Precision> = model_settings
+        .and_then(|s| s.precisions.clone())
+        .unwrap_or_else(|| config.precisions.clone())
+        .into_iter()
+        .collect();
+    let measured: BTreeSet<Precision> = r.results.iter().map(|x| x.precision).collect();
+    let max_seconds = model_settings
+        .and_then(|s| s.max_seconds)
+        .unwrap_or(config.max_seconds);
+    wanted == measured
+        && close(r.run.max_seconds, max_seconds)
+        && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
+        && r.run.threads == config.effective_threads()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn missing_report_runs_and_symlinks_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        std::fs::write(&model, b"not really a model").unwrap();
+        let config = Config::default();
+        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+        let link = dir.path().join("link.pt");
+        symlink(&model, &link).unwrap();
+        assert!(matches!(decide(&link, &config), Decision::Skip(_)));
+        assert!(matches!(
+            decide(&dir.path().join("gone.pt"), &config),
+            Decision::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn oversize_is_rejected_unread_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("big.pt");
+        std::fs::write(&model, vec![0u8; 100]).unwrap();
+        let config = Config {
+            max_model_bytes: 10,
+            ..Config::default()
+        };
+        let Decision::Reject(r) = decide(&model, &config) else {
+            panic!("not rejected")
+        };
+        assert!(r.error.as_deref().unwrap().contains("max_model_bytes"));
+        r.write(&report::default_path(&model)).unwrap();
+        assert!(matches!(decide(&model, &config), Decision::Skip(_)));
+    }
+
+    #[test]
+    fn failed_report_is_current_until_the_model_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        std::fs::write(&model, b"v1").unwrap();
+        let config = Config::default();
+        let r = supervise::failed_report(&model, "boom".into(), report::now(), 1);
+        r.write(&report::default_path(&model)).unwrap();
+        assert!(matches!(decide(&model, &config), Decision::Skip(_)));
+        std::fs::write(&model, b"v2").unwrap();
+        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+        // A new settings file also makes it stale.
+        std::fs::write(&model, b"v1").unwrap();
+        std::fs::write(settings::default_path(&model), b"max_seconds = 1.0\n").unwrap();
+        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+    }
+
+    #[test]
+    fn settings_precisions_are_left_to_the_worker() {
+        let s = ModelSettings::parse("precisions = [\"fp32\"]\n").unwrap();
+        let args = run_args(Path::new("/d/m.pt"), Some(&s), &Config::default());
+        assert!(args.precisions.is_none());
+        let args = run_args(Path::new("/d/m.pt"), None, &Config::default());
+        assert_eq!(args.precisions.unwrap().0, Config::default().precisions);
+        assert_eq!(args.state_dir, Some(PathBuf::from("/d/.precisiond")));
+    }
+}

@@ -1,0 +1,144 @@
+//! The drop folders themselves: checking them, listing their models, and
+//! tidying what a killed process left behind.
+
+use crate::watch::{self, Kind};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The folder as an absolute path without links, so that event paths (the
+/// watched path joined with a name) compare equal to ours.
+pub fn resolve(folder: &Path, origin: &str) -> Result<PathBuf, String> {
+    let path = folder.canonicalize().map_err(|e| {
+        format!(
+            "drop folder {}: {e}; create it (mkdir -p {}) or fix `folders` in {origin}",
+            folder.display(),
+            folder.display()
+        )
+    })?;
+    if !path.is_dir() {
+        return Err(format!(
+            "drop folder {} is not a folder; fix `folders` in {origin}",
+            folder.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Makes sure `.precisiond/` is a real folder of ours: a symlink placed
+/// there would send the status file and the worker's artefacts elsewhere.
+pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dir)
+            .or_else(|e| {
+                // Created meanwhile by the worker: fine.
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot create {}: {e}; the drop folder must be writable by precisiond",
+                    dir.display()
+                )
+            }),
+        Err(e) => Err(format!("cannot look at {}: {e}", dir.display())),
+    }
+}
+
+/// Removes the temporary files of atomic writes (`.NAME.XXXXXX.tmp`) that a
+/// killed worker or daemon left: reports in the drop folder, anything in
+/// the state folder. Call only while no worker runs. Returns how many.
+pub fn remove_stale_tmp(folder: &Path, state_dir: &Path) -> usize {
+    let ours_in_drop = |name: &str| {
+        name.starts_with('.') && name.ends_with(".tmp") && name.contains(".report.toml.")
+    };
+    let ours_in_state = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
+    remove_matching(folder, ours_in_drop) + remove_matching(state_dir, ours_in_state)
+}
+
+fn remove_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && matches(&name.to_string_lossy()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    log::info!("removed {:?}, left half-written by an interrupted run", entry.path());
+                    removed += 1;
+                }
+                Err(e) => log::warn!("cannot remove {:?}: {e}", entry.path()),
+            }
+        }
+    }
+    removed
+}
+
+/// The models in `folder` (regular files with a model name), oldest first
+/// so that a restart measures them in about the order they arrived.
+/// Symlinks with a model name are logged and left out.
+pub fn models(folder: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| format!("cannot list drop folder {}: {e}", folder.display()))?;
+    let mut found: Vec<(SystemTime, PathBuf)> = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if watch::kind(&path) != Kind::Model {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            log::warn!(
+                "skipping {path:?}: it is a symbolic link, and precisiond never follows links in \
+                 a drop folder; copy the model itself into the folder"
+            );
+        } else if meta.is_file() {
+            found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), path));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_tmp_files_of_ours_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        ensure_state_dir(&state).unwrap();
+        for name in [".m.pt.report.toml.a1b2c3.tmp", ".users-own.tmp", "m.pt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::write(state.join(".status.toml.zz.tmp"), b"x").unwrap();
+        assert_eq!(remove_stale_tmp(dir.path(), &state), 2);
+        assert!(dir.path().join(".users-own.tmp").exists(), "not ours: kept");
+        assert!(dir.path().join("m.pt").exists());
+    }
+
+    #[test]
+    fn state_dir_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        std::os::unix::fs::symlink(elsewhere.path(), &state).unwrap();
+        assert!(ensure_state_dir(&state).is_err());
+    }
+}

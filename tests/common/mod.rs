@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests: the real binaries, the
+//! committed fixture models, and temporary drop folders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn precisiond() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_precisiond"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Copies a fixture model (and its settings file, if any) into `dir`.
+pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
+    let dest = dir.join(name);
+    std::fs::copy(fixture(name), &dest).expect("copy fixture");
+    let settings = fixture(&format!("{name}.toml"));
+    if settings.exists() {
+        std::fs::copy(settings, dir.join(format!("{name}.toml"))).expect("copy settings");
+    }
+    dest
+}
+
+/// `precisiond run` with short budgets and no probe, so tests stay fast.
+pub fn run_quick(model: &Path, extra: &[&str]) -> Output {
+    let mut cmd = precisiond();
+    cmd.arg("run").arg(model).args(["--no-probe", "--threads", "2"]);
+    if !extra.contains(&"--max-seconds") {
+        cmd.args(["--max-seconds", "0.3"]);
+    }
+    cmd.args(extra).output().expect("precisiond runs")
+}
+
+pub fn report_of(model: &Path) -> toml::Table {
+    let path = PathBuf::from(format!("{}.report.toml", model.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
+    text.parse().unwrap_or_else(|e| panic!("report {} is not TOML: {e}\n{text}", path.display()))
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

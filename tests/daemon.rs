@@ -1,0 +1,748 @@
+//! `precisiond watch` end to end: the real binaries, real inotify, real
+//! signals, a real NOTIFY_SOCKET. Models are the small fixtures with short
+//! budgets, so that each job takes well under a second.
+//!
+//! Most tests run the real worker behind a small shell wrapper
+//! (`PRECISIOND_WORKER`) that records each start (time, pid, model) before
+//! `exec`ing it: that is how they see that a model was measured exactly
+//! once, when its worker started, and which process to kill.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_precisiond");
+const WORKER: &str = env!("CARGO_BIN_EXE_precisiond-worker");
+const SETTLE_MS: u64 = 300;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).unwrap();
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn report_path(model: &Path) -> PathBuf {
+    let mut p = model.as_os_str().to_owned();
+    p.push(".report.toml");
+    PathBuf::from(p)
+}
+
+fn load_report(model: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(report_path(model)).unwrap();
+    text.parse().unwrap_or_else(|e| panic!("report of {model:?} is not valid TOML: {e}"))
+}
+
+fn report_status(model: &Path) -> String {
+    load_report(model)["status"].as_str().unwrap().to_owned()
+}
+
+fn report_error(model: &Path) -> String {
+    load_report(model)
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn report_precisions(model: &Path) -> Vec<String> {
+    let r = load_report(model);
+    let mut p: Vec<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["precision"].as_str().unwrap().to_owned())
+        .collect();
+    p.sort();
+    p
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn kill(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2) on a pid this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill {pid} {sig}");
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry: look at its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A temporary setup: a drop folder, a folder outside it, a config file and
+/// a worker wrapper that logs each start.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    drop: PathBuf,
+    outside: PathBuf,
+    config: PathBuf,
+    starts: PathBuf,
+    wrapper: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct Start {
+    time: f64,
+    pid: u32,
+    model: PathBuf,
+}
+
+impl Setup {
+    fn new(config: &str) -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let drop = tmp.path().join("drop");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&drop).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let config_path = tmp.path().join("precisiond.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let starts = tmp.path().join("starts");
+        let wrapper = tmp.path().join("worker.sh");
+        // One NUL-terminated record per start: "TIME PID" then the model
+        // path (a name may hold a newline).
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s %s\\0%s\\0' \"$(date +%s.%N)\" \"$$\" \"$2\" >> '{}'\nexec '{}' \"$@\"\n",
+                starts.display(),
+                WORKER
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Setup {
+            _tmp: tmp,
+            drop,
+            outside,
+            config: config_path,
+            starts,
+            wrapper,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("watch")
+            .arg(&self.drop)
+            .arg("--config")
+            .arg(&self.config)
+            .env("PRECISIOND_WORKER", &self.wrapper)
+            .env_remove("PRECISIOND_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        cmd
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::spawn(self.command())
+    }
+
+    fn starts(&self) -> Vec<Start> {
+        let bytes = std::fs::read(&self.starts).unwrap_or_default();
+        let fields: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+        fields
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| {
+                let head = String::from_utf8_lossy(c[0]);
+                let (time, pid) = head.split_once(' ').unwrap();
+                Start {
+                    time: time.parse().unwrap(),
+                    pid: pid.parse().unwrap(),
+                    model: PathBuf::from(OsString::from_vec(c[1].to_vec())),
+                }
+            })
+            .collect()
+    }
+
+    fn starts_of(&self, model: &Path) -> usize {
+        self.starts().iter().filter(|s| s.model == model).count()
+    }
+
+    /// Copies a fixture into the drop folder the way `cp` does.
+    fn copy(&self, fixture_name: &str, as_name: &str) -> PathBuf {
+        let to = self.drop.join(as_name);
+        std::fs::copy(fixture(fixture_name), &to).unwrap();
+        to
+    }
+
+    fn tmp_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in [self.drop.clone(), self.drop.join(".precisiond")] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    fn status_file(&self) -> String {
+        std::fs::read_to_string(self.drop.join(".precisiond/status.toml")).unwrap_or_default()
+    }
+}
+
+/// A running daemon whose stderr (its log, and its workers') is collected.
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start precisiond");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("daemon: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Daemon { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_for(&format!("log line containing {needle:?}"), timeout, || self.logged(needle));
+    }
+
+    fn wait_ready(&self) {
+        self.wait_log("watching", Duration::from_secs(10));
+    }
+
+    fn signal(&self, sig: i32) {
+        kill(self.pid(), sig);
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "precisiond did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "SIGTERM must end precisiond with exit 0");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fast jobs: two precisions, a short budget, no hardware probe.
+fn fast_config() -> String {
+    format!(
+        "precisions = [\"fp32\", \"bf16\"]\nmax_seconds = 0.2\nsettle_ms = {SETTLE_MS}\nprobe = false\n"
+    )
+}
+
+/// Jobs that run for their whole budget (the confidence target is out of
+/// reach), so that a test can act while a worker is measuring.
+fn slow_config(max_seconds: f64) -> String {
+    format!(
+        "precisions = [\"fp32\", \"bf16\"]\nmax_seconds = {max_seconds}\ntarget_ci_percent = 0.0001\n\
+         settle_ms = {SETTLE_MS}\nprobe = false\n"
+    )
+}
+
+const JOB: Duration = Duration::from_secs(30);
+
+#[test]
+fn slow_copy_is_measured_once_after_it_is_complete() {
+    let s = Setup::new(&fast_config());
+    let d = s.start();
+    d.wait_ready();
+    let bytes = std::fs::read(fixture("mlp.pt")).unwrap();
+    let model = s.drop.join("slow.pt");
+    let chunk = bytes.len() / 4 + 1;
+    let mut parts = bytes.chunks(chunk);
+    // Written with pauses longer than the settle time while the file is open...
+    let mut f = std::fs::File::create(&model).unwrap();
+    for part in parts.by_ref().take(3) {
+        f.write_all(part).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(SETTLE_MS * 2));
+    }
+    drop(f);
+    // ...then closed and reopened within the settle time for the last chunk.
+    std::thread::sleep(Duration::from_millis(SETTLE_MS / 3));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&model).unwrap();
+    f.write_all(parts.next().unwrap()).unwrap();
+    drop(f);
+    let complete = now_secs();
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok");
+    assert_eq!(
+        load_report(&model)["model"]["sha256"].as_str().unwrap(),
+        sha256_hex(&model),
+        "the worker measured the complete file"
+    );
+    let starts = s.starts();
+    assert_eq!(starts.len(), 1, "measured exactly once: {starts:?}");
+    let latency = starts[0].time - complete;
+    eprintln!(
+        "latency from copy complete to worker start: {:.0} ms (settle time {SETTLE_MS} ms)",
+        latency * 1000.0
+    );
+    assert!(latency > 0.0, "the worker started before the copy was complete");
+    assert!(
+        latency < 1.0 + SETTLE_MS as f64 / 1000.0,
+        "worker started {latency:.3} s after the copy was complete: over 1 s + settle"
+    );
+    d.stop();
+}
+
+#[test]
+fn burst_of_20_files_gives_20_reports_each_measured_once() {
+    let s = Setup::new(&fast_config());
+    let d = s.start();
+    d.wait_ready();
+    let mut models = Vec::new();
+    for i in 0..20 {
+        // Odd names too: spaces, unicode, a newline.
+        let name = match i {
+            0 => "with space.pt".to_owned(),
+            1 => "ünïcødé ✓.pt".to_owned(),
+            2 => "new\nline.pt".to_owned(),
+            _ => format!("m{i:02}.pt"),
+        };
+        let model = if i % 2 == 0 {
+            s.copy("mlp.pt", &name)
+        } else {
+            // Moved in whole, the way careful uploaders do it.
+            let part = s.drop.join(format!(".{i}.part"));
+            std::fs::copy(fixture("mlp.pt"), &part).unwrap();
+            let to = s.drop.join(&name);
+            std::fs::rename(&part, &to).unwrap();
+            to
+        };
+        models.push(model);
+    }
+    wait_for("20 reports", Duration::from_secs(120), || {
+        models.iter().all(|m| report_path(m).exists())
+    });
+    // Let any duplicate job show up before counting.
+    std::thread::sleep(Duration::from_millis(SETTLE_MS * 3));
+    let mut counts: HashMap<PathBuf, usize> = HashMap::new();
+    for start in s.starts() {
+        *counts.entry(start.model).or_default() += 1;
+    }
+    for m in &models {
+        assert_eq!(counts.get(m), Some(&1), "{m:?} measured once");
+        assert_eq!(report_status(m), "ok", "{m:?}");
+    }
+    assert_eq!(counts.len(), 20, "nothing else was measured: {counts:?}");
+    assert!(s.status_file().contains("idle, 20 reports"), "{}", s.status_file());
+    d.stop();
+}
+
+#[test]
+fn corrupt_file_gets_a_failed_report_and_the_daemon_goes_on() {
+    let s = Setup::new(&fast_config());
+    let d = s.start();
+    d.wait_ready();
+    let bad = s.drop.join("corrupt.pt");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a TorchScript archive").unwrap();
+    let good = s.copy("cnn_residual.pt", "good.pt");
+    wait_for("both reports", JOB, || {
+        report_path(&bad).exists() && report_path(&good).exists()
+    });
+    assert_eq!(report_status(&bad), "failed");
+    assert!(!report_error(&bad).is_empty(), "a failed report says why");
+    assert_eq!(report_status(&good), "ok");
+    d.stop();
+}
+
+#[test]
+fn worker_killed_mid_run_gives_a_failed_report() {
+    let s = Setup::new(&slow_config(3.0));
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "victim.pt");
+    wait_for("the worker to start", JOB, || s.starts_of(&model) == 1);
+    let pid = s.starts()[0].pid;
+    std::thread::sleep(Duration::from_millis(500));
+    kill(pid, libc::SIGKILL);
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "failed");
+    let error = report_error(&model);
+    assert!(error.contains("signal 9"), "the cause is given: {error}");
+    assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
+    // The daemon carries on.
+    let next = s.copy("mlp.pt", "next.pt");
+    std::fs::write(s.drop.join("next.pt.toml"), "max_seconds = 0.1\n").unwrap();
+    wait_for("the next report", JOB, || report_path(&next).exists());
+    assert_eq!(report_status(&next), "ok");
+    d.stop();
+}
+
+#[test]
+fn worker_over_its_time_limit_gets_a_failed_report() {
+    let s = Setup::new(&format!("{}worker_timeout_seconds = 1.0\n", slow_config(5.0)));
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "slow.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "failed");
+    assert!(report_error(&model).contains("time limit"), "{}", report_error(&model));
+    let pid = s.starts()[0].pid;
+    assert!(!alive(pid), "the worker was killed");
+    d.stop();
+}
+
+#[test]
+fn daemon_killed_and_restarted_finishes_the_queue_without_half_written_reports() {
+    let s = Setup::new(&slow_config(0.6));
+    let models: Vec<PathBuf> = ["a.pt", "b.pt", "c.pt"]
+        .iter()
+        .map(|n| s.copy("mlp.pt", n))
+        .collect();
+    let d = s.start();
+    // Wait until a is done and b is being measured.
+    wait_for("the second job", JOB, || s.starts().len() == 2);
+    let a_report = std::fs::read(report_path(&models[0])).unwrap();
+    let b_worker = s.starts()[1].pid;
+    std::thread::sleep(Duration::from_millis(300));
+    kill(d.pid(), libc::SIGKILL);
+    drop(d);
+    // The worker dies with its supervisor: no orphan keeps timing.
+    wait_for("the orphaned worker to die", Duration::from_secs(5), || !alive(b_worker));
+    // What a kill in the middle of an atomic write leaves behind.
+    let leftover = s.drop.join(".b.pt.report.toml.Xy12Ab.tmp");
+    std::fs::write(&leftover, b"schema_version = 1\nstatus = \"o").unwrap();
+    assert!(!report_path(&models[1]).exists(), "b was interrupted");
+
+    let d = s.start();
+    wait_for("all reports", JOB, || models.iter().all(|m| report_path(m).exists()));
+    for m in &models {
+        assert_eq!(report_status(m), "ok", "{m:?} has a complete report");
+    }
+    assert_eq!(
+        std::fs::read(report_path(&models[0])).unwrap(),
+        a_report,
+        "a finished before the kill and was not measured again"
+    );
+    assert_eq!(s.starts_of(&models[0]), 1);
+    assert_eq!(s.starts_of(&models[1]), 2, "b was measured again");
+    assert_eq!(s.starts_of(&models[2]), 1);
+    assert!(!leftover.exists(), "stale temporary files are removed at start");
+    assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
+    d.stop();
+}
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly() {
+    let s = Setup::new(&slow_config(5.0));
+    let mut d = s.start();
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "long.pt");
+    wait_for("the worker to start", JOB, || s.starts_of(&model) == 1);
+    let worker = s.starts()[0].pid;
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(5));
+    eprintln!("SIGTERM to exit with a running worker: {:?}", asked.elapsed());
+    assert_eq!(status.code(), Some(0));
+    assert!(!alive(worker), "the running worker was stopped");
+    assert!(!report_path(&model).exists(), "an interrupted job leaves no report");
+    assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
+    assert!(s.status_file().contains("state = \"stopped\""), "{}", s.status_file());
+
+    // Idle, SIGINT (Ctrl-C) works the same. The interrupted model is
+    // measured at this start, so wait for that first.
+    std::fs::write(s.drop.join("long.pt.toml"), "max_seconds = 0.1\n").unwrap();
+    let mut d = s.start();
+    wait_for("the interrupted model's report", JOB, || report_path(&model).exists());
+    d.wait_log("report written", JOB);
+    d.signal(libc::SIGINT);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn sighup_with_a_bad_config_keeps_the_old_one() {
+    let config = |precisions: &str| {
+        format!("precisions = [{precisions}]\nmax_seconds = 0.2\nsettle_ms = {SETTLE_MS}\nprobe = false\n")
+    };
+    let s = Setup::new(&config("\"fp32\""));
+    let d = s.start();
+    d.wait_ready();
+    std::fs::write(&s.config, format!("{}max_secnds = 3\n", config("\"fp32\", \"bf16\""))).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration not reloaded", Duration::from_secs(5));
+    assert!(d.logged("max_secnds"), "the error names the key");
+    let model = s.copy("mlp.pt", "m.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_precisions(&model), ["fp32"], "the old config is still in force");
+
+    // A good config is taken, and what it measures differently is measured again.
+    std::fs::write(&s.config, config("\"fp32\", \"bf16\"")).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", Duration::from_secs(5));
+    wait_for("the model measured again", JOB, || s.starts_of(&model) == 2);
+    wait_for("the new report", JOB, || {
+        report_path(&model).exists() && report_precisions(&model) == ["bf16", "fp32"]
+    });
+    d.stop();
+}
+
+#[test]
+fn symlinks_are_never_followed() {
+    let s = Setup::new(&fast_config());
+    let secret = s.outside.join("secret.pt");
+    std::fs::copy(fixture("mlp.pt"), &secret).unwrap();
+    let victim = s.outside.join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    // Present at start (found by the scan)...
+    std::os::unix::fs::symlink(&secret, s.drop.join("at-start.pt")).unwrap();
+    let d = s.start();
+    d.wait_ready();
+    // ...and moved in while watching.
+    let staged = s.outside.join("moved-in.pt");
+    std::os::unix::fs::symlink(&secret, &staged).unwrap();
+    std::fs::rename(&staged, s.drop.join("moved-in.pt")).unwrap();
+    // A report name pointing out of the folder must not be written through.
+    std::os::unix::fs::symlink(&victim, s.drop.join("real.pt.report.toml")).unwrap();
+    let real = s.copy("mlp.pt", "real.pt");
+    wait_for("the real model's report", JOB, || {
+        std::fs::symlink_metadata(report_path(&real)).is_ok_and(|m| m.is_file())
+    });
+    assert_eq!(report_status(&real), "ok");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    d.wait_log("moved-in.pt\": it is a symbolic link", Duration::from_secs(5));
+    assert!(d.logged("at-start.pt\": it is a symbolic link"));
+    for link in ["at-start.pt", "moved-in.pt"] {
+        assert!(!report_path(&s.drop.join(link)).exists(), "{link} got no report");
+    }
+    assert_eq!(s.starts().len(), 1, "only the real model was measured: {:?}", s.starts());
+    assert!(!report_path(&secret).exists());
+    d.stop();
+}
+
+#[test]
+fn systemd_notifications_arrive_in_order() {
+    let s = Setup::new(&fast_config());
+    let socket_path = s.outside.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(DAEMON)
+        .args(s.command().get_args())
+        .env("PRECISIOND_WORKER", &s.wrapper)
+        .env_remove("PRECISIOND_LOG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000");
+    let d = Daemon::spawn(cmd);
+    let mut messages: Vec<String> = Vec::new();
+    let mut receive_until = |messages: &mut Vec<String>, what: &str, done: &dyn Fn(&str) -> bool| {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(start.elapsed() < JOB, "no {what} among {messages:?}");
+            if let Ok(n) = socket.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let found = done(&m);
+                messages.push(m);
+                if found {
+                    return;
+                }
+            }
+        }
+    };
+    receive_until(&mut messages, "READY=1", &|m| m.contains("READY=1"));
+    assert!(
+        messages[0].contains("READY=1\n") && messages[0].contains("STATUS=idle, 0 reports\n"),
+        "{messages:?}"
+    );
+    s.copy("mlp.pt", "m.pt");
+    receive_until(&mut messages, "benchmarking status", &|m| {
+        m.contains("STATUS=benchmarking m.pt: ")
+    });
+    receive_until(&mut messages, "idle status", &|m| m.contains("STATUS=idle, 1 report\n"));
+    receive_until(&mut messages, "a watchdog ping", &|m| m.contains("WATCHDOG=1"));
+    d.signal(libc::SIGTERM);
+    receive_until(&mut messages, "STOPPING=1", &|m| m.contains("STOPPING=1"));
+    let first = |needle: &str| messages.iter().position(|m| m.contains(needle)).unwrap();
+    assert_eq!(first("READY=1"), 0, "{messages:?}");
+    assert!(first("STATUS=benchmarking") < first("STATUS=idle, 1 report"));
+    assert_eq!(first("STOPPING=1"), messages.len() - 1);
+    assert!(messages.iter().all(|m| m.ends_with('\n')), "{messages:?}");
+    d.stop();
+}
+
+#[test]
+fn queue_drops_deleted_models_and_remeasures_replaced_ones() {
+    let s = Setup::new(&slow_config(0.8));
+    let d = s.start();
+    d.wait_ready();
+    let first = s.copy("mlp.pt", "first.pt");
+    wait_for("the first job", JOB, || s.starts_of(&first) == 1);
+    let deleted = s.copy("mlp.pt", "deleted.pt");
+    let kept = s.copy("mlp.pt", "kept.pt");
+    wait_for("two models queued", Duration::from_secs(5), || {
+        s.status_file().contains("queue = [\"deleted.pt\", \"kept.pt\"]")
+    });
+    std::fs::remove_file(&deleted).unwrap();
+    // Replaced while being measured.
+    std::fs::copy(fixture("cnn_residual.pt"), &first).unwrap();
+    wait_for("the kept model's report", JOB, || report_path(&kept).exists());
+    wait_for("the replaced model measured again", JOB, || s.starts_of(&first) == 2);
+    wait_for("the replaced model's new report", JOB, || {
+        load_report(&first)["model"]["sha256"].as_str() == Some(sha256_hex(&first).as_str())
+    });
+    assert_eq!(s.starts_of(&deleted), 0);
+    assert!(!report_path(&deleted).exists());
+    assert!(d.logged("was deleted while queued"));
+    d.stop();
+}
+
+#[test]
+fn oversize_model_is_rejected_unread_with_a_report() {
+    let s = Setup::new(&format!("{}max_model_bytes = 1000\n", fast_config()));
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "huge.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "failed");
+    assert!(report_error(&model).contains("max_model_bytes"), "{}", report_error(&model));
+    assert!(s.starts().is_empty(), "no worker for a rejected model");
+    d.stop();
+}
+
+#[test]
+fn start_measures_only_missing_or_stale_reports() {
+    let s = Setup::new(&fast_config());
+    let [a, b, c] = ["a.pt", "b.pt", "c.pt"].map(|n| s.copy("mlp.pt", n));
+    let d = s.start();
+    wait_for("three reports", JOB, || [&a, &b, &c].iter().all(|m| report_path(m).exists()));
+    d.wait_log("c.pt\": measured", JOB);
+    d.stop();
+    // Offline: b replaced, c given a settings file; a untouched.
+    std::fs::copy(fixture("cnn_residual.pt"), &b).unwrap();
+    std::fs::write(s.drop.join("c.pt.toml"), "precisions = [\"fp32\"]\n").unwrap();
+    let d = s.start();
+    wait_for("b and c measured again", JOB, || s.starts_of(&b) == 2 && s.starts_of(&c) == 2);
+    wait_for("c's new report", JOB, || report_precisions(&c) == ["fp32"]);
+    d.wait_log("c.pt\": measured", JOB);
+    assert_eq!(s.starts_of(&a), 1, "a's report is current");
+    d.stop();
+}
+
+#[test]
+fn idle_daemon_is_small_quiet_and_free_of_libtorch() {
+    let s = Setup::new(&fast_config());
+    let d = s.start();
+    d.wait_ready();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = d.pid();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        !maps.contains("libtorch") && !maps.contains("libc10"),
+        "the watching process has libtorch mapped"
+    );
+    let rss_kb = proc_status_kb(pid, "VmRSS");
+    let cpu_before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu_after = cpu_ticks(pid);
+    eprintln!(
+        "idle: VmRSS {rss_kb} kB, CPU {} ticks over 3 s (benches/daemon_idle.sh measures 30 s)",
+        cpu_after - cpu_before
+    );
+    assert!(rss_kb < 15 * 1024, "idle RSS {rss_kb} kB is not under 15 MB");
+    assert_eq!(cpu_after, cpu_before, "an idle daemon used CPU time");
+    d.stop();
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// utime + stime of all threads, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // After the ")" field 3 (state) is index 0: utime is field 14, stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let s = Setup::new("precisions = [\"fp32\"]\nsettle_secs = 2\n");
+    let out = s.command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("settle_secs"), "{stderr}");
+    assert!(stderr.contains(&s.config.display().to_string()), "{stderr}");
+
+    std::fs::write(&s.config, "max_seconds = -2.0\n").unwrap();
+    let out = s.command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("max_seconds") && stderr.contains("precisiond.toml"), "{stderr}");
+
+    let out = Command::new(DAEMON)
+        .args(["watch", "/nonexistent/drop"])
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--max-seconds")
+        .arg("1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/drop") && stderr.contains("mkdir"), "{stderr}");
+}
