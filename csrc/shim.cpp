@@ -317,6 +317,32 @@ char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_require
 
 extern "C" {
 
+namespace {
+CollectingWarningHandler *process_warnings = nullptr;
+}
+
+void pd_collect_warnings(void) {
+  // Process-wide: libtorch's warnings go into the report, not onto stderr.
+  if (process_warnings == nullptr) {
+    process_warnings = new CollectingWarningHandler();
+    c10::WarningUtils::set_warning_handler(process_warnings);
+  }
+}
+
+char *pd_take_warnings(char **out) {
+  return guarded([&] {
+    std::string joined;
+    if (process_warnings != nullptr) {
+      for (const std::string &message : process_warnings->messages) {
+        joined += message;
+        joined += "\n";
+      }
+      process_warnings->messages.clear();
+    }
+    *out = copy_string(joined);
+  });
+}
+
 char *pd_set_qengine(const char *engine) {
   return guarded([&] { at::globalContext().setQEngine(parse_engine(engine)); });
 }

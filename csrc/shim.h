@@ -27,6 +27,12 @@ char *pd_supported_qengines(char **out);
 char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_required,
                      int *has_quantized_ops);
 
+// From now on, libtorch's warnings (TORCH_WARN) are collected instead of
+// printed; pd_take_warnings hands over (and forgets) those seen so far,
+// newline separated.
+void pd_collect_warnings(void);
+char *pd_take_warnings(char **out);
+
 // Makes `engine` ("x86", "fbgemm", "qnnpack", "onednn") libtorch's quantized engine.
 char *pd_set_qengine(const char *engine);
 

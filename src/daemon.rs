@@ -415,8 +415,13 @@ impl Daemon {
             }
         };
         for model in models {
-            let running = self.job.as_ref().is_some_and(|j| j.current.path == model);
-            if running || self.queue.contains(&model) {
+            if self.queue.contains(&model) {
+                continue;
+            }
+            // Being measured under what may be the old config: looked at
+            // again once its job ends.
+            if self.job.as_ref().is_some_and(|j| j.current.path == model) {
+                self.enqueue(model);
                 continue;
             }
             match decide::decide(&model, &self.config) {

@@ -17,6 +17,8 @@ pub struct Notifier {
     last_status: String,
     /// READY=1 was sent; STATUS= lines before it would come out of order.
     ready: bool,
+    /// STOPPING=1 was sent: it is the last word, watchdog pings aside.
+    stopping: bool,
 }
 
 impl Notifier {
@@ -31,6 +33,7 @@ impl Notifier {
             next_ping: ping_every.map(|d| Instant::now() + d),
             last_status: String::new(),
             ready: false,
+            stopping: false,
         }
     }
 
@@ -56,7 +59,7 @@ impl Notifier {
     /// What the daemon is doing, for `systemctl status`; sent when it changes.
     pub fn status(&mut self, status: &str) {
         let status = one_line(status);
-        if self.ready && status != self.last_status {
+        if self.ready && !self.stopping && status != self.last_status {
             self.send(&[NotifyState::Status(&status)]);
             self.last_status = status;
         }
@@ -64,6 +67,7 @@ impl Notifier {
 
     pub fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        self.stopping = true;
     }
 
     /// When the next watchdog ping is due; None without a watchdog.

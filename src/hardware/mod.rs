@@ -125,7 +125,11 @@ pub trait Libtorch {
     fn cuda_usable(&self, index: usize) -> bool;
     /// Runs the probe on the CPU (`None`) or a CUDA device, with `threads`
     /// intra-op threads when given (restored afterwards).
-    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<probe::ProbeReport, String>;
+    fn probe(
+        &self,
+        cuda: Option<usize>,
+        threads: Option<usize>,
+    ) -> Result<probe::ProbeReport, String>;
 }
 
 /// Looks at the CPU and every CUDA GPU. Fails only when a `--cpuinfo` file
@@ -278,17 +282,35 @@ fn add_libtorch_facts(cpu: &mut CpuReport, torch: &dyn Libtorch) {
 /// the `probe` line.
 fn probe_cpu(cpu: &mut CpuReport, threads: Option<usize>, torch: &dyn Libtorch) -> String {
     let result = torch.probe(None, threads);
-    apply_probe(&mut cpu.fp32, &mut cpu.fp16, &mut cpu.bf16, &mut cpu.int8, result)
+    apply_probe(
+        &mut cpu.fp32,
+        &mut cpu.fp16,
+        &mut cpu.bf16,
+        &mut cpu.int8,
+        result,
+    )
 }
 
-fn probe_gpu(gpu: &mut GpuReport, index: usize, threads: Option<usize>, torch: &dyn Libtorch) -> String {
+fn probe_gpu(
+    gpu: &mut GpuReport,
+    index: usize,
+    threads: Option<usize>,
+    torch: &dyn Libtorch,
+) -> String {
     // libtorch may run without its CUDA part (see design.md: the linker can
     // drop libtorch_cuda); the flags-based verdicts stand alone then.
     if !torch.cuda_usable(index) {
-        return "skipped: libtorch in this binary cannot use CUDA (libtorch_cuda not loaded)".to_string();
+        return "skipped: libtorch in this binary cannot use CUDA (libtorch_cuda not loaded)"
+            .to_string();
     }
     let result = torch.probe(Some(index), threads);
-    apply_probe(&mut gpu.fp32, &mut gpu.fp16, &mut gpu.bf16, &mut gpu.int8, result)
+    apply_probe(
+        &mut gpu.fp32,
+        &mut gpu.fp16,
+        &mut gpu.bf16,
+        &mut gpu.int8,
+        result,
+    )
 }
 
 fn apply_probe(
@@ -480,7 +502,10 @@ fn yes_no(b: bool) -> &'static str {
 
 /// Times the full live detection (with probe when `probe` is set) and
 /// returns it with its wall time, for logs and tests.
-pub fn detect_timed(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<(Hardware, std::time::Duration)> {
+pub fn detect_timed(
+    opts: &DetectOptions,
+    torch: &dyn Libtorch,
+) -> anyhow::Result<(Hardware, std::time::Duration)> {
     let start = Instant::now();
     let hw = detect(opts, torch)?;
     Ok((hw, start.elapsed()))

@@ -81,9 +81,14 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     tch::set_num_threads(opts.threads as i32);
     let _no_grad = tch::no_grad_guard();
 
+    shim::collect_warnings();
     if let Err(error) = measure_all(opts, &bytes, &mut report) {
         report.status = Status::Failed;
         report.error = Some(error);
+    }
+    for warning in shim::take_warnings() {
+        log::info!("libtorch warned: {warning}");
+        report.notes.push(format!("libtorch warned: {warning}"));
     }
     report.run.finished = report::now();
     report

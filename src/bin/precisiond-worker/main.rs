@@ -28,6 +28,10 @@ enum Command {
     Run(RunArgs),
     /// Print the hardware detection.
     Detect(DetectArgs),
+    /// Quantize a model as a job file describes (started by `run`, in a
+    /// process of its own so a crash in libtorch's passes stays contained).
+    #[command(hide = true)]
+    Quantize { job: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,15 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Detect(args) => detect(args),
+        Command::Quantize { job } => {
+            let done = quantize::quantize_main(&job);
+            print!("{}", toml::to_string(&done).expect("serialises"));
+            if done.error.is_some() {
+                exit::ERROR
+            } else {
+                exit::OK
+            }
+        }
     };
     ExitCode::from(code as u8)
 }

@@ -47,7 +47,7 @@ pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
             path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         );
     }
-    if message.contains("central directory") || message.contains("failed reading zip") {
+    if !has_zip_end_record(bytes) || message.contains("central directory") {
         return format!(
             "{file} is an incomplete zip archive: the file is truncated or was still being \
              copied. Copy it again completely. (libtorch said: {cleaned})"
@@ -60,6 +60,14 @@ pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
         );
     }
     format!("cannot load {file} as TorchScript: {cleaned}")
+}
+
+/// A complete zip archive ends with an end-of-central-directory record
+/// (signature PK\x05\x06, within the last 22 + 65535 bytes); a file cut
+/// short, or still being copied, has none.
+fn has_zip_end_record(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(22 + 65_535)..];
+    tail.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
 pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, String> {

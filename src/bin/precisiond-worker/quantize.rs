@@ -7,7 +7,9 @@ use crate::job::{compare_outputs, Context};
 use crate::{model, shim};
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult};
-use std::path::PathBuf;
+use precisiond::settings::{CalibrationSettings, InputSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{CModule, Tensor};
 
@@ -66,27 +68,30 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
     };
 
     let artefact = artefact_path(ctx);
-    if let Some(dir) = artefact.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return ctx.failed(p, Method::StaticPtq, format!("cannot create state folder {}: {e}", dir.display()));
+    let job = QuantizeJob {
+        model: ctx.opts.model.clone(),
+        out: artefact.clone(),
+        engine: engine.clone(),
+        threads: ctx.opts.threads,
+        inputs: ctx.specs.to_vec(),
+        calibration: ctx.settings.calibration.clone(),
+        settings_path: ctx.settings_path.to_path_buf(),
+    };
+    let done = match run_quantize_process(&job) {
+        Ok(done) => done,
+        Err(e) => {
+            let mut result = ctx.failed(p, Method::StaticPtq, e);
+            result.engine = Some(engine);
+            return result;
         }
-    }
-    let started = Instant::now();
-    let outcome = shim::quantize_static(&ctx.opts.model, &artefact, &engine, &samples.calibration);
-    let seconds = started.elapsed().as_secs_f64();
-    let mut warnings = Vec::new();
-    if let Err((e, w)) = outcome.as_ref() {
-        let mut result = ctx.failed(
-            p,
-            Method::StaticPtq,
-            format!("static quantization failed: {}", model::clean_torch_error(e)),
-        );
-        result.notes.extend(w.iter().map(|w| format!("libtorch warned: {w}")));
+    };
+    let seconds = done.seconds;
+    let warnings = done.warnings;
+    if let Some(e) = done.error {
+        let mut result = ctx.failed(p, Method::StaticPtq, format!("static quantization failed: {e}"));
+        result.notes.extend(warnings.iter().map(|w| format!("libtorch warned: {w}")));
         result.engine = Some(engine);
         return result;
-    }
-    if let Ok(o) = outcome {
-        warnings = o.warnings;
     }
 
     let quantized = match CModule::load(&artefact) {
@@ -95,18 +100,23 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
             m
         }
         Err(e) => {
+            // Keep no artefact that cannot be deployed.
+            let _ = std::fs::remove_file(&artefact);
             return ctx.failed(
                 p,
                 Method::StaticPtq,
-                format!("the quantized model {} does not load: {}", artefact.display(), model::clean_torch_error(&e.to_string())),
-            )
+                format!(
+                    "libtorch's quantization passes produced a model that does not load: {}",
+                    model::clean_torch_error(&e.to_string())
+                ),
+            );
         }
     };
 
     let mut result = ctx.time_module(p, Method::StaticPtq, &quantized, ctx.inputs);
     result.engine = Some(engine);
     result.quantization_seconds = Some(seconds);
-    result.quantized_model = Some(artefact.display().to_string());
+    result.quantized_model = Some(report_relative(&artefact, &ctx.opts.report));
     result.calibration = Some(CalibrationFacts {
         source: samples.source.clone(),
         samples: samples.calibration.len(),
@@ -159,6 +169,107 @@ fn accuracy_on(ctx: &Context, quantized: &CModule, samples: &SampleSet) -> preci
             .collect()
     };
     compare_outputs(&stack(&reference), &stack(&outputs))
+}
+
+/// What the quantizing process is asked to do. libtorch's passes can crash
+/// on a model (InsertObservers segfaults on nn.TransformerEncoderLayer's
+/// scripted fast path, for one), so they run in a child process of their
+/// own: a crash there fails the int8 result, not the whole report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QuantizeJob {
+    pub model: PathBuf,
+    pub out: PathBuf,
+    pub engine: String,
+    pub threads: usize,
+    pub inputs: Vec<InputSpec>,
+    pub calibration: Option<CalibrationSettings>,
+    pub settings_path: PathBuf,
+}
+
+/// What the quantizing process reports on stdout, as TOML.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct QuantizeDone {
+    pub seconds: f64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+fn run_quantize_process(job: &QuantizeJob) -> Result<QuantizeDone, String> {
+    let job_file = job.out.with_extension("job.toml");
+    let text = toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
+    precisiond::report::write_atomic(&job_file, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .arg("quantize")
+        .arg(&job_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start the quantizing process: {e}"));
+    let _ = std::fs::remove_file(&job_file);
+    let output = output?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.trim().is_empty() {
+        log::debug!("quantizing process stderr: {stderr}");
+    }
+    if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&output.status) {
+        return Err(format!(
+            "libtorch's quantization passes crashed on this model (signal {sig}, {}); the other \
+             precisions are unaffected",
+            precisiond::supervise::signal_name(sig)
+        ));
+    }
+    toml::from_str(&String::from_utf8_lossy(&output.stdout)).map_err(|e| {
+        format!(
+            "the quantizing process ended with {} without a result ({e}): {}",
+            output.status,
+            stderr.trim()
+        )
+    })
+}
+
+/// The quantizing process: `precisiond-worker quantize JOB.toml`.
+pub fn quantize_main(job_file: &Path) -> QuantizeDone {
+    let run = || -> Result<QuantizeDone, String> {
+        let text = std::fs::read_to_string(job_file).map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
+        let job: QuantizeJob = toml::from_str(&text).map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
+        tch::set_num_threads(job.threads as i32);
+        let samples = match &job.calibration {
+            Some(cal) => calibration::from_folder(cal, &job.settings_path, &job.inputs)?,
+            None => calibration::synthetic(&job.inputs, CALIBRATION_SEED),
+        };
+        let started = Instant::now();
+        // Saved under a temporary name and renamed: a killed process never
+        // leaves a half-written model where the report points.
+        let partial = job.out.with_extension("pt.tmp");
+        let outcome = shim::quantize_static(&job.model, &partial, &job.engine, &samples.calibration)
+            .and_then(|o| {
+                std::fs::rename(&partial, &job.out)
+                    .map(|()| o)
+                    .map_err(|e| (format!("cannot move the quantized model into place: {e}"), Vec::new()))
+            });
+        let _ = std::fs::remove_file(&partial);
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(match outcome {
+            Ok(o) => QuantizeDone { seconds, warnings: o.warnings, error: None },
+            Err((e, warnings)) => QuantizeDone { seconds, warnings, error: Some(model::clean_torch_error(&e)) },
+        })
+    };
+    run().unwrap_or_else(|e| QuantizeDone { error: Some(e), ..QuantizeDone::default() })
+}
+
+/// The artefact's path as the report shows it: relative to the report's
+/// folder when it lies below it (the drop folder moves as a whole), else
+/// absolute.
+fn report_relative(artefact: &std::path::Path, report: &std::path::Path) -> String {
+    let absolute = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let artefact = absolute(artefact);
+    let base = report.parent().map(absolute).unwrap_or_default();
+    match artefact.strip_prefix(&base) {
+        Ok(rel) if !base.as_os_str().is_empty() => rel.display().to_string(),
+        _ => artefact.display().to_string(),
+    }
 }
 
 /// Where the quantized model is kept: the state folder, named after the

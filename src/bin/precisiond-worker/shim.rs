@@ -17,6 +17,8 @@ mod ffi {
             num_required: *mut i64,
             has_quantized_ops: *mut c_int,
         ) -> *mut c_char;
+        pub fn pd_collect_warnings();
+        pub fn pd_take_warnings(out: *mut *mut c_char) -> *mut c_char;
         pub fn pd_set_qengine(engine: *const c_char) -> *mut c_char;
         pub fn pd_quantize_static(
             model_path: *const c_char,
@@ -130,6 +132,25 @@ pub fn module_info(path: &Path) -> Result<ModuleInfo, String> {
         num_required: num_required.max(0) as usize,
         has_quantized_ops: quantized != 0,
     })
+}
+
+/// Collects libtorch's warnings from now on instead of printing them.
+pub fn collect_warnings() {
+    // SAFETY: no arguments; installs a process-wide handler once.
+    unsafe { ffi::pd_collect_warnings() }
+}
+
+/// The distinct warnings libtorch gave since the last call.
+pub fn take_warnings() -> Vec<String> {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: as in `cpu_capability`.
+    let text = unsafe {
+        match check(ffi::pd_take_warnings(&mut out)) {
+            Ok(()) => take_string(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
 }
 
 /// Sets libtorch's quantized engine for the quantized models run next.
