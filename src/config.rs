@@ -97,12 +97,8 @@ pub struct Overrides {
 impl Config {
     /// Parses a config file's text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            format!(
-                "config file {origin}: {}",
-                e.to_string().trim_end()
-            )
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| format!("config file {origin}: {}", e.to_string().trim_end()))?;
         config
             .validate()
             .map_err(|e| format!("config file {origin}: {e}"))?;
@@ -152,8 +148,7 @@ impl Config {
         if let Some(ms) = o.settle_ms {
             self.settle_ms = ms;
         }
-        self.validate()
-            .map_err(|e| format!("command line: {e}"))
+        self.validate().map_err(|e| format!("command line: {e}"))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -161,7 +156,9 @@ impl Config {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(format!("`{key}` must be a positive number of seconds, got {v}"))
+                Err(format!(
+                    "`{key}` must be a positive number of seconds, got {v}"
+                ))
             }
         };
         positive("max_seconds", self.max_seconds)?;
@@ -233,9 +230,14 @@ mod tests {
     fn documented_default_config_parses_and_matches_defaults() {
         let text = include_str!("../etc/precisiond.toml");
         let config = Config::parse(text, "etc/precisiond.toml").unwrap();
-        let mut expected = Config::default();
-        expected.folders = config.folders.clone();
-        assert_eq!(config, expected, "etc/precisiond.toml must document the defaults");
+        let expected = Config {
+            folders: config.folders.clone(),
+            ..Config::default()
+        };
+        assert_eq!(
+            config, expected,
+            "etc/precisiond.toml must document the defaults"
+        );
     }
 
     #[test]
@@ -278,13 +280,19 @@ mod tests {
                 ..Overrides::default()
             })
             .unwrap_err();
-        assert!(e.contains("command line") && e.contains("max_seconds"), "{e}");
+        assert!(
+            e.contains("command line") && e.contains("max_seconds"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_explicit_file_is_an_error() {
-        let e = Config::load(Some(Path::new("/nonexistent/p.toml")), &Overrides::default())
-            .unwrap_err();
+        let e = Config::load(
+            Some(Path::new("/nonexistent/p.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("/nonexistent/p.toml"), "{e}");
     }
 }

@@ -32,7 +32,7 @@ use status::{Current, Finished, Snapshot};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -76,7 +76,7 @@ enum Msg {
     Fs(notify::Result<notify::Event>),
     Signal(i32),
     Progress(String),
-    JobDone(Result<Measured, String>),
+    JobDone(Box<Result<Measured, String>>),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
@@ -154,7 +154,10 @@ fn fail(message: impl std::fmt::Display) -> i32 {
 fn origin(config_file: Option<&Path>) -> String {
     match config_file {
         Some(p) => p.display().to_string(),
-        None => format!("{} (not present; using the built-in defaults)", crate::config::DEFAULT_PATH),
+        None => format!(
+            "{} (not present; using the built-in defaults)",
+            crate::config::DEFAULT_PATH
+        ),
     }
 }
 
@@ -260,10 +263,9 @@ impl Daemon {
             // The daemon holds a sender itself, so the channel never closes.
             let msg = match wake {
                 None => rx.recv().ok(),
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(msg) => Some(msg),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                },
+                Some(at) => rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    .ok(),
             };
             if let Some(msg) = msg {
                 self.handle(msg);
@@ -293,7 +295,11 @@ impl Daemon {
                     log::info!(
                         "{} received: stopping{}",
                         supervise::signal_name(sig),
-                        if self.job.is_some() { " the running worker and exiting" } else { "" }
+                        if self.job.is_some() {
+                            " the running worker and exiting"
+                        } else {
+                            ""
+                        }
                     );
                     self.stopping = true;
                     self.notifier.stopping();
@@ -308,7 +314,7 @@ impl Daemon {
                 }
                 _ => log::debug!("worker: {line}"),
             },
-            Msg::JobDone(result) => self.job_done(result),
+            Msg::JobDone(result) => self.job_done(*result),
         }
     }
 
@@ -344,7 +350,8 @@ impl Daemon {
 
     /// Directly inside one of the drop folders.
     fn watched(&self, path: &Path) -> bool {
-        path.parent().is_some_and(|p| self.folders.iter().any(|f| f == p))
+        path.parent()
+            .is_some_and(|p| self.folders.iter().any(|f| f == p))
     }
 
     fn removed(&mut self, path: PathBuf) {
@@ -382,11 +389,9 @@ impl Daemon {
                 "skipping {model:?}: it is a symbolic link, and precisiond never follows links in \
                  a drop folder; copy the model itself into the folder"
             ),
-            Ok(m) if m.is_file() => {
-                if self.queue.push(model.clone()) {
-                    log::info!("queued {model:?}");
-                    self.dirty = true;
-                }
+            Ok(m) if m.is_file() && self.queue.push(model.clone()) => {
+                log::info!("queued {model:?}");
+                self.dirty = true;
             }
             _ => {}
         }
@@ -469,13 +474,15 @@ impl Daemon {
         let worker = self.worker.clone();
         let stop = self.stop.clone();
         let tx = self.tx.clone();
-        let thread = std::thread::Builder::new().name("job".into()).spawn(move || {
-            let progress = tx.clone();
-            let result = supervise::measure(&worker, &args, &stop, |line| {
-                let _ = progress.send(Msg::Progress(line.to_owned()));
+        let thread = std::thread::Builder::new()
+            .name("job".into())
+            .spawn(move || {
+                let progress = tx.clone();
+                let result = supervise::measure(&worker, &args, &stop, |line| {
+                    let _ = progress.send(Msg::Progress(line.to_owned()));
+                });
+                let _ = tx.send(Msg::JobDone(Box::new(result)));
             });
-            let _ = tx.send(Msg::JobDone(result));
-        });
         match thread {
             Ok(thread) => {
                 self.job = Some(Job {
@@ -501,7 +508,10 @@ impl Daemon {
         self.dirty = true;
         let model = job.current.path;
         let end = match result {
-            Ok(Measured { end, report: Some(report) }) => {
+            Ok(Measured {
+                end,
+                report: Some(report),
+            }) => {
                 match &report.error {
                     Some(error) => log::warn!("{model:?}: failed: {error}"),
                     None => log::info!("{model:?}: measured, report written"),
@@ -511,7 +521,9 @@ impl Daemon {
             }
             Ok(Measured { end, report: None }) => {
                 if end == WorkerEnd::Stopped || self.stopping {
-                    log::info!("stopped measuring {model:?}; it is measured again at the next start");
+                    log::info!(
+                        "stopped measuring {model:?}; it is measured again at the next start"
+                    );
                 } else if job.deleted {
                     log::info!("{model:?} was deleted while being measured");
                 } else {
@@ -552,10 +564,11 @@ impl Daemon {
         if self.stopping {
             return;
         }
-        let loaded = Config::load(self.config_arg.as_deref(), &self.overrides).and_then(|(c, file)| {
-            let folders = resolve_all(&c, &origin(file.as_deref()))?;
-            Ok((c, folders, file))
-        });
+        let loaded =
+            Config::load(self.config_arg.as_deref(), &self.overrides).and_then(|(c, file)| {
+                let folders = resolve_all(&c, &origin(file.as_deref()))?;
+                Ok((c, folders, file))
+            });
         let (config, folders, file) = match loaded {
             Ok(x) => x,
             Err(e) => {

@@ -79,7 +79,10 @@ mod tests {
         let mut q = Queue::new();
         assert!(q.push("/d/a.pt".into()));
         assert!(q.push("/d/b.pt".into()));
-        assert!(!q.push("/d/a.pt".into()), "a queued path is not queued twice");
+        assert!(
+            !q.push("/d/a.pt".into()),
+            "a queued path is not queued twice"
+        );
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop(), Some("/d/a.pt".into()));
         // Once taken (being measured), the same path may be queued again.
@@ -96,9 +99,15 @@ mod tests {
         q.push("/d/b.pt".into());
         q.push("/e/c.pt".into());
         assert!(q.remove(Path::new("/d/a.pt")));
-        assert!(!q.remove(Path::new("/d/a.pt")), "removing twice is no error");
+        assert!(
+            !q.remove(Path::new("/d/a.pt")),
+            "removing twice is no error"
+        );
         assert!(!q.contains(Path::new("/d/a.pt")));
         q.remove_folder(Path::new("/d"));
-        assert_eq!(q.iter().collect::<Vec<_>>(), vec![&PathBuf::from("/e/c.pt")]);
+        assert_eq!(
+            q.iter().collect::<Vec<_>>(),
+            vec![&PathBuf::from("/e/c.pt")]
+        );
     }
 }

@@ -174,7 +174,13 @@ impl Settler {
     /// changes again.
     pub fn written(&mut self, path: PathBuf, now: Instant, settle: std::time::Duration) {
         let seen = fingerprint(&path);
-        self.pending.insert(path, Pending { due: now + settle, seen });
+        self.pending.insert(
+            path,
+            Pending {
+                due: now + settle,
+                seen,
+            },
+        );
     }
 
     /// More data arrived: a pending path waits a full settle time again.
@@ -221,7 +227,13 @@ impl Settler {
                     ready.push((before.due, path));
                 }
                 Some(seen) => {
-                    self.pending.insert(path, Pending { due: now + settle, seen: Some(seen) });
+                    self.pending.insert(
+                        path,
+                        Pending {
+                            due: now + settle,
+                            seen: Some(seen),
+                        },
+                    );
                 }
             }
         }
@@ -288,13 +300,21 @@ mod tests {
         let mut s = Settler::default();
         let t0 = Instant::now();
         s.written(path.clone(), t0, settle);
-        assert!(s.take_ready(t0, settle).is_empty(), "not before the settle time");
+        assert!(
+            s.take_ready(t0, settle).is_empty(),
+            "not before the settle time"
+        );
         // More data during the settle time: it waits again.
         s.writing(&path, t0 + Duration::from_millis(40), settle);
-        assert!(s.take_ready(t0 + Duration::from_millis(60), settle).is_empty());
+        assert!(s
+            .take_ready(t0 + Duration::from_millis(60), settle)
+            .is_empty());
         std::fs::write(&path, b"abcdef").unwrap();
         let t1 = t0 + Duration::from_millis(100);
-        assert!(s.take_ready(t1, settle).is_empty(), "size changed: waits again");
+        assert!(
+            s.take_ready(t1, settle).is_empty(),
+            "size changed: waits again"
+        );
         assert_eq!(s.take_ready(t1 + settle, settle), vec![path.clone()]);
         assert!(s.is_empty());
         // A vanished file is dropped.
@@ -314,7 +334,10 @@ mod tests {
             e
         };
         assert_eq!(
-            changes(&ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["/d/a.pt"])),
+            changes(&ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/d/a.pt"]
+            )),
             vec![Change::Written("/d/a.pt".into())]
         );
         assert_eq!(
@@ -322,7 +345,10 @@ mod tests {
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
                 &["/d/.a.part", "/d/a.pt"]
             )),
-            vec![Change::Removed("/d/.a.part".into()), Change::Written("/d/a.pt".into())]
+            vec![
+                Change::Removed("/d/.a.part".into()),
+                Change::Written("/d/a.pt".into())
+            ]
         );
         assert!(changes(&ev(
             EventKind::Create(notify::event::CreateKind::File),

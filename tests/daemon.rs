@@ -23,13 +23,18 @@ const WORKER: &str = env!("CARGO_BIN_EXE_precisiond-worker");
 const SETTLE_MS: u64 = 300;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
 }
 
 fn sha256_hex(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn report_path(model: &Path) -> PathBuf {
@@ -40,7 +45,8 @@ fn report_path(model: &Path) -> PathBuf {
 
 fn load_report(model: &Path) -> toml::Table {
     let text = std::fs::read_to_string(report_path(model)).unwrap();
-    text.parse().unwrap_or_else(|e| panic!("report of {model:?} is not valid TOML: {e}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("report of {model:?} is not valid TOML: {e}"))
 }
 
 fn report_status(model: &Path) -> String {
@@ -70,24 +76,39 @@ fn report_precisions(model: &Path) -> Vec<String> {
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn kill(pid: u32, sig: i32) {
     // SAFETY: plain kill(2) on a pid this test started.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill {pid} {sig}");
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, sig) },
+        0,
+        "kill {pid} {sig}"
+    );
 }
 
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry: look at its state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -242,7 +263,9 @@ impl Daemon {
     }
 
     fn wait_log(&self, needle: &str, timeout: Duration) {
-        wait_for(&format!("log line containing {needle:?}"), timeout, || self.logged(needle));
+        wait_for(&format!("log line containing {needle:?}"), timeout, || {
+            self.logged(needle)
+        });
     }
 
     fn wait_ready(&self) {
@@ -259,7 +282,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < timeout, "precisiond did not exit within {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "precisiond did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -267,7 +293,11 @@ impl Daemon {
     fn stop(mut self) {
         self.signal(libc::SIGTERM);
         let status = self.wait_exit(Duration::from_secs(10));
-        assert_eq!(status.code(), Some(0), "SIGTERM must end precisiond with exit 0");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM must end precisiond with exit 0"
+        );
     }
 }
 
@@ -315,7 +345,10 @@ fn slow_copy_is_measured_once_after_it_is_complete() {
     drop(f);
     // ...then closed and reopened within the settle time for the last chunk.
     std::thread::sleep(Duration::from_millis(SETTLE_MS / 3));
-    let mut f = std::fs::OpenOptions::new().append(true).open(&model).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&model)
+        .unwrap();
     f.write_all(parts.next().unwrap()).unwrap();
     drop(f);
     let complete = now_secs();
@@ -333,7 +366,10 @@ fn slow_copy_is_measured_once_after_it_is_complete() {
         "latency from copy complete to worker start: {:.0} ms (settle time {SETTLE_MS} ms)",
         latency * 1000.0
     );
-    assert!(latency > 0.0, "the worker started before the copy was complete");
+    assert!(
+        latency > 0.0,
+        "the worker started before the copy was complete"
+    );
     assert!(
         latency < 1.0 + SETTLE_MS as f64 / 1000.0,
         "worker started {latency:.3} s after the copy was complete: over 1 s + settle"
@@ -381,7 +417,11 @@ fn burst_of_20_files_gives_20_reports_each_measured_once() {
         assert_eq!(report_status(m), "ok", "{m:?}");
     }
     assert_eq!(counts.len(), 20, "nothing else was measured: {counts:?}");
-    assert!(s.status_file().contains("idle, 20 reports"), "{}", s.status_file());
+    assert!(
+        s.status_file().contains("idle, 20 reports"),
+        "{}",
+        s.status_file()
+    );
     d.stop();
 }
 
@@ -427,13 +467,20 @@ fn worker_killed_mid_run_gives_a_failed_report() {
 
 #[test]
 fn worker_over_its_time_limit_gets_a_failed_report() {
-    let s = Setup::new(&format!("{}worker_timeout_seconds = 1.0\n", slow_config(5.0)));
+    let s = Setup::new(&format!(
+        "{}worker_timeout_seconds = 1.0\n",
+        slow_config(5.0)
+    ));
     let d = s.start();
     d.wait_ready();
     let model = s.copy("mlp.pt", "slow.pt");
     wait_for("the report", JOB, || report_path(&model).exists());
     assert_eq!(report_status(&model), "failed");
-    assert!(report_error(&model).contains("time limit"), "{}", report_error(&model));
+    assert!(
+        report_error(&model).contains("time limit"),
+        "{}",
+        report_error(&model)
+    );
     let pid = s.starts()[0].pid;
     assert!(!alive(pid), "the worker was killed");
     d.stop();
@@ -455,14 +502,18 @@ fn daemon_killed_and_restarted_finishes_the_queue_without_half_written_reports()
     kill(d.pid(), libc::SIGKILL);
     drop(d);
     // The worker dies with its supervisor: no orphan keeps timing.
-    wait_for("the orphaned worker to die", Duration::from_secs(5), || !alive(b_worker));
+    wait_for("the orphaned worker to die", Duration::from_secs(5), || {
+        !alive(b_worker)
+    });
     // What a kill in the middle of an atomic write leaves behind.
     let leftover = s.drop.join(".b.pt.report.toml.Xy12Ab.tmp");
     std::fs::write(&leftover, b"schema_version = 1\nstatus = \"o").unwrap();
     assert!(!report_path(&models[1]).exists(), "b was interrupted");
 
     let d = s.start();
-    wait_for("all reports", JOB, || models.iter().all(|m| report_path(m).exists()));
+    wait_for("all reports", JOB, || {
+        models.iter().all(|m| report_path(m).exists())
+    });
     for m in &models {
         assert_eq!(report_status(m), "ok", "{m:?} has a complete report");
     }
@@ -474,7 +525,10 @@ fn daemon_killed_and_restarted_finishes_the_queue_without_half_written_reports()
     assert_eq!(s.starts_of(&models[0]), 1);
     assert_eq!(s.starts_of(&models[1]), 2, "b was measured again");
     assert_eq!(s.starts_of(&models[2]), 1);
-    assert!(!leftover.exists(), "stale temporary files are removed at start");
+    assert!(
+        !leftover.exists(),
+        "stale temporary files are removed at start"
+    );
     assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
     d.stop();
 }
@@ -491,18 +545,30 @@ fn sigterm_and_sigint_stop_cleanly() {
     let asked = Instant::now();
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(5));
-    eprintln!("SIGTERM to exit with a running worker: {:?}", asked.elapsed());
+    eprintln!(
+        "SIGTERM to exit with a running worker: {:?}",
+        asked.elapsed()
+    );
     assert_eq!(status.code(), Some(0));
     assert!(!alive(worker), "the running worker was stopped");
-    assert!(!report_path(&model).exists(), "an interrupted job leaves no report");
+    assert!(
+        !report_path(&model).exists(),
+        "an interrupted job leaves no report"
+    );
     assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
-    assert!(s.status_file().contains("state = \"stopped\""), "{}", s.status_file());
+    assert!(
+        s.status_file().contains("state = \"stopped\""),
+        "{}",
+        s.status_file()
+    );
 
     // Idle, SIGINT (Ctrl-C) works the same. The interrupted model is
     // measured at this start, so wait for that first.
     std::fs::write(s.drop.join("long.pt.toml"), "max_seconds = 0.1\n").unwrap();
     let mut d = s.start();
-    wait_for("the interrupted model's report", JOB, || report_path(&model).exists());
+    wait_for("the interrupted model's report", JOB, || {
+        report_path(&model).exists()
+    });
     d.wait_log("report written", JOB);
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
@@ -516,13 +582,21 @@ fn sighup_with_a_bad_config_keeps_the_old_one() {
     let s = Setup::new(&config("\"fp32\""));
     let d = s.start();
     d.wait_ready();
-    std::fs::write(&s.config, format!("{}max_secnds = 3\n", config("\"fp32\", \"bf16\""))).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{}max_secnds = 3\n", config("\"fp32\", \"bf16\"")),
+    )
+    .unwrap();
     d.signal(libc::SIGHUP);
     d.wait_log("configuration not reloaded", Duration::from_secs(5));
     assert!(d.logged("max_secnds"), "the error names the key");
     let model = s.copy("mlp.pt", "m.pt");
     wait_for("the report", JOB, || report_path(&model).exists());
-    assert_eq!(report_precisions(&model), ["fp32"], "the old config is still in force");
+    assert_eq!(
+        report_precisions(&model),
+        ["fp32"],
+        "the old config is still in force"
+    );
 
     // A good config is taken, and what it measures differently is measured again.
     std::fs::write(&s.config, config("\"fp32\", \"bf16\"")).unwrap();
@@ -558,12 +632,23 @@ fn symlinks_are_never_followed() {
     });
     assert_eq!(report_status(&real), "ok");
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
-    d.wait_log("moved-in.pt\": it is a symbolic link", Duration::from_secs(5));
+    d.wait_log(
+        "moved-in.pt\": it is a symbolic link",
+        Duration::from_secs(5),
+    );
     assert!(d.logged("at-start.pt\": it is a symbolic link"));
     for link in ["at-start.pt", "moved-in.pt"] {
-        assert!(!report_path(&s.drop.join(link)).exists(), "{link} got no report");
+        assert!(
+            !report_path(&s.drop.join(link)).exists(),
+            "{link} got no report"
+        );
     }
-    assert_eq!(s.starts().len(), 1, "only the real model was measured: {:?}", s.starts());
+    assert_eq!(
+        s.starts().len(),
+        1,
+        "only the real model was measured: {:?}",
+        s.starts()
+    );
     assert!(!report_path(&secret).exists());
     d.stop();
 }
@@ -573,7 +658,9 @@ fn systemd_notifications_arrive_in_order() {
     let s = Setup::new(&fast_config());
     let socket_path = s.outside.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     // systemd sets WATCHDOG_PID to the service's pid: exec keeps the shell's.
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -610,8 +697,12 @@ fn systemd_notifications_arrive_in_order() {
     receive_until(&mut messages, "benchmarking status", &|m| {
         m.contains("STATUS=benchmarking m.pt: ")
     });
-    receive_until(&mut messages, "idle status", &|m| m.contains("STATUS=idle, 1 report\n"));
-    receive_until(&mut messages, "a watchdog ping", &|m| m.contains("WATCHDOG=1"));
+    receive_until(&mut messages, "idle status", &|m| {
+        m.contains("STATUS=idle, 1 report\n")
+    });
+    receive_until(&mut messages, "a watchdog ping", &|m| {
+        m.contains("WATCHDOG=1")
+    });
     d.signal(libc::SIGTERM);
     receive_until(&mut messages, "STOPPING=1", &|m| m.contains("STOPPING=1"));
     // Watchdog pings come at any time; the rest must be in this order.
@@ -627,7 +718,10 @@ fn systemd_notifications_arrive_in_order() {
         messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     let others: Vec<&String> = messages.iter().filter(|m| *m != "WATCHDOG=1\n").collect();
-    assert!(others.last().unwrap().contains("STOPPING=1"), "{messages:?}");
+    assert!(
+        others.last().unwrap().contains("STOPPING=1"),
+        "{messages:?}"
+    );
 }
 
 #[test]
@@ -637,17 +731,24 @@ fn queue_drops_deleted_models_and_remeasures_replaced_ones() {
     d.wait_ready();
     let first = s.copy("mlp.pt", "first.pt");
     // Timing has begun, so the worker has read the model.
-    wait_for("the first job", JOB, || s.status_file().contains("step = \"cpu"));
+    wait_for("the first job", JOB, || {
+        s.status_file().contains("step = \"cpu")
+    });
     let deleted = s.copy("mlp.pt", "deleted.pt");
     let kept = s.copy("mlp.pt", "kept.pt");
     wait_for("two models queued", Duration::from_secs(5), || {
-        s.status_file().contains("queue = [\"deleted.pt\", \"kept.pt\"]")
+        s.status_file()
+            .contains("queue = [\"deleted.pt\", \"kept.pt\"]")
     });
     std::fs::remove_file(&deleted).unwrap();
     // Replaced while being measured.
     std::fs::copy(fixture("cnn_residual.pt"), &first).unwrap();
-    wait_for("the kept model's report", JOB, || report_path(&kept).exists());
-    wait_for("the replaced model measured again", JOB, || s.starts_of(&first) == 2);
+    wait_for("the kept model's report", JOB, || {
+        report_path(&kept).exists()
+    });
+    wait_for("the replaced model measured again", JOB, || {
+        s.starts_of(&first) == 2
+    });
     wait_for("the replaced model's new report", JOB, || {
         load_report(&first)["model"]["sha256"].as_str() == Some(sha256_hex(&first).as_str())
     });
@@ -665,7 +766,11 @@ fn oversize_model_is_rejected_unread_with_a_report() {
     let model = s.copy("mlp.pt", "huge.pt");
     wait_for("the report", JOB, || report_path(&model).exists());
     assert_eq!(report_status(&model), "failed");
-    assert!(report_error(&model).contains("max_model_bytes"), "{}", report_error(&model));
+    assert!(
+        report_error(&model).contains("max_model_bytes"),
+        "{}",
+        report_error(&model)
+    );
     assert!(s.starts().is_empty(), "no worker for a rejected model");
     d.stop();
 }
@@ -675,14 +780,18 @@ fn start_measures_only_missing_or_stale_reports() {
     let s = Setup::new(&fast_config());
     let [a, b, c] = ["a.pt", "b.pt", "c.pt"].map(|n| s.copy("mlp.pt", n));
     let d = s.start();
-    wait_for("three reports", JOB, || [&a, &b, &c].iter().all(|m| report_path(m).exists()));
+    wait_for("three reports", JOB, || {
+        [&a, &b, &c].iter().all(|m| report_path(m).exists())
+    });
     d.wait_log("c.pt\": measured", JOB);
     d.stop();
     // Offline: b replaced, c given a settings file; a untouched.
     std::fs::copy(fixture("cnn_residual.pt"), &b).unwrap();
     std::fs::write(s.drop.join("c.pt.toml"), "precisions = [\"fp32\"]\n").unwrap();
     let d = s.start();
-    wait_for("b and c measured again", JOB, || s.starts_of(&b) == 2 && s.starts_of(&c) == 2);
+    wait_for("b and c measured again", JOB, || {
+        s.starts_of(&b) == 2 && s.starts_of(&c) == 2
+    });
     wait_for("c's new report", JOB, || report_precisions(&c) == ["fp32"]);
     d.wait_log("c.pt\": measured", JOB);
     assert_eq!(s.starts_of(&a), 1, "a's report is current");
@@ -709,7 +818,10 @@ fn idle_daemon_is_small_quiet_and_free_of_libtorch() {
         "idle: VmRSS {rss_kb} kB, CPU {} ticks over 3 s (benches/daemon_idle.sh measures 30 s)",
         cpu_after - cpu_before
     );
-    assert!(rss_kb < 15 * 1024, "idle RSS {rss_kb} kB is not under 15 MB");
+    assert!(
+        rss_kb < 15 * 1024,
+        "idle RSS {rss_kb} kB is not under 15 MB"
+    );
     assert_eq!(cpu_after, cpu_before, "an idle daemon used CPU time");
     d.stop();
 }
@@ -723,7 +835,12 @@ fn proc_status_kb(pid: u32, key: &str) -> u64 {
 /// utime + stime of all threads, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     // After the ")" field 3 (state) is index 0: utime is field 14, stime 15.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
@@ -741,7 +858,10 @@ fn config_errors_name_the_key_and_the_file() {
     let out = s.command().output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("max_seconds") && stderr.contains("precisiond.toml"), "{stderr}");
+    assert!(
+        stderr.contains("max_seconds") && stderr.contains("precisiond.toml"),
+        "{stderr}"
+    );
 
     std::fs::write(&s.config, "max_seconds = 1.0\n").unwrap();
     let out = Command::new(DAEMON)
@@ -754,5 +874,8 @@ fn config_errors_name_the_key_and_the_file() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("/nonexistent/drop") && stderr.contains("mkdir"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/drop") && stderr.contains("mkdir"),
+        "{stderr}"
+    );
 }

@@ -519,3 +519,150 @@ fn live_detect_without_probe_and_from_a_capture() {
     assert_eq!(hw["cpu"]["bf16"]["native"].as_bool(), Some(false));
     assert_eq!(hw["cpu"]["int8"]["native"].as_bool(), Some(true));
 }
+
+/// Synthetic times for [`hardware::probe::measure`]: `times[lane]` is the
+/// kernel's (gemm, conv) time; `load(n)` multiplies the n-th call overall.
+fn synthetic(
+    times: [(f64, f64); 3],
+    load: impl Fn(usize) -> f64,
+) -> Result<hardware::probe::ProbeReport, String> {
+    use hardware::probe::ProbeOp;
+    let mut n = 0;
+    hardware::probe::measure("cpu", 2, |lane, op| {
+        n += 1;
+        let (g, c) = times[lane];
+        Ok(load(n - 1) * if op == ProbeOp::Gemm { g } else { c })
+    })
+}
+
+#[test]
+fn probe_policy_times_native_precisions_every_round() {
+    use hardware::probe::{apply, MAX_ROUNDS};
+    // The build machine's kernel times (ms): fp32, fp16, bf16.
+    let r = synthetic([(0.8, 0.9), (0.8, 1.4), (0.3, 0.45)], |_| 1.0).unwrap();
+    assert_eq!(r.fp32_calls, MAX_ROUNDS);
+    let fp16 = r.fp16.clone().unwrap();
+    let bf16 = r.bf16.clone().unwrap();
+    assert_eq!(fp16.calls, MAX_ROUNDS);
+    assert!((fp16.speedup_vs_fp32 - (0.9f64 / 1.4).sqrt()).abs() < 1e-9);
+    assert!((bf16.speedup_vs_fp32 - ((0.8 / 0.3) * (0.9 / 0.45f64)).sqrt()).abs() < 1e-9);
+
+    let mut flags = cpu_report(
+        &parse_cpuinfo(&fixture("x86_64-xeon-vm-amx-avx512fp16.txt")),
+        "fixture",
+    );
+    apply(&mut flags.fp16, "fp16", &r.fp32, &r.fp16);
+    apply(&mut flags.bf16, "bf16", &r.fp32, &r.bf16);
+    assert_eq!(flags.fp16.accelerated, Some(false));
+    assert!(flags.fp16.reason.contains("avx512_fp16"));
+    assert!(
+        flags.fp16.reason.contains("1.25x slower than fp32"),
+        "{}",
+        flags.fp16.reason
+    );
+    assert!(flags
+        .fp16
+        .reason
+        .contains("no speedup from the hardware support"));
+    assert_eq!(flags.bf16.accelerated, Some(true));
+    assert!(
+        flags.bf16.reason.contains("2.31x faster than fp32"),
+        "{}",
+        flags.bf16.reason
+    );
+    assert_eq!(flags.bf16.probe_speedup_vs_fp32, Some(2.309));
+    assert!(flags
+        .bf16
+        .probe_note
+        .as_deref()
+        .unwrap()
+        .contains("GEMM 512x512x512"));
+}
+
+#[test]
+fn probe_policy_stops_early_on_an_emulated_precision() {
+    use hardware::probe::apply;
+    // FP16 ~100x slower than FP32, as when oneDNN's FP16 kernels are off.
+    let r = synthetic([(0.8, 0.9), (105.0, 97.0), (0.3, 0.45)], |_| 1.0).unwrap();
+    let fp16 = r.fp16.clone().unwrap();
+    assert_eq!(fp16.calls, 1, "the warm-up calls are the measurement");
+    assert!(fp16.speedup_vs_fp32 < 0.02);
+    assert!(r.wall_ms < 300.0, "probe time {} ms", r.wall_ms);
+    let mut v = hardware::Verdict::new(true, "avx512_fp16: FP16 arithmetic in hardware");
+    apply(&mut v, "fp16", &r.fp32, &r.fp16);
+    assert_eq!(v.accelerated, Some(false));
+    assert!(
+        v.reason.contains("avx512_fp16")
+            && v.reason.contains("slower than fp32")
+            && v.reason.contains("(emulated path)"),
+        "{}",
+        v.reason
+    );
+    // Not native: the probe is reported, accelerated stays false whatever it says.
+    let mut v = hardware::Verdict::new(false, "no avx512_bf16/amx_bf16");
+    apply(&mut v, "bf16", &r.fp32, &r.bf16);
+    assert_eq!(v.accelerated, Some(false));
+    assert!(v.reason.contains("not native"), "{}", v.reason);
+}
+
+#[test]
+fn probe_policy_survives_load_at_the_start() {
+    // The first ten calls of the probe run 20-30x slow (another process
+    // holds the cores), which used to make FP16 look "9x faster" once FP32's
+    // few calls were all slow. Every lane still gets MIN_CALLS calls, and the
+    // minimum keeps the kernel's time.
+    let r = synthetic([(0.8, 0.9), (0.8, 1.4), (0.3, 0.45)], |n| {
+        if n < 10 {
+            25.0
+        } else {
+            1.0
+        }
+    })
+    .unwrap();
+    let fp16 = r.fp16.unwrap().speedup_vs_fp32;
+    let bf16 = r.bf16.unwrap().speedup_vs_fp32;
+    assert!((fp16 - (0.9f64 / 1.4).sqrt()).abs() < 1e-9, "fp16 {fp16}");
+    assert!(
+        (bf16 - ((0.8 / 0.3) * (0.9 / 0.45f64)).sqrt()).abs() < 1e-9,
+        "bf16 {bf16}"
+    );
+    assert!(r.fp32_calls >= hardware::probe::MIN_CALLS);
+}
+
+#[test]
+fn probe_policy_records_failures_and_caps_time() {
+    use hardware::probe::{measure, ProbeOp, PROBE_LIMIT};
+    let r = measure("cpu", 1, |lane, op| match (lane, op) {
+        (2, ProbeOp::Conv) => Err("conv2d in BFloat16: not implemented".to_string()),
+        _ => Ok(1.0),
+    })
+    .unwrap();
+    assert!(r.fp16.is_ok());
+    assert_eq!(
+        r.bf16.clone().unwrap_err(),
+        "conv2d in BFloat16: not implemented"
+    );
+    let mut v = hardware::Verdict::new(true, "bf16");
+    hardware::probe::apply(&mut v, "bf16", &r.fp32, &r.bf16);
+    assert_eq!(v.accelerated, Some(false));
+    assert!(v.reason.contains("probe failed"), "{}", v.reason);
+
+    let e = measure("cpu", 1, |lane, _| {
+        if lane == 0 {
+            Err("out of memory".to_string())
+        } else {
+            Ok(1.0)
+        }
+    })
+    .unwrap_err();
+    assert!(e.starts_with("fp32 probe failed"), "{e}");
+
+    // Everything slow (a very weak board): the warm-up calls are counted,
+    // no rounds follow.
+    let r = measure("cpu", 1, |_, _| Ok(300.0)).unwrap();
+    assert_eq!(r.fp32_calls, 1);
+    assert!(r.wall_ms <= 6.0 * 300.0);
+    // Load that never ends: the probe stops at its limit.
+    let r = measure("cpu", 1, |_, _| Ok(25.0)).unwrap();
+    assert!(r.wall_ms <= PROBE_LIMIT.as_secs_f64() * 1e3 + 3.0 * 2.0 * 25.0);
+}

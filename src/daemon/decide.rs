@@ -54,7 +54,10 @@ pub fn decide(model: &Path, config: &Config) -> Decision {
         // Rejected unread, so the report carries no sha256; it stays
         // current as long as the size does.
         if let Some(r) = &current {
-            if r.status == Status::Failed && r.model.sha256.is_empty() && r.model.bytes == meta.len() {
+            if r.status == Status::Failed
+                && r.model.sha256.is_empty()
+                && r.model.bytes == meta.len()
+            {
                 return Decision::Skip("it is over the size limit, as its report says".into());
             }
         }
@@ -74,14 +77,23 @@ pub fn decide(model: &Path, config: &Config) -> Decision {
                 "the settings file {} is {}; precisiond never follows links in a drop folder. \
                  Replace it with a regular file",
                 facts_name(&settings_path),
-                if m.file_type().is_symlink() { "a symbolic link" } else { "not a regular file" },
+                if m.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                },
             );
             let Ok((sha, bytes)) = open_regular(model).and_then(sha256_of) else {
                 return Decision::Skip("it cannot be read".into());
             };
             if let Some(r) = &current {
-                if r.status == Status::Failed && r.model.sha256 == sha && r.model.settings_sha256.is_none() {
-                    return Decision::Skip("its settings file is a link, as its report says".into());
+                if r.status == Status::Failed
+                    && r.model.sha256 == sha
+                    && r.model.settings_sha256.is_none()
+                {
+                    return Decision::Skip(
+                        "its settings file is a link, as its report says".into(),
+                    );
                 }
             }
             return reject(model, sha, bytes, error, config);

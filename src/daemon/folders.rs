@@ -77,7 +77,10 @@ fn remove_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
         if regular && matches(&name.to_string_lossy()) {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => {
-                    log::info!("removed {:?}, left half-written by an interrupted run", entry.path());
+                    log::info!(
+                        "removed {:?}, left half-written by an interrupted run",
+                        entry.path()
+                    );
                     removed += 1;
                 }
                 Err(e) => log::warn!("cannot remove {:?}: {e}", entry.path()),

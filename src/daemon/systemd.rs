@@ -115,6 +115,9 @@ mod tests {
 
     #[test]
     fn status_is_one_line() {
-        assert_eq!(one_line("benchmarking a\nREADY=1.pt"), "benchmarking a?READY=1.pt");
+        assert_eq!(
+            one_line("benchmarking a\nREADY=1.pt"),
+            "benchmarking a?READY=1.pt"
+        );
     }
 }

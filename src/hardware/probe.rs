@@ -38,9 +38,10 @@ pub const CONV_HW: i64 = 56;
 /// Timed rounds when every precision is fast.
 pub const MAX_ROUNDS: usize = 7;
 /// Time one precision may spend in calls (warm-up included) before it stops
-/// getting timed rounds. An emulated precision (~100 ms per call on the
-/// build machine when oneDNN's FP16 kernels are disabled) gets one call of
-/// each op, counted; a native one gets every round.
+/// getting timed rounds, once it has `MIN_CALLS`. An emulated precision
+/// (~100 ms per call on the build machine when oneDNN's FP16 kernels are
+/// disabled) gets its warm-up calls counted and nothing more; a native one
+/// gets every round.
 pub const PRECISION_BUDGET: Duration = Duration::from_millis(60);
 /// No new timed round starts after this much time past the warm-up, so a
 /// slow board finishes in about warm-up + this + one round.
@@ -97,8 +98,208 @@ pub struct ProbeReport {
     pub bf16: Result<PrecisionProbe, String>,
     /// Timed calls of each op in FP32 (the minimum is over these).
     pub fp32_calls: usize,
-    /// Wall time of the whole probe, tensor creation and warm-up included.
+    /// Wall time of the whole probe, tensor creation and warm-up included
+    /// (when the caller times it; [`measure`] alone counts its calls' time).
     pub wall_ms: f64,
+}
+
+/// Every precision whose calls are not slow by themselves gets at least this
+/// many timed calls of each op, even past its budget: under load a single
+/// preempted call can be 10-30x the kernel's time (seen on the build machine
+/// while other workers ran), and with one or two calls the minimum would
+/// still measure the load, in either direction (FP16 once came out "9x
+/// faster" that way). A precision is slow by itself when even its fastest
+/// GEMM + convolution takes longer than `PRECISION_BUDGET` (an emulated
+/// path; a preempted FP32 call at 30 ms is not enough to be called slow).
+pub const MIN_CALLS: usize = 3;
+/// Hard cap on the time spent in timed calls, whatever the load: the probe
+/// then reports what it has.
+pub const PROBE_LIMIT: Duration = Duration::from_millis(1000);
+
+/// The op of one probe call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOp {
+    Gemm,
+    Conv,
+}
+
+/// The precisions the probe times, in the lane order of [`measure`]'s
+/// `call`: 0 fp32, 1 fp16, 2 bf16.
+pub const PROBE_PRECISIONS: [&str; 3] = ["fp32", "fp16", "bf16"];
+
+#[derive(Debug, Clone)]
+struct LaneStats {
+    gemm_ms: f64,
+    conv_ms: f64,
+    gemm_calls: usize,
+    conv_calls: usize,
+    spent_ms: f64,
+    error: Option<String>,
+}
+
+impl LaneStats {
+    fn new() -> Self {
+        LaneStats {
+            gemm_ms: f64::INFINITY,
+            conv_ms: f64::INFINITY,
+            gemm_calls: 0,
+            conv_calls: 0,
+            spent_ms: 0.0,
+            error: None,
+        }
+    }
+
+    fn record(&mut self, op: ProbeOp, ms: f64) {
+        match op {
+            ProbeOp::Gemm => {
+                self.gemm_ms = self.gemm_ms.min(ms);
+                self.gemm_calls += 1;
+            }
+            ProbeOp::Conv => {
+                self.conv_ms = self.conv_ms.min(ms);
+                self.conv_calls += 1;
+            }
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.gemm_calls.min(self.conv_calls)
+    }
+
+    fn has_both(&self) -> bool {
+        self.gemm_ms.is_finite() && self.conv_ms.is_finite()
+    }
+
+    /// Slow by itself: its fastest round alone exceeds the budget (an
+    /// emulated precision, or a very weak board).
+    fn slow(&self) -> bool {
+        let budget = PRECISION_BUDGET.as_secs_f64() * 1e3;
+        self.has_both() && self.gemm_ms + self.conv_ms > budget
+    }
+
+    fn done(&self) -> bool {
+        let budget = PRECISION_BUDGET.as_secs_f64() * 1e3;
+        self.error.is_some()
+            || self.calls() >= MAX_ROUNDS
+            || (self.has_both()
+                && self.spent_ms >= budget
+                && (self.calls() >= MIN_CALLS || self.slow()))
+    }
+
+    fn result(&self) -> Result<OpTimes, String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if !self.has_both() {
+            return Err("no timed call completed".to_string());
+        }
+        Ok(OpTimes {
+            gemm_ms: self.gemm_ms,
+            conv_ms: self.conv_ms,
+        })
+    }
+}
+
+/// The probe's measurement policy, without libtorch: `call(lane, op)` runs
+/// one op in one precision (lanes as in [`PROBE_PRECISIONS`]), synchronised
+/// on a GPU, and returns its wall time in milliseconds. The worker supplies
+/// the libtorch calls; tests supply synthetic times.
+///
+/// - Warm-up: one uncounted call per lane and op (kernel creation, first
+///   touch of memory), counted only when it alone exceeds the budget.
+/// - Rounds interleave the lanes (fp32, fp16, bf16, fp32, ...), each op
+///   keeping its minimum, so load hits all precisions alike and a
+///   preempted call does not count.
+/// - A lane stops after `MAX_ROUNDS` calls, or once past its budget with
+///   `MIN_CALLS` calls (or one call, when it is slow by itself); no lane
+///   gets a new round after `ROUNDS_TIME` unless it still lacks `MIN_CALLS`,
+///   and nothing runs past `PROBE_LIMIT`.
+///
+/// Time is the sum of the calls' own times, so the policy is deterministic
+/// for a given sequence of times. Fails only when FP32 cannot be measured.
+pub fn measure(
+    device: impl Into<String>,
+    threads: i32,
+    mut call: impl FnMut(usize, ProbeOp) -> Result<f64, String>,
+) -> Result<ProbeReport, String> {
+    let ops = [ProbeOp::Gemm, ProbeOp::Conv];
+    let mut lanes: Vec<LaneStats> = (0..PROBE_PRECISIONS.len())
+        .map(|_| LaneStats::new())
+        .collect();
+    let mut clock_ms = 0.0;
+    let budget_ms = PRECISION_BUDGET.as_secs_f64() * 1e3;
+    let limit_ms = PROBE_LIMIT.as_secs_f64() * 1e3;
+
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        for op in ops {
+            if lane.error.is_some() {
+                break;
+            }
+            match call(i, op) {
+                Ok(ms) => {
+                    clock_ms += ms;
+                    lane.spent_ms += ms;
+                    if ms > budget_ms {
+                        lane.record(op, ms);
+                    }
+                }
+                Err(e) => lane.error = Some(e),
+            }
+        }
+    }
+
+    let rounds_end_ms = clock_ms + ROUNDS_TIME.as_secs_f64() * 1e3;
+    while clock_ms < limit_ms {
+        let mut ran = false;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let past_rounds = clock_ms >= rounds_end_ms;
+            if lane.done() || (past_rounds && (lane.calls() >= MIN_CALLS || lane.slow())) {
+                continue;
+            }
+            if clock_ms >= limit_ms {
+                break;
+            }
+            ran = true;
+            for op in ops {
+                match call(i, op) {
+                    Ok(ms) => {
+                        clock_ms += ms;
+                        lane.spent_ms += ms;
+                        lane.record(op, ms);
+                    }
+                    Err(e) => {
+                        lane.error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if !ran {
+            break;
+        }
+    }
+
+    let fp32 = lanes[0]
+        .result()
+        .map_err(|e| format!("fp32 probe failed: {e}"))?;
+    let compare = |lane: &LaneStats| -> Result<PrecisionProbe, String> {
+        let times = lane.result()?;
+        Ok(PrecisionProbe {
+            times,
+            speedup_vs_fp32: ((fp32.gemm_ms / times.gemm_ms) * (fp32.conv_ms / times.conv_ms))
+                .sqrt(),
+            calls: lane.calls().max(1),
+        })
+    };
+    Ok(ProbeReport {
+        device: device.into(),
+        threads,
+        fp32,
+        fp16: compare(&lanes[1]),
+        bf16: compare(&lanes[2]),
+        fp32_calls: lanes[0].calls().max(1),
+        wall_ms: clock_ms,
+    })
 }
 
 /// Writes a probe outcome into a verdict: sets `probe_speedup_vs_fp32`,

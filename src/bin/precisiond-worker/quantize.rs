@@ -68,6 +68,11 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
     };
 
     let artefact = artefact_path(ctx);
+    if let Some(dir) = artefact.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return ctx.failed(p, Method::StaticPtq, format!("cannot create state folder {}: {e}", dir.display()));
+        }
+    }
     let job = QuantizeJob {
         model: ctx.opts.model.clone(),
         out: artefact.clone(),
