@@ -71,7 +71,8 @@ pub fn worker_exe() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("PRECISIOND_WORKER") {
         return Ok(PathBuf::from(path));
     }
-    let me = std::env::current_exe().map_err(|e| format!("cannot find precisiond's own path: {e}"))?;
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot find precisiond's own path: {e}"))?;
     let worker = me.with_file_name("precisiond-worker");
     if worker.exists() {
         Ok(worker)
@@ -168,12 +169,20 @@ fn kill(child: &mut Child) {
 
 /// True when the worker wrote its own report (ok or failed).
 pub fn worker_wrote_report(end: &WorkerEnd) -> bool {
-    matches!(end, WorkerEnd::Exited(exit::OK) | WorkerEnd::Exited(exit::REPORTED_FAILURE))
+    matches!(
+        end,
+        WorkerEnd::Exited(exit::OK) | WorkerEnd::Exited(exit::REPORTED_FAILURE)
+    )
 }
 
 /// A `failed` report written by the supervisor for a model whose worker
 /// could not write one. Needs no libtorch.
-pub fn failed_report(model: &Path, error: String, started: toml::value::Datetime, threads: usize) -> Report {
+pub fn failed_report(
+    model: &Path,
+    error: String,
+    started: toml::value::Datetime,
+    threads: usize,
+) -> Report {
     // Streamed: a multi-gigabyte model must not pass through the
     // supervisor's memory.
     let (sha256, bytes) = File::open(model)
@@ -252,11 +261,17 @@ pub fn measure(
         .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
     if worker_wrote_report(&end) {
         let report = load_report(&report_path)?;
-        return Ok(Measured { end, report: Some(report) });
+        return Ok(Measured {
+            end,
+            report: Some(report),
+        });
     }
     // A worker that died while we were stopping died of the stop: it is not
     // the model's fault.
-    if end == WorkerEnd::Stopped || stop.load(Ordering::SeqCst) || end == WorkerEnd::Exited(exit::ERROR) {
+    if end == WorkerEnd::Stopped
+        || stop.load(Ordering::SeqCst)
+        || end == WorkerEnd::Exited(exit::ERROR)
+    {
         return Ok(Measured { end, report: None });
     }
     let mut report = failed_report(&args.model, end.describe(), started, args.threads());
@@ -275,7 +290,10 @@ pub fn measure(
     report
         .write(&report_path)
         .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
-    Ok(Measured { end, report: Some(report) })
+    Ok(Measured {
+        end,
+        report: Some(report),
+    })
 }
 
 /// Reads a report without following a symlink at its path.
@@ -319,6 +337,10 @@ pub fn sha256_of(mut reader: impl Read) -> std::io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok((hex, total))
 }

@@ -103,15 +103,18 @@ pub struct ProbeReport {
     pub wall_ms: f64,
 }
 
-/// Every precision whose calls are not slow by themselves gets at least this
-/// many timed calls of each op, even past its budget: under load a single
-/// preempted call can be 10-30x the kernel's time (seen on the build machine
-/// while other workers ran), and with one or two calls the minimum would
-/// still measure the load, in either direction (FP16 once came out "9x
-/// faster" that way). A precision is slow by itself when even its fastest
-/// GEMM + convolution takes longer than `PRECISION_BUDGET` (an emulated
-/// path; a preempted FP32 call at 30 ms is not enough to be called slow).
+/// Every precision gets at least this many timed calls of each op, even
+/// past its budget, unless it is slow by itself: under load a single
+/// preempted call can take 10-70x the kernel's time (seen on the build
+/// machine with other workers running), and with one or two calls the
+/// minimum still measures the load, in either direction (FP16 once came out
+/// "9x faster" that way).
 pub const MIN_CALLS: usize = 3;
+/// A precision is slow by itself (an emulated path) when its fastest GEMM +
+/// convolution exceeds `PRECISION_BUDGET` *and* is this many times FP32's
+/// fastest. Relative, because load slows every precision alike: a loaded
+/// FP32 at 70 ms per round is not emulated, FP16 at 100x FP32 is.
+pub const SLOW_VS_FP32: f64 = 10.0;
 /// Hard cap on the time spent in timed calls, whatever the load: the probe
 /// then reports what it has.
 pub const PROBE_LIMIT: Duration = Duration::from_millis(1000);
@@ -170,20 +173,27 @@ impl LaneStats {
         self.gemm_ms.is_finite() && self.conv_ms.is_finite()
     }
 
-    /// Slow by itself: its fastest round alone exceeds the budget (an
-    /// emulated precision, or a very weak board).
-    fn slow(&self) -> bool {
-        let budget = PRECISION_BUDGET.as_secs_f64() * 1e3;
-        self.has_both() && self.gemm_ms + self.conv_ms > budget
+    /// Fastest GEMM + convolution so far (infinite before both ran).
+    fn round_ms(&self) -> f64 {
+        self.gemm_ms + self.conv_ms
     }
 
-    fn done(&self) -> bool {
+    /// Slow by itself: see [`SLOW_VS_FP32`]. `fp32_round_ms` is FP32's
+    /// fastest round (infinite while unknown: then nothing is slow).
+    fn slow(&self, fp32_round_ms: f64) -> bool {
+        let budget = PRECISION_BUDGET.as_secs_f64() * 1e3;
+        self.has_both()
+            && self.round_ms() > budget
+            && self.round_ms() > SLOW_VS_FP32 * fp32_round_ms
+    }
+
+    fn done(&self, fp32_round_ms: f64) -> bool {
         let budget = PRECISION_BUDGET.as_secs_f64() * 1e3;
         self.error.is_some()
             || self.calls() >= MAX_ROUNDS
             || (self.has_both()
                 && self.spent_ms >= budget
-                && (self.calls() >= MIN_CALLS || self.slow()))
+                && (self.calls() >= MIN_CALLS || self.slow(fp32_round_ms)))
     }
 
     fn result(&self) -> Result<OpTimes, String> {
@@ -211,9 +221,9 @@ impl LaneStats {
 ///   keeping its minimum, so load hits all precisions alike and a
 ///   preempted call does not count.
 /// - A lane stops after `MAX_ROUNDS` calls, or once past its budget with
-///   `MIN_CALLS` calls (or one call, when it is slow by itself); no lane
-///   gets a new round after `ROUNDS_TIME` unless it still lacks `MIN_CALLS`,
-///   and nothing runs past `PROBE_LIMIT`.
+///   `MIN_CALLS` calls (or one call, when it is slow by itself: an emulated
+///   precision); no lane gets a new round after `ROUNDS_TIME` unless it
+///   still lacks `MIN_CALLS`, and nothing runs past `PROBE_LIMIT`.
 ///
 /// Time is the sum of the calls' own times, so the policy is deterministic
 /// for a given sequence of times. Fails only when FP32 cannot be measured.
@@ -251,9 +261,13 @@ pub fn measure(
     let rounds_end_ms = clock_ms + ROUNDS_TIME.as_secs_f64() * 1e3;
     while clock_ms < limit_ms {
         let mut ran = false;
-        for (i, lane) in lanes.iter_mut().enumerate() {
+        for i in 0..lanes.len() {
+            let fp32_round_ms = lanes[0].round_ms();
+            let lane = &mut lanes[i];
             let past_rounds = clock_ms >= rounds_end_ms;
-            if lane.done() || (past_rounds && (lane.calls() >= MIN_CALLS || lane.slow())) {
+            if lane.done(fp32_round_ms)
+                || (past_rounds && (lane.calls() >= MIN_CALLS || lane.slow(fp32_round_ms)))
+            {
                 continue;
             }
             if clock_ms >= limit_ms {
