@@ -39,6 +39,7 @@ echo "\$(date +%s.%N)" >> "$work/starts"
 exec "$worker" "\$@"
 EOF
 chmod +x "$work/worker.sh"
+: >"$work/starts"
 
 PRECISIOND_WORKER=$work/worker.sh "$daemon" watch "$work/drop" --config "$work/config.toml" \
     2>"$work/log" &
@@ -73,7 +74,7 @@ for i in 1 2 3 4 5; do
     cp "$model" "$work/drop/m$i.pt"
     complete=$(date +%s.%N)
     for _ in $(seq 200); do
-        [ "$(wc -l <"$work/starts" 2>/dev/null || echo 0)" -ge "$i" ] && break
+        [ "$(wc -l <"$work/starts")" -ge "$i" ] && break
         sleep 0.05
     done
     started=$(sed -n "${i}p" "$work/starts")
