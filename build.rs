@@ -40,7 +40,10 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     // The supervisor does not link libtorch, yet its failure reports name
     // the version the worker was built against.
-    println!("cargo:rustc-env=PRECISIOND_LIBTORCH_VERSION={}", header_version(&include));
+    println!(
+        "cargo:rustc-env=PRECISIOND_LIBTORCH_VERSION={}",
+        header_version(&include)
+    );
 }
 
 fn header_version(include: &std::path::Path) -> String {

@@ -57,7 +57,10 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
         let why = if bad_ref > 0 {
             format!("the FP32 reference output has {bad_ref} non-finite values")
         } else {
-            format!("{bad_out} of {} output values are NaN or infinite (overflow in this precision)", candidate.len())
+            format!(
+                "{bad_out} of {} output values are NaN or infinite (overflow in this precision)",
+                candidate.len()
+            )
         };
         for metric in ["cosine", "max_abs_error", "sqnr_db"] {
             absent(metric, why.clone());
@@ -95,7 +98,11 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
             "cosine".into(),
             format!(
                 "the {} output is all zeros: cosine is undefined",
-                if ref_norm == 0.0 { "FP32" } else { "this precision's" }
+                if ref_norm == 0.0 {
+                    "FP32"
+                } else {
+                    "this precision's"
+                }
             ),
         );
     } else {
@@ -163,7 +170,7 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// Fraction of rows whose arg-max agrees, for `[rows, classes]` logits given
 /// row-major.
 pub fn top1_agreement(reference: &[f64], candidate: &[f64], classes: usize) -> Option<f64> {
-    if classes < 2 || reference.len() != candidate.len() || reference.len() % classes != 0 {
+    if classes < 2 || reference.len() != candidate.len() || !reference.len().is_multiple_of(classes) {
         return None;
     }
     let argmax = |row: &[f64]| {

@@ -51,7 +51,10 @@ impl RunArgs {
 
     pub fn bench_config(&self) -> Result<BenchConfig, String> {
         if !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
-            return Err(format!("--max-seconds must be a positive number, got {}", self.max_seconds));
+            return Err(format!(
+                "--max-seconds must be a positive number, got {}",
+                self.max_seconds
+            ));
         }
         if !(self.target_ci_percent > 0.0 && self.target_ci_percent < 100.0) {
             return Err(format!(
@@ -88,7 +91,10 @@ impl RunArgs {
             opt("--settings", s.clone().into());
         }
         opt("--max-seconds", self.max_seconds.to_string().into());
-        opt("--target-ci-percent", self.target_ci_percent.to_string().into());
+        opt(
+            "--target-ci-percent",
+            self.target_ci_percent.to_string().into(),
+        );
         opt("--out", self.report_path().into());
         if let Some(s) = &self.state_dir {
             opt("--state-dir", s.clone().into());

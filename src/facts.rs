@@ -4,7 +4,10 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn file_name(path: &Path) -> String {

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 #[derive(Parser)]
-#[command(name = "precisiond", version, about = "Times a model in FP32, FP16, BF16 and INT8 and reports which precision this machine really accelerates")]
+#[command(
+    name = "precisiond",
+    version,
+    about = "Times a model in FP32, FP16, BF16 and INT8 and reports which precision this machine really accelerates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,8 @@ fn main() -> ExitCode {
     // The daemon sets up its own logging: its level comes from its config
     // and changes on reload.
     if !matches!(cli.command, Command::Watch(_)) {
-        env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
+        env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn"))
+            .init();
     }
     let code = match cli.command {
         Command::Run(args) => run(args),
@@ -91,7 +96,9 @@ fn detect(args: DetectArgs) -> i32 {
     let mut worker_args = vec!["detect".into()];
     worker_args.extend(args.to_args());
     let stop = AtomicBool::new(false);
-    match supervise::run_worker(&worker, &worker_args, None, &stop, |line| println!("{line}")) {
+    match supervise::run_worker(&worker, &worker_args, None, &stop, |line| {
+        println!("{line}")
+    }) {
         Ok(WorkerEnd::Exited(code)) => code,
         Ok(end) => fail(end.describe()),
         Err(e) => fail(format!("cannot start the worker {}: {e}", worker.display())),

@@ -64,7 +64,9 @@ pub fn parse_list(list: &str) -> Result<Vec<Precision>, String> {
         }
     }
     if out.is_empty() {
-        return Err("the precision list is empty: give at least one of fp32, fp16, bf16, int8".into());
+        return Err(
+            "the precision list is empty: give at least one of fp32, fp16, bf16, int8".into(),
+        );
     }
     Ok(out)
 }

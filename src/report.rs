@@ -199,7 +199,11 @@ impl Report {
     /// The summary table `precisiond run` prints.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        out.push_str(&format!("{} ({})\n", self.model.file, short_status(self.status)));
+        out.push_str(&format!(
+            "{} ({})\n",
+            self.model.file,
+            short_status(self.status)
+        ));
         if let Some(error) = &self.error {
             out.push_str(&format!("error: {error}\n"));
         }
@@ -207,7 +211,14 @@ impl Report {
             return out;
         }
         let header = [
-            "device", "precision", "status", "median ms", "p90 ms", "speedup", "cosine", "hardware",
+            "device",
+            "precision",
+            "status",
+            "median ms",
+            "p90 ms",
+            "speedup",
+            "cosine",
+            "hardware",
         ];
         let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
         for r in &self.results {
@@ -222,9 +233,13 @@ impl Report {
                 r.device.clone(),
                 r.precision.to_string(),
                 short_status(r.status).to_owned(),
-                lat.map(|l| format!("{:.3}", l.median)).unwrap_or_else(|| "-".into()),
-                lat.map(|l| format!("{:.3}", l.p90)).unwrap_or_else(|| "-".into()),
-                r.speedup_vs_fp32.map(|s| format!("{s:.2}x")).unwrap_or_else(|| "-".into()),
+                lat.map(|l| format!("{:.3}", l.median))
+                    .unwrap_or_else(|| "-".into()),
+                lat.map(|l| format!("{:.3}", l.p90))
+                    .unwrap_or_else(|| "-".into()),
+                r.speedup_vs_fp32
+                    .map(|s| format!("{s:.2}x"))
+                    .unwrap_or_else(|| "-".into()),
                 r.accuracy
                     .as_ref()
                     .and_then(|a| a.worst.cosine)

@@ -130,10 +130,7 @@ impl ModelSettings {
 
     fn validate(&self) -> Result<(), String> {
         for (i, input) in self.inputs.iter().enumerate() {
-            let which = input
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("inputs[{i}]"));
+            let which = input.name.clone().unwrap_or_else(|| format!("inputs[{i}]"));
             if input.shape.iter().any(|&d| d <= 0) {
                 return Err(format!(
                     "{which}: every dimension of `shape` must be positive, got {:?}",
@@ -142,13 +139,17 @@ impl ModelSettings {
             }
             if let (Some(low), Some(high)) = (input.low, input.high) {
                 if low >= high {
-                    return Err(format!("{which}: `low` ({low}) must be below `high` ({high})"));
+                    return Err(format!(
+                        "{which}: `low` ({low}) must be below `high` ({high})"
+                    ));
                 }
             }
         }
         if let Some(s) = self.max_seconds {
             if !(s.is_finite() && s > 0.0) {
-                return Err(format!("`max_seconds` must be a positive number of seconds, got {s}"));
+                return Err(format!(
+                    "`max_seconds` must be a positive number of seconds, got {s}"
+                ));
             }
         }
         Ok(())
@@ -173,7 +174,8 @@ mod tests {
         assert!(err.contains("shap"), "{err}");
         let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n").unwrap_err();
         assert!(err.contains("positive"), "{err}");
-        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n").unwrap_err();
+        let err =
+            ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n").unwrap_err();
         assert!(err.contains("float8"), "{err}");
         let err = ModelSettings::parse("precisions = [\"fp64\"]\n").unwrap_err();
         assert!(err.contains("fp64"), "{err}");

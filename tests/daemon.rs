@@ -166,6 +166,18 @@ impl Setup {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(DAEMON);
+        // Workers killed with SIGSEGV or SIGABRT must not leave core files.
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                Ok(())
+            });
+        }
         cmd.arg("watch")
             .arg(&self.drop)
             .arg("--config")
@@ -443,23 +455,32 @@ fn corrupt_file_gets_a_failed_report_and_the_daemon_goes_on() {
 }
 
 #[test]
-fn worker_killed_mid_run_gives_a_failed_report() {
+fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
     let s = Setup::new(&slow_config(3.0));
     let d = s.start();
     d.wait_ready();
-    let model = s.copy("mlp.pt", "victim.pt");
-    wait_for("the worker to start", JOB, || s.starts_of(&model) == 1);
-    let pid = s.starts()[0].pid;
-    std::thread::sleep(Duration::from_millis(500));
-    kill(pid, libc::SIGKILL);
-    wait_for("the report", JOB, || report_path(&model).exists());
-    assert_eq!(report_status(&model), "failed");
-    let error = report_error(&model);
-    assert!(error.contains("signal 9"), "the cause is given: {error}");
+    // SIGSEGV and SIGABRT from outside end the worker the way a crash in
+    // libtorch does; SIGKILL the way the OOM killer or an admin does.
+    for (sig, name) in [
+        (libc::SIGKILL, "signal 9 (SIGKILL)"),
+        (libc::SIGSEGV, "signal 11 (SIGSEGV"),
+        (libc::SIGABRT, "signal 6 (SIGABRT"),
+    ] {
+        let model = s.copy("mlp.pt", &format!("victim{sig}.pt"));
+        wait_for("the worker to start", JOB, || s.starts_of(&model) == 1);
+        let pid = s.starts().last().unwrap().pid;
+        std::thread::sleep(Duration::from_millis(500));
+        kill(pid, sig);
+        wait_for("the report", JOB, || report_path(&model).exists());
+        assert_eq!(report_status(&model), "failed");
+        let error = report_error(&model);
+        assert!(error.contains(name), "the cause is given: {error}");
+        d.wait_log(&format!("victim{sig}.pt\": failed"), JOB);
+    }
     assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
     // The daemon carries on.
-    let next = s.copy("mlp.pt", "next.pt");
     std::fs::write(s.drop.join("next.pt.toml"), "max_seconds = 0.1\n").unwrap();
+    let next = s.copy("mlp.pt", "next.pt");
     wait_for("the next report", JOB, || report_path(&next).exists());
     assert_eq!(report_status(&next), "ok");
     d.stop();

@@ -62,7 +62,14 @@ fn a_cnn_calibrated_from_pt_files_stays_close_to_fp32() {
     let int8 = int8_result(&model);
     assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:?}");
     assert_eq!(int8["method"].as_str(), Some("static-ptq"));
-    assert_eq!(int8["engine"].as_str(), Some(if cfg!(target_arch = "x86_64") { "x86" } else { "qnnpack" }));
+    assert_eq!(
+        int8["engine"].as_str(),
+        Some(if cfg!(target_arch = "x86_64") {
+            "x86"
+        } else {
+            "qnnpack"
+        })
+    );
     let cal = int8["calibration"].as_table().unwrap();
     assert!(cal["source"].as_str().unwrap().ends_with("samples"));
     assert_eq!(cal["samples"].as_integer(), Some(3));
@@ -73,10 +80,17 @@ fn a_cnn_calibrated_from_pt_files_stays_close_to_fp32() {
     let sqnr = acc["sqnr_db"].as_float().unwrap();
     assert!(cosine >= MIN_COSINE, "cosine {cosine}");
     assert!((MIN_SQNR_DB..MAX_SQNR_DB).contains(&sqnr), "sqnr {sqnr}");
-    assert!(acc["top1_agreement"].as_float().is_some(), "classifier output gets top-1");
+    assert!(
+        acc["top1_agreement"].as_float().is_some(),
+        "classifier output gets top-1"
+    );
     // The artefact lives in the hidden state folder, named in the report.
     let artefact = dir.path().join(int8["quantized_model"].as_str().unwrap());
-    assert!(artefact.starts_with(dir.path().join(".precisiond")), "{}", artefact.display());
+    assert!(
+        artefact.starts_with(dir.path().join(".precisiond")),
+        "{}",
+        artefact.display()
+    );
     assert!(artefact.is_file());
 }
 
@@ -104,16 +118,29 @@ fn the_saved_artefact_gives_the_outputs_that_were_measured() {
 
     // Accuracy was measured on the held-out sample (the last file); the
     // artefact, loaded on its own, must reproduce it.
-    let quantized = tch::CModule::load(dir.path().join(int8["quantized_model"].as_str().unwrap())).unwrap();
+    let quantized =
+        tch::CModule::load(dir.path().join(int8["quantized_model"].as_str().unwrap())).unwrap();
     let fp32 = tch::CModule::load(&model).unwrap();
     let x = tch::Tensor::read_npy(dir.path().join("samples/sample_03.npy")).unwrap();
     let _guard = tch::no_grad_guard();
     let reference = fp32.forward_ts(&[&x]).unwrap().to_kind(tch::Kind::Double);
-    let output = quantized.forward_ts(&[&x]).unwrap().to_kind(tch::Kind::Double);
-    let signal = reference.pow_tensor_scalar(2).sum(tch::Kind::Double).double_value(&[]);
-    let noise = (&reference - &output).pow_tensor_scalar(2).sum(tch::Kind::Double).double_value(&[]);
+    let output = quantized
+        .forward_ts(&[&x])
+        .unwrap()
+        .to_kind(tch::Kind::Double);
+    let signal = reference
+        .pow_tensor_scalar(2)
+        .sum(tch::Kind::Double)
+        .double_value(&[]);
+    let noise = (&reference - &output)
+        .pow_tensor_scalar(2)
+        .sum(tch::Kind::Double)
+        .double_value(&[]);
     let sqnr = 10.0 * (signal / noise).log10();
-    assert!((sqnr - reported).abs() < 1e-6, "artefact {sqnr} dB vs report {reported} dB");
+    assert!(
+        (sqnr - reported).abs() < 1e-6,
+        "artefact {sqnr} dB vs report {reported} dB"
+    );
 }
 
 #[test]
@@ -127,7 +154,13 @@ fn models_with_linear_layers_quantize_on_synthetic_data_and_say_so() {
         assert_eq!(int8["status"].as_str(), Some("ok"), "{name}: {int8:?}");
         let cal = int8["calibration"].as_table().unwrap();
         assert_eq!(cal["source"].as_str(), Some("synthetic"));
-        assert!(cal["note"].as_str().unwrap().contains("say little about real data"), "the note warns about accuracy");
+        assert!(
+            cal["note"]
+                .as_str()
+                .unwrap()
+                .contains("say little about real data"),
+            "the note warns about accuracy"
+        );
         let cosine = int8["accuracy"]["cosine"].as_float().unwrap();
         assert!(cosine > 0.99, "{name}: cosine {cosine}");
     }
@@ -159,7 +192,9 @@ fn quantization_failures_fail_only_the_int8_result() {
     }
     let leftovers: Vec<_> = walk(&dir.path().join(".precisiond"))
         .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".tmp") || p.to_string_lossy().ends_with(".job.toml"))
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".tmp") || p.to_string_lossy().ends_with(".job.toml")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -195,7 +230,12 @@ fn a_prequantized_model_is_timed_as_it_is() {
     }
     // torch 2.13 warns that quantized tensor creation is deprecated: recorded.
     let notes = report["notes"].as_array().unwrap();
-    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("deprecated")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("deprecated")),
+        "{notes:?}"
+    );
 }
 
 #[test]
@@ -206,13 +246,20 @@ fn bad_calibration_files_give_a_clear_int8_error() {
         ("unreadable.pt", "cannot read calibration sample"),
     ] {
         let bad = tempfile::tempdir().unwrap();
-        std::fs::copy(fixtures_dir().join("calib/bad").join(file), bad.path().join(file)).unwrap();
+        std::fs::copy(
+            fixtures_dir().join("calib/bad").join(file),
+            bad.path().join(file),
+        )
+        .unwrap();
         let (_dir, model) = cnn_with_calibration(bad.path());
         let out = run_quick(&model, &["--precisions", "fp32,int8"]);
         assert!(out.status.success(), "{}", text(&out));
         let int8 = int8_result(&model);
         assert_eq!(int8["status"].as_str(), Some("failed"));
         let reason = int8["reason"].as_str().unwrap();
-        assert!(reason.contains(file) && reason.contains(expected), "{reason}");
+        assert!(
+            reason.contains(file) && reason.contains(expected),
+            "{reason}"
+        );
     }
 }

@@ -30,7 +30,14 @@ fn assert_contract(report: &toml::Table) {
     }
     assert_eq!(model["sha256"].as_str().unwrap().len(), 64);
     let run = report["run"].as_table().unwrap();
-    for key in ["started", "finished", "precisiond", "libtorch", "threads", "host"] {
+    for key in [
+        "started",
+        "finished",
+        "precisiond",
+        "libtorch",
+        "threads",
+        "host",
+    ] {
         assert!(run.contains_key(key), "run.{key} missing");
     }
     assert!(run["started"].is_datetime());
@@ -40,16 +47,35 @@ fn assert_contract(report: &toml::Table) {
         assert!(cpu.contains_key(key), "hardware.cpu.{key} missing");
     }
     for p in ["fp32", "fp16", "bf16", "int8"] {
-        assert!(cpu[p]["native"].is_bool(), "hardware.cpu.{p}.native missing");
+        assert!(
+            cpu[p]["native"].is_bool(),
+            "hardware.cpu.{p}.native missing"
+        );
         assert!(cpu[p]["reason"].is_str());
     }
     for r in results(report) {
-        for key in ["device", "precision", "status", "reason", "native", "method"] {
+        for key in [
+            "device",
+            "precision",
+            "status",
+            "reason",
+            "native",
+            "method",
+        ] {
             assert!(r.contains_key(key), "results.{key} missing in {r:?}");
         }
         if r["status"].as_str() == Some("ok") {
             let lat = r["latency_ms"].as_table().expect("latency_ms");
-            for key in ["median", "mean", "p90", "p99", "min", "max", "stddev", "iterations"] {
+            for key in [
+                "median",
+                "mean",
+                "p90",
+                "p99",
+                "min",
+                "max",
+                "stddev",
+                "iterations",
+            ] {
                 assert!(lat.contains_key(key), "latency_ms.{key} missing");
             }
             let median = lat["median"].as_float().unwrap();
@@ -57,13 +83,18 @@ fn assert_contract(report: &toml::Table) {
             assert!(lat["min"].as_float().unwrap() <= median);
             assert!(lat["max"].as_float().unwrap() >= lat["p99"].as_float().unwrap());
             assert!(lat["iterations"].as_integer().unwrap() >= 1);
-            if r["precision"].as_str() != Some("fp32") && r["method"].as_str() != Some("prequantized") {
+            if r["precision"].as_str() != Some("fp32")
+                && r["method"].as_str() != Some("prequantized")
+            {
                 let acc = r["accuracy"].as_table().expect("accuracy for non-fp32");
                 assert!(acc.contains_key("cosine") || acc.contains_key("why_absent"));
                 assert!(r.contains_key("speedup_vs_fp32"));
             }
         } else {
-            assert!(!r["reason"].as_str().unwrap().is_empty(), "a non-ok result says why: {r:?}");
+            assert!(
+                !r["reason"].as_str().unwrap().is_empty(),
+                "a non-ok result says why: {r:?}"
+            );
         }
     }
 }
@@ -100,13 +131,20 @@ fn every_fixture_gets_a_report_that_follows_the_contract() {
         assert_contract(&report);
         assert_eq!(results(&report).len(), 3, "{name}");
         for p in ["fp32", "fp16", "bf16"] {
-            assert_eq!(result_for(&report, p)["status"].as_str(), Some("ok"), "{name} {p}");
+            assert_eq!(
+                result_for(&report, p)["status"].as_str(),
+                Some("ok"),
+                "{name} {p}"
+            );
         }
         let bf16 = result_for(&report, "bf16");
         let cosine = bf16["accuracy"]["cosine"].as_float().unwrap();
         assert!(cosine > 0.99, "{name}: bf16 cosine {cosine}");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("median ms") && stdout.contains("bf16"), "{stdout}");
+        assert!(
+            stdout.contains("median ms") && stdout.contains("bf16"),
+            "{stdout}"
+        );
     }
     no_nan(dir.path());
 }
@@ -118,7 +156,9 @@ fn tuple_outputs_are_compared_output_by_output() {
     let out = run_quick(&model, &["--precisions", "fp32,bf16"]);
     assert!(out.status.success(), "{}", text(&out));
     let bf16 = result_for(&report_of(&model), "bf16");
-    let outputs = bf16["accuracy"]["outputs"].as_array().expect("per-output accuracy");
+    let outputs = bf16["accuracy"]["outputs"]
+        .as_array()
+        .expect("per-output accuracy");
     assert_eq!(outputs.len(), 2);
 }
 
@@ -163,7 +203,10 @@ fn the_settings_file_describes_several_inputs() {
     let report = report_of(&model);
     assert_eq!(report["status"].as_str(), Some("failed"));
     let error = report["error"].as_str().unwrap();
-    assert!(error.contains("two_inputs.pt.toml") && error.contains("[[inputs]]"), "{error}");
+    assert!(
+        error.contains("two_inputs.pt.toml") && error.contains("[[inputs]]"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -172,19 +215,31 @@ fn an_explicit_settings_file_must_exist() {
     let model = copy_fixture("mlp.pt", dir.path());
     let out = run_quick(&model, &["--settings", "/nonexistent/settings.toml"]);
     assert!(!out.status.success());
-    assert!(report_of(&model)["error"].as_str().unwrap().contains("/nonexistent/settings.toml"));
+    assert!(report_of(&model)["error"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/settings.toml"));
 }
 
 fn assert_failed_cleanly(model: &Path, expect_in_error: &str) {
     let out = run_quick(model, &["--precisions", "fp32,bf16"]);
     assert!(!out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked") && !stderr.contains("frame #"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("frame #"),
+        "{stderr}"
+    );
     let report = report_of(model);
     assert_eq!(report["status"].as_str(), Some("failed"));
     let error = report["error"].as_str().unwrap();
-    assert!(error.contains(expect_in_error), "error {error:?} lacks {expect_in_error:?}");
-    assert!(!error.contains("Exception raised from"), "C++ stack in {error}");
+    assert!(
+        error.contains(expect_in_error),
+        "error {error:?} lacks {expect_in_error:?}"
+    );
+    assert!(
+        !error.contains("Exception raised from"),
+        "C++ stack in {error}"
+    );
     assert_contract(&report);
 }
 
@@ -225,7 +280,11 @@ fn a_missing_file_is_an_error_without_a_report() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("absent.pt"), "{stderr}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[test]
@@ -271,12 +330,20 @@ fn a_tiny_budget_ends_on_the_budget_and_says_so() {
     let model = copy_fixture("cnn_residual.pt", dir.path());
     // fp16 convolutions are slow on most CPUs; with a 1 ms budget every
     // precision stops on the budget after one timed call.
-    let out = run_quick(&model, &["--precisions", "fp32,fp16", "--max-seconds", "0.001"]);
+    let out = run_quick(
+        &model,
+        &["--precisions", "fp32,fp16", "--max-seconds", "0.001"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let fp16 = result_for(&report_of(&model), "fp16");
     assert_eq!(fp16["stop_reason"].as_str(), Some("time-budget"));
     assert_eq!(fp16["latency_ms"]["iterations"].as_integer(), Some(1));
-    let notes: Vec<&str> = fp16["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    let notes: Vec<&str> = fp16["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
     assert!(notes.iter().any(|n| n.contains("budget")), "{notes:?}");
 }
 
@@ -288,7 +355,10 @@ fn the_supervisor_binary_does_not_link_libtorch() {
         .expect("readelf (binutils) is installed");
     let dynamic = String::from_utf8_lossy(&out.stdout);
     assert!(dynamic.contains("NEEDED"), "{dynamic}");
-    assert!(!dynamic.contains("libtorch") && !dynamic.contains("libc10"), "{dynamic}");
+    assert!(
+        !dynamic.contains("libtorch") && !dynamic.contains("libc10"),
+        "{dynamic}"
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ pub fn precisiond() -> Command {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -31,7 +33,9 @@ pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
 /// `precisiond run` with short budgets and no probe, so tests stay fast.
 pub fn run_quick(model: &Path, extra: &[&str]) -> Output {
     let mut cmd = precisiond();
-    cmd.arg("run").arg(model).args(["--no-probe", "--threads", "2"]);
+    cmd.arg("run")
+        .arg(model)
+        .args(["--no-probe", "--threads", "2"]);
     if !extra.contains(&"--max-seconds") {
         cmd.args(["--max-seconds", "0.3"]);
     }
@@ -42,7 +46,8 @@ pub fn report_of(model: &Path) -> toml::Table {
     let path = PathBuf::from(format!("{}.report.toml", model.display()));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
-    text.parse().unwrap_or_else(|e| panic!("report {} is not TOML: {e}\n{text}", path.display()))
+    text.parse()
+        .unwrap_or_else(|e| panic!("report {} is not TOML: {e}\n{text}", path.display()))
 }
 
 pub fn text(output: &Output) -> String {

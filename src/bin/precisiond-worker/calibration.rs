@@ -94,7 +94,10 @@ pub fn from_folder(
     }
     let mut notes = Vec::new();
     if !skipped.is_empty() {
-        notes.push(format!("calibration files ignored (unknown type): {}", skipped.join(", ")));
+        notes.push(format!(
+            "calibration files ignored (unknown type): {}",
+            skipped.join(", ")
+        ));
     }
     let held_out = if samples.len() >= MIN_SAMPLES_TO_HOLD_OUT {
         samples.split_off(samples.len() - (samples.len() / 4).max(1))
@@ -162,7 +165,11 @@ fn check_sample(file: &Path, tensors: Vec<Tensor>, specs: &[InputSpec]) -> Resul
         .collect()
 }
 
-fn load_image(file: &Path, specs: &[InputSpec], settings: &CalibrationSettings) -> Result<Tensor, String> {
+fn load_image(
+    file: &Path,
+    specs: &[InputSpec],
+    settings: &CalibrationSettings,
+) -> Result<Tensor, String> {
     let spec = match specs {
         [spec] if spec.shape.len() == 4 && spec.dtype == DType::Float32 => spec,
         _ => {
@@ -181,7 +188,9 @@ fn load_image(file: &Path, specs: &[InputSpec], settings: &CalibrationSettings) 
     image = match (image.size()[0], channels) {
         (c, want) if c == want => image,
         (4, 3) => image.narrow(0, 0, 3),
-        (3 | 4, 1) => image.narrow(0, 0, 3).mean_dim(Some([0i64].as_slice()), true, Kind::Float),
+        (3 | 4, 1) => image
+            .narrow(0, 0, 3)
+            .mean_dim(Some([0i64].as_slice()), true, Kind::Float),
         (1, 3) => image.expand([3, height, width], false).contiguous(),
         (c, want) => {
             return Err(format!(
@@ -200,7 +209,11 @@ fn load_image(file: &Path, specs: &[InputSpec], settings: &CalibrationSettings) 
             "calibration mean/std need {channels} values each (one per channel)"
         ));
     }
-    let mean = Tensor::from_slice(&mean).to_kind(Kind::Float).view([channels, 1, 1]);
-    let std = Tensor::from_slice(&std).to_kind(Kind::Float).view([channels, 1, 1]);
+    let mean = Tensor::from_slice(&mean)
+        .to_kind(Kind::Float)
+        .view([channels, 1, 1]);
+    let std = Tensor::from_slice(&std)
+        .to_kind(Kind::Float)
+        .view([channels, 1, 1]);
     Ok(((image - mean) / std).unsqueeze(0))
 }

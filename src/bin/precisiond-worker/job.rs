@@ -144,7 +144,11 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some("inferred".into());
-        vec![model::infer_input(&fp32_module, info.num_required, &settings_path)?]
+        vec![model::infer_input(
+            &fp32_module,
+            info.num_required,
+            &settings_path,
+        )?]
     } else {
         report.input_source = Some("settings".into());
         let given = settings.inputs.len();
@@ -178,7 +182,9 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
     })?;
     let reference = model::output_tensors(&reference);
     if reference.is_empty() {
-        return Err("the model's forward() returned no tensors: there is nothing to compare".into());
+        return Err(
+            "the model's forward() returned no tensors: there is nothing to compare".into(),
+        );
     }
 
     let ctx = Context {
@@ -261,7 +267,9 @@ impl Context<'_> {
                     v.reason
                 ));
             } else if v.accelerated == Some(false) && result.status == Status::Ok {
-                result.notes.push(format!("not accelerated here: {}", v.reason));
+                result
+                    .notes
+                    .push(format!("not accelerated here: {}", v.reason));
             }
         }
         result
@@ -287,11 +295,21 @@ impl Context<'_> {
         self.time_and_compare(precision, Method::Cast, module, &inputs)
     }
 
-    pub(crate) fn failed(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {
+    pub(crate) fn failed(
+        &self,
+        precision: Precision,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
         PrecisionResult::not_measured("cpu", precision, Status::Failed, method, reason)
     }
 
-    pub(crate) fn unsupported(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {
+    pub(crate) fn unsupported(
+        &self,
+        precision: Precision,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
         PrecisionResult::not_measured("cpu", precision, Status::Unsupported, method, reason)
     }
 
@@ -305,7 +323,13 @@ impl Context<'_> {
     ) -> PrecisionResult {
         let outputs = match model::forward(module, inputs) {
             Ok(out) => model::output_tensors(&out),
-            Err(e) => return self.failed(precision, method, format!("forward() failed in {precision}: {e}")),
+            Err(e) => {
+                return self.failed(
+                    precision,
+                    method,
+                    format!("forward() failed in {precision}: {e}"),
+                )
+            }
         };
         let mut result = self.time_module(precision, method, module, inputs);
         if result.latency_ms.is_some() && precision != Precision::Fp32 {
@@ -322,18 +346,34 @@ impl Context<'_> {
         module: &CModule,
         inputs: &[Tensor],
     ) -> PrecisionResult {
-        let measurement = match bench::measure(&self.bench, || model::forward(module, inputs).map(drop)) {
-            Ok(m) => m,
-            Err(e) => return self.failed(precision, method, format!("forward() failed in {precision}: {e}")),
-        };
-        let mut result = PrecisionResult::not_measured("cpu", precision, Status::Ok, method, String::new());
-        let stats = LatencyStats::from_samples(&measurement.samples_ms).expect("at least one timed call");
-        let batch = self.inputs.first().and_then(|t| t.size().first().copied()).unwrap_or(1).max(1);
+        let measurement =
+            match bench::measure(&self.bench, || model::forward(module, inputs).map(drop)) {
+                Ok(m) => m,
+                Err(e) => {
+                    return self.failed(
+                        precision,
+                        method,
+                        format!("forward() failed in {precision}: {e}"),
+                    )
+                }
+            };
+        let mut result =
+            PrecisionResult::not_measured("cpu", precision, Status::Ok, method, String::new());
+        let stats =
+            LatencyStats::from_samples(&measurement.samples_ms).expect("at least one timed call");
+        let batch = self
+            .inputs
+            .first()
+            .and_then(|t| t.size().first().copied())
+            .unwrap_or(1)
+            .max(1);
         result.throughput_per_s = Some(batch as f64 * 1e3 / stats.median);
         result.warmup_iterations = Some(measurement.warmup_iterations);
         result.stop_reason = Some(measurement.stop_reason);
         result.median_rel_ci = bench::median_relative_ci(&measurement.samples_ms);
-        if measurement.stop_reason == StopReason::TimeBudget && stats.iterations < self.bench.min_iterations {
+        if measurement.stop_reason == StopReason::TimeBudget
+            && stats.iterations < self.bench.min_iterations
+        {
             result.notes.push(format!(
                 "only {} timed iteration(s) fitted in the {} s budget (one call takes about {:.0} ms): \
                  the statistics are rough; raise --max-seconds for more",
@@ -349,7 +389,11 @@ impl Context<'_> {
 pub fn compare_outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
     if reference.len() != outputs.len() {
         let mut acc = Accuracy::default();
-        let why = format!("the model returned {} tensors, FP32 returned {}", outputs.len(), reference.len());
+        let why = format!(
+            "the model returned {} tensors, FP32 returned {}",
+            outputs.len(),
+            reference.len()
+        );
         for metric in ["cosine", "max_abs_error", "sqnr_db"] {
             acc.worst.why_absent.insert(metric.into(), why.clone());
         }
@@ -367,7 +411,8 @@ pub fn compare_outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
             }
             (Err(e), _) | (_, Err(e)) => {
                 let mut acc = accuracy::OutputAccuracy::default();
-                acc.why_absent.insert("cosine".into(), format!("cannot read the output: {e}"));
+                acc.why_absent
+                    .insert("cosine".into(), format!("cannot read the output: {e}"));
                 per_output.push(acc);
             }
         }

@@ -9,14 +9,18 @@ mod quantize;
 mod shim;
 
 use clap::{Parser, Subcommand};
+use job::JobOptions;
 use precisiond::cli::{exit, DetectArgs, OutputFormat, RunArgs};
 use precisiond::hardware::{self, DetectOptions};
 use precisiond::report::Status;
-use job::JobOptions;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "precisiond-worker", version, about = "precisiond's measuring process (loads libtorch)")]
+#[command(
+    name = "precisiond-worker",
+    version,
+    about = "precisiond's measuring process (loads libtorch)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn")).init();
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn"))
+        .init();
     // tch reports some libtorch errors by panicking; those are caught and
     // turned into failed results, so the default hook's message and
     // backtrace would only confuse. Keep it in the debug log.
@@ -100,7 +105,9 @@ fn detect(args: DetectArgs) -> i32 {
         Ok(hw) => {
             match args.format {
                 OutputFormat::Text => print!("{}", hw.to_text()),
-                OutputFormat::Toml => print!("{}", toml::to_string(&hw).expect("hardware serialises")),
+                OutputFormat::Toml => {
+                    print!("{}", toml::to_string(&hw).expect("hardware serialises"))
+                }
             }
             exit::OK
         }

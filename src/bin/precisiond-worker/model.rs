@@ -29,7 +29,11 @@ pub fn clean_torch_error(message: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     if cleaned.is_empty() {
-        message.lines().next().unwrap_or("unknown libtorch error").to_owned()
+        message
+            .lines()
+            .next()
+            .unwrap_or("unknown libtorch error")
+            .to_owned()
     } else {
         cleaned
     }
@@ -44,7 +48,9 @@ pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
             "{file} is not a TorchScript model (TorchScript files are zip archives written by \
              torch.jit.save). Export the model with `torch.jit.script(model).save(\"{}\")` or \
              torch.jit.trace. (libtorch said: {cleaned})",
-            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         );
     }
     if !has_zip_end_record(bytes) || message.contains("central directory") {
@@ -74,16 +80,24 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, String> {
     let mut cursor = std::io::Cursor::new(bytes);
     let mut module = CModule::load_data(&mut cursor)
         .map_err(|e| explain_load_error(path, bytes, &e.to_string()))?;
-    module
-        .f_set_eval()
-        .map_err(|e| format!("cannot put {} in eval mode: {}", path.display(), clean_torch_error(&e.to_string())))?;
+    module.f_set_eval().map_err(|e| {
+        format!(
+            "cannot put {} in eval mode: {}",
+            path.display(),
+            clean_torch_error(&e.to_string())
+        )
+    })?;
     Ok(module)
 }
 
 /// Guesses a model's single input from its first weight: a convolution's
 /// weight gives the channel count, a linear layer's the feature count, an
 /// embedding's the vocabulary size.
-pub fn infer_input(module: &CModule, num_inputs: usize, settings_path: &Path) -> Result<InputSpec, String> {
+pub fn infer_input(
+    module: &CModule,
+    num_inputs: usize,
+    settings_path: &Path,
+) -> Result<InputSpec, String> {
     let ask = |why: String| {
         format!(
             "cannot infer the inputs of this model ({why}). Describe them in {}, for example:\n\n{EXAMPLE}\n",
@@ -93,14 +107,19 @@ pub fn infer_input(module: &CModule, num_inputs: usize, settings_path: &Path) ->
     if num_inputs != 1 {
         return Err(ask(format!("its forward() takes {num_inputs} arguments")));
     }
-    let params = module
-        .named_parameters()
-        .map_err(|e| ask(format!("its parameters cannot be read: {}", clean_torch_error(&e.to_string()))))?;
+    let params = module.named_parameters().map_err(|e| {
+        ask(format!(
+            "its parameters cannot be read: {}",
+            clean_torch_error(&e.to_string())
+        ))
+    })?;
     let Some((name, weight)) = params
         .iter()
         .find(|(name, t)| name.ends_with("weight") && t.dim() >= 2)
     else {
-        return Err(ask("it has no convolution, linear or embedding weight to read the input size from".into()));
+        return Err(ask(
+            "it has no convolution, linear or embedding weight to read the input size from".into(),
+        ));
     };
     let size = weight.size();
     let spec = match size.len() {
@@ -175,7 +194,8 @@ pub fn synthetic_inputs(specs: &[InputSpec], seed: i64) -> Vec<Tensor> {
             if spec.dtype.is_float() {
                 let t = match (spec.low, spec.high) {
                     (Some(low), Some(high)) => {
-                        Tensor::rand(&spec.shape, (Kind::Float, tch::Device::Cpu)) * (high - low) + low
+                        Tensor::rand(&spec.shape, (Kind::Float, tch::Device::Cpu)) * (high - low)
+                            + low
                     }
                     _ => Tensor::randn(&spec.shape, (Kind::Float, tch::Device::Cpu)),
                 };
@@ -207,7 +227,10 @@ pub fn cast_inputs(inputs: &[Tensor], kind: Kind) -> Vec<Tensor> {
 }
 
 pub fn forward(module: &CModule, inputs: &[Tensor]) -> Result<IValue, String> {
-    let args: Vec<IValue> = inputs.iter().map(|t| IValue::Tensor(t.shallow_clone())).collect();
+    let args: Vec<IValue> = inputs
+        .iter()
+        .map(|t| IValue::Tensor(t.shallow_clone()))
+        .collect();
     module
         .forward_is(&args)
         .map_err(|e| clean_torch_error(&e.to_string()))

@@ -17,7 +17,11 @@ pub fn run(device: Device) -> Result<ProbeReport, String> {
     let inputs = Inputs::new(device).map_err(|e| format!("creating probe tensors failed: {e}"))?;
     let lanes: Vec<Result<[Tensor; 5], String>> = [Kind::Float, Kind::Half, Kind::BFloat16]
         .into_iter()
-        .map(|kind| inputs.cast(kind).map_err(|e| format!("casting to {kind:?}: {e}")))
+        .map(|kind| {
+            inputs
+                .cast(kind)
+                .map_err(|e| format!("casting to {kind:?}: {e}"))
+        })
         .collect();
     let name = match device {
         Device::Cuda(i) => format!("cuda{i}"),

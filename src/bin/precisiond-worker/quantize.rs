@@ -35,7 +35,13 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
     let p = Precision::Int8;
     let engines = match shim::supported_qengines() {
         Ok(e) => e,
-        Err(e) => return ctx.failed(p, Method::StaticPtq, format!("cannot list libtorch's quantized engines: {e}")),
+        Err(e) => {
+            return ctx.failed(
+                p,
+                Method::StaticPtq,
+                format!("cannot list libtorch's quantized engines: {e}"),
+            )
+        }
     };
     let Some(engine) = choose_engine(&engines) else {
         return ctx.unsupported(
@@ -45,7 +51,11 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
         );
     };
     if let Err(e) = shim::set_qengine(&engine) {
-        return ctx.failed(p, Method::StaticPtq, format!("cannot select quantized engine {engine}: {e}"));
+        return ctx.failed(
+            p,
+            Method::StaticPtq,
+            format!("cannot select quantized engine {engine}: {e}"),
+        );
     }
 
     if ctx.has_quantized_ops {
@@ -70,7 +80,11 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
     let artefact = artefact_path(ctx);
     if let Some(dir) = artefact.parent() {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            return ctx.failed(p, Method::StaticPtq, format!("cannot create state folder {}: {e}", dir.display()));
+            return ctx.failed(
+                p,
+                Method::StaticPtq,
+                format!("cannot create state folder {}: {e}", dir.display()),
+            );
         }
     }
     let job = QuantizeJob {
@@ -93,8 +107,14 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
     let seconds = done.seconds;
     let warnings = done.warnings;
     if let Some(e) = done.error {
-        let mut result = ctx.failed(p, Method::StaticPtq, format!("static quantization failed: {e}"));
-        result.notes.extend(warnings.iter().map(|w| format!("libtorch warned: {w}")));
+        let mut result = ctx.failed(
+            p,
+            Method::StaticPtq,
+            format!("static quantization failed: {e}"),
+        );
+        result
+            .notes
+            .extend(warnings.iter().map(|w| format!("libtorch warned: {w}")));
         result.engine = Some(engine);
         return result;
     }
@@ -128,7 +148,9 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
         held_out: samples.held_out.len(),
         note: samples.notes.join("; "),
     });
-    result.notes.extend(warnings.iter().map(|w| format!("libtorch warned: {w}")));
+    result
+        .notes
+        .extend(warnings.iter().map(|w| format!("libtorch warned: {w}")));
     if result.latency_ms.is_some() {
         result.accuracy = Some(accuracy_on(ctx, &quantized, &samples));
     }
@@ -137,23 +159,37 @@ pub(crate) fn measure_int8(ctx: &Context) -> PrecisionResult {
 
 /// Accuracy against FP32 on the held-out samples, or on the timing inputs
 /// (which calibration never saw) when none were held out.
-fn accuracy_on(ctx: &Context, quantized: &CModule, samples: &SampleSet) -> precisiond::accuracy::Accuracy {
+fn accuracy_on(
+    ctx: &Context,
+    quantized: &CModule,
+    samples: &SampleSet,
+) -> precisiond::accuracy::Accuracy {
     let eval: Vec<Vec<Tensor>> = if samples.held_out.is_empty() {
         vec![ctx.inputs.iter().map(Tensor::shallow_clone).collect()]
     } else {
-        samples.held_out.iter().map(|s| s.iter().map(Tensor::shallow_clone).collect()).collect()
+        samples
+            .held_out
+            .iter()
+            .map(|s| s.iter().map(Tensor::shallow_clone).collect())
+            .collect()
     };
     let mut reference: Vec<Vec<Tensor>> = Vec::new();
     let mut outputs: Vec<Vec<Tensor>> = Vec::new();
     for inputs in &eval {
-        match (model::forward(ctx.fp32_module, inputs), model::forward(quantized, inputs)) {
+        match (
+            model::forward(ctx.fp32_module, inputs),
+            model::forward(quantized, inputs),
+        ) {
             (Ok(r), Ok(o)) => {
                 reference.push(model::output_tensors(&r));
                 outputs.push(model::output_tensors(&o));
             }
             (Err(e), _) | (_, Err(e)) => {
                 let mut acc = precisiond::accuracy::Accuracy::default();
-                acc.worst.why_absent.insert("cosine".into(), format!("forward() failed on a held-out sample: {e}"));
+                acc.worst.why_absent.insert(
+                    "cosine".into(),
+                    format!("forward() failed on a held-out sample: {e}"),
+                );
                 return acc;
             }
         }
@@ -164,7 +200,10 @@ fn accuracy_on(ctx: &Context, quantized: &CModule, samples: &SampleSet) -> preci
         let n = runs.first().map_or(0, Vec::len);
         (0..n)
             .map(|i| {
-                let parts: Vec<Tensor> = runs.iter().filter_map(|r| r.get(i).map(Tensor::shallow_clone)).collect();
+                let parts: Vec<Tensor> = runs
+                    .iter()
+                    .filter_map(|r| r.get(i).map(Tensor::shallow_clone))
+                    .collect();
                 if parts.iter().all(|t| t.dim() > 0) {
                     Tensor::cat(&parts, 0)
                 } else {
@@ -202,10 +241,12 @@ pub struct QuantizeDone {
 
 fn run_quantize_process(job: &QuantizeJob) -> Result<QuantizeDone, String> {
     let job_file = job.out.with_extension("job.toml");
-    let text = toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
+    let text =
+        toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
     precisiond::report::write_atomic(&job_file, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
     let output = std::process::Command::new(exe)
         .arg("quantize")
         .arg(&job_file)
@@ -237,8 +278,10 @@ fn run_quantize_process(job: &QuantizeJob) -> Result<QuantizeDone, String> {
 /// The quantizing process: `precisiond-worker quantize JOB.toml`.
 pub fn quantize_main(job_file: &Path) -> QuantizeDone {
     let run = || -> Result<QuantizeDone, String> {
-        let text = std::fs::read_to_string(job_file).map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
-        let job: QuantizeJob = toml::from_str(&text).map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
+        let text = std::fs::read_to_string(job_file)
+            .map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
+        let job: QuantizeJob = toml::from_str(&text)
+            .map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
         tch::set_num_threads(job.threads as i32);
         let samples = match &job.calibration {
             Some(cal) => calibration::from_folder(cal, &job.settings_path, &job.inputs)?,
@@ -248,27 +291,45 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
         // Saved under a temporary name and renamed: a killed process never
         // leaves a half-written model where the report points.
         let partial = job.out.with_extension("pt.tmp");
-        let outcome = shim::quantize_static(&job.model, &partial, &job.engine, &samples.calibration)
-            .and_then(|o| {
-                std::fs::rename(&partial, &job.out)
-                    .map(|()| o)
-                    .map_err(|e| (format!("cannot move the quantized model into place: {e}"), Vec::new()))
-            });
+        let outcome =
+            shim::quantize_static(&job.model, &partial, &job.engine, &samples.calibration)
+                .and_then(|o| {
+                    std::fs::rename(&partial, &job.out)
+                        .map(|()| o)
+                        .map_err(|e| {
+                            (
+                                format!("cannot move the quantized model into place: {e}"),
+                                Vec::new(),
+                            )
+                        })
+                });
         let _ = std::fs::remove_file(&partial);
         let seconds = started.elapsed().as_secs_f64();
         Ok(match outcome {
-            Ok(o) => QuantizeDone { seconds, warnings: o.warnings, error: None },
-            Err((e, warnings)) => QuantizeDone { seconds, warnings, error: Some(model::clean_torch_error(&e)) },
+            Ok(o) => QuantizeDone {
+                seconds,
+                warnings: o.warnings,
+                error: None,
+            },
+            Err((e, warnings)) => QuantizeDone {
+                seconds,
+                warnings,
+                error: Some(model::clean_torch_error(&e)),
+            },
         })
     };
-    run().unwrap_or_else(|e| QuantizeDone { error: Some(e), ..QuantizeDone::default() })
+    run().unwrap_or_else(|e| QuantizeDone {
+        error: Some(e),
+        ..QuantizeDone::default()
+    })
 }
 
 /// The artefact's path as the report shows it: relative to the report's
 /// folder when it lies below it (the drop folder moves as a whole), else
 /// absolute.
 fn report_relative(artefact: &std::path::Path, report: &std::path::Path) -> String {
-    let absolute = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let absolute =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let artefact = absolute(artefact);
     let base = report.parent().map(absolute).unwrap_or_default();
     match artefact.strip_prefix(&base) {
@@ -289,7 +350,9 @@ fn artefact_path(ctx: &Context) -> PathBuf {
     });
     let name = precisiond::facts::file_name(&ctx.opts.model);
     let hash = precisiond::facts::hex_sha256(ctx.bytes);
-    state.join("quantized").join(format!("{name}.{}.int8.pt", &hash[..12]))
+    state
+        .join("quantized")
+        .join(format!("{name}.{}.int8.pt", &hash[..12]))
 }
 
 #[cfg(test)]
@@ -298,7 +361,9 @@ mod tests {
 
     #[test]
     fn engine_follows_the_architecture_and_what_libtorch_has() {
-        let all: Vec<String> = ["qnnpack", "onednn", "x86", "fbgemm"].map(String::from).to_vec();
+        let all: Vec<String> = ["qnnpack", "onednn", "x86", "fbgemm"]
+            .map(String::from)
+            .to_vec();
         let chosen = choose_engine(&all).unwrap();
         if cfg!(target_arch = "x86_64") {
             assert_eq!(chosen, "x86");

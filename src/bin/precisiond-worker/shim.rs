@@ -150,7 +150,10 @@ pub fn take_warnings() -> Vec<String> {
             Err(_) => String::new(),
         }
     };
-    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Sets libtorch's quantized engine for the quantized models run next.
@@ -178,10 +181,13 @@ pub fn quantize_static(
     let fail = |e: String| (e, Vec::new());
     let model_c = c_path(model).map_err(fail)?;
     let out_c = c_path(out).map_err(fail)?;
-    let engine_c = CString::new(engine).map_err(|_| fail("engine name contains a NUL byte".into()))?;
+    let engine_c =
+        CString::new(engine).map_err(|_| fail("engine name contains a NUL byte".into()))?;
     let per_batch = batches.first().map_or(0, Vec::len);
     if batches.iter().any(|b| b.len() != per_batch) {
-        return Err(fail("calibration batches differ in their number of inputs".into()));
+        return Err(fail(
+            "calibration batches differ in their number of inputs".into(),
+        ));
     }
     let pointers: Vec<*mut std::ffi::c_void> = batches
         .iter()
@@ -222,7 +228,11 @@ pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, String> {
     // SAFETY: on success the shim hands over `count` new torch::Tensor
     // pointers, which tch's Tensor owns and frees; the array itself is freed here.
     unsafe {
-        check(ffi::pd_load_pickled_tensors(c.as_ptr(), &mut array, &mut count))?;
+        check(ffi::pd_load_pickled_tensors(
+            c.as_ptr(),
+            &mut array,
+            &mut count,
+        ))?;
         let tensors = (0..count.max(0) as usize)
             .map(|i| tch::Tensor::from_ptr(*array.add(i) as *mut torch_sys::C_tensor))
             .collect();
