@@ -170,7 +170,8 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// Fraction of rows whose arg-max agrees, for `[rows, classes]` logits given
 /// row-major.
 pub fn top1_agreement(reference: &[f64], candidate: &[f64], classes: usize) -> Option<f64> {
-    if classes < 2 || reference.len() != candidate.len() || !reference.len().is_multiple_of(classes) {
+    if classes < 2 || reference.len() != candidate.len() || !reference.len().is_multiple_of(classes)
+    {
         return None;
     }
     let argmax = |row: &[f64]| {

@@ -18,7 +18,7 @@ mod folders;
 mod status;
 mod systemd;
 
-use crate::cli::exit;
+use crate::cli::{exit, PrecisionList};
 use crate::config::{Config, Overrides};
 use crate::precision;
 use crate::queue::Queue;
@@ -46,8 +46,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Precisions for models whose settings name none, comma separated.
-    #[arg(long, value_parser = precision::parse_list)]
-    pub precisions: Option<Vec<precision::Precision>>,
+    #[arg(long, value_parser = parse_precisions)]
+    pub precisions: Option<PrecisionList>,
     /// Time budget per precision, warm-up included, in seconds.
     #[arg(long)]
     pub max_seconds: Option<f64>,
@@ -59,11 +59,16 @@ pub struct WatchArgs {
     pub settle_ms: Option<u64>,
 }
 
+/// A comma-separated list as one value (see `cli::PrecisionList`).
+fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
+    precision::parse_list(list).map(PrecisionList)
+}
+
 impl WatchArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
             folders: self.dirs.clone(),
-            precisions: self.precisions.clone(),
+            precisions: self.precisions.clone().map(|l| l.0),
             max_seconds: self.max_seconds,
             worker_timeout_seconds: self.worker_timeout,
             settle_ms: self.settle_ms,
@@ -135,7 +140,7 @@ pub fn run(args: WatchArgs) -> i32 {
         }
     }
     log::info!(
-        "watching {}; {} models queued",
+        "watching {}; queue: {}",
         daemon.folder_list(),
         daemon.queue.len()
     );
@@ -445,7 +450,9 @@ impl Daemon {
     /// Starts the next queued model unless a job runs (one at a time: two
     /// timings at once would spoil each other) or the daemon stops.
     fn start_next_job(&mut self) {
-        while self.job.is_none() && !self.stopping {
+        // `stop` is set by the signal thread before the main thread has seen
+        // the signal: no job starts in between.
+        while self.job.is_none() && !self.stopping && !self.stop.load(Ordering::SeqCst) {
             let Some(model) = self.queue.pop() else {
                 return;
             };

@@ -223,6 +223,7 @@ impl Report {
         let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
         for r in &self.results {
             let hardware = match (r.native, r.accelerated) {
+                _ if r.status != Status::Ok => "-".to_owned(),
                 (_, _) if r.precision == Precision::Fp32 => "native".to_owned(),
                 (true, Some(false)) => "native flag, not accelerated".to_owned(),
                 (true, _) => "native".to_owned(),

@@ -166,7 +166,7 @@ impl Setup {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(DAEMON);
-        // Workers killed with SIGSEGV or SIGABRT must not leave core files.
+        // Workers killed with SIGABRT must not leave core files.
         // SAFETY: setrlimit is async-signal-safe.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -459,11 +459,12 @@ fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
     let s = Setup::new(&slow_config(3.0));
     let d = s.start();
     d.wait_ready();
-    // SIGSEGV and SIGABRT from outside end the worker the way a crash in
-    // libtorch does; SIGKILL the way the OOM killer or an admin does.
+    // SIGABRT from outside ends the worker the way an abort() in libtorch
+    // does; SIGKILL the way the OOM killer or an admin does. (A SIGSEGV sent
+    // from outside is no crash: Rust's stack-overflow handler takes it and
+    // the worker goes on.)
     for (sig, name) in [
         (libc::SIGKILL, "signal 9 (SIGKILL)"),
-        (libc::SIGSEGV, "signal 11 (SIGSEGV"),
         (libc::SIGABRT, "signal 6 (SIGABRT"),
     ] {
         let model = s.copy("mlp.pt", &format!("victim{sig}.pt"));

@@ -263,3 +263,35 @@ fn bad_calibration_files_give_a_clear_int8_error() {
         );
     }
 }
+
+#[test]
+fn image_files_calibrate_after_resizing_and_normalising() {
+    let images = tempfile::tempdir().unwrap();
+    tch::manual_seed(3);
+    for i in 0..4 {
+        // Smooth, image-like content at another size than the model's input:
+        // precisiond resizes to 224x224 and normalises with ImageNet's stats.
+        let small = tch::Tensor::rand([3, 8, 12], (tch::Kind::Float, tch::Device::Cpu));
+        let image = small
+            .unsqueeze(0)
+            .upsample_bilinear2d([96, 128], false, None, None)
+            .squeeze_dim(0)
+            * 255.0;
+        let name = if i % 2 == 0 {
+            format!("img_{i}.png")
+        } else {
+            format!("img_{i}.jpg")
+        };
+        tch::vision::image::save(&image.to_kind(tch::Kind::Uint8), images.path().join(name))
+            .unwrap();
+    }
+    let (_dir, model) = cnn_with_calibration(images.path());
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = int8_result(&model);
+    assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:?}");
+    assert_eq!(int8["calibration"]["samples"].as_integer(), Some(3));
+    assert_eq!(int8["calibration"]["held_out"].as_integer(), Some(1));
+    let cosine = int8["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine >= MIN_COSINE, "cosine {cosine}");
+}
