@@ -21,7 +21,12 @@ export LIBTORCH
 # benchmark scripts import torch from there.
 TORCH_PYTHONPATH := $(abspath $(LIBTORCH)/..)
 
-.PHONY: all build demo test fixtures bench install uninstall clean lint
+# Where `make install` copies libtorch (the worker's first rpath entry is
+# $ORIGIN/../lib/precisiond/torch/lib): a service user cannot read the
+# build user's cache.
+LIBDIR ?= $(PREFIX)/lib/precisiond
+
+.PHONY: all build demo test test-deps fixtures bench install uninstall clean lint
 
 all: build
 
@@ -31,8 +36,21 @@ build:
 demo: build
 	target/release/precisiond run examples/demo/tiny_resnet.pt
 
-test: build
+# systemd-analyze checks the unit; readelf (binutils) and cc come with the
+# Rust toolchain's prerequisites.
+test-deps:
+	@command -v systemd-analyze >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing systemd (for systemd-analyze)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	  else \
+	    echo "make test needs systemd-analyze: install the systemd package" >&2; exit 1; \
+	  fi; }
+
+test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) -- --test-threads=1
+	scripts/check-systemd.sh target/release/precisiond
+	scripts/check-mdwe.sh target/release/precisiond-worker
 
 lint:
 	$(CARGO) fmt --check
@@ -44,17 +62,29 @@ fixtures:
 
 bench: build
 	PYTHONPATH=$(TORCH_PYTHONPATH) python3 benches/compare_pytorch.py
+	benches/detect.sh
+	benches/daemon_idle.sh
 
 install: build
 	install -Dm755 target/release/precisiond $(DESTDIR)$(BINDIR)/precisiond
 	install -Dm755 target/release/precisiond-worker $(DESTDIR)$(BINDIR)/precisiond-worker
-	install -Dm644 etc/precisiond.toml $(DESTDIR)$(SYSCONFDIR)/precisiond/precisiond.toml
+	# An existing config is the admin's: never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/precisiond/precisiond.toml ] || install -Dm644 etc/precisiond.toml $(DESTDIR)$(SYSCONFDIR)/precisiond/precisiond.toml
 	install -Dm644 systemd/precisiond.service $(DESTDIR)$(UNITDIR)/precisiond.service
-	@echo "installed; start the service with: systemctl enable --now precisiond"
+	install -Dm644 systemd/precisiond.sysusers $(DESTDIR)/usr/lib/sysusers.d/precisiond.conf
+	install -Dm644 systemd/precisiond-cuda.conf $(DESTDIR)$(PREFIX)/share/doc/precisiond/precisiond-cuda.conf
+	# libtorch and the CUDA libraries it was built with, in the layout its
+	# own $$ORIGIN rpaths expect (lib/precisiond/{torch/lib,nvidia}).
+	mkdir -p $(DESTDIR)$(LIBDIR)/torch
+	cp -a $(LIBTORCH)/lib $(DESTDIR)$(LIBDIR)/torch/
+	if [ -d $(LIBTORCH)/../nvidia ]; then cp -a $(LIBTORCH)/../nvidia $(DESTDIR)$(LIBDIR)/; fi
+	@echo "installed; create the service user and start the service with:"
+	@echo "  systemd-sysusers && systemctl daemon-reload && systemctl enable --now precisiond"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/precisiond $(DESTDIR)$(BINDIR)/precisiond-worker
-	rm -f $(DESTDIR)$(UNITDIR)/precisiond.service
+	rm -f $(DESTDIR)$(UNITDIR)/precisiond.service $(DESTDIR)/usr/lib/sysusers.d/precisiond.conf
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/share/doc/precisiond
 
 clean:
 	$(CARGO) clean

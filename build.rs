@@ -37,7 +37,21 @@ fn main() {
         .compile("precisiond_shim");
 
     println!("cargo:rustc-link-search=native={}", lib.display());
+    // First the copy `make install` puts beside the binaries (a service user
+    // cannot read the build user's cache), then the libtorch built against.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/precisiond/torch/lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // The linker's --as-needed drops libtorch_cuda (nothing in the worker
+    // calls it by name), and without it libtorch never registers CUDA:
+    // tch::Cuda::is_available() is false even on a GPU. So the worker, and
+    // only the worker, links it unconditionally when this libtorch has it
+    // (a CPU-only libtorch has none, and the worker is then CPU-only). On
+    // a machine without a GPU it loads, finds no device and carries on.
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg-bin=precisiond-worker=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        println!("cargo:rustc-cfg=precisiond_libtorch_cuda");
+    }
+    println!("cargo:rustc-check-cfg=cfg(precisiond_libtorch_cuda)");
     // The supervisor does not link libtorch, yet its failure reports name
     // the version the worker was built against.
     println!(

@@ -4,6 +4,7 @@
 #include "shim.h"
 
 #include <ATen/Context.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <ATen/Version.h>
 #include <torch/headeronly/version.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
@@ -439,5 +440,42 @@ char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count)
 }
 
 void pd_free_pointer_array(void **array) { std::free(array); }
+
+// libtorch's CUDA caching allocator, through the device-generic interface
+// in c10/core (CPU headers only: the shim needs no CUDA headers to build).
+// libc10_cuda registers the allocator when it is loaded; without it (a
+// CPU-only libtorch, or libtorch_cuda not linked) this is an error.
+static c10::DeviceAllocator *cuda_device_allocator() {
+  auto *device_allocator =
+      dynamic_cast<c10::DeviceAllocator *>(c10::GetAllocator(c10::DeviceType::CUDA));
+  if (device_allocator == nullptr) {
+    throw std::runtime_error(
+        "libtorch has no CUDA caching allocator here (libtorch_cuda is not loaded)");
+  }
+  return device_allocator;
+}
+
+char *pd_cuda_memory_stats(int device, int64_t *allocated, int64_t *peak_allocated,
+                           int64_t *reserved, int64_t *peak_reserved) {
+  return guarded([&] {
+    const auto stats =
+        cuda_device_allocator()->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *allocated = stats.allocated_bytes[all].current;
+    *peak_allocated = stats.allocated_bytes[all].peak;
+    *reserved = stats.reserved_bytes[all].current;
+    *peak_reserved = stats.reserved_bytes[all].peak;
+  });
+}
+
+char *pd_cuda_start_memory_window(int device) {
+  return guarded([&] {
+    auto *allocator = cuda_device_allocator();
+    // Cached blocks freed by the previous precision go back to the driver,
+    // so the reserved figures describe this precision.
+    allocator->emptyCache();
+    allocator->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  });
+}
 
 } // extern "C"

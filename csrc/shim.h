@@ -54,6 +54,16 @@ char *pd_quantize_static(const char *model_path, const char *out_path, const cha
 char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count);
 void pd_free_pointer_array(void **array);
 
+// libtorch's CUDA caching allocator on CUDA device `device`: bytes handed
+// out to tensors now and at their peak since the last window start, and
+// bytes reserved from the driver now and at their peak. An error when
+// libtorch has no CUDA allocator (CPU-only libtorch, libtorch_cuda not loaded).
+char *pd_cuda_memory_stats(int device, int64_t *allocated, int64_t *peak_allocated,
+                           int64_t *reserved, int64_t *peak_reserved);
+// Starts a measurement window: returns cached free blocks to the driver
+// (emptyCache) and resets the peaks to the current values.
+char *pd_cuda_start_memory_window(int device);
+
 #ifdef __cplusplus
 }
 #endif

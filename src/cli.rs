@@ -3,6 +3,7 @@
 //! hands the same arguments to the worker.
 
 use crate::bench::BenchConfig;
+use crate::devices::{self, DeviceRequest};
 use crate::precision::{self, Precision};
 use clap::{Args, ValueEnum};
 use std::ffi::OsString;
@@ -40,6 +41,14 @@ pub struct RunArgs {
     /// Kill the worker after this many seconds and report the model as failed.
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Devices, comma separated: auto (the CPU and every CUDA device
+    /// libtorch sees), cpu, cuda, cuda:0, ... [default: the settings file's, else auto].
+    #[arg(long, value_parser = parse_devices)]
+    pub devices: Option<DeviceList>,
+    /// TensorRT's trtexec, for INT8 (and FP16/BF16) on CUDA devices
+    /// [default: PATH, then /usr/src/tensorrt/bin].
+    #[arg(long)]
+    pub trtexec: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -99,11 +108,25 @@ impl RunArgs {
         if let Some(s) = &self.state_dir {
             opt("--state-dir", s.clone().into());
         }
+        if let Some(DeviceList(list)) = &self.devices {
+            opt("--devices", devices::list_to_string(list).into());
+        }
+        if let Some(t) = &self.trtexec {
+            opt("--trtexec", t.clone().into());
+        }
         if self.no_probe {
             args.push("--no-probe".into());
         }
         args
     }
+}
+
+/// A comma-separated device list as one argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceList(pub Vec<DeviceRequest>);
+
+fn parse_devices(list: &str) -> Result<DeviceList, String> {
+    devices::parse_list(list).map(DeviceList)
 }
 
 /// A comma-separated precision list as one argument (clap would take a

@@ -6,6 +6,7 @@
 //! config must not silently fall back to a default.
 
 use crate::bench::BenchConfig;
+use crate::devices::DeviceRequest;
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,11 @@ pub struct Config {
     pub probe: bool,
     /// error, warn, info, debug or trace; `PRECISIOND_LOG` overrides it.
     pub log_level: LogLevel,
+    /// Devices measured for a model whose settings file names none: "auto"
+    /// (the CPU and every CUDA device libtorch sees), "cpu", "cuda:0", ...
+    pub devices: Vec<DeviceRequest>,
+    /// TensorRT's trtexec [default: PATH, then /usr/src/tensorrt/bin].
+    pub trtexec: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +86,8 @@ impl Default for Config {
             max_model_bytes: 4_000_000_000,
             probe: true,
             log_level: LogLevel::Info,
+            devices: crate::devices::default_requests(),
+            trtexec: None,
         }
     }
 }
@@ -175,6 +183,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.devices.is_empty() {
+            return Err("`devices` is empty: list \"auto\", \"cpu\" or \"cuda:N\"".into());
+        }
         if self.max_model_bytes == 0 {
             return Err("`max_model_bytes` must be above 0".into());
         }
@@ -214,6 +225,8 @@ impl Config {
             && self.max_seconds == other.max_seconds
             && self.target_ci_percent == other.target_ci_percent
             && self.probe == other.probe
+            && self.devices == other.devices
+            && self.trtexec == other.trtexec
     }
 }
 
@@ -257,6 +270,8 @@ mod tests {
             ("settle_ms = -5\n", "settle_ms"),
             ("target_ci_percent = 150.0\n", "target_ci_percent"),
             ("log_level = \"loud\"\n", "log_level"),
+            ("devices = [\"tpu\"]\n", "devices"),
+            ("devices = []\n", "devices"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");

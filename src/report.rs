@@ -114,6 +114,38 @@ pub struct PrecisionResult {
     pub quantization_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantized_model: Option<String>,
+    /// How the latency was taken, where it is not the host clock around
+    /// each call (CUDA: device synchronised around each call; TensorRT:
+    /// trtexec's per-inference GPU times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<String>,
+    /// Peak bytes libtorch's CUDA caching allocator handed out while this
+    /// precision was prepared and timed (its weights, inputs, activations
+    /// and outputs), on top of what was allocated when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_device_memory_bytes: Option<u64>,
+    /// The same for the bytes the allocator reserved from the driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_device_reserved_bytes: Option<u64>,
+    /// The worker's peak resident set size (VmHWM) while this precision
+    /// was prepared and timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_host_rss_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorrt_version: Option<String>,
+    /// The ONNX file TensorRT built its engine from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<String>,
+    /// The TensorRT engine that was timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_file: Option<String>,
+    /// Seconds trtexec took to build the engine (when it was built, or
+    /// when the cached engine was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_build_seconds: Option<f64>,
+    /// The engine came from the cache in the state folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_cached: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +166,15 @@ pub struct CalibrationFacts {
 }
 
 impl PrecisionResult {
+    /// "fp16", or "fp16 (tensorrt)" for TensorRT's result beside libtorch's.
+    pub fn precision_label(&self) -> String {
+        if self.method == Method::Tensorrt {
+            format!("{} (tensorrt)", self.precision)
+        } else {
+            self.precision.to_string()
+        }
+    }
+
     /// A result with no measurement, for a precision that was not timed.
     pub fn not_measured(
         device: &str,
@@ -159,6 +200,15 @@ impl PrecisionResult {
             engine: None,
             quantization_seconds: None,
             quantized_model: None,
+            timing: None,
+            peak_device_memory_bytes: None,
+            peak_device_reserved_bytes: None,
+            peak_host_rss_bytes: None,
+            tensorrt_version: None,
+            onnx: None,
+            engine_file: None,
+            engine_build_seconds: None,
+            engine_cached: None,
             calibration: None,
             latency_ms: None,
             accuracy: None,
@@ -232,7 +282,7 @@ impl Report {
             let lat = r.latency_ms.as_ref();
             rows.push([
                 r.device.clone(),
-                r.precision.to_string(),
+                r.precision_label(),
                 short_status(r.status).to_owned(),
                 lat.map(|l| format!("{:.3}", l.median))
                     .unwrap_or_else(|| "-".into()),
@@ -262,7 +312,12 @@ impl Report {
             out.push('\n');
         }
         for r in self.results.iter().filter(|r| !r.reason.is_empty()) {
-            out.push_str(&format!("{} {}: {}\n", r.device, r.precision, r.reason));
+            out.push_str(&format!(
+                "{} {}: {}\n",
+                r.device,
+                r.precision_label(),
+                r.reason
+            ));
         }
         out
     }
@@ -290,9 +345,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // A dotfile ending in .tmp: the watcher never takes it for a model.
+    // Readable by everyone (tempfile's default is 0600): reports are for
+    // the people who dropped the models, not only for the service user.
+    use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;

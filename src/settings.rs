@@ -1,5 +1,6 @@
 //! Per-model settings: the optional `NAME.pt.toml` beside a model.
 
+use crate::devices::DeviceRequest;
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -17,6 +18,20 @@ pub struct ModelSettings {
     /// Time budget per precision, seconds.
     pub max_seconds: Option<f64>,
     pub calibration: Option<CalibrationSettings>,
+    /// Devices to measure this model on: "auto" (the CPU and every CUDA
+    /// device libtorch sees), "cpu", "cuda", "cuda:0", ... (overrides the
+    /// config's; `--devices` overrides this).
+    #[serde(default)]
+    pub devices: Option<Vec<DeviceRequest>>,
+    /// The ONNX file of the same model, for TensorRT on CUDA devices,
+    /// relative to the settings file [default: NAME.onnx beside NAME.pt].
+    #[serde(default)]
+    pub onnx: Option<PathBuf>,
+    /// A TensorRT INT8 calibration cache (passed to `trtexec --calib=`),
+    /// relative to the settings file. Without one (and without Q/DQ nodes
+    /// in the ONNX file) TensorRT's INT8 uses placeholder ranges.
+    #[serde(default)]
+    pub tensorrt_calibration_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +194,22 @@ mod tests {
         assert!(err.contains("float8"), "{err}");
         let err = ModelSettings::parse("precisions = [\"fp64\"]\n").unwrap_err();
         assert!(err.contains("fp64"), "{err}");
+    }
+
+    #[test]
+    fn devices_and_tensorrt_files_are_read() {
+        let s = ModelSettings::parse(
+            "devices = [\"cpu\", \"cuda:0\"]\nonnx = \"m.onnx\"\ntensorrt_calibration_cache = \"m.cache\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.devices,
+            Some(vec![DeviceRequest::Cpu, DeviceRequest::Cuda(0)])
+        );
+        assert_eq!(s.onnx, Some(PathBuf::from("m.onnx")));
+        assert_eq!(s.tensorrt_calibration_cache, Some(PathBuf::from("m.cache")));
+        let err = ModelSettings::parse("devices = [\"tpu\"]\n").unwrap_err();
+        assert!(err.contains("tpu"), "{err}");
     }
 
     #[test]

@@ -868,6 +868,31 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 #[test]
+fn flags_override_the_config_file() {
+    let s = Setup::new(&fast_config());
+    let mut cmd = s.command();
+    cmd.args([
+        "--precisions",
+        "fp32",
+        "--max-seconds",
+        "0.1",
+        "--settle-ms",
+        "100",
+    ]);
+    let d = Daemon::spawn(cmd);
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "m.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_precisions(&model), ["fp32"]);
+    assert_eq!(
+        load_report(&model)["run"]["max_seconds"].as_float(),
+        Some(0.1)
+    );
+    d.wait_log("m.pt\": measured", JOB);
+    d.stop();
+}
+
+#[test]
 fn config_errors_name_the_key_and_the_file() {
     let s = Setup::new("precisions = [\"fp32\"]\nsettle_secs = 2\n");
     let out = s.command().output().unwrap();

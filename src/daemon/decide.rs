@@ -11,7 +11,7 @@
 //! Nothing here follows a symlink: a link in the drop folder is never read,
 //! whether it stands for a model, its settings or its report.
 
-use crate::cli::{PrecisionList, RunArgs};
+use crate::cli::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
 use crate::precision::Precision;
 use crate::report::{self, Report, Status};
@@ -136,6 +136,7 @@ fn reject(model: &Path, sha: String, bytes: u64, error: String, config: &Config)
 /// over the settings file, so the flag is left out when the file has a list).
 pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &Config) -> RunArgs {
     let has_precisions = model_settings.is_some_and(|s| s.precisions.is_some());
+    let has_devices = model_settings.is_some_and(|s| s.devices.is_some());
     RunArgs {
         model: model.to_path_buf(),
         precisions: (!has_precisions).then(|| PrecisionList(config.precisions.clone())),
@@ -147,6 +148,8 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         state_dir: model.parent().map(state_dir),
         no_probe: !config.probe,
         timeout: Some(config.worker_timeout_seconds),
+        devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
+        trtexec: config.trtexec.clone(),
     }
 }
 

@@ -30,7 +30,9 @@ pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
     dest
 }
 
-/// `precisiond run` with short budgets and no probe, so tests stay fast.
+/// `precisiond run` with short budgets and no probe, so tests stay fast;
+/// on the CPU alone unless `extra` names devices, so the tests count the
+/// same results on a machine with a GPU.
 pub fn run_quick(model: &Path, extra: &[&str]) -> Output {
     let mut cmd = precisiond();
     cmd.arg("run")
@@ -38,6 +40,9 @@ pub fn run_quick(model: &Path, extra: &[&str]) -> Output {
         .args(["--no-probe", "--threads", "2"]);
     if !extra.contains(&"--max-seconds") {
         cmd.args(["--max-seconds", "0.3"]);
+    }
+    if !extra.contains(&"--devices") {
+        cmd.args(["--devices", "cpu"]);
     }
     cmd.args(extra).output().expect("precisiond runs")
 }

@@ -1,6 +1,11 @@
 //! One measurement job, as the worker process runs it: load the model, build
-//! its inputs, then for each precision prepare, warm up, time and compare
-//! with FP32, and write the report.
+//! its inputs, then for each device (the CPU, every CUDA device libtorch
+//! sees, or those asked for) and precision prepare, warm up, time and
+//! compare with FP32, and write the report.
+//!
+//! On a CUDA device FP32/FP16/BF16 are the model cast and moved there, timed
+//! with the device synchronised around each call; INT8 is TensorRT (trtexec
+//! on an ONNX file of the model, see precisiond::tensorrt) or `unsupported`.
 //!
 //! This is the only part of precisiond that loads libtorch; it runs in its
 //! own process so that a crash inside libtorch ends only this job.
@@ -8,14 +13,19 @@
 use crate::{model, quantize, shim};
 use precisiond::accuracy::{self, Accuracy};
 use precisiond::bench::{self, BenchConfig, LatencyStats, StopReason};
+use precisiond::devices::{self, Device, DeviceRequest};
 use precisiond::facts::{file_name, hex_sha256, host_name};
 use precisiond::hardware::{DetectOptions, Hardware};
+use precisiond::memory;
 use precisiond::precision::Precision;
 use precisiond::report::{self, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status};
 use precisiond::settings::{self, InputSpec, ModelSettings};
+use precisiond::tensorrt;
+use std::cell::OnceCell;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tch::{CModule, Tensor};
 
 /// Seed of the synthetic inputs: the same inputs for every precision and run.
@@ -34,6 +44,10 @@ pub struct JobOptions {
     /// Folder for artefacts (quantized models); default `.precisiond/` beside the model.
     pub state_dir: Option<PathBuf>,
     pub probe: bool,
+    /// None: the settings file's list, else "auto".
+    pub devices: Option<Vec<DeviceRequest>>,
+    /// TensorRT's trtexec; None: PATH, then /usr/src/tensorrt/bin.
+    pub trtexec: Option<PathBuf>,
 }
 
 pub const DEFAULT_PRECISIONS: [Precision; 4] = Precision::ALL;
@@ -127,6 +141,11 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         .clone()
         .or_else(|| settings.precisions.clone())
         .unwrap_or_else(|| DEFAULT_PRECISIONS.to_vec());
+    let requests = opts
+        .devices
+        .clone()
+        .or_else(|| settings.devices.clone())
+        .unwrap_or_else(devices::default_requests);
 
     let hardware = precisiond::hardware::detect(
         &DetectOptions {
@@ -187,7 +206,19 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         );
     }
 
-    let ctx = Context {
+    // Which devices: what was asked for, against what libtorch sees.
+    let cuda_count = usable_cuda_devices();
+    let resolved = devices::resolve(&requests, cuda_count);
+    let wants_cuda = requests.iter().any(|r| *r != DeviceRequest::Cpu);
+    if cuda_count == 0 && wants_cuda {
+        report.notes.push(format!(
+            "{}: the report has no CUDA results",
+            no_cuda_cause(&hardware)
+        ));
+    }
+
+    let trtexec = OnceCell::new();
+    let cpu = Context {
         opts,
         bytes,
         hardware: &hardware,
@@ -199,56 +230,334 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         settings: &settings,
         settings_path: &settings_path,
         specs: &specs,
+        device: Device::Cpu,
+        trtexec: &trtexec,
     };
-    let total = precisions.len();
-    let mut fp32_median = None;
     // FP32 first, whatever the order asked for: the others' speedups need it.
     let mut ordered = precisions.clone();
     ordered.sort_by_key(|p| *p != Precision::Fp32);
-    for (index, precision) in ordered.into_iter().enumerate() {
-        progress("cpu", precision, index + 1, total);
-        let mut result = match panic::catch_unwind(AssertUnwindSafe(|| ctx.measure(precision))) {
-            Ok(result) => result,
-            Err(payload) => PrecisionResult::not_measured(
-                "cpu",
-                precision,
-                Status::Failed,
-                Method::Cast,
-                format!("libtorch failed: {}", panic_message(&payload)),
-            ),
-        };
-        if precision == Precision::Fp32 {
-            fp32_median = result.latency_ms.as_ref().map(|l| l.median);
-        } else if let (Some(base), Some(lat)) = (fp32_median, &result.latency_ms) {
-            result.speedup_vs_fp32 = Some(base / lat.median);
+    let mut progress = Progress {
+        done: 0,
+        total: (resolved.devices.len() + resolved.missing.len()) * ordered.len(),
+    };
+    for device in &resolved.devices {
+        match device {
+            Device::Cpu => cpu.measure_device(&ordered, &mut progress, report),
+            Device::Cuda(index) => {
+                // The inputs move to the device once; every precision casts
+                // them there.
+                let moved = panic::catch_unwind(AssertUnwindSafe(|| {
+                    inputs
+                        .iter()
+                        .map(|t| t.f_to_device(tch::Device::Cuda(*index)))
+                        .collect::<Result<Vec<Tensor>, _>>()
+                }));
+                match moved {
+                    Ok(Ok(cuda_inputs)) => {
+                        let ctx = Context {
+                            device: *device,
+                            inputs: &cuda_inputs,
+                            ..cpu
+                        };
+                        ctx.measure_device(&ordered, &mut progress, report);
+                    }
+                    Ok(Err(e)) => cpu.fail_device(
+                        *device,
+                        &ordered,
+                        &mut progress,
+                        report,
+                        &format!(
+                            "cannot move the inputs to {device}: {}",
+                            model::clean_torch_error(&e.to_string())
+                        ),
+                    ),
+                    Err(payload) => cpu.fail_device(
+                        *device,
+                        &ordered,
+                        &mut progress,
+                        report,
+                        &format!(
+                            "cannot move the inputs to {device}: {}",
+                            panic_message(&payload)
+                        ),
+                    ),
+                }
+            }
         }
-        report.results.push(result);
+    }
+    for device in &resolved.missing {
+        let why = if cuda_count == 0 {
+            format!(
+                "{device} was asked for, but libtorch sees no CUDA device: {}",
+                no_cuda_cause(&hardware)
+            )
+        } else {
+            format!(
+                "{device} was asked for, but libtorch sees {cuda_count} CUDA device(s) (cuda:0 to cuda:{})",
+                cuda_count - 1
+            )
+        };
+        for &precision in &ordered {
+            progress.step(*device, precision);
+            let method = if precision == Precision::Int8 {
+                Method::Tensorrt
+            } else {
+                Method::Cast
+            };
+            report.results.push(PrecisionResult::not_measured(
+                &device.name(),
+                precision,
+                Status::Unsupported,
+                method,
+                why.clone(),
+            ));
+        }
     }
     Ok(())
 }
 
+/// CUDA devices this libtorch can run on: none when it has no CUDA (a
+/// CPU-only build, libtorch_cuda not loaded) or the machine has no GPU.
+fn usable_cuda_devices() -> usize {
+    if tch::Cuda::is_available() {
+        usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Why there is no CUDA device, in the words of the hardware detection.
+fn no_cuda_cause(hardware: &Hardware) -> String {
+    if hardware.gpus.is_empty() {
+        hardware
+            .notes
+            .iter()
+            .find(|n| n.contains("CUDA"))
+            .cloned()
+            .unwrap_or_else(|| "no CUDA device found".to_owned())
+    } else {
+        format!(
+            "the CUDA driver sees {} GPU(s), but this libtorch cannot use CUDA (a CPU-only \
+             libtorch, or libtorch_cuda not loaded)",
+            hardware.gpus.len()
+        )
+    }
+}
+
+/// The `PROGRESS device precision i/n` lines for the supervisor.
+struct Progress {
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn step(&mut self, device: Device, precision: Precision) {
+        self.done += 1;
+        progress(&device.name(), precision, self.done, self.total);
+    }
+}
+
+/// Peak host and device memory of one precision: started before it is
+/// prepared, read after it is timed.
+struct MemoryWindow {
+    rss_scope: memory::PeakScope,
+    /// The CUDA allocator's state when the window started, or why it is unknown.
+    cuda: Option<Result<shim::CudaMemory, String>>,
+}
+
+impl MemoryWindow {
+    fn start(device: Device) -> MemoryWindow {
+        let cuda = match device {
+            Device::Cpu => None,
+            Device::Cuda(i) => {
+                Some(shim::cuda_start_memory_window(i).and_then(|()| shim::cuda_memory(i)))
+            }
+        };
+        MemoryWindow {
+            rss_scope: memory::reset_peak_rss(),
+            cuda,
+        }
+    }
+
+    /// Writes the peaks into `result`, when it measured something here
+    /// (TensorRT runs in trtexec's process: its memory is not the worker's).
+    fn finish(self, device: Device, result: &mut PrecisionResult) {
+        if result.status != Status::Ok || result.method == Method::Tensorrt {
+            return;
+        }
+        result.peak_host_rss_bytes = memory::peak_rss_bytes();
+        if self.rss_scope == memory::PeakScope::SinceStart {
+            result.notes.push(memory::SINCE_START_NOTE.to_owned());
+        }
+        let Device::Cuda(i) = device else {
+            return;
+        };
+        match self
+            .cuda
+            .map(|start| start.and_then(|s| shim::cuda_memory(i).map(|end| (s, end))))
+        {
+            Some(Ok((start, end))) => {
+                result.peak_device_memory_bytes =
+                    Some(end.peak_allocated.saturating_sub(start.allocated));
+                result.peak_device_reserved_bytes =
+                    Some(end.peak_reserved.saturating_sub(start.reserved));
+                result.notes.push(format!(
+                    "peak device memory from libtorch's CUDA caching allocator: bytes handed out (and \
+                     reserved from the driver) on top of the {} bytes already allocated when this \
+                     precision started",
+                    start.allocated
+                ));
+            }
+            Some(Err(e)) => result.notes.push(format!(
+                "peak device memory unknown: libtorch's CUDA allocator statistics failed: {e}"
+            )),
+            None => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 pub(crate) struct Context<'a> {
     pub(crate) opts: &'a JobOptions,
     pub(crate) bytes: &'a [u8],
     pub(crate) hardware: &'a Hardware,
     pub(crate) bench: BenchConfig,
+    /// The synthetic inputs, on `device`.
     pub(crate) inputs: &'a [Tensor],
+    /// FP32's outputs on the CPU: every device and precision is compared with them.
     pub(crate) reference: &'a [Tensor],
+    /// The model as loaded, on the CPU.
     pub(crate) fp32_module: &'a CModule,
     pub(crate) has_quantized_ops: bool,
     pub(crate) settings: &'a ModelSettings,
     pub(crate) settings_path: &'a Path,
     pub(crate) specs: &'a [InputSpec],
+    pub(crate) device: Device,
+    /// trtexec, looked for once, when a CUDA device first needs it.
+    pub(crate) trtexec: &'a OnceCell<Result<tensorrt::Trtexec, String>>,
 }
 
 impl Context<'_> {
+    fn device_name(&self) -> String {
+        self.device.name()
+    }
+
+    fn tch_device(&self) -> tch::Device {
+        match self.device {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => tch::Device::Cuda(i),
+        }
+    }
+
+    /// Every precision on this context's device, FP32 first; speedups are
+    /// against this device's FP32.
+    fn measure_device(&self, ordered: &[Precision], progress: &mut Progress, report: &mut Report) {
+        let mut fp32_median = None;
+        for &precision in ordered {
+            progress.step(self.device, precision);
+            let window = MemoryWindow::start(self.device);
+            let mut result = self.measure_guarded(precision);
+            window.finish(self.device, &mut result);
+            let mut extra = Vec::new();
+            // TensorRT FP16/BF16 beside libtorch's, for comparison, where
+            // TensorRT and an ONNX file are there.
+            if matches!(self.device, Device::Cuda(_))
+                && matches!(precision, Precision::Fp16 | Precision::Bf16)
+                && self.tensorrt_present()
+            {
+                progress.total += 1;
+                progress.step(self.device, precision);
+                extra.extend(self.tensorrt_result(precision, false));
+            }
+            for r in std::iter::once(&mut result).chain(extra.iter_mut()) {
+                if precision == Precision::Fp32 && r.method != Method::Tensorrt {
+                    fp32_median = r.latency_ms.as_ref().map(|l| l.median);
+                } else if let (Some(base), Some(lat)) = (fp32_median, &r.latency_ms) {
+                    r.speedup_vs_fp32 = Some(base / lat.median);
+                    if r.method == Method::Tensorrt {
+                        r.notes.push(format!(
+                            "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 \
+                             time on {}",
+                            self.device_name()
+                        ));
+                    }
+                }
+            }
+            report.results.push(result);
+            report.results.extend(extra);
+        }
+    }
+
+    /// A result for every precision on `device`, which could not be set up.
+    fn fail_device(
+        &self,
+        device: Device,
+        ordered: &[Precision],
+        progress: &mut Progress,
+        report: &mut Report,
+        why: &str,
+    ) {
+        for &precision in ordered {
+            progress.step(device, precision);
+            report.results.push(PrecisionResult::not_measured(
+                &device.name(),
+                precision,
+                Status::Failed,
+                Method::Cast,
+                why.to_owned(),
+            ));
+        }
+    }
+
+    /// [`Context::measure`], with a libtorch panic turned into a failed result.
+    fn measure_guarded(&self, precision: Precision) -> PrecisionResult {
+        let method = match (self.device, precision) {
+            (Device::Cuda(_), Precision::Int8) => Method::Tensorrt,
+            (Device::Cpu, Precision::Int8) => Method::StaticPtq,
+            _ => Method::Cast,
+        };
+        let mut result = match panic::catch_unwind(AssertUnwindSafe(|| self.measure(precision))) {
+            Ok(result) => result,
+            Err(payload) => self.failed(
+                precision,
+                method,
+                format!("libtorch failed: {}", panic_message(&payload)),
+            ),
+        };
+        // BF16 below compute capability 8.0 runs only where libtorch allows it.
+        if let Device::Cuda(_) = self.device {
+            let native = self
+                .hardware
+                .verdict(&self.device.hardware_key(), precision.name())
+                .is_none_or(|v| v.native);
+            if precision == Precision::Bf16 && !native && result.status == Status::Failed {
+                result.status = Status::Unsupported;
+                result.reason = format!(
+                    "libtorch does not run bf16 on this GPU, which has no BF16 arithmetic: {}",
+                    result.reason
+                );
+            }
+        }
+        result
+    }
+
     fn measure(&self, precision: Precision) -> PrecisionResult {
-        let device = "cpu";
-        let verdict = self.hardware.verdict(device, precision.name());
+        let key = self.device.hardware_key();
+        let verdict = self.hardware.verdict(&key, precision.name());
+        let cuda = matches!(self.device, Device::Cuda(_));
         let mut result = match precision {
+            Precision::Int8 if cuda && self.has_quantized_ops => self.unsupported(
+                precision,
+                Method::Prequantized,
+                "the model is already quantized with PyTorch's quantized:: operators, which run on \
+                 the CPU only; see the cpu int8 result"
+                    .into(),
+            ),
+            Precision::Int8 if cuda => self
+                .tensorrt_result(precision, true)
+                .expect("int8 always gets a TensorRT result"),
             Precision::Int8 => quantize::measure_int8(self),
-            _ if self.has_quantized_ops => PrecisionResult::not_measured(
-                device,
+            _ if self.has_quantized_ops => self.not_measured(
                 precision,
                 Status::Skipped,
                 Method::Cast,
@@ -261,9 +570,10 @@ impl Context<'_> {
         if let Some(v) = verdict {
             result.native = v.native;
             result.accelerated = v.accelerated;
+            let what = if cuda { "GPU" } else { "CPU" };
             if !v.native && result.status == Status::Ok {
                 result.notes.push(format!(
-                    "EMULATED: this CPU has no {precision} arithmetic ({}); do not plan a deployment on this timing",
+                    "EMULATED: this {what} has no {precision} arithmetic ({}); do not plan a deployment on this timing",
                     v.reason
                 ));
             } else if v.accelerated == Some(false) && result.status == Status::Ok {
@@ -275,16 +585,146 @@ impl Context<'_> {
         result
     }
 
+    /// trtexec, looked for once per job.
+    fn trtexec(&self) -> &Result<tensorrt::Trtexec, String> {
+        self.trtexec.get_or_init(|| {
+            let found = tensorrt::find(
+                self.opts.trtexec.as_deref(),
+                std::env::var_os("PATH").as_deref(),
+            );
+            match &found {
+                Ok(t) => log::info!("TensorRT {} at {}", t.version, t.path.display()),
+                Err(e) => log::info!("no TensorRT: {e}"),
+            }
+            found
+        })
+    }
+
+    /// trtexec is here and the settings name an ONNX file or one lies
+    /// beside the model: TensorRT results are worth adding.
+    fn tensorrt_present(&self) -> bool {
+        self.trtexec().is_ok()
+            && !matches!(
+                tensorrt::onnx_for(
+                    &self.opts.model,
+                    self.settings.onnx.as_deref(),
+                    self.settings_path
+                ),
+                Ok(None)
+            )
+    }
+
+    /// A TensorRT result for `precision` on this CUDA device. Without
+    /// trtexec or an ONNX file: for int8 (`required`) an `unsupported`
+    /// result that says so, for fp16/bf16 none (libtorch's cast result
+    /// stands alone).
+    fn tensorrt_result(&self, precision: Precision, required: bool) -> Option<PrecisionResult> {
+        let Device::Cuda(index) = self.device else {
+            return None;
+        };
+        let cpu_only = "PyTorch's quantized operators are CPU-only";
+        let trt = match self.trtexec() {
+            Ok(t) => t,
+            Err(why) => {
+                return required
+                    .then(|| self.unsupported(precision, Method::Tensorrt, why.clone()));
+            }
+        };
+        let onnx = match tensorrt::onnx_for(
+            &self.opts.model,
+            self.settings.onnx.as_deref(),
+            self.settings_path,
+        ) {
+            Ok(Some(onnx)) => onnx,
+            Ok(None) => {
+                let name = self.opts.model.with_extension("onnx");
+                return required.then(|| {
+                    self.unsupported(
+                        precision,
+                        Method::Tensorrt,
+                        format!(
+                            "TensorRT {} is here ({}), but there is no ONNX file of this model: export \
+                             one to {} (torch.onnx.export) or name it in the settings (onnx = \"...\"); \
+                             {cpu_only}",
+                            trt.version,
+                            trt.path.display(),
+                            name.display()
+                        ),
+                    )
+                });
+            }
+            Err(why) if precision == Precision::Int8 => {
+                return Some(self.unsupported(
+                    precision,
+                    Method::Tensorrt,
+                    format!("{why}; {cpu_only}"),
+                ));
+            }
+            Err(why) => return Some(self.unsupported(precision, Method::Tensorrt, why)),
+        };
+        let gpu = self
+            .hardware
+            .gpus
+            .get(&self.device.hardware_key())
+            .map(|g| format!("{} ({})", g.name, g.compute_capability))
+            .unwrap_or_else(|| self.device.hardware_key());
+        let relative = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                self.settings_path
+                    .parent()
+                    .unwrap_or_else(|| Path::new("."))
+                    .join(p)
+            }
+        };
+        let cache = self
+            .settings
+            .tensorrt_calibration_cache
+            .as_deref()
+            .map(relative);
+        let samples = self.settings.calibration.as_ref().map(|c| relative(&c.dir));
+        let state = state_dir(self.opts);
+        let batch = self
+            .inputs
+            .first()
+            .and_then(|t| t.size().first().copied())
+            .unwrap_or(1);
+        let request = tensorrt::Request {
+            trtexec: trt,
+            onnx: &onnx,
+            precision,
+            device_index: index,
+            gpu,
+            state_dir: &state,
+            calibration_cache: cache.as_deref(),
+            calibration_samples: samples.as_deref(),
+            max_seconds: self.bench.max_seconds,
+            batch,
+            build_timeout: TENSORRT_BUILD_TIMEOUT,
+        };
+        let mut result = tensorrt::measure(&request);
+        if let Some(v) = self
+            .hardware
+            .verdict(&self.device.hardware_key(), precision.name())
+        {
+            result.native = v.native;
+        }
+        Some(result)
+    }
+
     fn measure_cast(&self, precision: Precision) -> PrecisionResult {
         let kind = model::cast_kind(precision).expect("cast precisions have a kind");
-        let module = if precision == Precision::Fp32 {
+        // On the CPU, FP32 is the model as loaded; everything else is a
+        // fresh copy cast (and moved) inside this precision's memory window.
+        let module = if precision == Precision::Fp32 && self.device == Device::Cpu {
             None
         } else {
             match model::load(&self.opts.model, self.bytes) {
-                // tch's `to` panics on a libtorch error; `measure` turns a
-                // panic into a failed result.
+                // tch's `to` panics on a libtorch error; `measure_guarded`
+                // turns a panic into a failed result.
                 Ok(mut m) => {
-                    m.to(tch::Device::Cpu, kind, false);
+                    m.to(self.tch_device(), kind, false);
                     Some(m)
                 }
                 Err(e) => return self.failed(precision, Method::Cast, e),
@@ -295,13 +735,23 @@ impl Context<'_> {
         self.time_and_compare(precision, Method::Cast, module, &inputs)
     }
 
+    fn not_measured(
+        &self,
+        precision: Precision,
+        status: Status,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
+        PrecisionResult::not_measured(&self.device_name(), precision, status, method, reason)
+    }
+
     pub(crate) fn failed(
         &self,
         precision: Precision,
         method: Method,
         reason: String,
     ) -> PrecisionResult {
-        PrecisionResult::not_measured("cpu", precision, Status::Failed, method, reason)
+        self.not_measured(precision, Status::Failed, method, reason)
     }
 
     pub(crate) fn unsupported(
@@ -310,10 +760,11 @@ impl Context<'_> {
         method: Method,
         reason: String,
     ) -> PrecisionResult {
-        PrecisionResult::not_measured("cpu", precision, Status::Unsupported, method, reason)
+        self.not_measured(precision, Status::Unsupported, method, reason)
     }
 
-    /// Times `module` on `inputs` and compares its outputs with FP32's.
+    /// Times `module` on `inputs` and compares its outputs with FP32's (on
+    /// the CPU; on a GPU FP32 itself is compared too: cuDNN may use TF32).
     pub(crate) fn time_and_compare(
         &self,
         precision: Precision,
@@ -332,13 +783,24 @@ impl Context<'_> {
             }
         };
         let mut result = self.time_module(precision, method, module, inputs);
-        if result.latency_ms.is_some() && precision != Precision::Fp32 {
+        if result.latency_ms.is_some()
+            && (precision != Precision::Fp32 || self.device != Device::Cpu)
+        {
             result.accuracy = Some(compare_outputs(self.reference, &outputs));
+            if precision == Precision::Fp32 {
+                result.notes.push(
+                    "accuracy against FP32 on the CPU: libtorch lets cuDNN use TF32 for \
+                     convolutions on compute capability 8.0 and newer, which shows here"
+                        .into(),
+                );
+            }
         }
         result
     }
 
-    /// Warms up and times `module` on `inputs`.
+    /// Warms up and times `module` on `inputs`. On a CUDA device the device
+    /// is synchronised before the first call and after each one, so every
+    /// time covers the kernels' completion, not their launch alone.
     pub(crate) fn time_module(
         &self,
         precision: Precision,
@@ -346,19 +808,34 @@ impl Context<'_> {
         module: &CModule,
         inputs: &[Tensor],
     ) -> PrecisionResult {
-        let measurement =
-            match bench::measure(&self.bench, || model::forward(module, inputs).map(drop)) {
-                Ok(m) => m,
-                Err(e) => {
-                    return self.failed(
-                        precision,
-                        method,
-                        format!("forward() failed in {precision}: {e}"),
-                    )
-                }
-            };
-        let mut result =
-            PrecisionResult::not_measured("cpu", precision, Status::Ok, method, String::new());
+        let cuda = match self.device {
+            Device::Cuda(i) => Some(i as i64),
+            Device::Cpu => None,
+        };
+        if let Some(i) = cuda {
+            tch::Cuda::synchronize(i);
+        }
+        let call = || {
+            model::forward(module, inputs).map(drop)?;
+            if let Some(i) = cuda {
+                tch::Cuda::synchronize(i);
+            }
+            Ok::<(), String>(())
+        };
+        let measurement = match bench::measure(&self.bench, call) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.failed(
+                    precision,
+                    method,
+                    format!("forward() failed in {precision}: {e}"),
+                )
+            }
+        };
+        let mut result = self.not_measured(precision, Status::Ok, method, String::new());
+        if cuda.is_some() {
+            result.timing = Some(CUDA_TIMING.to_owned());
+        }
         let stats =
             LatencyStats::from_samples(&measurement.samples_ms).expect("at least one timed call");
         let batch = self
@@ -383,6 +860,24 @@ impl Context<'_> {
         result.latency_ms = Some(stats);
         result
     }
+}
+
+/// How CUDA timings are taken, for the report.
+const CUDA_TIMING: &str = "host clock around each forward() call, with the CUDA device \
+     synchronised (torch::cuda::synchronize) before the first call and after each one";
+
+/// Longest a TensorRT engine build may take (large models on a Jetson take
+/// minutes); the worker's own time limit still applies.
+const TENSORRT_BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The state folder: `--state-dir`, else `.precisiond/` beside the model.
+fn state_dir(opts: &JobOptions) -> PathBuf {
+    opts.state_dir.clone().unwrap_or_else(|| {
+        opts.model
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(".precisiond")
+    })
 }
 
 /// Accuracy of `outputs` against the FP32 `reference`, output by output.

@@ -79,6 +79,8 @@ fn run(args: RunArgs) -> i32 {
         bench,
         state_dir: args.state_dir.clone(),
         probe: !args.no_probe,
+        devices: args.devices.clone().map(|l| l.0),
+        trtexec: args.trtexec.clone(),
     };
     match job::run_job(&opts) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,

@@ -59,7 +59,10 @@ pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
              copied. Copy it again completely. (libtorch said: {cleaned})"
         );
     }
-    if message.contains("constants.pkl") || message.contains("code/") {
+    // torch.save archives hold data.pkl; TorchScript archives also hold
+    // constants.pkl and code/. The file names sit in the zip's directory.
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if contains(b"data.pkl") && !contains(b"constants.pkl") {
         return format!(
             "{file} was saved with torch.save (a pickled module or state_dict), not as \
              TorchScript. Export it with `torch.jit.script(model).save(...)`. (libtorch said: {cleaned})"

@@ -35,6 +35,14 @@ mod ffi {
             count: *mut i64,
         ) -> *mut c_char;
         pub fn pd_free_pointer_array(array: *mut *mut std::ffi::c_void);
+        pub fn pd_cuda_memory_stats(
+            device: c_int,
+            allocated: *mut i64,
+            peak_allocated: *mut i64,
+            reserved: *mut i64,
+            peak_reserved: *mut i64,
+        ) -> *mut c_char;
+        pub fn pd_cuda_start_memory_window(device: c_int) -> *mut c_char;
     }
 }
 
@@ -238,5 +246,64 @@ pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, String> {
             .collect();
         ffi::pd_free_pointer_array(array);
         Ok(tensors)
+    }
+}
+
+/// libtorch's CUDA caching allocator statistics for one device, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CudaMemory {
+    /// Handed out to tensors now.
+    pub allocated: u64,
+    /// Handed out to tensors at the peak since the window started.
+    pub peak_allocated: u64,
+    /// Reserved from the driver now.
+    pub reserved: u64,
+    pub peak_reserved: u64,
+}
+
+fn device_index(device: usize) -> Result<c_int, String> {
+    c_int::try_from(device).map_err(|_| format!("CUDA device index {device} is too large"))
+}
+
+/// The allocator's statistics for CUDA device `device`; an error when this
+/// libtorch has no CUDA allocator.
+pub fn cuda_memory(device: usize) -> Result<CudaMemory, String> {
+    let index = device_index(device)?;
+    let (mut a, mut pa, mut r, mut pr) = (0_i64, 0_i64, 0_i64, 0_i64);
+    // SAFETY: plain integer outputs, written only on success.
+    unsafe {
+        check(ffi::pd_cuda_memory_stats(
+            index, &mut a, &mut pa, &mut r, &mut pr,
+        ))?
+    };
+    let bytes = |v: i64| v.max(0) as u64;
+    Ok(CudaMemory {
+        allocated: bytes(a),
+        peak_allocated: bytes(pa),
+        reserved: bytes(r),
+        peak_reserved: bytes(pr),
+    })
+}
+
+/// Starts a measurement window on `device`: frees the allocator's cached
+/// blocks and resets its peaks.
+pub fn cuda_start_memory_window(device: usize) -> Result<(), String> {
+    let index = device_index(device)?;
+    // SAFETY: no pointers.
+    unsafe { check(ffi::pd_cuda_start_memory_window(index)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_cuda_the_allocator_statistics_are_an_error_not_a_crash() {
+        if tch::Cuda::is_available() {
+            return;
+        }
+        let e = cuda_memory(0).unwrap_err();
+        assert!(!e.is_empty());
+        assert!(cuda_start_memory_window(0).is_err());
     }
 }

@@ -1,0 +1,264 @@
+//! Devices end to end with the real binaries: what a run does where there is
+//! no CUDA device (this build machine), and how the binaries are linked.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn results(report: &toml::Table) -> Vec<toml::Table> {
+    report["results"]
+        .as_array()
+        .expect("results array")
+        .iter()
+        .map(|r| r.as_table().unwrap().clone())
+        .collect()
+}
+
+fn notes(table: &toml::Table) -> Vec<String> {
+    table
+        .get("notes")
+        .and_then(|n| n.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cuda_available() -> bool {
+    // The worker's own view, through libtorch: `detect` lists [cuda0] tables.
+    let out = Command::new(env!("CARGO_BIN_EXE_precisiond-worker"))
+        .args(["detect", "--no-probe", "--format", "toml"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("[cuda0]")
+}
+
+/// A folder whose `trtexec` logs every call, to show it is never run
+/// without a GPU.
+fn logging_trtexec(dir: &Path) -> (std::ffi::OsString, std::path::PathBuf) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("trtexec.log");
+    let exe = bin.join("trtexec");
+    std::fs::write(
+        &exe,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\necho '&&&& RUNNING TensorRT.trtexec [TensorRT v100800] [b43] # trtexec'\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut dirs = vec![bin];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    (std::env::join_paths(dirs).unwrap(), log)
+}
+
+#[test]
+fn auto_without_a_gpu_measures_the_cpu_alone_and_says_why() {
+    if cuda_available() {
+        eprintln!("skipped: this machine has a CUDA device (benches/gpu/run.sh covers it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    // TensorRT "present" and an ONNX file beside the model: still nothing
+    // runs on a GPU that is not there.
+    std::fs::write(dir.path().join("mlp.onnx"), b"onnx").unwrap();
+    let (path_var, trtexec_log) = logging_trtexec(dir.path());
+    let out = precisiond()
+        .args(["run"])
+        .arg(&model)
+        .args(["--no-probe", "--threads", "2", "--max-seconds", "0.3"])
+        .args(["--devices", "auto", "--precisions", "fp32,fp16,bf16,int8"])
+        .env("PATH", &path_var)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert_eq!(report["status"].as_str(), Some("ok"));
+    let rs = results(&report);
+    assert_eq!(rs.len(), 4, "{rs:?}");
+    for r in &rs {
+        assert_eq!(r["device"].as_str(), Some("cpu"), "{r:?}");
+        assert_eq!(r["status"].as_str(), Some("ok"), "{r:?}");
+        let rss = r["peak_host_rss_bytes"]
+            .as_integer()
+            .expect("peak_host_rss_bytes");
+        assert!(
+            rss > 10_000_000,
+            "a worker with libtorch uses more than 10 MB: {rss}"
+        );
+        assert!(!r.contains_key("peak_device_memory_bytes"));
+    }
+    let report_notes = notes(&report);
+    assert!(
+        report_notes
+            .iter()
+            .any(|n| n.contains("no CUDA device") && n.contains("no CUDA results")),
+        "{report_notes:?}"
+    );
+    assert!(!trtexec_log.exists(), "trtexec ran without a GPU");
+    assert!(!dir.path().join(".precisiond/tensorrt").exists());
+}
+
+#[test]
+fn a_cuda_device_asked_for_by_name_is_unsupported_not_failed_without_a_gpu() {
+    if cuda_available() {
+        eprintln!("skipped: this machine has a CUDA device");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    let out = run_quick(
+        &model,
+        &["--devices", "cpu,cuda:0", "--precisions", "fp32,int8"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cuda:0"), "{stdout}");
+    let report = report_of(&model);
+    assert_eq!(report["status"].as_str(), Some("ok"));
+    let rs = results(&report);
+    assert_eq!(rs.len(), 4);
+    let cuda: Vec<&toml::Table> = rs
+        .iter()
+        .filter(|r| r["device"].as_str() == Some("cuda:0"))
+        .collect();
+    assert_eq!(cuda.len(), 2);
+    for r in &cuda {
+        assert_eq!(r["status"].as_str(), Some("unsupported"), "{r:?}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("cuda:0 was asked for") && reason.contains("no CUDA device"),
+            "{reason}"
+        );
+        assert!(
+            !r.contains_key("latency_ms"),
+            "never a timing under a CUDA label: {r:?}"
+        );
+    }
+    let int8 = cuda
+        .iter()
+        .find(|r| r["precision"].as_str() == Some("int8"))
+        .unwrap();
+    assert_eq!(int8["method"].as_str(), Some("tensorrt"));
+    // The CPU is measured as ever.
+    let cpu_int8 = rs
+        .iter()
+        .find(|r| r["device"].as_str() == Some("cpu") && r["precision"].as_str() == Some("int8"))
+        .unwrap();
+    assert_eq!(cpu_int8["status"].as_str(), Some("ok"));
+    assert_eq!(cpu_int8["method"].as_str(), Some("static-ptq"));
+}
+
+#[test]
+fn the_settings_file_chooses_the_devices_and_the_flag_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    std::fs::write(
+        dir.path().join("mlp.pt.toml"),
+        "devices = [\"cuda:1\"]\nprecisions = [\"fp32\"]\n",
+    )
+    .unwrap();
+    let out = precisiond()
+        .arg("run")
+        .arg(&model)
+        .args(["--no-probe", "--threads", "2", "--max-seconds", "0.2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rs = results(&report_of(&model));
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0]["device"].as_str(), Some("cuda:1"));
+    if !cuda_available() {
+        assert_eq!(rs[0]["status"].as_str(), Some("unsupported"));
+    }
+    let out = run_quick(&model, &["--devices", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rs = results(&report_of(&model));
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0]["device"].as_str(), Some("cpu"));
+    assert_eq!(rs[0]["status"].as_str(), Some("ok"));
+}
+
+#[test]
+fn a_bad_device_name_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    let out = run_quick(&model, &["--devices", "tpu:0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tpu") && stderr.contains("cuda:N"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mlp.pt.report.toml").exists());
+}
+
+#[test]
+fn detect_says_when_there_is_no_cuda_device() {
+    if cuda_available() {
+        eprintln!("skipped: this machine has a CUDA device");
+        return;
+    }
+    let out = precisiond()
+        .args(["detect", "--no-probe"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no CUDA device found"), "{stdout}");
+}
+
+fn needed(binary: &str) -> String {
+    let out = Command::new("readelf")
+        .args(["-d", binary])
+        .output()
+        .expect("readelf (binutils) is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_worker_links_libtorch_cuda_and_the_supervisor_no_libtorch() {
+    let worker = needed(env!("CARGO_BIN_EXE_precisiond-worker"));
+    assert!(worker.contains("libtorch_cpu.so"), "{worker}");
+    if cfg!(precisiond_libtorch_cuda) {
+        // The linker's --as-needed would drop it, and CUDA would never
+        // initialise (design.md); build.rs forces it in.
+        assert!(worker.contains("libtorch_cuda.so"), "{worker}");
+    } else {
+        eprintln!("this libtorch has no libtorch_cuda.so (a CPU-only build): nothing to link");
+    }
+    let supervisor = needed(env!("CARGO_BIN_EXE_precisiond"));
+    assert!(!supervisor.is_empty());
+    assert!(
+        !supervisor.contains("libtorch") && !supervisor.contains("libc10"),
+        "{supervisor}"
+    );
+}
+
+#[test]
+fn the_worker_with_libtorch_cuda_still_starts_quickly_without_a_gpu() {
+    // Loading libtorch_cuda and its CUDA libraries costs a few hundred
+    // milliseconds here; a limit of 20 s only catches a hang (a driver
+    // probe waiting on a missing device, say) on this shared 2-core machine.
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_precisiond-worker"))
+        .args(["detect", "--no-probe"])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("precisiond-worker detect --no-probe took {elapsed:?}");
+    assert!(elapsed.as_secs_f64() < 20.0, "{elapsed:?}");
+}

@@ -1,0 +1,522 @@
+//! TensorRT through trtexec, without a GPU: parsing trtexec's recorded
+//! output formats, command lines, engine cache keys, and the whole flow
+//! (find trtexec, read its version, build, cache, time, summarise) against
+//! a trtexec stand-in script that replays recorded output
+//! (tests/fixtures/tensorrt/, see its README for where the formats come from).
+
+use precisiond::bench::LatencyStats;
+use precisiond::precision::Precision;
+use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond::tensorrt::{self, EngineKey, TrtVersion, Trtexec};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tensorrt")
+        .join(name)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap()
+}
+
+fn expected_samples(name: &str) -> Vec<f64> {
+    read(name)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn versions_come_from_the_recorded_banners() {
+    for (file, version) in [
+        ("trtexec_help_trt10.8.txt", TrtVersion::new(10, 8, 0)),
+        ("trtexec_help_trt11.1.txt", TrtVersion::new(11, 1, 0)),
+        ("trtexec_help_trt8.6.1.txt", TrtVersion::new(8, 6, 1)),
+        ("trtexec_help_trt8.4.1.txt", TrtVersion::new(8, 4, 1)),
+        ("trtexec_run_trt10.3.txt", TrtVersion::new(10, 3, 0)),
+    ] {
+        assert_eq!(
+            tensorrt::parse_version(&read(file)),
+            Some(version),
+            "{file}"
+        );
+    }
+    // Before 8.0 trtexec printed no version.
+    assert_eq!(
+        tensorrt::parse_version(&read("trtexec_help_trt7.1.txt")),
+        None
+    );
+    // The run log's "TensorRT version:" line alone is enough.
+    let without_banner: String = read("trtexec_run_trt10.3.txt")
+        .lines()
+        .filter(|l| !l.starts_with("&&&&"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        tensorrt::parse_version(&without_banner),
+        Some(TrtVersion::new(10, 3, 0))
+    );
+}
+
+#[test]
+fn export_times_of_current_versions_are_read_entry_by_entry() {
+    let entries = tensorrt::parse_export_times(&read("export_times_trt10.json")).unwrap();
+    assert_eq!(entries.len(), 24);
+    for key in [
+        "startEnqMs",
+        "endEnqMs",
+        "startH2dMs",
+        "endH2dMs",
+        "startComputeMs",
+        "endComputeMs",
+        "startD2hMs",
+        "endD2hMs",
+        "h2dMs",
+        "computeMs",
+        "d2hMs",
+        "latencyMs",
+    ] {
+        assert!(entries[0].contains_key(key), "{key}");
+    }
+    let samples = tensorrt::samples_ms(&entries, TrtVersion::new(10, 8, 0), 200.0).unwrap();
+    assert_eq!(samples, expected_samples("export_times_trt10.expected"));
+    let stats = LatencyStats::from_samples(&samples).unwrap();
+    assert_eq!(stats.iterations, 24);
+    assert_eq!(stats.max, 1.4821, "the slow inference is kept");
+}
+
+#[test]
+fn export_times_before_8_5_1_drop_the_warm_up_like_trtexec_does() {
+    let entries = tensorrt::parse_export_times(&read("export_times_trt8.2.json")).unwrap();
+    assert_eq!(entries.len(), 16);
+    assert!(entries[0].contains_key("endToEndMs"));
+    let samples = tensorrt::samples_ms(&entries, TrtVersion::new(8, 2, 1), 200.0).unwrap();
+    assert_eq!(samples, expected_samples("export_times_trt8.2.expected"));
+    // A current version takes the trace as it is.
+    let all = tensorrt::samples_ms(&entries, TrtVersion::new(8, 5, 1), 200.0).unwrap();
+    assert_eq!(all.len(), 16);
+}
+
+#[test]
+fn build_and_timing_command_lines_follow_the_version() {
+    let onnx = Path::new("/d/m.onnx");
+    let engine = Path::new("/d/.precisiond/tensorrt/m.engine");
+    let v10 = TrtVersion::new(10, 8, 0);
+    let plan = tensorrt::plan(v10, Precision::Int8, false, None).unwrap();
+    assert_eq!(plan.flags, ["--int8"]);
+    assert_eq!(plan.calibration, Some(tensorrt::Calibration::Placeholder));
+    assert_eq!(
+        tensorrt::build_args(v10, onnx, engine, &plan.flags, 1),
+        [
+            "--onnx=/d/m.onnx",
+            "--int8",
+            "--saveEngine=/d/.precisiond/tensorrt/m.engine",
+            "--device=1",
+            "--skipInference"
+        ]
+    );
+    let v84 = TrtVersion::new(8, 4, 1);
+    assert_eq!(
+        tensorrt::build_args(v84, onnx, engine, &["--fp16".into()], 0)
+            .last()
+            .unwrap(),
+        "--buildOnly"
+    );
+    assert_eq!(
+        tensorrt::timing_args(v10, engine, Path::new("/t/times.json"), 0, 1000, 3),
+        [
+            "--loadEngine=/d/.precisiond/tensorrt/m.engine",
+            "--exportTimes=/t/times.json",
+            "--device=0",
+            "--warmUp=1000",
+            "--duration=3",
+            "--noDataTransfers"
+        ]
+    );
+    // 11: transfers are off by default and the flag is deprecated.
+    let v11 = TrtVersion::new(11, 1, 0);
+    assert!(
+        !tensorrt::timing_args(v11, engine, Path::new("t"), 0, 200, 1)
+            .contains(&"--noDataTransfers".to_owned())
+    );
+
+    // Calibration: a cache when given, none with Q/DQ nodes.
+    let cache = Path::new("/d/m.cache");
+    let with_cache = tensorrt::plan(v10, Precision::Int8, false, Some(cache)).unwrap();
+    assert_eq!(with_cache.flags, ["--int8", "--calib=/d/m.cache"]);
+    let qdq = tensorrt::plan(v10, Precision::Int8, true, Some(cache)).unwrap();
+    assert_eq!(qdq.flags, ["--int8"]);
+    assert_eq!(qdq.calibration, Some(tensorrt::Calibration::ExplicitQdq));
+
+    // BF16 only where trtexec has --bf16.
+    assert_eq!(
+        tensorrt::plan(v10, Precision::Bf16, false, None)
+            .unwrap()
+            .flags,
+        ["--bf16"]
+    );
+    let e = tensorrt::plan(TrtVersion::new(8, 6, 1), Precision::Bf16, false, None).unwrap_err();
+    assert!(e.contains("10.0"), "{e}");
+    assert_eq!(
+        tensorrt::plan(v84, Precision::Fp16, false, None)
+            .unwrap()
+            .flags,
+        ["--fp16"]
+    );
+
+    // TensorRT 11 is strongly typed only.
+    let e = tensorrt::plan(v11, Precision::Int8, false, None).unwrap_err();
+    assert!(
+        e.contains("strongly typed") && e.contains("QuantizeLinear"),
+        "{e}"
+    );
+    assert!(tensorrt::plan(v11, Precision::Int8, true, None)
+        .unwrap()
+        .flags
+        .is_empty());
+    assert!(tensorrt::plan(v11, Precision::Fp16, false, None).is_err());
+}
+
+#[test]
+fn engine_cache_keys_change_with_everything_that_changes_the_engine() {
+    let flags = vec!["--int8".to_owned()];
+    let base = EngineKey {
+        onnx_sha256: "aa11",
+        version: TrtVersion::new(10, 3, 0),
+        flags: &flags,
+        calibration_sha256: None,
+        gpu: "Orin (8.7)",
+    };
+    let fp16 = vec!["--fp16".to_owned()];
+    let variants = [
+        EngineKey {
+            onnx_sha256: "bb22",
+            ..base.clone()
+        },
+        EngineKey {
+            version: TrtVersion::new(10, 4, 0),
+            ..base.clone()
+        },
+        EngineKey {
+            flags: &fp16,
+            ..base.clone()
+        },
+        EngineKey {
+            calibration_sha256: Some("cc33"),
+            ..base.clone()
+        },
+        EngineKey {
+            gpu: "RTX 4090 (8.9)",
+            ..base.clone()
+        },
+    ];
+    for v in &variants {
+        assert_ne!(v.hash(), base.hash(), "{v:?}");
+    }
+    assert_eq!(base.hash(), base.clone().hash(), "stable");
+    // A calibration cache counts by content, not by where it lies.
+    let a = vec!["--int8".to_owned(), "--calib=/a/x.cache".to_owned()];
+    let b = vec!["--int8".to_owned(), "--calib=/b/y.cache".to_owned()];
+    let key = |flags| EngineKey {
+        flags,
+        calibration_sha256: Some("cc33"),
+        ..base.clone()
+    };
+    assert_eq!(key(&a).hash(), key(&b).hash());
+    let path = base.engine_path(Path::new("/s/tensorrt"), "resnet", Precision::Int8);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("resnet.aa11.trt10.3.0.int8."), "{name}");
+    assert!(name.ends_with(".engine"), "{name}");
+}
+
+#[test]
+fn trtexec_is_found_where_configured_then_on_path_then_in_jetpacks_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |sub: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        let exe = d.join("trtexec");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    };
+    let on_path = mk("bin");
+    let jetpack = mk("usr-src-tensorrt-bin");
+    let configured = mk("opt");
+    let plain = dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("trtexec"), "not executable").unwrap();
+    let path_var =
+        std::env::join_paths([plain.clone(), on_path.parent().unwrap().to_path_buf()]).unwrap();
+    let fallback = vec![jetpack.parent().unwrap().to_path_buf()];
+
+    let found = |c: Option<&Path>, p: Option<&OsString>| {
+        tensorrt::locate_in(c, p.map(|p| p.as_os_str()), &fallback)
+    };
+    assert_eq!(
+        found(Some(&configured), Some(&path_var)).unwrap(),
+        configured
+    );
+    assert_eq!(
+        found(None, Some(&path_var)).unwrap(),
+        on_path,
+        "PATH, skipping a non-executable file"
+    );
+    assert_eq!(found(None, None).unwrap(), jetpack);
+    let e = tensorrt::locate_in(None, None, &[]).unwrap_err();
+    assert!(e.starts_with(tensorrt::NOT_FOUND_REASON), "{e}");
+    assert!(
+        e.contains("PyTorch's quantized operators are CPU-only"),
+        "{e}"
+    );
+    let e = found(Some(&plain.join("trtexec")), None).unwrap_err();
+    assert!(e.contains("not an executable"), "{e}");
+}
+
+/// A folder with `trtexec` (the stand-in, replaying `banner` and `times`)
+/// and the log of its invocations.
+struct StandIn {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl StandIn {
+    fn new(banner: &str, times: &str, fail_build: bool) -> StandIn {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("invocations.log");
+        let exe = dir.path().join("trtexec");
+        let script = format!(
+            "#!/bin/sh\nSTANDIN_BANNER='{}' STANDIN_TIMES='{}' STANDIN_LOG='{}' STANDIN_FAIL_BUILD={} exec sh '{}' \"$@\"\n",
+            fixture(banner).display(),
+            fixture(times).display(),
+            log.display(),
+            u8::from(fail_build),
+            fixture("trtexec-standin.sh").display()
+        );
+        std::fs::write(&exe, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        StandIn { dir, log }
+    }
+
+    /// PATH with the stand-in first.
+    fn path_var(&self) -> OsString {
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs).unwrap()
+    }
+
+    fn invocations(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn request<'a>(
+    trt: &'a Trtexec,
+    onnx: &'a Path,
+    state: &'a Path,
+    precision: Precision,
+) -> tensorrt::Request<'a> {
+    tensorrt::Request {
+        trtexec: trt,
+        onnx,
+        precision,
+        device_index: 0,
+        gpu: "NVIDIA Orin (8.7)".into(),
+        state_dir: state,
+        calibration_cache: None,
+        calibration_samples: None,
+        max_seconds: 1.0,
+        batch: 1,
+        build_timeout: Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn int8_flow_builds_once_caches_and_reads_the_exported_times() {
+    let standin = StandIn::new("trtexec_help_trt10.8.txt", "export_times_trt10.json", false);
+    let trt = tensorrt::find(None, Some(&standin.path_var())).unwrap();
+    assert_eq!(trt.version, TrtVersion::new(10, 8, 0));
+    assert_eq!(trt.path, standin.dir.path().join("trtexec"));
+
+    let work = tempfile::tempdir().unwrap();
+    let onnx = work.path().join("mlp.onnx");
+    std::fs::write(&onnx, b"\x08\x07 recorded-free ONNX stand-in: Gemm Relu").unwrap();
+    let state = work.path().join(".precisiond");
+
+    let r: PrecisionResult = tensorrt::measure(&request(&trt, &onnx, &state, Precision::Int8));
+    assert_eq!(r.status, Status::Ok, "{}", r.reason);
+    assert_eq!(r.method, Method::Tensorrt);
+    assert_eq!(r.device, "cuda:0");
+    assert_eq!(r.tensorrt_version.as_deref(), Some("10.8.0"));
+    assert_eq!(r.engine_cached, Some(false));
+    assert!(r.engine_build_seconds.unwrap() >= 0.0);
+    let expected =
+        LatencyStats::from_samples(&expected_samples("export_times_trt10.expected")).unwrap();
+    assert_eq!(r.latency_ms.as_ref(), Some(&expected));
+    assert!(r.timing.as_deref().unwrap().contains("exportTimes"));
+    let engine = PathBuf::from(r.engine_file.clone().unwrap());
+    assert!(engine.is_file() && engine.starts_with(state.join("tensorrt")));
+    // Placeholder ranges, said plainly.
+    let calibration = r.calibration.as_ref().unwrap();
+    assert!(
+        calibration.source.contains("placeholder"),
+        "{calibration:?}"
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("PLACEHOLDER RANGES") && n.contains("accuracy is not")),
+        "{:?}",
+        r.notes
+    );
+    let accuracy = r.accuracy.as_ref().unwrap();
+    assert!(accuracy.worst.cosine.is_none() && accuracy.worst.why_absent.contains_key("cosine"));
+    // Nothing but the engine, its facts and the logs stays behind.
+    for entry in std::fs::read_dir(state.join("tensorrt")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with(".engine") || name.ends_with(".engine.toml") || name.ends_with(".log"),
+            "{name}"
+        );
+    }
+
+    let calls = standin.invocations();
+    assert_eq!(calls.len(), 3, "--help, build, timing: {calls:?}");
+    assert_eq!(calls[0], "--help");
+    assert!(
+        calls[1].starts_with(&format!("--onnx={} --int8 --saveEngine=", onnx.display())),
+        "{}",
+        calls[1]
+    );
+    assert!(
+        calls[1].ends_with("--device=0 --skipInference"),
+        "{}",
+        calls[1]
+    );
+    assert!(
+        calls[2].starts_with(&format!("--loadEngine={} --exportTimes=", engine.display())),
+        "{}",
+        calls[2]
+    );
+
+    // Again: the engine comes from the cache, only the timing runs.
+    let again = tensorrt::measure(&request(&trt, &onnx, &state, Precision::Int8));
+    assert_eq!(again.status, Status::Ok, "{}", again.reason);
+    assert_eq!(again.engine_cached, Some(true));
+    assert_eq!(again.engine_build_seconds, r.engine_build_seconds);
+    let calls = standin.invocations();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls[3].starts_with("--loadEngine="));
+
+    // A calibration cache is a different engine.
+    let cache = work.path().join("mlp.cache");
+    std::fs::write(&cache, "TRT-100800-EntropyCalibration2\ninput: 3c010a14\n").unwrap();
+    let mut with_cache = request(&trt, &onnx, &state, Precision::Int8);
+    with_cache.calibration_cache = Some(&cache);
+    let c = tensorrt::measure(&with_cache);
+    assert_eq!(c.status, Status::Ok, "{}", c.reason);
+    assert_eq!(c.engine_cached, Some(false));
+    assert_ne!(c.engine_file, r.engine_file);
+    assert!(c.calibration.as_ref().unwrap().source.contains("mlp.cache"));
+    assert!(standin.invocations()[4].contains(&format!("--calib={}", cache.display())));
+}
+
+#[test]
+fn a_failed_build_is_a_failed_result_with_trtexecs_error_and_no_engine() {
+    let standin = StandIn::new("trtexec_help_trt10.8.txt", "export_times_trt10.json", true);
+    let trt = tensorrt::find(None, Some(&standin.path_var())).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let onnx = work.path().join("m.onnx");
+    std::fs::write(&onnx, b"onnx").unwrap();
+    let state = work.path().join("state");
+    let r = tensorrt::measure(&request(&trt, &onnx, &state, Precision::Fp16));
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.reason.contains("Network must have at least one output"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("build.log"), "{}", r.reason);
+    assert!(r.latency_ms.is_none());
+    for entry in std::fs::read_dir(state.join("tensorrt")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with(".log"),
+            "no engine or partial engine left: {name}"
+        );
+    }
+}
+
+#[test]
+fn precisions_a_version_lacks_are_unsupported_without_running_a_build() {
+    let standin = StandIn::new(
+        "trtexec_help_trt8.6.1.txt",
+        "export_times_trt10.json",
+        false,
+    );
+    let trt = tensorrt::find(None, Some(&standin.path_var())).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let onnx = work.path().join("m.onnx");
+    std::fs::write(&onnx, b"onnx").unwrap();
+    let r = tensorrt::measure(&request(&trt, &onnx, work.path(), Precision::Bf16));
+    assert_eq!(r.status, Status::Unsupported);
+    assert!(
+        r.reason.contains("8.6.1") && r.reason.contains("--bf16"),
+        "{}",
+        r.reason
+    );
+    assert_eq!(standin.invocations(), ["--help"]);
+
+    // TensorRT 11 without Q/DQ nodes: no INT8 at all.
+    let standin = StandIn::new("trtexec_help_trt11.1.txt", "export_times_trt10.json", false);
+    let trt = tensorrt::find(None, Some(&standin.path_var())).unwrap();
+    let r = tensorrt::measure(&request(&trt, &onnx, work.path(), Precision::Int8));
+    assert_eq!(r.status, Status::Unsupported);
+    assert!(r.reason.contains("strongly typed"), "{}", r.reason);
+    assert_eq!(standin.invocations(), ["--help"]);
+}
+
+#[test]
+fn a_trtexec_that_prints_no_version_is_explained() {
+    let standin = StandIn::new("trtexec_help_trt7.1.txt", "export_times_trt10.json", false);
+    let e = tensorrt::find(None, Some(&standin.path_var())).unwrap_err();
+    assert!(
+        e.contains("cannot tell the TensorRT version") && e.contains("8.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_onnx_file_is_beside_the_model_or_named_in_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("net.pt");
+    let settings = dir.path().join("net.pt.toml");
+    assert_eq!(tensorrt::onnx_for(&model, None, &settings).unwrap(), None);
+    std::fs::write(dir.path().join("net.onnx"), b"x").unwrap();
+    assert_eq!(
+        tensorrt::onnx_for(&model, None, &settings).unwrap(),
+        Some(dir.path().join("net.onnx"))
+    );
+    std::fs::create_dir(dir.path().join("onnx")).unwrap();
+    std::fs::write(dir.path().join("onnx/other.onnx"), b"x").unwrap();
+    assert_eq!(
+        tensorrt::onnx_for(&model, Some(Path::new("onnx/other.onnx")), &settings).unwrap(),
+        Some(dir.path().join("onnx/other.onnx"))
+    );
+    let e = tensorrt::onnx_for(&model, Some(Path::new("missing.onnx")), &settings).unwrap_err();
+    assert!(
+        e.contains("missing.onnx") && e.contains("does not exist"),
+        "{e}"
+    );
+}
