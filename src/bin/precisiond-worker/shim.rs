@@ -298,12 +298,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_cuda_the_allocator_statistics_are_an_error_not_a_crash() {
+    fn without_a_gpu_the_allocator_statistics_are_an_error_not_a_crash() {
         if tch::Cuda::is_available() {
             return;
         }
         let e = cuda_memory(0).unwrap_err();
+        eprintln!("cuda_memory(0) without a GPU: {e}");
         assert!(!e.is_empty());
-        assert!(cuda_start_memory_window(0).is_err());
+        if cfg!(precisiond_libtorch_cuda) {
+            // libtorch_cuda is linked: the call reaches the real CUDA
+            // caching allocator through c10's device-generic interface,
+            // which refuses device 0 because there is none ("Invalid device
+            // argument"). Only the numbers on a real GPU are untested here.
+            assert!(!e.contains("no CUDA caching allocator"), "{e}");
+        }
+        let e = cuda_start_memory_window(0).unwrap_err();
+        eprintln!("cuda_start_memory_window(0) without a GPU: {e}");
     }
 }
