@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Skip the hardware micro-benchmark (flags alone decide `native`).
     #[arg(long)]
     pub no_probe: bool,
+    /// Refuse a model or settings file that is a symbolic link (the daemon
+    /// sets it: a link in a drop folder must not lead the worker outside).
+    #[arg(long, hide = true)]
+    pub no_follow_symlinks: bool,
     /// Kill the worker after this many seconds and report the model as failed.
     #[arg(long)]
     pub timeout: Option<f64>,
@@ -116,6 +120,9 @@ impl RunArgs {
         }
         if self.no_probe {
             args.push("--no-probe".into());
+        }
+        if self.no_follow_symlinks {
+            args.push("--no-follow-symlinks".into());
         }
         args
     }

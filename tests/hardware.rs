@@ -484,15 +484,27 @@ fn live_detect_with_probe() {
         assert_eq!(cpu["bf16"]["native"].as_bool(), Some(true));
         assert!(bf16 > 1.0, "bf16 probe speedup {bf16}");
         assert_eq!(cpu["bf16"]["accelerated"].as_bool(), Some(true));
-        assert_eq!(cpu["fp16"]["native"].as_bool(), Some(true), "avx512_fp16 says native");
-        assert!(fp16 < bf16, "fp16 {fp16} vs bf16 {bf16}: AMX makes bf16 the faster format");
+        assert_eq!(
+            cpu["fp16"]["native"].as_bool(),
+            Some(true),
+            "avx512_fp16 says native"
+        );
+        assert!(
+            fp16 < bf16,
+            "fp16 {fp16} vs bf16 {bf16}: AMX makes bf16 the faster format"
+        );
         // Whatever the probe measured, the reason states the flag and the
         // measured speed, so a contradiction is visible.
         let reason = cpu["fp16"]["reason"].as_str().unwrap();
-        assert!(reason.contains("avx512_fp16") && reason.contains("than fp32"), "{reason}");
+        assert!(
+            reason.contains("avx512_fp16") && reason.contains("than fp32"),
+            "{reason}"
+        );
         assert_eq!(cpu["int8"]["native"].as_bool(), Some(true));
         let engines = cpu["quantized_engines"].as_array().unwrap();
-        assert!(engines.iter().any(|e| e.as_str() == Some("x86") || e.as_str() == Some("fbgemm")));
+        assert!(engines
+            .iter()
+            .any(|e| e.as_str() == Some("x86") || e.as_str() == Some("fbgemm")));
     }
 }
 

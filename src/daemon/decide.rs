@@ -147,6 +147,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         out: None,
         state_dir: model.parent().map(state_dir),
         no_probe: !config.probe,
+        no_follow_symlinks: true,
         timeout: Some(config.worker_timeout_seconds),
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),

@@ -48,6 +48,20 @@ pub struct JobOptions {
     pub devices: Option<Vec<DeviceRequest>>,
     /// TensorRT's trtexec; None: PATH, then /usr/src/tensorrt/bin.
     pub trtexec: Option<PathBuf>,
+    /// Refuse a model or settings file that is a symbolic link.
+    pub no_follow_symlinks: bool,
+}
+
+/// Reads a model or settings file; with `no_follow`, a symbolic link is
+/// refused (O_NOFOLLOW), closing the gap between the daemon's check and
+/// this read.
+fn read_input(path: &Path, no_follow: bool) -> std::io::Result<Vec<u8>> {
+    if !no_follow {
+        return std::fs::read(path);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut precisiond::supervise::open_regular(path)?, &mut bytes)?;
+    Ok(bytes)
 }
 
 pub const DEFAULT_PRECISIONS: [Precision; 4] = Precision::ALL;
@@ -61,7 +75,7 @@ pub struct JobOutcome {
 /// written (the model file is missing or unreadable) come back as `Err`.
 pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     let started = report::now();
-    let bytes = std::fs::read(&opts.model)
+    let bytes = read_input(&opts.model, opts.no_follow_symlinks)
         .map_err(|e| format!("cannot read model {}: {e}", opts.model.display()))?;
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -117,11 +131,12 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         .clone()
         .unwrap_or_else(|| settings::default_path(&opts.model));
     let settings = if settings_path.exists() {
-        let text = std::fs::read(&settings_path)
+        let text = read_input(&settings_path, opts.no_follow_symlinks)
             .map_err(|e| format!("cannot read settings file {}: {e}", settings_path.display()))?;
         report.model.settings_file = Some(settings_path.display().to_string());
         report.model.settings_sha256 = Some(hex_sha256(&text));
-        ModelSettings::load(&settings_path)?
+        ModelSettings::parse(&String::from_utf8_lossy(&text))
+            .map_err(|e| format!("settings file {}: {e}", settings_path.display()))?
     } else if opts.settings.is_some() {
         return Err(format!(
             "settings file {} does not exist; write it, for example:\n\n{}\n",

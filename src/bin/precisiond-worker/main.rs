@@ -81,6 +81,7 @@ fn run(args: RunArgs) -> i32 {
         probe: !args.no_probe,
         devices: args.devices.clone().map(|l| l.0),
         trtexec: args.trtexec.clone(),
+        no_follow_symlinks: args.no_follow_symlinks,
     };
     match job::run_job(&opts) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
