@@ -61,6 +61,7 @@ fixtures:
 	PYTHONPATH=$(TORCH_PYTHONPATH) python3 scripts/make_fixtures.py
 
 bench: build
+	$(CARGO) bench --locked --bench analysis
 	PYTHONPATH=$(TORCH_PYTHONPATH) python3 benches/compare_pytorch.py
 	benches/detect.sh
 	benches/daemon_idle.sh
