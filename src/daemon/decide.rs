@@ -13,6 +13,7 @@
 
 use crate::cli::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
+use crate::devices::{Device, DeviceRequest};
 use crate::precision::Precision;
 use crate::report::{self, Report, Status};
 use crate::settings::{self, ModelSettings};
@@ -189,9 +190,30 @@ fn is_current(
         .and_then(|s| s.max_seconds)
         .unwrap_or(config.max_seconds);
     wanted == measured
+        && devices_match(r, model_settings, config)
         && close(r.run.max_seconds, max_seconds)
         && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
         && r.run.threads == config.effective_threads()
+}
+
+/// Whether the report covers the devices asked for. Only a list of named
+/// devices can be checked here: "auto" and "cuda" depend on the GPUs
+/// libtorch sees, which the supervisor does not ask (that would load the
+/// CUDA driver into the daemon).
+fn devices_match(r: &Report, model_settings: Option<&ModelSettings>, config: &Config) -> bool {
+    let requests = model_settings
+        .and_then(|s| s.devices.clone())
+        .unwrap_or_else(|| config.devices.clone());
+    let mut wanted = BTreeSet::new();
+    for request in &requests {
+        match request {
+            DeviceRequest::Cpu => wanted.insert(Device::Cpu.name()),
+            DeviceRequest::Cuda(i) => wanted.insert(Device::Cuda(*i).name()),
+            DeviceRequest::Auto | DeviceRequest::AllCuda => return true,
+        };
+    }
+    let measured: BTreeSet<String> = r.results.iter().map(|x| x.device.clone()).collect();
+    wanted == measured
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -251,6 +273,33 @@ mod tests {
         std::fs::write(&model, b"v1").unwrap();
         std::fs::write(settings::default_path(&model), b"max_seconds = 1.0\n").unwrap();
         assert!(matches!(decide(&model, &config), Decision::Run(_)));
+    }
+
+    #[test]
+    fn a_named_device_list_must_match_the_reports_devices() {
+        let mut r = supervise::failed_report(
+            Path::new("/nonexistent/m.pt"),
+            String::new(),
+            report::now(),
+            1,
+        );
+        r.results.push(report::PrecisionResult::not_measured(
+            "cpu",
+            Precision::Fp32,
+            Status::Ok,
+            report::Method::Cast,
+            String::new(),
+        ));
+        let mut config = Config::default();
+        config.devices = vec![DeviceRequest::Cpu];
+        assert!(devices_match(&r, None, &config));
+        config.devices = vec![DeviceRequest::Cpu, DeviceRequest::Cuda(0)];
+        assert!(!devices_match(&r, None, &config), "cuda:0 was not measured");
+        config.devices = vec![DeviceRequest::Auto];
+        assert!(
+            devices_match(&r, None, &config),
+            "auto cannot be checked here"
+        );
     }
 
     #[test]
