@@ -290,8 +290,10 @@ mod tests {
             report::Method::Cast,
             String::new(),
         ));
-        let mut config = Config::default();
-        config.devices = vec![DeviceRequest::Cpu];
+        let mut config = Config {
+            devices: vec![DeviceRequest::Cpu],
+            ..Config::default()
+        };
         assert!(devices_match(&r, None, &config));
         config.devices = vec![DeviceRequest::Cpu, DeviceRequest::Cuda(0)];
         assert!(!devices_match(&r, None, &config), "cuda:0 was not measured");
