@@ -105,17 +105,7 @@ impl<'de> Deserialize<'de> for DeviceRequest {
 /// Parses a comma-separated list such as `cpu,cuda:0`, keeping the order
 /// and dropping repeats.
 pub fn parse_list(list: &str) -> Result<Vec<DeviceRequest>, String> {
-    let mut out = Vec::new();
-    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
-        let d: DeviceRequest = item.parse()?;
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    if out.is_empty() {
-        return Err("the device list is empty: give auto, cpu or cuda:N".into());
-    }
-    Ok(out)
+    crate::precision::parse_comma_list(list, "the device list is empty: give auto, cpu or cuda:N")
 }
 
 /// A device list resolved against what libtorch sees.

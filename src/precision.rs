@@ -56,17 +56,27 @@ impl FromStr for Precision {
 /// Parses a comma-separated list such as `fp32,bf16`, keeping the given
 /// order and dropping repeats.
 pub fn parse_list(list: &str) -> Result<Vec<Precision>, String> {
+    parse_comma_list(
+        list,
+        "the precision list is empty: give at least one of fp32, fp16, bf16, int8",
+    )
+}
+
+/// A comma-separated list of `T` in the given order, without repeats;
+/// `empty` is the error for a list with no items.
+pub fn parse_comma_list<T>(list: &str, empty: &str) -> Result<Vec<T>, String>
+where
+    T: FromStr<Err = String> + PartialEq,
+{
     let mut out = Vec::new();
     for item in list.split(',').filter(|s| !s.trim().is_empty()) {
-        let p: Precision = item.parse()?;
-        if !out.contains(&p) {
-            out.push(p);
+        let value: T = item.parse()?;
+        if !out.contains(&value) {
+            out.push(value);
         }
     }
     if out.is_empty() {
-        return Err(
-            "the precision list is empty: give at least one of fp32, fp16, bf16, int8".into(),
-        );
+        return Err(empty.to_owned());
     }
     Ok(out)
 }
