@@ -236,12 +236,6 @@ impl Report {
         toml::to_string(self).expect("a report always serialises to TOML")
     }
 
-    pub fn load(path: &Path) -> Result<Report, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
-    }
-
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         write_atomic(path, self.to_toml().as_bytes())
     }

@@ -101,7 +101,8 @@ fn run(args: RunArgs) -> i32 {
 fn detect(args: DetectArgs) -> i32 {
     let opts = DetectOptions {
         cpuinfo: args.cpuinfo.clone(),
-        probe: !args.no_probe && args.cpuinfo.is_none(),
+        // detect() itself skips the probe for a --cpuinfo capture, and says so.
+        probe: !args.no_probe,
         threads: None,
     };
     match hardware::detect(&opts, &probe::LinkedLibtorch) {

@@ -84,25 +84,36 @@ pub fn libtorch_version() -> String {
         .into_owned()
 }
 
-/// libtorch's own view of the CPU: the kernel level it dispatches to
-/// ("AVX512", "AVX2", "DEFAULT", ...).
-pub fn cpu_capability() -> Result<String, String> {
+/// Calls a shim function that hands back a string through `out`.
+fn call_for_string(
+    f: unsafe extern "C" fn(*mut *mut c_char) -> *mut c_char,
+) -> Result<String, String> {
     let mut out: *mut c_char = std::ptr::null_mut();
-    // SAFETY: `out` is written only on success, with a shim-owned string.
+    // SAFETY: `out` is written only on success, with a shim-owned string;
+    // both it and the error string are freed by `take_string`.
     unsafe {
-        check(ffi::pd_cpu_capability(&mut out))?;
+        check(f(&mut out))?;
         Ok(take_string(out).unwrap_or_default())
     }
 }
 
+/// The non-empty lines of a newline-separated list from the shim.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// libtorch's own view of the CPU: the kernel level it dispatches to
+/// ("AVX512", "AVX2", "DEFAULT", ...).
+pub fn cpu_capability() -> Result<String, String> {
+    call_for_string(ffi::pd_cpu_capability)
+}
+
 /// The quantized engines libtorch was built with ("x86", "fbgemm", "onednn", "qnnpack").
 pub fn supported_qengines() -> Result<Vec<String>, String> {
-    let mut out: *mut c_char = std::ptr::null_mut();
-    // SAFETY: as in `cpu_capability`.
-    let names = unsafe {
-        check(ffi::pd_supported_qengines(&mut out))?;
-        take_string(out).unwrap_or_default()
-    };
+    let names = call_for_string(ffi::pd_supported_qengines)?;
     Ok(names
         .split(',')
         .filter(|name| !name.is_empty() && *name != "noqengine")
@@ -150,18 +161,7 @@ pub fn collect_warnings() {
 
 /// The distinct warnings libtorch gave since the last call.
 pub fn take_warnings() -> Vec<String> {
-    let mut out: *mut c_char = std::ptr::null_mut();
-    // SAFETY: as in `cpu_capability`.
-    let text = unsafe {
-        match check(ffi::pd_take_warnings(&mut out)) {
-            Ok(()) => take_string(out).unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
+    lines(&call_for_string(ffi::pd_take_warnings).unwrap_or_default())
 }
 
 /// Sets libtorch's quantized engine for the quantized models run next.
@@ -217,11 +217,7 @@ pub fn quantize_static(
         );
         (check(err), take_string(warnings_ptr).unwrap_or_default())
     };
-    let warnings: Vec<String> = warnings
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
+    let warnings = lines(&warnings);
     match result {
         Ok(()) => Ok(QuantizeOutcome { warnings }),
         Err(e) => Err((e, warnings)),
