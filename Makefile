@@ -30,6 +30,8 @@ LIBDIR ?= $(PREFIX)/lib/precisiond
 
 all: build
 
+# Both crates (the workspace's default members): target/release/precisiond
+# and target/release/precisiond-worker.
 build:
 	$(CARGO) build $(CARGO_FLAGS) --bins
 
@@ -48,13 +50,13 @@ test-deps:
 	  fi; }
 
 test: build test-deps
-	$(CARGO) test $(CARGO_FLAGS) -- --test-threads=1
+	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1
 	scripts/check-systemd.sh target/release/precisiond
 	scripts/check-mdwe.sh target/release/precisiond-worker
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
 # Regenerates the committed TorchScript fixtures (needs the cached wheel's Python).
 fixtures:

@@ -183,13 +183,3 @@ impl DetectArgs {
         args
     }
 }
-
-/// Exit codes between worker and supervisor.
-pub mod exit {
-    /// The report was written and says ok.
-    pub const OK: i32 = 0;
-    /// Something the user must fix; message on stderr.
-    pub const ERROR: i32 = 1;
-    /// The report was written and says failed.
-    pub const REPORTED_FAILURE: i32 = 10;
-}

@@ -18,7 +18,8 @@ mod folders;
 mod status;
 mod systemd;
 
-use crate::cli::{exit, PrecisionList};
+use crate::cli::PrecisionList;
+use crate::protocol::{self, exit};
 use crate::config::{Config, Overrides};
 use crate::precision;
 use crate::queue::Queue;
@@ -311,7 +312,7 @@ impl Daemon {
                     self.dirty = true;
                 }
             }
-            Msg::Progress(line) => match (line.strip_prefix("PROGRESS "), self.job.as_mut()) {
+            Msg::Progress(line) => match (protocol::parse_progress(&line), self.job.as_mut()) {
                 (Some(step), Some(job)) => {
                     log::debug!("{:?}: {step}", job.current.path);
                     job.current.step = step.to_owned();

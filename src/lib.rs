@@ -4,7 +4,7 @@
 //! This library never calls libtorch: the `precisiond` supervisor links it
 //! and must not load libtorch (an idle daemon stays small, and a crash in
 //! libtorch cannot take it down). Everything that runs models lives in the
-//! `precisiond-worker` binary (src/bin/precisiond-worker/).
+//! `precisiond-worker` binary (the `worker/` crate).
 
 pub mod accuracy;
 pub mod bench;
@@ -16,6 +16,7 @@ pub mod facts;
 pub mod hardware;
 pub mod memory;
 pub mod precision;
+pub mod protocol;
 pub mod queue;
 pub mod report;
 pub mod settings;

@@ -2,7 +2,8 @@
 //! in `precisiond-worker` child processes.
 
 use clap::{Parser, Subcommand};
-use precisiond::cli::{exit, DetectArgs, RunArgs};
+use precisiond::cli::{DetectArgs, RunArgs};
+use precisiond::protocol::{self, exit};
 use precisiond::daemon::{self, WatchArgs};
 use precisiond::report;
 use precisiond::supervise::{self, WorkerEnd};
@@ -68,7 +69,7 @@ fn run(args: RunArgs) -> i32 {
     let report_path = args.report_path();
     let stop = AtomicBool::new(false);
     let measured = supervise::measure(&worker, &args, &stop, |line| {
-        if let Some(step) = line.strip_prefix("PROGRESS ") {
+        if let Some(step) = protocol::parse_progress(line) {
             log::info!("measuring {step}");
         }
     });

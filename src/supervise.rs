@@ -4,7 +4,8 @@
 //! that process, and the supervisor still writes a `failed` report for the
 //! model. The supervisor itself never loads libtorch.
 
-use crate::cli::{exit, RunArgs};
+use crate::cli::RunArgs;
+use crate::protocol::{self, exit};
 use crate::report::{self, ModelFacts, Report, RunFacts, Status};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
@@ -217,7 +218,8 @@ pub fn failed_report_for(
             started,
             finished: report::now(),
             precisiond: env!("CARGO_PKG_VERSION").into(),
-            libtorch: env!("PRECISIOND_LIBTORCH_VERSION").into(),
+            // Filled in from the worker's first line where a worker ran.
+            libtorch: "unknown".into(),
             threads,
             host: crate::facts::host_name(),
             max_seconds: 0.0,
@@ -250,14 +252,20 @@ pub fn measure(
     worker: &Path,
     args: &RunArgs,
     stop: &AtomicBool,
-    on_line: impl FnMut(&str),
+    mut on_line: impl FnMut(&str),
 ) -> Result<Measured, String> {
     let report_path = args.report_path();
     let started = report::now();
     let mut worker_args = vec!["run".into()];
     worker_args.extend(args.to_args());
     let timeout = args.timeout.map(Duration::from_secs_f64);
-    let end = run_worker(worker, &worker_args, timeout, stop, on_line)
+    let mut libtorch = None;
+    let end = run_worker(worker, &worker_args, timeout, stop, |line| {
+        match protocol::parse_libtorch(line) {
+            Some(version) => libtorch = Some(version.to_owned()),
+            None => on_line(line),
+        }
+    })
         .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
     if worker_wrote_report(&end) {
         let report = load_report(&report_path)?;
@@ -287,6 +295,9 @@ pub fn measure(
     }
     report.run.max_seconds = args.max_seconds;
     report.run.target_rel_ci = args.target_ci_percent / 100.0;
+    if let Some(version) = libtorch {
+        report.run.libtorch = version;
+    }
     report
         .write(&report_path)
         .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;

@@ -7,6 +7,8 @@
 //! `exec`ing it: that is how they see that a model was measured exactly
 //! once, when its worker started, and which process to kill.
 
+mod common;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -19,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_precisiond");
-const WORKER: &str = env!("CARGO_BIN_EXE_precisiond-worker");
 const SETTLE_MS: u64 = 300;
 
 fn fixture(name: &str) -> PathBuf {
@@ -149,7 +150,7 @@ impl Setup {
             format!(
                 "#!/bin/sh\nprintf '%s %s\\0%s\\0' \"$(date +%s.%N)\" \"$$\" \"$2\" >> '{}'\nexec '{}' \"$@\"\n",
                 starts.display(),
-                WORKER
+                common::worker_exe().display()
             ),
         )
         .unwrap();

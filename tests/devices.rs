@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn results(report: &toml::Table) -> Vec<toml::Table> {
@@ -30,7 +30,7 @@ fn notes(table: &toml::Table) -> Vec<String> {
 
 fn cuda_available() -> bool {
     // The worker's own view, through libtorch: `detect` lists [cuda0] tables.
-    let out = Command::new(env!("CARGO_BIN_EXE_precisiond-worker"))
+    let out = worker()
         .args(["detect", "--no-probe", "--format", "toml"])
         .output()
         .unwrap();
@@ -229,12 +229,21 @@ fn needed(binary: &str) -> String {
 
 #[test]
 fn the_worker_links_libtorch_cuda_and_the_supervisor_no_libtorch() {
-    let worker = needed(env!("CARGO_BIN_EXE_precisiond-worker"));
-    assert!(worker.contains("libtorch_cpu.so"), "{worker}");
-    if cfg!(precisiond_libtorch_cuda) {
+    let linked = needed(&worker_exe().display().to_string());
+    assert!(linked.contains("libtorch_cpu.so"), "{linked}");
+    let build = worker().arg("build-info").output().unwrap();
+    assert!(build.status.success(), "{}", text(&build));
+    let build: precisiond::protocol::WorkerBuild =
+        toml::from_str(&String::from_utf8_lossy(&build.stdout)).unwrap();
+    let libtorch = std::env::var_os("LIBTORCH").map(PathBuf::from);
+    if let Some(lib) = libtorch.filter(|l| l.join("lib/libtorch_cuda.so").exists()) {
+        // The worker must know it linked it, and say so.
+        assert!(build.libtorch_cuda_linked, "{lib:?}");
+    }
+    if build.libtorch_cuda_linked {
         // The linker's --as-needed would drop it, and CUDA would never
         // initialise (design.md); build.rs forces it in.
-        assert!(worker.contains("libtorch_cuda.so"), "{worker}");
+        assert!(linked.contains("libtorch_cuda.so"), "{linked}");
     } else {
         eprintln!("this libtorch has no libtorch_cuda.so (a CPU-only build): nothing to link");
     }
@@ -252,7 +261,7 @@ fn the_worker_with_libtorch_cuda_still_starts_quickly_without_a_gpu() {
     // milliseconds here; a limit of 20 s only catches a hang (a driver
     // probe waiting on a missing device, say) on this shared 2-core machine.
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_precisiond-worker"))
+    let out = worker()
         .args(["detect", "--no-probe"])
         .env_remove("LD_LIBRARY_PATH")
         .output()

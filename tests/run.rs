@@ -363,7 +363,7 @@ fn the_supervisor_binary_does_not_link_libtorch() {
 
 #[test]
 fn the_worker_runs_without_ld_library_path() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_precisiond-worker"))
+    let out = worker()
         .args(["detect", "--no-probe"])
         .env_remove("LD_LIBRARY_PATH")
         .output()

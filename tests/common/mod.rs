@@ -9,6 +9,22 @@ pub fn precisiond() -> Command {
     Command::new(env!("CARGO_BIN_EXE_precisiond"))
 }
 
+/// The worker binary, which the workspace builds beside `precisiond` (it
+/// is another crate's, so cargo gives the tests no CARGO_BIN_EXE for it).
+pub fn worker_exe() -> PathBuf {
+    let worker = Path::new(env!("CARGO_BIN_EXE_precisiond")).with_file_name("precisiond-worker");
+    assert!(
+        worker.is_file(),
+        "{} is missing: run the tests with `make test` (or `cargo test --workspace`), which build the worker crate too",
+        worker.display()
+    );
+    worker
+}
+
+pub fn worker() -> Command {
+    Command::new(worker_exe())
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/models")

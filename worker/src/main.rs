@@ -10,9 +10,11 @@ mod shim;
 
 use clap::{Parser, Subcommand};
 use job::JobOptions;
-use precisiond::cli::{exit, DetectArgs, OutputFormat, RunArgs};
+use precisiond::cli::{DetectArgs, OutputFormat, RunArgs};
+use precisiond::protocol::exit;
 use precisiond::hardware::{self, DetectOptions};
 use precisiond::report::Status;
+use precisiond::protocol::WorkerBuild;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -36,6 +38,10 @@ enum Command {
     /// process of its own so a crash in libtorch's passes stays contained).
     #[command(hide = true)]
     Quantize { job: std::path::PathBuf },
+    /// Print what this worker was built against, as TOML (the supervisor
+    /// and the tests read it; they link no libtorch).
+    #[command(hide = true)]
+    BuildInfo,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,14 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Detect(args) => detect(args),
+        Command::BuildInfo => {
+            let build = WorkerBuild {
+                libtorch: shim::libtorch_version(),
+                libtorch_cuda_linked: cfg!(precisiond_libtorch_cuda),
+            };
+            print!("{}", toml::to_string(&build).expect("serialises"));
+            exit::OK
+        }
         Command::Quantize { job } => {
             let done = quantize::quantize_main(&job);
             print!("{}", toml::to_string(&done).expect("serialises"));

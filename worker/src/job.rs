@@ -75,6 +75,7 @@ pub struct JobOutcome {
 /// written (the model file is missing or unreadable) come back as `Err`.
 pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     let started = report::now();
+    println!("{}", precisiond::protocol::libtorch_line(&shim::libtorch_version()));
     let bytes = read_input(&opts.model, opts.no_follow_symlinks)
         .map_err(|e| format!("cannot read model {}: {e}", opts.model.display()))?;
     let mut report = Report {
@@ -933,7 +934,11 @@ pub fn compare_outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
 /// A line on stdout for the supervisor: which precision is being measured.
 fn progress(device: &str, precision: Precision, index: usize, total: usize) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "PROGRESS {device} {precision} {index}/{total}");
+    let _ = writeln!(
+        out,
+        "{}",
+        precisiond::protocol::progress_line(device, precision.name(), index, total)
+    );
     let _ = out.flush();
 }
 
