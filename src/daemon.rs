@@ -19,9 +19,9 @@ mod status;
 mod systemd;
 
 use crate::cli::PrecisionList;
-use crate::protocol::{self, exit};
 use crate::config::{Config, Overrides};
 use crate::precision;
+use crate::protocol::{self, exit};
 use crate::queue::Queue;
 use crate::report::{self, Report};
 use crate::supervise::{self, Measured, WorkerEnd};
@@ -300,7 +300,7 @@ impl Daemon {
                 if !self.stopping {
                     log::info!(
                         "{} received: stopping{}",
-                        supervise::signal_name(sig),
+                        crate::child::signal_name(sig),
                         if self.job.is_some() {
                             " the running worker and exiting"
                         } else {
@@ -404,7 +404,7 @@ impl Daemon {
     }
 
     fn add_folder(&mut self, folder: PathBuf) -> Result<(), String> {
-        let state = decide::state_dir(&folder);
+        let state = crate::fsutil::state_dir(&folder);
         folders::ensure_state_dir(&state)?;
         // No worker runs yet (or the folder is new): leftovers are stale.
         folders::remove_stale_tmp(&folder, &state);
@@ -495,7 +495,7 @@ impl Daemon {
             Ok(thread) => {
                 self.job = Some(Job {
                     current: Current {
-                        model: crate::facts::file_name(&model),
+                        model: crate::fsutil::file_name(&model),
                         started: report::now(),
                         step: "starting".into(),
                         path: model,
@@ -548,14 +548,14 @@ impl Daemon {
         // creating a temporary file and renaming it.
         if !supervise::worker_wrote_report(&end) {
             if let Some(folder) = model.parent() {
-                folders::remove_stale_tmp(folder, &decide::state_dir(folder));
+                folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
             }
         }
     }
 
     fn remember(&mut self, model: &Path, report: &Report) {
         self.finished.push_front(Finished {
-            model: crate::facts::file_name(model),
+            model: crate::fsutil::file_name(model),
             status: report.status,
             finished: report.run.finished,
             error: report.error.clone(),
@@ -652,7 +652,7 @@ impl Daemon {
 
     fn shut_down(&mut self) {
         for folder in &self.folders {
-            folders::remove_stale_tmp(folder, &decide::state_dir(folder));
+            folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
         }
         self.dirty = true;
         self.flush_status();

@@ -8,11 +8,12 @@
 
 pub mod accuracy;
 pub mod bench;
+pub mod child;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod devices;
-pub mod facts;
+pub mod fsutil;
 pub mod hardware;
 pub mod memory;
 pub mod precision;

@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use precisiond::cli::{DetectArgs, RunArgs};
-use precisiond::protocol::{self, exit};
 use precisiond::daemon::{self, WatchArgs};
+use precisiond::protocol::{self, exit};
 use precisiond::report;
 use precisiond::supervise::{self, WorkerEnd};
 use std::process::ExitCode;

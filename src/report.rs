@@ -9,7 +9,6 @@ use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use toml::value::Datetime;
 
@@ -224,6 +223,13 @@ pub fn now() -> Datetime {
         .expect("RFC 3339 timestamp parses as a TOML datetime")
 }
 
+/// This machine's host name, for the report.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Where a model's report goes by default: `resnet.pt` -> `resnet.pt.report.toml`.
 pub fn default_path(model: &Path) -> PathBuf {
     let mut name = model.as_os_str().to_owned();
@@ -237,7 +243,7 @@ impl Report {
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        write_atomic(path, self.to_toml().as_bytes())
+        crate::fsutil::write_atomic(path, self.to_toml().as_bytes())
     }
 
     /// The summary table `precisiond run` prints.
@@ -324,31 +330,4 @@ fn short_status(status: Status) -> &'static str {
         Status::Failed => "failed",
         Status::Skipped => "skipped",
     }
-}
-
-/// Writes `contents` to `path` through a temporary file in the same folder
-/// and a rename, so a reader (or a crash) never sees a half-written file.
-/// A symlink at `path` is replaced, never written through.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // A dotfile ending in .tmp: the watcher never takes it for a model.
-    // Readable by everyone (tempfile's default is 0600): reports are for
-    // the people who dropped the models, not only for the service user.
-    use std::os::unix::fs::PermissionsExt;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)?;
-    tmp.write_all(contents)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -130,6 +130,74 @@ pub fn default_path(model: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where the paths a settings file names (calibration folder, ONNX file,
+/// TensorRT calibration cache) lead: relative ones start at the settings
+/// file's folder. When `confined` (the daemon, whose drop folder is
+/// untrusted), every such path must stay inside that folder, links and
+/// `..` included.
+#[derive(Debug, Clone)]
+pub struct SettingsDir {
+    settings: PathBuf,
+    dir: PathBuf,
+    confined: bool,
+}
+
+impl SettingsDir {
+    pub fn of(settings_path: &Path, confined: bool) -> SettingsDir {
+        let dir = match settings_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        SettingsDir {
+            settings: settings_path.to_path_buf(),
+            dir,
+            confined,
+        }
+    }
+
+    /// The settings file these paths come from.
+    pub fn settings_path(&self) -> &Path {
+        &self.settings
+    }
+
+    /// `named` as a path to open; Err (with what to do) when a confined
+    /// path leads outside the folder.
+    pub fn resolve(&self, named: &Path) -> Result<PathBuf, String> {
+        let path = if named.is_absolute() {
+            named.to_path_buf()
+        } else {
+            self.dir.join(named)
+        };
+        if !self.confined {
+            return Ok(path);
+        }
+        let outside = || {
+            format!(
+                "{} (named in {}) is outside the drop folder {}: precisiond's daemon reads only \
+                 files inside the folder; copy it there and name it relative to the settings file",
+                named.display(),
+                self.settings.display(),
+                self.dir.display()
+            )
+        };
+        if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(outside());
+        }
+        // A link inside the folder may still lead out of it.
+        match (path.canonicalize(), self.dir.canonicalize()) {
+            (Ok(real), Ok(base)) if !real.starts_with(&base) => Err(outside()),
+            (Err(_), Ok(base)) if !path.starts_with(&self.dir) && !path.starts_with(&base) => {
+                Err(outside())
+            }
+            // Missing: the caller says so when it opens it.
+            _ => Ok(path),
+        }
+    }
+}
+
 impl ModelSettings {
     pub fn load(path: &Path) -> Result<ModelSettings, String> {
         let text = std::fs::read_to_string(path)
@@ -218,5 +286,41 @@ mod tests {
             default_path(Path::new("/a/b/model.pt")),
             PathBuf::from("/a/b/model.pt.toml")
         );
+    }
+
+    #[test]
+    fn settings_paths_start_at_the_settings_folder_and_stay_inside_when_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        let drop = dir.path().join("drop");
+        std::fs::create_dir_all(drop.join("samples")).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::os::unix::fs::symlink(&secret, drop.join("link")).unwrap();
+        let settings = drop.join("m.pt.toml");
+
+        let open = SettingsDir::of(&settings, false);
+        assert_eq!(
+            open.resolve(Path::new("samples")).unwrap(),
+            drop.join("samples")
+        );
+        assert_eq!(open.resolve(&secret).unwrap(), secret);
+        assert_eq!(
+            open.resolve(Path::new("../secret")).unwrap(),
+            drop.join("../secret")
+        );
+
+        let confined = SettingsDir::of(&settings, true);
+        assert_eq!(
+            confined.resolve(Path::new("samples")).unwrap(),
+            drop.join("samples")
+        );
+        assert_eq!(
+            confined.resolve(Path::new("missing.onnx")).unwrap(),
+            drop.join("missing.onnx")
+        );
+        for bad in [Path::new("../secret"), Path::new("link"), secret.as_path()] {
+            let e = confined.resolve(bad).unwrap_err();
+            assert!(e.contains("outside the drop folder"), "{bad:?}: {e}");
+        }
     }
 }

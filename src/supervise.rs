@@ -4,33 +4,21 @@
 //! that process, and the supervisor still writes a `failed` report for the
 //! model. The supervisor itself never loads libtorch.
 
+use crate::child::{self, Limits};
 use crate::cli::RunArgs;
+use crate::fsutil::{self, open_regular, sha256_of};
 use crate::protocol::{self, exit};
 use crate::report::{self, ModelFacts, Report, RunFacts, Status};
-use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a worker ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerEnd {
-    /// Exited on its own with this code.
-    Exited(i32),
-    /// Killed by a signal it did not send itself to (crash or `kill`).
-    Signaled(i32),
-    /// Ran past its time limit and was killed.
-    TimedOut(Duration),
-    /// Stopped because the supervisor is shutting down.
-    Stopped,
-}
+pub use crate::child::Ended as WorkerEnd;
 
 impl WorkerEnd {
     /// Words for a failed report, when the worker could not write its own.
@@ -40,7 +28,7 @@ impl WorkerEnd {
             WorkerEnd::Signaled(sig) => format!(
                 "the worker process was killed by signal {sig} ({}) while measuring the model; \
                  libtorch crashed on this model or the process was killed from outside",
-                signal_name(*sig)
+                crate::child::signal_name(*sig)
             ),
             WorkerEnd::TimedOut(limit) => format!(
                 "the worker ran past its time limit of {} s and was killed; raise the worker timeout \
@@ -49,20 +37,6 @@ impl WorkerEnd {
             ),
             WorkerEnd::Stopped => "precisiond was stopped while this model was being measured; it is measured again at the next start".into(),
         }
-    }
-}
-
-pub fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGSEGV => "SIGSEGV, segmentation fault",
-        libc::SIGABRT => "SIGABRT, abort",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGBUS => "SIGBUS, bus error",
-        libc::SIGFPE => "SIGFPE, arithmetic error",
-        libc::SIGILL => "SIGILL, illegal instruction",
-        libc::SIGINT => "SIGINT",
-        _ => "signal",
     }
 }
 
@@ -92,7 +66,7 @@ pub fn run_worker(
     args: &[OsString],
     timeout: Option<Duration>,
     stop: &AtomicBool,
-    mut on_line: impl FnMut(&str),
+    on_line: impl FnMut(&str),
 ) -> std::io::Result<WorkerEnd> {
     let mut command = Command::new(exe);
     command
@@ -103,69 +77,19 @@ pub fn run_worker(
         // Notifications to systemd are the supervisor's alone.
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        // Its own process group: a Ctrl-C in a terminal reaches only the
-        // supervisor, which then stops the worker itself, instead of the
-        // worker dying of SIGINT and being reported as crashed.
-        .process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        command.pre_exec(|| {
-            // A supervisor killed outright (SIGKILL) takes its worker with
-            // it, so a restarted daemon never finds an orphan still timing.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn()?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let started = Instant::now();
-    let end = loop {
-        // Lines arrive as the worker moves on; the timeout doubles as the
-        // interval at which the exit, the time limit and `stop` are checked.
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => on_line(&line),
-            Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if let Some(status) = child.try_wait()? {
-            break match (status.code(), status.signal()) {
-                (Some(code), _) => WorkerEnd::Exited(code),
-                (None, Some(sig)) => WorkerEnd::Signaled(sig),
-                (None, None) => WorkerEnd::Exited(-1),
-            };
-        }
-        if stop.load(Ordering::SeqCst) {
-            kill(&mut child);
-            break WorkerEnd::Stopped;
-        }
-        if let Some(limit) = timeout {
-            if started.elapsed() >= limit {
-                kill(&mut child);
-                break WorkerEnd::TimedOut(limit);
-            }
-        }
-    };
-    // Drain what the worker printed last.
-    let _ = reader.join();
-    for line in rx.try_iter() {
-        on_line(&line);
-    }
-    Ok(end)
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+        .env_remove("WATCHDOG_PID");
+    // In a process group of its own (a Ctrl-C in a terminal reaches only
+    // the supervisor, which then stops the worker itself, instead of the
+    // worker dying of SIGINT and being reported as crashed), and dying with
+    // the supervisor, so a restarted daemon never finds an orphan timing.
+    child::run(
+        &mut command,
+        Limits {
+            timeout,
+            stop: Some(stop),
+        },
+        on_line,
+    )
 }
 
 /// True when the worker wrote its own report (ok or failed).
@@ -207,7 +131,7 @@ pub fn failed_report_for(
         status: Status::Failed,
         error: Some(error),
         model: ModelFacts {
-            file: crate::facts::file_name(model),
+            file: fsutil::file_name(model),
             sha256,
             bytes,
             format: "torchscript".into(),
@@ -221,7 +145,7 @@ pub fn failed_report_for(
             // Filled in from the worker's first line where a worker ran.
             libtorch: "unknown".into(),
             threads,
-            host: crate::facts::host_name(),
+            host: report::host_name(),
             max_seconds: 0.0,
             target_rel_ci: 0.0,
         },
@@ -260,13 +184,17 @@ pub fn measure(
     worker_args.extend(args.to_args());
     let timeout = args.timeout.map(Duration::from_secs_f64);
     let mut libtorch = None;
-    let end = run_worker(worker, &worker_args, timeout, stop, |line| {
-        match protocol::parse_libtorch(line) {
+    let end = run_worker(
+        worker,
+        &worker_args,
+        timeout,
+        stop,
+        |line| match protocol::parse_libtorch(line) {
             Some(version) => libtorch = Some(version.to_owned()),
             None => on_line(line),
-        }
-    })
-        .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
+        },
+    )
+    .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
     if worker_wrote_report(&end) {
         let report = load_report(&report_path)?;
         return Ok(Measured {
@@ -314,44 +242,4 @@ pub fn load_report(path: &Path) -> Result<Report, String> {
         .and_then(|mut f| f.read_to_string(&mut text))
         .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
-}
-
-/// Opens `path` for reading only if it is a regular file itself: a symlink
-/// is not followed (ELOOP), and a FIFO or device is refused without
-/// blocking on it. The drop folder is untrusted input.
-pub fn open_regular(path: &Path) -> std::io::Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
-}
-
-/// sha256 (hex) and length of everything `reader` yields, read in blocks.
-pub fn sha256_of(mut reader: impl Read) -> std::io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((hex, total))
 }

@@ -35,7 +35,7 @@
 //!   nodes for INT8) decide the precision.
 
 use crate::bench::{self, LatencyStats, StopReason};
-use crate::facts::hex_sha256;
+use crate::fsutil::hex_sha256;
 use crate::precision::Precision;
 use crate::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use serde::{Deserialize, Serialize};
@@ -737,7 +737,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
                     built: crate::report::now().to_string(),
                 };
                 let text = toml::to_string(&facts).expect("engine facts serialise");
-                if let Err(e) = crate::report::write_atomic(&facts_path, text.as_bytes()) {
+                if let Err(e) = crate::fsutil::write_atomic(&facts_path, text.as_bytes()) {
                     log::warn!("cannot write {}: {e}", facts_path.display());
                 }
             }

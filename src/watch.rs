@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(k("m.torchscript"), Kind::Model);
         for ignored in [
             ".hidden.pt",
-            ".precisiond",
+            crate::fsutil::STATE_DIR_NAME,
             "m.pt.part",
             "m.pt.tmp",
             ".m.pt.report.toml.abc123.tmp",

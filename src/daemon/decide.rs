@@ -14,12 +14,13 @@
 use crate::cli::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
 use crate::devices::{Device, DeviceRequest};
+use crate::fsutil::{open_regular, sha256_of};
 use crate::precision::Precision;
 use crate::report::{self, Report, Status};
 use crate::settings::{self, ModelSettings};
-use crate::supervise::{self, open_regular, sha256_of};
+use crate::supervise;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug)]
 pub enum Decision {
@@ -115,7 +116,7 @@ pub fn decide(model: &Path, config: &Config) -> Decision {
 }
 
 fn facts_name(path: &Path) -> String {
-    crate::facts::file_name(path)
+    crate::fsutil::file_name(path)
 }
 
 fn reject(model: &Path, sha: String, bytes: u64, error: String, config: &Config) -> Decision {
@@ -146,18 +147,13 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         max_seconds: config.max_seconds,
         target_ci_percent: config.target_ci_percent,
         out: None,
-        state_dir: model.parent().map(state_dir),
+        state_dir: Some(crate::fsutil::state_dir_beside(model)),
         no_probe: !config.probe,
         no_follow_symlinks: true,
         timeout: Some(config.worker_timeout_seconds),
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
     }
-}
-
-/// precisiond's hidden folder in a drop folder: status file, artefacts.
-pub fn state_dir(folder: &Path) -> PathBuf {
-    folder.join(".precisiond")
 }
 
 fn is_current(

@@ -113,15 +113,15 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
             .queue
             .iter()
             .filter(|p| in_folder(p))
-            .map(|p| crate::facts::file_name(p))
+            .map(|p| crate::fsutil::file_name(p))
             .collect(),
         current: s.current.filter(|c| in_folder(&c.path)),
         last: s.finished.iter().filter(|f| in_folder(&f.path)).collect(),
     };
     let text = toml::to_string(&status).map_err(|e| format!("cannot write the status: {e}"))?;
-    let dir = super::decide::state_dir(folder);
+    let dir = crate::fsutil::state_dir(folder);
     super::folders::ensure_state_dir(&dir)?;
     let path = dir.join("status.toml");
-    report::write_atomic(&path, text.as_bytes())
+    crate::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

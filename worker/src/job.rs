@@ -14,10 +14,11 @@ use crate::{model, quantize, shim};
 use precisiond::accuracy::{self, Accuracy};
 use precisiond::bench::{self, BenchConfig, LatencyStats, StopReason};
 use precisiond::devices::{self, Device, DeviceRequest};
-use precisiond::facts::{file_name, hex_sha256, host_name};
+use precisiond::fsutil::{file_name, hex_sha256};
 use precisiond::hardware::{DetectOptions, Hardware};
 use precisiond::memory;
 use precisiond::precision::Precision;
+use precisiond::report::host_name;
 use precisiond::report::{self, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status};
 use precisiond::settings::{self, InputSpec, ModelSettings};
 use precisiond::tensorrt;
@@ -60,7 +61,7 @@ fn read_input(path: &Path, no_follow: bool) -> std::io::Result<Vec<u8>> {
         return std::fs::read(path);
     }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut precisiond::supervise::open_regular(path)?, &mut bytes)?;
+    std::io::Read::read_to_end(&mut precisiond::fsutil::open_regular(path)?, &mut bytes)?;
     Ok(bytes)
 }
 
@@ -75,7 +76,10 @@ pub struct JobOutcome {
 /// written (the model file is missing or unreadable) come back as `Err`.
 pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     let started = report::now();
-    println!("{}", precisiond::protocol::libtorch_line(&shim::libtorch_version()));
+    println!(
+        "{}",
+        precisiond::protocol::libtorch_line(&shim::libtorch_version())
+    );
     let bytes = read_input(&opts.model, opts.no_follow_symlinks)
         .map_err(|e| format!("cannot read model {}: {e}", opts.model.display()))?;
     let mut report = Report {

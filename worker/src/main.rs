@@ -11,10 +11,10 @@ mod shim;
 use clap::{Parser, Subcommand};
 use job::JobOptions;
 use precisiond::cli::{DetectArgs, OutputFormat, RunArgs};
-use precisiond::protocol::exit;
 use precisiond::hardware::{self, DetectOptions};
-use precisiond::report::Status;
+use precisiond::protocol::exit;
 use precisiond::protocol::WorkerBuild;
+use precisiond::report::Status;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -243,7 +243,7 @@ fn run_quantize_process(job: &QuantizeJob) -> Result<QuantizeDone, String> {
     let job_file = job.out.with_extension("job.toml");
     let text =
         toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
-    precisiond::report::write_atomic(&job_file, text.as_bytes())
+    precisiond::fsutil::write_atomic(&job_file, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
@@ -263,7 +263,7 @@ fn run_quantize_process(job: &QuantizeJob) -> Result<QuantizeDone, String> {
         return Err(format!(
             "libtorch's quantization passes crashed on this model (signal {sig}, {}); the other \
              precisions are unaffected",
-            precisiond::supervise::signal_name(sig)
+            precisiond::child::signal_name(sig)
         ));
     }
     toml::from_str(&String::from_utf8_lossy(&output.stdout)).map_err(|e| {
@@ -348,8 +348,8 @@ fn artefact_path(ctx: &Context) -> PathBuf {
             .unwrap_or_else(|| std::path::Path::new("."))
             .join(".precisiond")
     });
-    let name = precisiond::facts::file_name(&ctx.opts.model);
-    let hash = precisiond::facts::hex_sha256(ctx.bytes);
+    let name = precisiond::fsutil::file_name(&ctx.opts.model);
+    let hash = precisiond::fsutil::hex_sha256(ctx.bytes);
     state
         .join("quantized")
         .join(format!("{name}.{}.int8.pt", &hash[..12]))

@@ -1,0 +1,210 @@
+//! Running a child process under a time limit: the one runner behind the
+//! worker (started by the supervisor), the quantizing process and trtexec
+//! (started by the worker).
+//!
+//! Every child gets a process group of its own and dies with its parent
+//! (PR_SET_PDEATHSIG), and when it runs past its limit or is stopped the
+//! whole group is killed, so nothing it started keeps running and competes
+//! with the next timing.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Exited on its own with this code.
+    Exited(i32),
+    /// Killed by a signal it did not get from us (crash or `kill`).
+    Signaled(i32),
+    /// Ran past its time limit; its process group was killed.
+    TimedOut(Duration),
+    /// `stop` was set; its process group was killed.
+    Stopped,
+}
+
+impl Ended {
+    pub fn success(&self) -> bool {
+        *self == Ended::Exited(0)
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(code) => write!(f, "exit code {code}"),
+            Ended::Signaled(sig) => write!(f, "signal {sig}, {}", signal_name(*sig)),
+            Ended::TimedOut(limit) => write!(f, "killed after {} s", limit.as_secs_f64()),
+            Ended::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// When to give up on a child.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits<'a> {
+    pub timeout: Option<Duration>,
+    /// Set from elsewhere (a signal handler) to stop the child.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Starts `command` in a process group of its own, dying with this process,
+/// passes each line of its stdout (when the caller piped it) to `on_line`
+/// as it comes, and waits until it exits or `limits` end it.
+pub fn run(
+    command: &mut Command,
+    limits: Limits,
+    mut on_line: impl FnMut(&str),
+) -> std::io::Result<Ended> {
+    // Its own process group: a Ctrl-C in a terminal reaches only us, and
+    // we can kill everything it started at once.
+    command.process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    let (tx, rx) = mpsc::channel();
+    let reader = child.stdout.take().map(|stdout| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    });
+    let started = Instant::now();
+    let ended = loop {
+        // Lines arrive as the child moves on; the timeout doubles as the
+        // interval at which the exit, the time limit and `stop` are checked.
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            on_line(&line);
+        }
+        if let Some(status) = child.try_wait()? {
+            break match (status.code(), status.signal()) {
+                (Some(code), _) => Ended::Exited(code),
+                (None, Some(sig)) => Ended::Signaled(sig),
+                (None, None) => Ended::Exited(-1),
+            };
+        }
+        if limits.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            kill_group(&mut child);
+            break Ended::Stopped;
+        }
+        if let Some(limit) = limits.timeout {
+            if started.elapsed() >= limit {
+                kill_group(&mut child);
+                break Ended::TimedOut(limit);
+            }
+        }
+    };
+    // What the child printed last. A grandchild that kept the pipe open
+    // would block this; it was killed with the group or dies with the child.
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+    for line in rx.try_iter() {
+        on_line(&line);
+    }
+    Ok(ended)
+}
+
+/// Kills the child's whole process group, then reaps the child.
+fn kill_group(child: &mut Child) {
+    // SAFETY: kill(2) with a negative pid signals the group the child leads.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV, segmentation fault",
+        libc::SIGABRT => "SIGABRT, abort",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGBUS => "SIGBUS, bus error",
+        libc::SIGFPE => "SIGFPE, arithmetic error",
+        libc::SIGILL => "SIGILL, illegal instruction",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn lines_arrive_and_the_exit_code_is_kept() {
+        let mut lines = Vec::new();
+        let ended = run(
+            Command::new("sh")
+                .args(["-c", "echo one; echo two; exit 3"])
+                .stdout(Stdio::piped()),
+            Limits::default(),
+            |l| lines.push(l.to_owned()),
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::Exited(3));
+        assert_eq!(lines, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild");
+        // The grandchild would outlive a kill of the child alone.
+        let script = format!("sleep 30 & echo $! > '{}'; wait", pid_file.display());
+        let ended = run(
+            Command::new("sh").args(["-c", &script]),
+            Limits {
+                timeout: Some(Duration::from_millis(500)),
+                stop: None,
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::TimedOut(Duration::from_millis(500)));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Reaped by init after the kill; give it a moment.
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.contains(") Z ")
+        });
+        assert!(gone, "grandchild {pid} still runs");
+    }
+
+    #[test]
+    fn stop_ends_the_child() {
+        let stop = AtomicBool::new(true);
+        let ended = run(
+            Command::new("sleep").arg("30"),
+            Limits {
+                timeout: None,
+                stop: Some(&stop),
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::Stopped);
+    }
+}

@@ -1,0 +1,167 @@
+//! File helpers every part of precisiond shares: reading untrusted files
+//! without following links, hashing, writing atomically, and where the
+//! state folder is.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The hidden folder precisiond keeps beside the models it measured
+/// (status file, quantized models, TensorRT engines): a dotfile, so the
+/// watcher never takes it for a model.
+pub const STATE_DIR_NAME: &str = ".precisiond";
+
+/// The state folder of a drop folder.
+pub fn state_dir(folder: &Path) -> PathBuf {
+    folder.join(STATE_DIR_NAME)
+}
+
+/// The state folder beside `model` (in the model's own folder).
+pub fn state_dir_beside(model: &Path) -> PathBuf {
+    state_dir(model.parent().unwrap_or_else(|| Path::new(".")))
+}
+
+/// Lowercase hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of `bytes`, in hexadecimal.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// sha256 (hex) and length of everything `reader` yields, read in blocks:
+/// a multi-gigabyte model never has to fit in memory.
+pub fn sha256_of(mut reader: impl Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), total))
+}
+
+/// The last component of `path`, for reports and logs.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Opens `path` for reading only if it is a regular file itself: a symlink
+/// is not followed (ELOOP), and a FIFO or device is refused without
+/// blocking on it. The drop folder is untrusted input.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads a whole file; with `no_follow`, through [`open_regular`], which
+/// closes the gap between a caller's check and this read.
+pub fn read(path: &Path, no_follow: bool) -> std::io::Result<Vec<u8>> {
+    if !no_follow {
+        return std::fs::read(path);
+    }
+    let mut bytes = Vec::new();
+    open_regular(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder,
+/// an fsync, a rename and an fsync of the folder, so a reader (or a crash,
+/// or a power cut) never sees a half-written file and a finished write
+/// stays. A symlink at `path` is replaced, never written through.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = file_name(path);
+    // A dotfile ending in .tmp: the watcher never takes it for a model.
+    // Readable by everyone (tempfile's default is 0600): reports are for
+    // the people who dropped the models, not only for the service user.
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is durable once the folder's entry is on disk.
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_agree_whole_and_streamed() {
+        let data = vec![7u8; 200_000];
+        let (streamed, len) = sha256_of(&data[..]).unwrap();
+        assert_eq!(len, 200_000);
+        assert_eq!(streamed, hex_sha256(&data));
+        assert_eq!(
+            hex_sha256(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_link_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep").unwrap();
+        let path = dir.path().join("r.toml");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
+    fn regular_reads_refuse_links_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.pt");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("l.pt");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read(&link, false).unwrap(), b"x");
+        assert!(read(&link, true).is_err());
+        assert_eq!(read(&file, true).unwrap(), b"x");
+    }
+
+    #[test]
+    fn the_state_folder_is_hidden_beside_the_model() {
+        assert_eq!(
+            state_dir_beside(Path::new("/d/m.pt")),
+            PathBuf::from("/d/.precisiond")
+        );
+        assert_eq!(state_dir(Path::new("/d")), PathBuf::from("/d/.precisiond"));
+    }
+}
