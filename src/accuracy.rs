@@ -34,22 +34,41 @@ pub struct Accuracy {
     pub outputs: Vec<OutputAccuracy>,
 }
 
+/// The metrics every comparison gives or says why it does not.
+pub const METRICS: [&str; 3] = ["cosine", "max_abs_error", "sqnr_db"];
+
+impl OutputAccuracy {
+    /// No metric, each for the same reason.
+    pub fn absent(why: &str) -> OutputAccuracy {
+        OutputAccuracy {
+            why_absent: METRICS
+                .iter()
+                .map(|m| ((*m).to_owned(), why.to_owned()))
+                .collect(),
+            ..OutputAccuracy::default()
+        }
+    }
+}
+
+impl Accuracy {
+    /// No metric, each for the same reason (the outputs could not be
+    /// compared at all).
+    pub fn absent(why: &str) -> Accuracy {
+        Accuracy {
+            worst: OutputAccuracy::absent(why),
+            ..Accuracy::default()
+        }
+    }
+}
+
 /// Compares one output with its FP32 reference, both flattened.
 pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
-    let mut acc = OutputAccuracy::default();
-    let mut absent = |metric: &str, why: String| {
-        acc.why_absent.insert(metric.to_owned(), why);
-    };
     if reference.len() != candidate.len() {
-        let why = format!(
+        return OutputAccuracy::absent(&format!(
             "output has {} values, FP32's has {}",
             candidate.len(),
             reference.len()
-        );
-        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
-            absent(metric, why.clone());
-        }
-        return acc;
+        ));
     }
     let bad_ref = reference.iter().filter(|v| !v.is_finite()).count();
     let bad_out = candidate.iter().filter(|v| !v.is_finite()).count();
@@ -62,18 +81,12 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
                 candidate.len()
             )
         };
-        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
-            absent(metric, why.clone());
-        }
-        return acc;
+        return OutputAccuracy::absent(&why);
     }
     if reference.is_empty() {
-        for metric in ["cosine", "max_abs_error", "sqnr_db"] {
-            absent(metric, "the output is empty".to_owned());
-        }
-        return acc;
+        return OutputAccuracy::absent("the output is empty");
     }
-
+    let mut acc = OutputAccuracy::default();
     let (mut dot, mut ref_sq, mut out_sq, mut err_sq, mut max_abs) = (0.0, 0.0, 0.0, 0.0, 0.0f64);
     for (&r, &c) in reference.iter().zip(candidate) {
         dot += r * c;

@@ -9,7 +9,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -119,6 +120,71 @@ pub fn run(
     Ok(ended)
 }
 
+/// What a [`run_logged`] child printed and how it ended.
+pub struct Captured {
+    pub success: bool,
+    /// How it ended, e.g. "exit code 1", for reasons.
+    pub status: String,
+    pub text: String,
+}
+
+/// Runs `exe` with `args` (trtexec), stdout and stderr together into a
+/// file (the log, when given, else a temporary one), killing its whole
+/// process group after `timeout`. Like every child here it dies with its
+/// parent, so a killed job never leaves a build running.
+pub fn run_logged(
+    exe: &Path,
+    args: &[String],
+    timeout: Duration,
+    log: Option<&Path>,
+) -> Result<Captured, String> {
+    let (file, temp) = match log {
+        Some(path) => (
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            None,
+        ),
+        None => {
+            let t = tempfile::NamedTempFile::new()
+                .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+            (t.reopen().map_err(|e| e.to_string())?, Some(t))
+        }
+    };
+    let log_path = log
+        .map(Path::to_path_buf)
+        .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
+        .expect("a log file");
+    let err_file = file.try_clone().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(err_file));
+    log::info!("running {} {}", exe.display(), args.join(" "));
+    let limits = Limits {
+        timeout: Some(timeout),
+        stop: None,
+    };
+    // Its output goes to the log file, not a pipe: no lines to pass on.
+    let ended = run(&mut command, limits, |_| {})
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if let Ended::TimedOut(_) = ended {
+        return Err(format!(
+            "{} ran past {} s and was killed (log: {})",
+            exe.display(),
+            timeout.as_secs(),
+            log_path.display()
+        ));
+    }
+    let text = String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()).into_owned();
+    Ok(Captured {
+        success: ended.success(),
+        status: ended.to_string(),
+        text,
+    })
+}
+
 /// Kills the child's whole process group, then reaps the child.
 fn kill_group(child: &mut Child) {
     // SAFETY: kill(2) with a negative pid signals the group the child leads.
@@ -146,7 +212,6 @@ pub fn signal_name(sig: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Stdio;
 
     #[test]
     fn lines_arrive_and_the_exit_code_is_kept() {

@@ -14,12 +14,13 @@
 //! libtorch ends only the worker.
 
 mod decide;
-mod folders;
-mod status;
+// The status file (crate::output::status) makes sure of the state folder too.
+pub(crate) mod folders;
 mod systemd;
 
 use crate::cli::PrecisionList;
 use crate::config::{Config, Overrides};
+use crate::output::status::{self, Current, Finished, Snapshot};
 use crate::precision;
 use crate::protocol::{self, exit};
 use crate::queue::Queue;
@@ -29,7 +30,6 @@ use crate::watch::{self, Change, Kind, Settler};
 use clap::Args;
 use decide::Decision;
 use notify::RecommendedWatcher;
-use status::{Current, Finished, Snapshot};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -468,7 +468,7 @@ impl Daemon {
 
     fn reject(&mut self, model: &Path, report: Report) {
         let path = report::default_path(model);
-        match report.write(&path) {
+        match crate::output::toml::write(&report, &path) {
             Ok(()) => {
                 log::warn!("{model:?}: {}", report.error.as_deref().unwrap_or("failed"));
                 self.remember(model, &report);

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod fsutil;
 pub mod hardware;
 pub mod memory;
+pub mod output;
 pub mod precision;
 pub mod protocol;
 pub mod queue;

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use precisiond::cli::{DetectArgs, RunArgs};
 use precisiond::daemon::{self, WatchArgs};
+use precisiond::output;
 use precisiond::protocol::{self, exit};
 use precisiond::report;
 use precisiond::supervise::{self, WorkerEnd};
@@ -81,7 +82,7 @@ fn run(args: RunArgs) -> i32 {
         },
         Err(e) => return fail(e),
     };
-    print!("{}", report.summary());
+    print!("{}", output::table::report_summary(&report));
     println!("report: {}", report_path.display());
     match report.status {
         report::Status::Ok => exit::OK,

@@ -1,4 +1,6 @@
-//! The TOML report written beside each model, and how it is written.
+//! The report's data model: what a run found out about a model, as the
+//! TOML report beside it holds it (written by `crate::output::toml`, shown
+//! as a table by `crate::output::table`).
 //!
 //! The schema follows the report contract in the design notes; every key of
 //! the contract is always present, more keys are added where useful.
@@ -235,99 +237,4 @@ pub fn default_path(model: &Path) -> PathBuf {
     let mut name = model.as_os_str().to_owned();
     name.push(".report.toml");
     PathBuf::from(name)
-}
-
-impl Report {
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a report always serialises to TOML")
-    }
-
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        crate::fsutil::write_atomic(path, self.to_toml().as_bytes())
-    }
-
-    /// The summary table `precisiond run` prints.
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!(
-            "{} ({})\n",
-            self.model.file,
-            short_status(self.status)
-        ));
-        if let Some(error) = &self.error {
-            out.push_str(&format!("error: {error}\n"));
-        }
-        if self.results.is_empty() {
-            return out;
-        }
-        let header = [
-            "device",
-            "precision",
-            "status",
-            "median ms",
-            "p90 ms",
-            "speedup",
-            "cosine",
-            "hardware",
-        ];
-        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
-        for r in &self.results {
-            let hardware = match (r.native, r.accelerated) {
-                _ if r.status != Status::Ok => "-".to_owned(),
-                (_, _) if r.precision == Precision::Fp32 => "native".to_owned(),
-                (true, Some(false)) => "native flag, not accelerated".to_owned(),
-                (true, _) => "native".to_owned(),
-                (false, _) => "EMULATED".to_owned(),
-            };
-            let lat = r.latency_ms.as_ref();
-            rows.push([
-                r.device.clone(),
-                r.precision_label(),
-                short_status(r.status).to_owned(),
-                lat.map(|l| format!("{:.3}", l.median))
-                    .unwrap_or_else(|| "-".into()),
-                lat.map(|l| format!("{:.3}", l.p90))
-                    .unwrap_or_else(|| "-".into()),
-                r.speedup_vs_fp32
-                    .map(|s| format!("{s:.2}x"))
-                    .unwrap_or_else(|| "-".into()),
-                r.accuracy
-                    .as_ref()
-                    .and_then(|a| a.worst.cosine)
-                    .map(|c| format!("{c:.6}"))
-                    .unwrap_or_else(|| "-".into()),
-                hardware,
-            ]);
-        }
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in &rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-        for r in self.results.iter().filter(|r| !r.reason.is_empty()) {
-            out.push_str(&format!(
-                "{} {}: {}\n",
-                r.device,
-                r.precision_label(),
-                r.reason
-            ));
-        }
-        out
-    }
-}
-
-fn short_status(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Unsupported => "unsupported",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
 }

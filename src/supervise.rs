@@ -226,8 +226,7 @@ pub fn measure(
     if let Some(version) = libtorch {
         report.run.libtorch = version;
     }
-    report
-        .write(&report_path)
+    crate::output::toml::write(&report, &report_path)
         .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
     Ok(Measured {
         end,

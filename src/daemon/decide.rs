@@ -220,6 +220,7 @@ fn close(a: f64, b: f64) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
 
     #[test]
     fn missing_report_runs_and_symlinks_are_skipped() {
@@ -250,7 +251,7 @@ mod tests {
             panic!("not rejected")
         };
         assert!(r.error.as_deref().unwrap().contains("max_model_bytes"));
-        r.write(&report::default_path(&model)).unwrap();
+        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
         assert!(matches!(decide(&model, &config), Decision::Skip(_)));
     }
 
@@ -261,7 +262,7 @@ mod tests {
         std::fs::write(&model, b"v1").unwrap();
         let config = Config::default();
         let r = supervise::failed_report(&model, "boom".into(), report::now(), 1);
-        r.write(&report::default_path(&model)).unwrap();
+        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
         assert!(matches!(decide(&model, &config), Decision::Skip(_)));
         std::fs::write(&model, b"v2").unwrap();
         assert!(matches!(decide(&model, &config), Decision::Run(_)));

@@ -20,7 +20,6 @@ pub mod probe;
 pub mod rules;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -385,118 +384,6 @@ impl Hardware {
     /// The `--format toml` output: tables `cpu`, `cpu.fp16`, ..., `cuda0`, ...
     pub fn to_toml(&self) -> anyhow::Result<String> {
         toml::to_string(self).context("serialising the hardware report")
-    }
-
-    /// The `--format text` output: what each device is, then a table
-    /// device | precision | native | accelerated | probe speedup | reason.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let c = &self.cpu;
-        let _ = writeln!(
-            out,
-            "cpu: {} ({}, {} logical CPUs)",
-            c.model, c.arch, c.logical_cpus
-        );
-        let _ = writeln!(out, "  source: {}", c.source);
-        let flags = if c.flags.is_empty() {
-            "(none)".to_string()
-        } else {
-            c.flags.join(" ")
-        };
-        let _ = writeln!(out, "  flags: {flags}");
-        if let Some(cap) = &c.libtorch_cpu_capability {
-            let _ = writeln!(out, "  libtorch CPU capability: {cap}");
-        }
-        if !c.quantized_engines.is_empty() {
-            let _ = writeln!(
-                out,
-                "  libtorch quantized engines: {}",
-                c.quantized_engines.join(", ")
-            );
-        }
-        if let Some(j) = &c.jetson {
-            let _ = writeln!(out, "  jetson: {j}");
-        }
-        let _ = writeln!(out, "  probe: {}", c.probe);
-        for name in self.devices().iter().skip(1) {
-            let g = &self.gpus[name];
-            let _ = writeln!(
-                out,
-                "{name}: {} (compute capability {}, {}{})",
-                g.name,
-                g.compute_capability,
-                g.architecture,
-                if g.integrated { ", integrated" } else { "" }
-            );
-            if let Some(d) = &g.driver_version {
-                let _ = writeln!(out, "  driver: CUDA {d}");
-            }
-            let _ = writeln!(out, "  probe: {}", g.probe);
-        }
-        for note in &self.notes {
-            let _ = writeln!(out, "note: {note}");
-        }
-        out.push('\n');
-
-        let header = [
-            "device",
-            "precision",
-            "native",
-            "accelerated",
-            "probe speedup",
-            "reason",
-        ];
-        let mut rows: Vec<[String; 6]> = Vec::new();
-        for device in self.devices() {
-            for precision in PRECISIONS {
-                let Some(v) = self.verdict(&device, precision) else {
-                    continue;
-                };
-                rows.push([
-                    device.clone(),
-                    precision.to_string(),
-                    yes_no(v.native).to_string(),
-                    v.accelerated.map_or("-", yes_no).to_string(),
-                    v.probe_speedup_vs_fp32
-                        .map_or_else(|| "-".to_string(), |s| format!("{s:.2}x")),
-                    v.reason.clone(),
-                ]);
-            }
-        }
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row.iter()) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let line = |cells: [&str; 6]| {
-            let mut s = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                if i == 5 {
-                    s.push_str(cell);
-                } else {
-                    let _ = write!(s, "{cell:<w$}  ", w = widths[i]);
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let _ = writeln!(out, "{}", line(header));
-        // The reason column is not padded, so its rule is as long as its title.
-        let mut rule = widths.map(|w| "-".repeat(w));
-        rule[5] = "-".repeat(header[5].len());
-        let _ = writeln!(out, "{}", line(rule.each_ref().map(String::as_str)));
-        for row in &rows {
-            let _ = writeln!(out, "{}", line(row.each_ref().map(String::as_str)));
-        }
-        out
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
     }
 }
 

@@ -46,20 +46,14 @@ pub fn synthetic(specs: &[InputSpec], seed: i64) -> SampleSet {
     }
 }
 
+/// The samples in `dir`, the calibration folder the settings name (already
+/// resolved against the settings file's folder, see `SettingsDir`).
 pub fn from_folder(
     settings: &CalibrationSettings,
-    settings_path: &Path,
+    dir: &Path,
     specs: &[InputSpec],
 ) -> Result<SampleSet, String> {
-    let dir = if settings.dir.is_absolute() {
-        settings.dir.clone()
-    } else {
-        settings_path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(&settings.dir)
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("calibration folder {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && !is_hidden(p))

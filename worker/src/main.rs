@@ -2,14 +2,22 @@
 //! model (or probes the hardware). Started by `precisiond`; usable by hand.
 
 mod calibration;
+mod compare;
+mod context;
+mod cuda;
 mod job;
+mod measure;
+mod method;
 mod model;
+mod plan;
 mod probe;
+mod qengine;
 mod quantize;
 mod shim;
+mod timing;
 
 use clap::{Parser, Subcommand};
-use job::JobOptions;
+use context::JobOptions;
 use precisiond::cli::{DetectArgs, OutputFormat, RunArgs};
 use precisiond::hardware::{self, DetectOptions};
 use precisiond::protocol::exit;
@@ -95,7 +103,7 @@ fn run(args: RunArgs) -> i32 {
         probe: !args.no_probe,
         devices: args.devices.clone().map(|l| l.0),
         trtexec: args.trtexec.clone(),
-        no_follow_symlinks: args.no_follow_symlinks,
+        untrusted_folder: args.no_follow_symlinks,
     };
     match job::run_job(&opts) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
@@ -122,7 +130,7 @@ fn detect(args: DetectArgs) -> i32 {
     match hardware::detect(&opts, &probe::LinkedLibtorch) {
         Ok(hw) => {
             match args.format {
-                OutputFormat::Text => print!("{}", hw.to_text()),
+                OutputFormat::Text => print!("{}", precisiond::output::table::hardware(&hw)),
                 OutputFormat::Toml => {
                     print!("{}", toml::to_string(&hw).expect("hardware serialises"))
                 }

@@ -1,7 +1,8 @@
 //! The status file `.precisiond/status.toml` in each drop folder: what the
 //! daemon is doing, for people and scripts without systemd. Written
 //! atomically (temporary file and rename), so a reader never sees half of
-//! one.
+//! one. The one-line summary systemd shows (STATUS=) is made here too, from
+//! the same snapshot, so the two never disagree.
 
 use crate::report::{self, Status};
 use serde::Serialize;
@@ -120,7 +121,7 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
     };
     let text = toml::to_string(&status).map_err(|e| format!("cannot write the status: {e}"))?;
     let dir = crate::fsutil::state_dir(folder);
-    super::folders::ensure_state_dir(&dir)?;
+    crate::daemon::folders::ensure_state_dir(&dir)?;
     let path = dir.join("status.toml");
     crate::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

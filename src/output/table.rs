@@ -1,0 +1,210 @@
+//! The tables printed on the terminal: the summary of `precisiond run` and
+//! the hardware table of `precisiond detect --format text`. Both lay out
+//! their columns with [`grid`], so they read alike.
+
+use crate::hardware::{Hardware, PRECISIONS};
+use crate::precision::Precision;
+use crate::report::{Report, Status};
+use std::fmt::Write as _;
+
+/// The summary table `precisiond run` prints.
+pub fn report_summary(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} ({})\n",
+        report.model.file,
+        short_status(report.status)
+    ));
+    if let Some(error) = &report.error {
+        out.push_str(&format!("error: {error}\n"));
+    }
+    if report.results.is_empty() {
+        return out;
+    }
+    let header = [
+        "device",
+        "precision",
+        "status",
+        "median ms",
+        "p90 ms",
+        "speedup",
+        "cosine",
+        "hardware",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for r in &report.results {
+        let hardware = match (r.native, r.accelerated) {
+            _ if r.status != Status::Ok => "-".to_owned(),
+            (_, _) if r.precision == Precision::Fp32 => "native".to_owned(),
+            (true, Some(false)) => "native flag, not accelerated".to_owned(),
+            (true, _) => "native".to_owned(),
+            (false, _) => "EMULATED".to_owned(),
+        };
+        let lat = r.latency_ms.as_ref();
+        rows.push([
+            r.device.clone(),
+            r.precision_label(),
+            short_status(r.status).to_owned(),
+            lat.map(|l| format!("{:.3}", l.median))
+                .unwrap_or_else(|| "-".into()),
+            lat.map(|l| format!("{:.3}", l.p90))
+                .unwrap_or_else(|| "-".into()),
+            r.speedup_vs_fp32
+                .map(|s| format!("{s:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+            r.accuracy
+                .as_ref()
+                .and_then(|a| a.worst.cosine)
+                .map(|c| format!("{c:.6}"))
+                .unwrap_or_else(|| "-".into()),
+            hardware,
+        ]);
+    }
+    out.push_str(&grid(header, &rows, false));
+    for r in report.results.iter().filter(|r| !r.reason.is_empty()) {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            r.device,
+            r.precision_label(),
+            r.reason
+        ));
+    }
+    out
+}
+
+fn short_status(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Unsupported => "unsupported",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// The `detect --format text` output: what each device is, then a table
+/// device | precision | native | accelerated | probe speedup | reason.
+pub fn hardware(hw: &Hardware) -> String {
+    let mut out = String::new();
+    let c = &hw.cpu;
+    let _ = writeln!(
+        out,
+        "cpu: {} ({}, {} logical CPUs)",
+        c.model, c.arch, c.logical_cpus
+    );
+    let _ = writeln!(out, "  source: {}", c.source);
+    let flags = if c.flags.is_empty() {
+        "(none)".to_string()
+    } else {
+        c.flags.join(" ")
+    };
+    let _ = writeln!(out, "  flags: {flags}");
+    if let Some(cap) = &c.libtorch_cpu_capability {
+        let _ = writeln!(out, "  libtorch CPU capability: {cap}");
+    }
+    if !c.quantized_engines.is_empty() {
+        let _ = writeln!(
+            out,
+            "  libtorch quantized engines: {}",
+            c.quantized_engines.join(", ")
+        );
+    }
+    if let Some(j) = &c.jetson {
+        let _ = writeln!(out, "  jetson: {j}");
+    }
+    let _ = writeln!(out, "  probe: {}", c.probe);
+    for name in hw.devices().iter().skip(1) {
+        let g = &hw.gpus[name];
+        let _ = writeln!(
+            out,
+            "{name}: {} (compute capability {}, {}{})",
+            g.name,
+            g.compute_capability,
+            g.architecture,
+            if g.integrated { ", integrated" } else { "" }
+        );
+        if let Some(d) = &g.driver_version {
+            let _ = writeln!(out, "  driver: CUDA {d}");
+        }
+        let _ = writeln!(out, "  probe: {}", g.probe);
+    }
+    for note in &hw.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out.push('\n');
+
+    let header = [
+        "device",
+        "precision",
+        "native",
+        "accelerated",
+        "probe speedup",
+        "reason",
+    ];
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for device in hw.devices() {
+        for precision in PRECISIONS {
+            let Some(v) = hw.verdict(&device, precision) else {
+                continue;
+            };
+            rows.push([
+                device.clone(),
+                precision.to_string(),
+                yes_no(v.native).to_string(),
+                v.accelerated.map_or("-", yes_no).to_string(),
+                v.probe_speedup_vs_fp32
+                    .map_or_else(|| "-".to_string(), |s| format!("{s:.2}x")),
+                v.reason.clone(),
+            ]);
+        }
+    }
+    out.push_str(&grid(header, &rows, true));
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Lays out `header` and `rows` in columns as wide as their widest cell
+/// (in characters), two spaces apart, one line each. The last column is
+/// not padded and no line ends in spaces, so a long last cell (a reason)
+/// does not widen every line. With `rule`, a line of dashes under the
+/// header; the last column's rule is as long as its title, since that
+/// column is not padded.
+fn grid<const N: usize>(header: [&str; N], rows: &[[String; N]], rule: bool) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                let _ = write!(s, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        let mut s = s.trim_end().to_string();
+        s.push('\n');
+        s
+    };
+    let mut out = line(header);
+    if rule {
+        let mut dashes = widths.map(|w| "-".repeat(w));
+        if let (Some(last), Some(title)) = (dashes.last_mut(), header.last()) {
+            *last = "-".repeat(title.chars().count());
+        }
+        out.push_str(&line(dashes.each_ref().map(String::as_str)));
+    }
+    for row in rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
+}

@@ -1,0 +1,133 @@
+//! The command plan: which builder flags a precision needs on a given
+//! TensorRT version (or why that version cannot build it), and the exact
+//! command lines of the build and the timing run. Pure, so every version's
+//! flags are tested without trtexec.
+
+use super::TrtVersion;
+use crate::precision::Precision;
+use std::path::{Path, PathBuf};
+
+/// Where the INT8 ranges of an engine come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Calibration {
+    /// The ONNX file has QuantizeLinear/DequantizeLinear nodes with scales.
+    ExplicitQdq,
+    /// A TensorRT calibration cache, passed with `--calib=`.
+    Cache(PathBuf),
+    /// Neither: trtexec uses placeholder ranges. Timing valid, accuracy not.
+    Placeholder,
+}
+
+/// The builder flags for one precision, and where INT8 ranges come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub precision: Precision,
+    pub flags: Vec<String>,
+    pub calibration: Option<Calibration>,
+}
+
+/// The builder flags for `precision` on `version`, or why TensorRT cannot
+/// build it (the result is then `unsupported` with that reason).
+pub fn plan(
+    version: TrtVersion,
+    precision: Precision,
+    onnx_has_qdq: bool,
+    calibration_cache: Option<&Path>,
+) -> Result<Plan, String> {
+    let strongly_typed = |what: &str| {
+        format!(
+            "TensorRT {version} builds strongly typed networks only: trtexec has no {what} flag, \
+             the ONNX file's own types decide the precision"
+        )
+    };
+    let (flags, calibration) = match precision {
+        Precision::Fp32 => {
+            return Err(
+                "FP32 on the GPU is timed with libtorch; TensorRT is used for int8, fp16 and bf16"
+                    .into(),
+            )
+        }
+        Precision::Fp16 if version.strongly_typed_only() => return Err(strongly_typed("--fp16")),
+        Precision::Fp16 => (vec!["--fp16".to_owned()], None),
+        Precision::Bf16 if version.strongly_typed_only() => return Err(strongly_typed("--bf16")),
+        Precision::Bf16 if !version.has_bf16_flag() => {
+            return Err(format!(
+                "TensorRT {version} has no BF16 in trtexec (--bf16 exists from TensorRT 10.0)"
+            ))
+        }
+        Precision::Bf16 => (vec!["--bf16".to_owned()], None),
+        Precision::Int8 if version.strongly_typed_only() => {
+            if !onnx_has_qdq {
+                return Err(format!(
+                    "{}; INT8 needs an ONNX file with QuantizeLinear/DequantizeLinear nodes \
+                     (for example from NVIDIA's Model Optimizer), and this one has none",
+                    strongly_typed("--int8")
+                ));
+            }
+            (Vec::new(), Some(Calibration::ExplicitQdq))
+        }
+        Precision::Int8 => {
+            let mut flags = vec!["--int8".to_owned()];
+            let calibration = if onnx_has_qdq {
+                Calibration::ExplicitQdq
+            } else if let Some(cache) = calibration_cache {
+                flags.push(format!("--calib={}", cache.display()));
+                Calibration::Cache(cache.to_path_buf())
+            } else {
+                Calibration::Placeholder
+            };
+            (flags, Some(calibration))
+        }
+    };
+    Ok(Plan {
+        precision,
+        flags,
+        calibration,
+    })
+}
+
+/// The engine build: `trtexec --onnx=… FLAGS --saveEngine=… --device=N`
+/// and the build-only flag of this version.
+pub fn build_args(
+    version: TrtVersion,
+    onnx: &Path,
+    engine: &Path,
+    flags: &[String],
+    device: usize,
+) -> Vec<String> {
+    let mut args = vec![format!("--onnx={}", onnx.display())];
+    args.extend(flags.iter().cloned());
+    args.push(format!("--saveEngine={}", engine.display()));
+    args.push(format!("--device={device}"));
+    args.push(if version >= TrtVersion::new(8, 6, 0) {
+        "--skipInference".to_owned()
+    } else {
+        "--buildOnly".to_owned()
+    });
+    args
+}
+
+/// The timing run of a built engine. `warmup_ms` and `duration_s` follow
+/// the job's per-precision budget.
+pub fn timing_args(
+    version: TrtVersion,
+    engine: &Path,
+    times: &Path,
+    device: usize,
+    warmup_ms: u64,
+    duration_s: u64,
+) -> Vec<String> {
+    let mut args = vec![
+        format!("--loadEngine={}", engine.display()),
+        format!("--exportTimes={}", times.display()),
+        format!("--device={device}"),
+        format!("--warmUp={warmup_ms}"),
+        format!("--duration={}", duration_s.max(1)),
+    ];
+    // Inputs stay on the device, like the libtorch CUDA timings. A no-op
+    // (deprecated) from 11, where transfers are off by default.
+    if version >= TrtVersion::new(7, 2, 1) && !version.strongly_typed_only() {
+        args.push("--noDataTransfers".to_owned());
+    }
+    args
+}

@@ -1,0 +1,87 @@
+//! The process boundary, checked: the root package (library, supervisor)
+//! builds without libtorch, and the worker crate uses none of the
+//! supervisor's modules.
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root()).env_remove("LIBTORCH");
+    cmd
+}
+
+#[test]
+fn the_root_package_depends_on_no_libtorch_crate() {
+    let out = cargo()
+        .args(["tree", "-p", "precisiond", "--edges", "normal,build"])
+        .args(["--prefix", "none", "--locked", "--offline"])
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tree.starts_with("precisiond v"), "{tree}");
+    for crate_name in ["tch ", "torch-sys ", "cc "] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(crate_name)),
+            "the root package must not depend on {crate_name}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_supervisor_builds_with_libtorch_unset() {
+    // A target folder of its own: the one `cargo test` uses is locked while
+    // the tests run. Kept under target/, so a second run only checks.
+    let out = cargo()
+        .args([
+            "build",
+            "-p",
+            "precisiond",
+            "--bins",
+            "--locked",
+            "--offline",
+        ])
+        .env("CARGO_TARGET_DIR", root().join("target/without-libtorch"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo build -p precisiond without LIBTORCH failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let supervisor = root().join("target/without-libtorch/debug/precisiond");
+    assert!(supervisor.is_file());
+    assert!(!root()
+        .join("target/without-libtorch/debug/precisiond-worker")
+        .exists());
+}
+
+#[test]
+fn the_worker_uses_none_of_the_supervisors_modules() {
+    let supervisor_only = ["supervise", "daemon", "watch", "queue", "config"];
+    let mut offending = Vec::new();
+    let mut files = vec![root().join("worker/src")];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for module in supervisor_only {
+            let needle = format!("precisiond::{module}");
+            if text.lines().any(|l| l.contains(&needle)) {
+                offending.push(format!("{} uses {needle}", path.display()));
+            }
+        }
+    }
+    assert!(offending.is_empty(), "{offending:#?}");
+}

@@ -1,0 +1,124 @@
+//! What every step of a job needs to know: the job's inputs, options and
+//! FP32 reference (one [`Job`]), and the device being measured (one
+//! [`Context`] per device).
+
+use precisiond::bench::BenchConfig;
+use precisiond::devices::Device;
+use precisiond::hardware::Hardware;
+use precisiond::precision::Precision;
+use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond::settings::{InputSpec, ModelSettings, SettingsDir};
+use precisiond::tensorrt::Trtexec;
+use std::cell::OnceCell;
+use std::path::PathBuf;
+use tch::{CModule, Tensor};
+
+/// How the worker was asked to run one job.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub model: PathBuf,
+    pub report: PathBuf,
+    /// None: the settings file's list, else the default set.
+    pub precisions: Option<Vec<Precision>>,
+    pub threads: usize,
+    /// None: `MODEL.toml` beside the model when it exists.
+    pub settings: Option<PathBuf>,
+    pub bench: BenchConfig,
+    /// Folder for artefacts (quantized models); default `.precisiond/` beside the model.
+    pub state_dir: Option<PathBuf>,
+    pub probe: bool,
+    /// None: the settings file's list, else "auto".
+    pub devices: Option<Vec<precisiond::devices::DeviceRequest>>,
+    /// TensorRT's trtexec; None: PATH, then /usr/src/tensorrt/bin.
+    pub trtexec: Option<PathBuf>,
+    /// Started by the daemon: refuse a model or settings file that is a
+    /// symbolic link, and keep the paths the settings name inside the drop
+    /// folder.
+    pub untrusted_folder: bool,
+}
+
+impl JobOptions {
+    /// The state folder: `--state-dir`, else `.precisiond/` beside the model.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| precisiond::fsutil::state_dir_beside(&self.model))
+    }
+}
+
+/// One job's facts, fixed once the model is loaded and its FP32 reference
+/// computed.
+pub struct Job<'a> {
+    pub opts: &'a JobOptions,
+    /// The model file's bytes (hashed for artefact names, loaded again for
+    /// every cast copy).
+    pub bytes: &'a [u8],
+    pub hardware: &'a Hardware,
+    pub bench: BenchConfig,
+    /// FP32's outputs on the CPU: every device and precision is compared with them.
+    pub reference: &'a [Tensor],
+    /// The model as loaded, on the CPU.
+    pub fp32_module: &'a CModule,
+    /// The model calls `quantized::` operators: it runs only as INT8.
+    pub prequantized: bool,
+    pub settings: &'a ModelSettings,
+    pub settings_dir: &'a SettingsDir,
+    pub specs: &'a [InputSpec],
+    /// trtexec, looked for once, when a CUDA device first needs it.
+    pub trtexec: OnceCell<Result<Trtexec, String>>,
+}
+
+/// One device of a job.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub job: &'a Job<'a>,
+    pub device: Device,
+    /// The job's inputs, on `device`.
+    pub inputs: &'a [Tensor],
+}
+
+impl Context<'_> {
+    pub fn tch_device(&self) -> tch::Device {
+        match self.device {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => tch::Device::Cuda(i),
+        }
+    }
+
+    pub fn is_cuda(&self) -> bool {
+        matches!(self.device, Device::Cuda(_))
+    }
+
+    /// Inputs per forward() call: the first input's leading dimension.
+    pub fn batch(&self) -> i64 {
+        self.inputs
+            .first()
+            .and_then(|t| t.size().first().copied())
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// A result on this device that holds no timing yet.
+    pub fn result(
+        &self,
+        precision: Precision,
+        status: Status,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
+        PrecisionResult::not_measured(&self.device.name(), precision, status, method, reason)
+    }
+
+    pub fn failed(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {
+        self.result(precision, Status::Failed, method, reason)
+    }
+
+    pub fn unsupported(
+        &self,
+        precision: Precision,
+        method: Method,
+        reason: String,
+    ) -> PrecisionResult {
+        self.result(precision, Status::Unsupported, method, reason)
+    }
+}

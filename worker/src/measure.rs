@@ -1,0 +1,150 @@
+//! One precision on one device, start to end: the plan picks the method,
+//! the method prepares the model, then the one timing path and the one
+//! comparison path, then the hardware verdict's word on the result. A
+//! libtorch panic anywhere becomes a failed result.
+
+use crate::context::Context;
+use crate::method::{Comparison, PrecisionMethod, Prepared};
+use crate::plan::{self, Planned};
+use crate::{compare, model, timing};
+use precisiond::precision::Precision;
+use precisiond::report::{PrecisionResult, Status};
+use std::panic::{self, AssertUnwindSafe};
+
+/// The planned result for `precision` on the context's device.
+pub fn planned(ctx: &Context, precision: Precision) -> PrecisionResult {
+    let mut result = match plan::method_for(ctx.device, precision, ctx.job.prequantized) {
+        Planned::Measure(method) => guarded(ctx, method, precision),
+        Planned::NotMeasured {
+            status,
+            method,
+            reason,
+        } => ctx.result(precision, status, method, reason.to_owned()),
+    };
+    apply_verdict(ctx, &mut result);
+    result
+}
+
+/// A result of `method` beside the planned one (TensorRT's FP16 next to
+/// libtorch's); it takes the verdict's `native` flag only.
+pub fn beside(
+    ctx: &Context,
+    method: &dyn PrecisionMethod,
+    precision: Precision,
+) -> PrecisionResult {
+    let mut result = guarded(ctx, method, precision);
+    if let Some(v) = ctx
+        .job
+        .hardware
+        .verdict(&ctx.device.hardware_key(), precision.name())
+    {
+        result.native = v.native;
+    }
+    result
+}
+
+/// [`run`], with a libtorch panic turned into a failed result.
+fn guarded(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> PrecisionResult {
+    let mut result = match panic::catch_unwind(AssertUnwindSafe(|| run(ctx, method, precision))) {
+        Ok(result) => result,
+        Err(payload) => ctx.failed(
+            precision,
+            method.method(),
+            format!("libtorch failed: {}", panic_message(&payload)),
+        ),
+    };
+    // BF16 below compute capability 8.0 runs only where libtorch allows it.
+    if ctx.is_cuda() && precision == Precision::Bf16 && result.status == Status::Failed {
+        let native = ctx
+            .job
+            .hardware
+            .verdict(&ctx.device.hardware_key(), precision.name())
+            .is_none_or(|v| v.native);
+        if !native {
+            result.status = Status::Unsupported;
+            result.reason = format!(
+                "libtorch does not run bf16 on this GPU, which has no BF16 arithmetic: {}",
+                result.reason
+            );
+        }
+    }
+    result
+}
+
+/// Prepare, time, compare.
+fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> PrecisionResult {
+    let runnable = match method.prepare(ctx, precision) {
+        Err(result) => return result,
+        Ok(Prepared::Measured(result)) => return result,
+        Ok(Prepared::Module(runnable)) => runnable,
+    };
+    let module = &*runnable.module;
+    // The outputs compared with FP32's: also the check that the prepared
+    // model runs at all, before it is timed.
+    let outputs = match runnable.comparison {
+        Comparison::Reference => match model::forward(module, &runnable.inputs) {
+            Ok(out) => Some(model::output_tensors(&out)),
+            Err(e) => {
+                let mut failed = runnable.result;
+                failed.status = Status::Failed;
+                failed.reason = format!("forward() failed in {precision}: {e}");
+                return failed;
+            }
+        },
+        _ => None,
+    };
+    let mut result = timing::time(ctx, module, &runnable.inputs, runnable.result);
+    if result.latency_ms.is_none() {
+        return result;
+    }
+    result.accuracy = match (&runnable.comparison, outputs) {
+        (Comparison::Reference, Some(outputs)) => {
+            Some(compare::outputs(ctx.job.reference, &outputs))
+        }
+        (Comparison::Samples(samples), _) => {
+            Some(compare::on_samples(ctx.job.fp32_module, module, samples))
+        }
+        _ => None,
+    };
+    result
+}
+
+/// What the hardware detection says of this precision on this device:
+/// `native` and `accelerated`, and a note when the timing was taken in a
+/// format the hardware only emulates.
+fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
+    let precision = result.precision;
+    let Some(v) = ctx
+        .job
+        .hardware
+        .verdict(&ctx.device.hardware_key(), precision.name())
+    else {
+        return;
+    };
+    result.native = v.native;
+    result.accelerated = v.accelerated;
+    if result.status != Status::Ok {
+        return;
+    }
+    let what = if ctx.is_cuda() { "GPU" } else { "CPU" };
+    if !v.native {
+        result.notes.push(format!(
+            "EMULATED: this {what} has no {precision} arithmetic ({}); do not plan a deployment on this timing",
+            v.reason
+        ));
+    } else if v.accelerated == Some(false) {
+        result
+            .notes
+            .push(format!("not accelerated here: {}", v.reason));
+    }
+}
+
+/// A panic's message, cleaned of libtorch's C++ backtrace.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown error".into());
+    model::clean_torch_error(&text)
+}

@@ -1,0 +1,148 @@
+//! INT8 on the CPU: static post-training quantization through libtorch's
+//! graph-mode passes (see csrc/shim.cpp), calibrated on the user's samples
+//! or on synthetic inputs. The passes run in a child process
+//! (`crate::quantize`): they crash on some models, and a crash must fail
+//! only this result. The quantized model is kept in the state folder, so a
+//! user can deploy exactly what was timed.
+
+use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
+use crate::calibration::{self, SampleSet};
+use crate::context::Context;
+use crate::model;
+use crate::qengine::{self, NoEngine};
+use crate::quantize::{self, QuantizeJob};
+use precisiond::fsutil::{file_name, hex_sha256};
+use precisiond::precision::Precision;
+use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
+use std::path::{Path, PathBuf};
+use tch::{CModule, Tensor};
+
+pub struct StaticPtq;
+
+impl PrecisionMethod for StaticPtq {
+    fn method(&self) -> Method {
+        Method::StaticPtq
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn prepare<'a>(
+        &self,
+        ctx: &Context<'a>,
+        precision: Precision,
+    ) -> Result<Prepared<'a>, PrecisionResult> {
+        let fail = |why: String| ctx.failed(precision, Method::StaticPtq, why);
+        let engine = qengine::select().map_err(|e| match e {
+            NoEngine::Missing(why) => ctx.unsupported(precision, Method::StaticPtq, why),
+            NoEngine::Failed(why) => fail(why),
+        })?;
+        let with_engine = |mut r: PrecisionResult| {
+            r.engine = Some(engine.clone());
+            r
+        };
+        let job = ctx.job;
+        let calibration_dir = match &job.settings.calibration {
+            Some(cal) => Some(job.settings_dir.resolve(&cal.dir).map_err(fail)?),
+            None => None,
+        };
+        let samples = match (&job.settings.calibration, &calibration_dir) {
+            (Some(cal), Some(dir)) => {
+                calibration::from_folder(cal, dir, job.specs).map_err(fail)?
+            }
+            _ => calibration::synthetic(job.specs, quantize::CALIBRATION_SEED),
+        };
+
+        let artefact = artefact_path(ctx);
+        if let Some(dir) = artefact.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create state folder {}: {e}", dir.display())))?;
+        }
+        let done = quantize::run_child(&QuantizeJob {
+            model: job.opts.model.clone(),
+            out: artefact.clone(),
+            engine: engine.clone(),
+            threads: job.opts.threads,
+            inputs: job.specs.to_vec(),
+            calibration: job.settings.calibration.clone(),
+            calibration_dir,
+        })
+        .map_err(|e| with_engine(fail(e)))?;
+        let warnings: Vec<String> = done
+            .warnings
+            .iter()
+            .map(|w| format!("libtorch warned: {w}"))
+            .collect();
+        if let Some(e) = done.error {
+            let mut result = with_engine(fail(format!("static quantization failed: {e}")));
+            result.notes.extend(warnings);
+            return Err(result);
+        }
+
+        let quantized = match CModule::load(&artefact) {
+            Ok(mut m) => {
+                let _ = m.f_set_eval();
+                m
+            }
+            Err(e) => {
+                // Keep no artefact that cannot be deployed.
+                let _ = std::fs::remove_file(&artefact);
+                return Err(fail(format!(
+                    "libtorch's quantization passes produced a model that does not load: {}",
+                    model::clean_torch_error(&e.to_string())
+                )));
+            }
+        };
+
+        let mut result =
+            with_engine(ctx.result(precision, Status::Ok, Method::StaticPtq, String::new()));
+        result.quantization_seconds = Some(done.seconds);
+        result.quantized_model = Some(report_relative(&artefact, &job.opts.report));
+        result.calibration = Some(CalibrationFacts {
+            source: samples.source.clone(),
+            samples: samples.calibration.len(),
+            held_out: samples.held_out.len(),
+            note: samples.notes.join("; "),
+        });
+        result.notes.extend(warnings);
+        Ok(Prepared::Module(Runnable {
+            module: ModuleRef::Owned(quantized),
+            inputs: ctx.inputs.iter().map(Tensor::shallow_clone).collect(),
+            comparison: held_out(samples),
+            result,
+        }))
+    }
+}
+
+/// Accuracy is measured on the held-out samples, or on the timing inputs
+/// (which calibration never saw) when none were held out.
+fn held_out(samples: SampleSet) -> Comparison {
+    if samples.held_out.is_empty() {
+        Comparison::Reference
+    } else {
+        Comparison::Samples(samples.held_out)
+    }
+}
+
+/// Where the quantized model is kept: the state folder, named after the
+/// model and its hash.
+fn artefact_path(ctx: &Context) -> PathBuf {
+    let job = ctx.job;
+    let name = file_name(&job.opts.model);
+    let hash = hex_sha256(job.bytes);
+    job.opts
+        .state_dir()
+        .join("quantized")
+        .join(format!("{name}.{}.int8.pt", &hash[..12]))
+}
+
+/// The artefact's path as the report shows it: relative to the report's
+/// folder when it lies below it (the drop folder moves as a whole), else
+/// absolute.
+fn report_relative(artefact: &Path, report: &Path) -> String {
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let artefact = absolute(artefact);
+    let base = report.parent().map(absolute).unwrap_or_default();
+    match artefact.strip_prefix(&base) {
+        Ok(rel) if !base.as_os_str().is_empty() => rel.display().to_string(),
+        _ => artefact.display().to_string(),
+    }
+}

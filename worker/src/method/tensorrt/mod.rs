@@ -1,0 +1,136 @@
+//! INT8 (and FP16/BF16 beside libtorch's own, for comparison) on a CUDA
+//! device through TensorRT's `trtexec`, on an ONNX file of the model:
+//! PyTorch's quantized operators run on the CPU only. trtexec builds the
+//! engine and times it itself, so the result comes back measured; see
+//! `precisiond::tensorrt` for the plan, the engine cache and the parsing,
+//! and [`run`] for the processes.
+
+#[cfg(test)]
+mod flow_tests;
+mod run;
+
+use super::{PrecisionMethod, Prepared};
+use crate::context::Context;
+use precisiond::devices::Device;
+use precisiond::precision::Precision;
+use precisiond::report::{Method, PrecisionResult};
+use precisiond::tensorrt::{self, Trtexec};
+use std::time::Duration;
+
+/// Longest a TensorRT engine build may take (large models on a Jetson take
+/// minutes); the worker's own time limit still applies.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+
+const CPU_ONLY: &str = "PyTorch's quantized operators are CPU-only";
+
+pub struct Tensorrt;
+
+impl PrecisionMethod for Tensorrt {
+    fn method(&self) -> Method {
+        Method::Tensorrt
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn prepare<'a>(
+        &self,
+        ctx: &Context<'a>,
+        precision: Precision,
+    ) -> Result<Prepared<'a>, PrecisionResult> {
+        let unsupported = |why: String| ctx.unsupported(precision, Method::Tensorrt, why);
+        let Device::Cuda(index) = ctx.device else {
+            return Err(unsupported("TensorRT runs on CUDA devices only".into()));
+        };
+        let trt = trtexec(ctx)
+            .as_ref()
+            .map_err(|why| unsupported(why.clone()))?;
+        let job = ctx.job;
+        let onnx = match tensorrt::onnx_for(
+            &job.opts.model,
+            job.settings.onnx.as_deref(),
+            job.settings_dir,
+        ) {
+            Ok(Some(onnx)) => onnx,
+            Ok(None) => {
+                return Err(unsupported(format!(
+                    "TensorRT {} is here ({}), but there is no ONNX file of this model: export \
+                     one to {} (torch.onnx.export) or name it in the settings (onnx = \"...\"); \
+                     {CPU_ONLY}",
+                    trt.version,
+                    trt.path.display(),
+                    job.opts.model.with_extension("onnx").display()
+                )))
+            }
+            Err(why) if precision == Precision::Int8 => {
+                return Err(unsupported(format!("{why}; {CPU_ONLY}")))
+            }
+            Err(why) => return Err(unsupported(why)),
+        };
+        let gpu = job
+            .hardware
+            .gpus
+            .get(&ctx.device.hardware_key())
+            .map(|g| format!("{} ({})", g.name, g.compute_capability))
+            .unwrap_or_else(|| ctx.device.hardware_key());
+        let resolve = |p: &std::path::Path| job.settings_dir.resolve(p);
+        let cache = match job
+            .settings
+            .tensorrt_calibration_cache
+            .as_deref()
+            .map(resolve)
+        {
+            Some(Err(why)) => return Err(unsupported(why)),
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        let samples = match job.settings.calibration.as_ref().map(|c| resolve(&c.dir)) {
+            Some(Err(why)) => return Err(unsupported(why)),
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        let state = job.opts.state_dir();
+        let request = run::Request {
+            trtexec: trt,
+            onnx: &onnx,
+            precision,
+            device_index: index,
+            gpu,
+            state_dir: &state,
+            calibration_cache: cache.as_deref(),
+            calibration_samples: samples.as_deref(),
+            max_seconds: job.bench.max_seconds,
+            batch: ctx.batch(),
+            build_timeout: BUILD_TIMEOUT,
+        };
+        Ok(Prepared::Measured(run::measure(&request)))
+    }
+}
+
+/// trtexec is here and the settings name an ONNX file or one lies beside
+/// the model: TensorRT results beside libtorch's FP16/BF16 are worth adding.
+pub fn present(ctx: &Context) -> bool {
+    let job = ctx.job;
+    trtexec(ctx).is_ok()
+        && !matches!(
+            tensorrt::onnx_for(
+                &job.opts.model,
+                job.settings.onnx.as_deref(),
+                job.settings_dir
+            ),
+            Ok(None)
+        )
+}
+
+/// trtexec, looked for once per job.
+fn trtexec<'a>(ctx: &Context<'a>) -> &'a Result<Trtexec, String> {
+    ctx.job.trtexec.get_or_init(|| {
+        let found = tensorrt::find(
+            ctx.job.opts.trtexec.as_deref(),
+            std::env::var_os("PATH").as_deref(),
+        );
+        match &found {
+            Ok(t) => log::info!("TensorRT {} at {}", t.version, t.path.display()),
+            Err(e) => log::info!("no TensorRT: {e}"),
+        }
+        found
+    })
+}

@@ -1,0 +1,116 @@
+//! Which method serves which (device, precision), and what is not measured
+//! at all: the one table of the design notes' "precision methods", as code.
+
+use crate::method::cast::Cast;
+use crate::method::prequantized::Prequantized;
+use crate::method::static_ptq::StaticPtq;
+use crate::method::tensorrt::Tensorrt;
+use crate::method::PrecisionMethod;
+use precisiond::devices::Device;
+use precisiond::precision::Precision;
+use precisiond::report::{Method, Status};
+
+/// The plan for one (device, precision).
+pub enum Planned {
+    Measure(&'static dyn PrecisionMethod),
+    /// Not measured, and why.
+    NotMeasured {
+        status: Status,
+        method: Method,
+        reason: &'static str,
+    },
+}
+
+/// How `precision` is measured on `device`; `prequantized`: the model
+/// calls `quantized::` operators.
+pub fn method_for(device: Device, precision: Precision, prequantized: bool) -> Planned {
+    let cuda = matches!(device, Device::Cuda(_));
+    match precision {
+        Precision::Int8 if cuda && prequantized => Planned::NotMeasured {
+            status: Status::Unsupported,
+            method: Method::Prequantized,
+            reason:
+                "the model is already quantized with PyTorch's quantized:: operators, which run \
+                     on the CPU only; see the cpu int8 result",
+        },
+        Precision::Int8 if cuda => Planned::Measure(&Tensorrt),
+        Precision::Int8 if prequantized => Planned::Measure(&Prequantized),
+        Precision::Int8 => Planned::Measure(&StaticPtq),
+        _ if prequantized => Planned::NotMeasured {
+            status: Status::Skipped,
+            method: Method::Cast,
+            reason:
+                "the model is already quantized (it calls quantized:: operators): it runs only \
+                     as int8, see the int8 result",
+        },
+        _ => Planned::Measure(&Cast),
+    }
+}
+
+/// A second result for `precision` on `device`, beside the planned one:
+/// TensorRT's FP16/BF16 next to libtorch's on a CUDA device (added only
+/// where TensorRT and an ONNX file are there).
+pub fn comparison_for(
+    device: Device,
+    precision: Precision,
+) -> Option<&'static dyn PrecisionMethod> {
+    let cuda = matches!(device, Device::Cuda(_));
+    (cuda && matches!(precision, Precision::Fp16 | Precision::Bf16)).then_some(&Tensorrt as _)
+}
+
+/// The method a result names when it could not even be planned (its
+/// device is missing) or when preparing it panicked.
+pub fn nominal_method(device: Device, precision: Precision) -> Method {
+    match (device, precision) {
+        (Device::Cuda(_), Precision::Int8) => Method::Tensorrt,
+        (Device::Cpu, Precision::Int8) => Method::StaticPtq,
+        _ => Method::Cast,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method(device: Device, precision: Precision, prequantized: bool) -> Method {
+        match method_for(device, precision, prequantized) {
+            Planned::Measure(m) => m.method(),
+            Planned::NotMeasured { method, .. } => method,
+        }
+    }
+
+    #[test]
+    fn the_methods_follow_the_design_table() {
+        let gpu = Device::Cuda(0);
+        for p in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
+            assert_eq!(method(Device::Cpu, p, false), Method::Cast);
+            assert_eq!(method(gpu, p, false), Method::Cast);
+        }
+        assert_eq!(
+            method(Device::Cpu, Precision::Int8, false),
+            Method::StaticPtq
+        );
+        assert_eq!(
+            method(Device::Cpu, Precision::Int8, true),
+            Method::Prequantized
+        );
+        assert_eq!(method(gpu, Precision::Int8, false), Method::Tensorrt);
+        assert!(matches!(
+            method_for(gpu, Precision::Int8, true),
+            Planned::NotMeasured {
+                status: Status::Unsupported,
+                ..
+            }
+        ));
+        assert!(matches!(
+            method_for(Device::Cpu, Precision::Fp16, true),
+            Planned::NotMeasured {
+                status: Status::Skipped,
+                ..
+            }
+        ));
+        assert!(comparison_for(gpu, Precision::Fp16).is_some());
+        assert!(comparison_for(gpu, Precision::Int8).is_none());
+        assert!(comparison_for(Device::Cpu, Precision::Bf16).is_none());
+    }
+}
