@@ -15,7 +15,7 @@
 
 mod decide;
 // The status file (crate::output::status) makes sure of the state folder too.
-pub(crate) mod folders;
+mod folders;
 mod systemd;
 
 use crate::cli::PrecisionList;
@@ -405,7 +405,7 @@ impl Daemon {
 
     fn add_folder(&mut self, folder: PathBuf) -> Result<(), String> {
         let state = crate::fsutil::state_dir(&folder);
-        folders::ensure_state_dir(&state)?;
+        crate::fsutil::ensure_state_dir(&state)?;
         // No worker runs yet (or the folder is new): leftovers are stale.
         folders::remove_stale_tmp(&folder, &state);
         if !self.folders.contains(&folder) {

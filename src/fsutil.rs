@@ -23,6 +23,39 @@ pub fn state_dir_beside(model: &Path) -> PathBuf {
     state_dir(model.parent().unwrap_or_else(|| Path::new(".")))
 }
 
+/// Makes sure `.precisiond/` is a real folder of ours: a symlink placed
+/// there would send the status file and the worker's artefacts elsewhere.
+pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dir)
+                .or_else(|e| {
+                    // Created meanwhile by the worker: fine.
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| {
+                    format!(
+                        "cannot create {}: {e}; the drop folder must be writable by precisiond",
+                        dir.display()
+                    )
+                })
+        }
+        Err(e) => Err(format!("cannot look at {}: {e}", dir.display())),
+    }
+}
+
 /// Lowercase hexadecimal of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

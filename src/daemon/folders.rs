@@ -2,7 +2,6 @@
 //! tidying what a killed process left behind.
 
 use crate::watch::{self, Kind};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,36 +22,6 @@ pub fn resolve(folder: &Path, origin: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(path)
-}
-
-/// Makes sure `.precisiond/` is a real folder of ours: a symlink placed
-/// there would send the status file and the worker's artefacts elsewhere.
-pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
-            dir.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(dir)
-            .or_else(|e| {
-                // Created meanwhile by the worker: fine.
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| {
-                format!(
-                    "cannot create {}: {e}; the drop folder must be writable by precisiond",
-                    dir.display()
-                )
-            }),
-        Err(e) => Err(format!("cannot look at {}: {e}", dir.display())),
-    }
 }
 
 /// Removes the temporary files of atomic writes (`.NAME.XXXXXX.tmp`) that a
@@ -126,7 +95,7 @@ mod tests {
     fn stale_tmp_files_of_ours_only() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join(".precisiond");
-        ensure_state_dir(&state).unwrap();
+        crate::fsutil::ensure_state_dir(&state).unwrap();
         for name in [".m.pt.report.toml.a1b2c3.tmp", ".users-own.tmp", "m.pt"] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
@@ -142,6 +111,6 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         let state = dir.path().join(".precisiond");
         std::os::unix::fs::symlink(elsewhere.path(), &state).unwrap();
-        assert!(ensure_state_dir(&state).is_err());
+        assert!(crate::fsutil::ensure_state_dir(&state).is_err());
     }
 }

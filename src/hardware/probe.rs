@@ -9,7 +9,7 @@
 //! convolution per precision and compares them with FP32 on the same device.
 //!
 //! The timing itself needs libtorch and lives in the worker
-//! (src/bin/precisiond-worker/probe.rs); this module holds its constants,
+//! (worker/src/probe.rs); this module holds its constants,
 //! its result types and how a result turns into a verdict.
 //!
 //! Measurement: the precisions are timed in interleaved rounds (fp32, fp16,

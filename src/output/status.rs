@@ -121,7 +121,7 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
     };
     let text = toml::to_string(&status).map_err(|e| format!("cannot write the status: {e}"))?;
     let dir = crate::fsutil::state_dir(folder);
-    crate::daemon::folders::ensure_state_dir(&dir)?;
+    crate::fsutil::ensure_state_dir(&dir)?;
     let path = dir.join("status.toml");
     crate::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
