@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::calibrated::cnn_with_calibration;
 use common::*;
 use std::path::{Path, PathBuf};
 
@@ -25,24 +26,6 @@ fn status_of(report: &toml::Table, precision: &str) -> String {
         .find(|r| r["precision"].as_str() == Some(precision))
         .map(|r| r["status"].as_str().unwrap().to_owned())
         .unwrap()
-}
-
-/// A drop folder with cnn_residual.pt calibrated from a copy of `samples`.
-fn cnn_with_calibration(samples: &Path) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let model = copy_fixture("cnn_residual.pt", dir.path());
-    let target = dir.path().join("samples");
-    std::fs::create_dir(&target).unwrap();
-    for entry in std::fs::read_dir(samples).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("cnn_residual.pt.toml"),
-        "[[inputs]]\nshape = [1, 3, 224, 224]\n\n[calibration]\ndir = \"samples\"\n",
-    )
-    .unwrap();
-    (dir, model)
 }
 
 // Thresholds for the residual CNN calibrated on the committed image-like

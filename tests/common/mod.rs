@@ -2,6 +2,8 @@
 //! committed fixture models, and temporary drop folders.
 #![allow(dead_code)]
 
+pub mod calibrated;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

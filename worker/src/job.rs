@@ -228,16 +228,8 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
                 measure_device(&ctx, &ordered, &mut progress, report);
             }
             Err(why) => {
-                for &precision in &ordered {
-                    progress.step(device, precision);
-                    report.results.push(PrecisionResult::not_measured(
-                        &device.name(),
-                        precision,
-                        Status::Failed,
-                        Method::Cast,
-                        why.clone(),
-                    ));
-                }
+                let failed = (Status::Failed, why.as_str());
+                none_measured(device, &ordered, failed, &mut progress, report);
             }
         }
     }
@@ -253,18 +245,31 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
                 cuda_count - 1
             )
         };
-        for &precision in &ordered {
-            progress.step(device, precision);
-            report.results.push(PrecisionResult::not_measured(
-                &device.name(),
-                precision,
-                Status::Unsupported,
-                plan::nominal_method(device, precision),
-                why.clone(),
-            ));
-        }
+        let unsupported = (Status::Unsupported, why.as_str());
+        none_measured(device, &ordered, unsupported, &mut progress, report);
     }
     Ok(())
+}
+
+/// A result for every precision on `device`, none measured, with `status`
+/// and its reason.
+fn none_measured(
+    device: Device,
+    ordered: &[Precision],
+    (status, why): (Status, &str),
+    progress: &mut Progress,
+    report: &mut Report,
+) {
+    for &precision in ordered {
+        progress.step(device, precision);
+        report.results.push(PrecisionResult::not_measured(
+            &device.name(),
+            precision,
+            status,
+            plan::nominal_method(device, precision),
+            why.to_owned(),
+        ));
+    }
 }
 
 /// The job's inputs on `device`: moved once, every precision casts them

@@ -8,28 +8,10 @@ use std::process::Output;
 
 const MIN_COSINE: f64 = 0.999;
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+#[path = "../../tests/common/calibrated.rs"]
+mod calibrated;
 
-/// A drop folder with cnn_residual.pt calibrated from a copy of `samples`.
-fn cnn_with_calibration(samples: &Path) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("cnn_residual.pt");
-    std::fs::copy(fixtures_dir().join("models/cnn_residual.pt"), &model).unwrap();
-    let target = dir.path().join("samples");
-    std::fs::create_dir(&target).unwrap();
-    for entry in std::fs::read_dir(samples).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("cnn_residual.pt.toml"),
-        "[[inputs]]\nshape = [1, 3, 224, 224]\n\n[calibration]\ndir = \"samples\"\n",
-    )
-    .unwrap();
-    (dir, model)
-}
+use calibrated::{cnn_with_calibration, fixtures as fixtures_dir};
 
 /// The worker measuring FP32 and INT8 on the CPU with a short budget.
 fn run_quick(model: &Path) -> Output {
