@@ -26,7 +26,8 @@ TORCH_PYTHONPATH := $(abspath $(LIBTORCH)/..)
 # build user's cache.
 LIBDIR ?= $(PREFIX)/lib/precisiond
 
-.PHONY: all build demo test test-deps fixtures bench install uninstall clean lint
+.PHONY: all build demo test test-deps fixtures bench install uninstall clean lint \
+	aarch64-deps build-aarch64 test-aarch64
 
 all: build
 
@@ -53,6 +54,32 @@ test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1
 	scripts/check-systemd.sh target/release/precisiond
 	scripts/check-mdwe.sh target/release/precisiond-worker
+
+# ARM boards from this x86 machine: cross-built for aarch64 against the
+# aarch64 libtorch in the cache (a user's LIBTORCH_AARCH64 wins), and run
+# under qemu-user (scripts/aarch64-run.sh).
+AARCH64_TARGET := aarch64-unknown-linux-gnu
+AARCH64_DIR := $(CURDIR)/target/$(AARCH64_TARGET)/release
+
+aarch64-deps:
+	@command -v aarch64-linux-gnu-g++ >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing the aarch64 cross compilers"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu g++-aarch64-linux-gnu >/dev/null; \
+	  else \
+	    echo "make build-aarch64 needs aarch64-linux-gnu-g++: install gcc-aarch64-linux-gnu and g++-aarch64-linux-gnu" >&2; exit 1; \
+	  fi; }
+	@rustup target list --installed | grep -qx $(AARCH64_TARGET) || rustup target add $(AARCH64_TARGET)
+
+build-aarch64: aarch64-deps
+	LIBTORCH="$$(scripts/install-libtorch-aarch64.sh)" \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	  $(CARGO) build $(CARGO_FLAGS) --target $(AARCH64_TARGET) --bins
+	@echo "built $(AARCH64_DIR)/precisiond and precisiond-worker; run them with scripts/aarch64-run.sh"
+
+test-aarch64: build-aarch64
+	scripts/install-qemu.sh >/dev/null
+	PRECISIOND_AARCH64_DIR=$(AARCH64_DIR) $(CARGO) test $(CARGO_FLAGS) -p precisiond --test aarch64 -- --ignored --test-threads=1
 
 lint:
 	$(CARGO) fmt --check

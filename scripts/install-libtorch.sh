@@ -20,6 +20,16 @@ if [ -n "${LIBTORCH:-}" ]; then
     exit 0
 fi
 
+# PyPI's aarch64 wheels are built for ARMv8.2-A cores: on an ARMv8.0 core
+# (Raspberry Pi 3/4, Jetson Nano/TX1/TX2: no LSE atomics) some of their
+# kernels stop with an illegal instruction. Say so before installing 0.5 GB.
+if [ "$(uname -m)" = aarch64 ] && ! grep -qw atomics /proc/cpuinfo 2>/dev/null; then
+    echo "warning: this CPU has no LSE atomics (an ARMv8.0 core such as Cortex-A53/A57/A72)." >&2
+    echo "  PyPI's aarch64 libtorch is built for ARMv8.2-A cores and stops with an illegal" >&2
+    echo "  instruction here; set LIBTORCH to a libtorch $TORCH_VERSION built for ARMv8.0" >&2
+    echo "  (see the README's \"ARM boards\" section)." >&2
+fi
+
 if [ ! -f "$TARGET/.complete" ]; then
     PYTHON="${PYTHON:-$(command -v python3 || true)}"
     if [ -z "$PYTHON" ]; then

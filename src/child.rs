@@ -45,6 +45,25 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// The variable naming a program that runs precisiond's own binaries
+/// (`scripts/aarch64-run.sh` sets it to itself, so a worker started by an
+/// emulated supervisor is emulated too: the kernel cannot run an aarch64
+/// program on x86 by itself).
+pub const RUNNER_VAR: &str = "PRECISIOND_RUNNER";
+
+/// A command for one of precisiond's own binaries (the worker, the
+/// quantizing process): through the runner when one is set.
+pub fn own_binary(program: &Path) -> Command {
+    match std::env::var_os(RUNNER_VAR).filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut command = Command::new(runner);
+            command.arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 /// When to give up on a child.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits<'a> {
@@ -256,6 +275,18 @@ mod tests {
             stat.is_empty() || stat.contains(") Z ")
         });
         assert!(gone, "grandchild {pid} still runs");
+    }
+
+    #[test]
+    fn own_binaries_go_through_the_runner_when_one_is_set() {
+        let plain = own_binary(Path::new("/bin/echo"));
+        assert_eq!(plain.get_program(), "/bin/echo");
+        // Set for this one check only; no other test reads the variable.
+        std::env::set_var(RUNNER_VAR, "/opt/run.sh");
+        let wrapped = own_binary(Path::new("/bin/echo"));
+        std::env::remove_var(RUNNER_VAR);
+        assert_eq!(wrapped.get_program(), "/opt/run.sh");
+        assert_eq!(wrapped.get_args().collect::<Vec<_>>(), ["/bin/echo"]);
     }
 
     #[test]

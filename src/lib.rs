@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod devices;
+pub mod emulation;
 pub mod fsutil;
 pub mod hardware;
 pub mod memory;

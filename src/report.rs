@@ -81,6 +81,10 @@ pub struct RunFacts {
     pub max_seconds: f64,
     /// Relative 95% confidence half-width of the median at which timing stops.
     pub target_rel_ci: f64,
+    /// The emulator this ran under (see `crate::emulation`): timings are
+    /// the emulator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -25,6 +25,16 @@ impl WorkerEnd {
     pub fn describe(&self) -> String {
         match self {
             WorkerEnd::Exited(code) => format!("the worker exited with code {code} without writing a report"),
+            WorkerEnd::Signaled(libc::SIGILL) => match illegal_instruction_cause() {
+                Some(why) => why,
+                None => format!(
+                    "the worker process was killed by signal {} ({}): libtorch executed an \
+                     instruction this CPU does not have; build precisiond against a libtorch made \
+                     for this CPU (LIBTORCH)",
+                    libc::SIGILL,
+                    crate::child::signal_name(libc::SIGILL)
+                ),
+            },
             WorkerEnd::Signaled(sig) => format!(
                 "the worker process was killed by signal {sig} ({}) while measuring the model; \
                  libtorch crashed on this model or the process was killed from outside",
@@ -38,6 +48,15 @@ impl WorkerEnd {
             WorkerEnd::Stopped => "precisiond was stopped while this model was being measured; it is measured again at the next start".into(),
         }
     }
+}
+
+/// What this CPU lacks that the prebuilt libtorch assumes, read from
+/// /proc/cpuinfo (the supervisor loads no libtorch, so it can always say).
+fn illegal_instruction_cause() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    crate::hardware::baseline::explain_illegal_instruction(
+        &crate::hardware::cpuinfo::parse_cpuinfo(&text),
+    )
 }
 
 /// The worker binary: `PRECISIOND_WORKER`, else `precisiond-worker` beside
@@ -68,7 +87,7 @@ pub fn run_worker(
     stop: &AtomicBool,
     on_line: impl FnMut(&str),
 ) -> std::io::Result<WorkerEnd> {
-    let mut command = Command::new(exe);
+    let mut command = child::own_binary(exe);
     command
         .args(args)
         .stdin(Stdio::null())
@@ -146,6 +165,7 @@ pub fn failed_report_for(
             libtorch: "unknown".into(),
             threads,
             host: report::host_name(),
+            emulator: crate::emulation::emulator(),
             max_seconds: 0.0,
             target_rel_ci: 0.0,
         },

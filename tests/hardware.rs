@@ -83,9 +83,14 @@ fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
         info.cores,
         ["Cortex-A510", "Cortex-A715", "Cortex-A710", "Cortex-X3"]
     );
+    assert_eq!(info.core_counts, [3, 2, 2, 1]);
+    assert!(info.is_heterogeneous());
     let r = cpu_report(&info, "fixture");
     assert_eq!(r.arch, "aarch64");
-    assert!(r.model.contains("Cortex-X3"), "{}", r.model);
+    assert_eq!(
+        r.model,
+        "3x Cortex-A510 + 2x Cortex-A715 + 2x Cortex-A710 + 1x Cortex-X3 (big.LITTLE)"
+    );
     assert!(r.fp32.native);
     assert!(r.fp16.native, "{}", r.fp16.reason);
     assert!(r.fp16.reason.contains("asimdhp"), "{}", r.fp16.reason);
@@ -94,6 +99,7 @@ fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
     assert!(r.int8.native, "{}", r.int8.reason);
     assert!(r.int8.reason.contains("i8mm"), "{}", r.int8.reason);
     assert!(r.int8.reason.contains("asimddp"), "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(true));
     for f in ["asimd", "fphp", "asimdhp", "bf16", "asimddp", "i8mm"] {
         assert!(
             r.flags.iter().any(|x| x == f),
@@ -107,18 +113,23 @@ fn armv9_a510_a710_a715_x3_has_fp16_bf16_and_int8_matrix() {
 }
 
 #[test]
-fn jetson_tx1_a57_has_no_fp16_arithmetic_and_no_dot_product() {
+fn jetson_tx1_a57_has_no_fp16_arithmetic_and_int8_without_dot_product() {
     let info = parse_cpuinfo(&fixture("arm64-jetson-tx1.txt"));
     assert_eq!(info.arch, Arch::Aarch64);
     assert_eq!(info.logical_cpus, 4);
     assert_eq!(info.hardware.as_deref(), Some("jetson_tx1"));
     let r = cpu_report(&info, "fixture");
-    assert!(r.model.contains("Cortex-A57"), "{}", r.model);
+    assert_eq!(r.model, "jetson_tx1: ARM Cortex-A57");
     assert!(!r.fp16.native, "{}", r.fp16.reason);
     assert!(r.fp16.reason.contains("asimdhp"), "{}", r.fp16.reason);
     assert!(!r.bf16.native);
-    assert!(!r.int8.native, "{}", r.int8.reason);
+    // NEON multiplies 8-bit integers: INT8 is native (not emulated), only
+    // without the dot product.
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(false));
+    assert!(r.int8.reason.contains("NEON (asimd)"), "{}", r.int8.reason);
     assert!(r.int8.reason.contains("no asimddp"), "{}", r.int8.reason);
+    assert_eq!(r.fp16.dot_product, None);
     assert_eq!(
         jetson::jetson_from_hardware_line(info.hardware.as_deref().unwrap()).as_deref(),
         Some("NVIDIA Jetson TX1")
@@ -140,8 +151,11 @@ fn raspberry_pi3_32bit_has_no_fp16_or_bf16() {
     assert!(r.fp16.reason.contains("32-bit"), "{}", r.fp16.reason);
     assert!(!r.bf16.native);
     assert!(r.bf16.reason.contains("32-bit"), "{}", r.bf16.reason);
-    assert!(!r.int8.native);
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(false));
+    assert!(r.int8.reason.contains("NEON (neon)"), "{}", r.int8.reason);
     assert!(r.flags.iter().any(|f| f == "neon"), "{:?}", r.flags);
+    assert_eq!(r.model, "BCM2709: ARM Cortex-A53");
 }
 
 #[test]
@@ -155,9 +169,15 @@ fn armv7_board_with_processor_line_has_no_fp16_or_bf16() {
     assert_eq!(r.arch, "armv7l");
     assert!(r.model.contains("EXYNOS5"), "{}", r.model);
     assert!(r.model.contains("Cortex-A15"), "{}", r.model);
+    // One `CPU part` line for two CPUs: one kind of core.
+    assert_eq!(
+        r.model,
+        "SAMSUNG EXYNOS5 (Flattened Device Tree): ARM Cortex-A15"
+    );
     assert!(!r.fp16.native);
     assert!(!r.bf16.native);
-    assert!(!r.int8.native);
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(false));
     assert!(r.int8.reason.contains("NEON"), "{}", r.int8.reason);
 }
 
@@ -171,6 +191,7 @@ fn tiger_lake_has_vnni_int8_but_no_bf16_and_no_fp16_arithmetic() {
     assert!(r.model.contains("i7-1165G7"), "{}", r.model);
     assert!(r.int8.native, "{}", r.int8.reason);
     assert!(r.int8.reason.contains("avx512_vnni"), "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(true));
     assert!(!r.bf16.native, "{}", r.bf16.reason);
     assert!(
         r.bf16.reason.contains("no avx512_bf16"),
@@ -193,21 +214,30 @@ fn build_machine_capture_has_bf16_fp16_and_amx_int8_by_flags() {
     assert!(r.bf16.reason.contains("amx_bf16"));
     assert!(r.fp16.native && r.fp16.reason.contains("avx512_fp16"));
     assert!(r.int8.native && r.int8.reason.contains("amx_int8"));
+    assert_eq!(r.int8.dot_product, Some(true));
+    assert!(r.flags.iter().any(|f| f == "ssse3"), "{:?}", r.flags);
 }
 
 #[test]
-fn x86_without_vnni_is_supported_through_avx2() {
-    let text = "processor\t: 0\nmodel name\t: some x86\nflags\t\t: fpu sse2 lm avx avx2 fma f16c\n";
+fn x86_avx2_without_vnni_is_native_int8_without_dot_product() {
+    let text = "processor\t: 0\nmodel name\t: some x86\n\
+                flags\t\t: fpu sse2 ssse3 sse4_1 lm avx avx2 fma f16c\n";
     let r = cpu_report(&parse_cpuinfo(text), "inline");
     assert_eq!(r.arch, "x86_64");
-    assert!(!r.int8.native);
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, Some(false));
     assert!(
-        r.int8.reason.contains("AVX2 kernels, without VNNI"),
+        r.int8
+            .reason
+            .contains("avx2: INT8 multiply-add in hardware"),
         "{}",
         r.int8.reason
     );
+    // SSE2 alone has no 8-bit multiply: INT8 is emulated.
     let r32 = cpu_report(&parse_cpuinfo("flags : fpu sse2\n"), "inline");
     assert_eq!(r32.arch, "i686");
+    assert!(!r32.int8.native, "{}", r32.int8.reason);
+    assert_eq!(r32.int8.dot_product, Some(false));
 }
 
 #[test]
@@ -218,9 +248,71 @@ fn aarch64_dot_product_without_fp16_and_unknown_arch() {
     assert_eq!(r.arch, "aarch64");
     assert!(r.int8.native && !r.fp16.native && !r.bf16.native);
     assert_eq!(r.model, "ARM Cortex-A76");
-    let unknown = cpu_report(&parse_cpuinfo("isa : rv64imafdc\n"), "inline");
+    assert_eq!(r.int8.dot_product, Some(true));
+    // An `isa` line is RISC-V now, not an unknown architecture.
+    let rv = cpu_report(&parse_cpuinfo("isa : rv64imafdc\n"), "inline");
+    assert_eq!(rv.arch, "riscv64");
+    // POWER9 (ppc64le): no flags this parser reads.
+    let unknown = cpu_report(
+        &parse_cpuinfo(
+            "processor\t: 0\ncpu\t\t: POWER9, altivec supported\nrevision\t: 2.2 (pvr 004e 1202)\n",
+        ),
+        "inline",
+    );
     assert_eq!(unknown.arch, "unknown");
     assert!(unknown.fp32.native && !unknown.fp16.native);
+    assert!(unknown.flags.is_empty());
+    assert_eq!(unknown.int8.dot_product, None);
+}
+
+#[test]
+fn riscv_visionfive2_has_fp32_only_and_scalar_int8() {
+    let info = parse_cpuinfo(&fixture("riscv64-starfive-jh7110-visionfive2.txt"));
+    assert_eq!(info.arch, Arch::Riscv64);
+    assert_eq!(info.logical_cpus, 4);
+    assert!(info.has("zba") && info.has("zicsr") && !info.has("v"));
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.arch, "riscv64");
+    assert_eq!(r.model, "sifive,u74-mc");
+    assert_eq!(r.flags, ["f", "d"]);
+    assert!(r.fp32.native, "{}", r.fp32.reason);
+    assert!(r.fp32.reason.starts_with("f:"), "{}", r.fp32.reason);
+    assert!(!r.fp16.native, "{}", r.fp16.reason);
+    assert!(r.fp16.reason.contains("no zfh/zvfh"), "{}", r.fp16.reason);
+    assert!(!r.bf16.native, "{}", r.bf16.reason);
+    assert!(!r.int8.native, "{}", r.int8.reason);
+    assert!(
+        r.int8.reason.contains("no v (vector) extension"),
+        "{}",
+        r.int8.reason
+    );
+    assert_eq!(r.int8.dot_product, None);
+}
+
+#[test]
+fn riscv_spacemit_k1_has_fp16_arithmetic_and_vector_int8() {
+    let info = parse_cpuinfo(&fixture("riscv64-spacemit-k1-bananapi-f3.txt"));
+    assert_eq!(info.arch, Arch::Riscv64);
+    assert_eq!(info.logical_cpus, 8);
+    let r = cpu_report(&info, "fixture");
+    assert_eq!(r.model, "Spacemit(R) X60");
+    for f in ["f", "d", "v", "zfh", "zfhmin", "zvfh", "zvfhmin", "zve64d"] {
+        assert!(r.flags.iter().any(|x| x == f), "{f} missing: {:?}", r.flags);
+    }
+    assert!(r.fp32.native);
+    assert!(r.fp16.native, "{}", r.fp16.reason);
+    assert!(
+        r.fp16
+            .reason
+            .starts_with("zfh, zvfh: FP16 arithmetic in hardware (scalar and vector)"),
+        "{}",
+        r.fp16.reason
+    );
+    assert!(!r.bf16.native, "{}", r.bf16.reason);
+    assert!(r.bf16.reason.contains("no zvfbfwma"), "{}", r.bf16.reason);
+    assert!(r.int8.native, "{}", r.int8.reason);
+    assert!(r.int8.reason.starts_with("v:"), "{}", r.int8.reason);
+    assert_eq!(r.int8.dot_product, None);
 }
 
 #[test]
@@ -416,6 +508,12 @@ fn toml_has_cpu_and_precision_tables_and_round_trips() {
     let value: toml::Value = toml::from_str(&toml_text).unwrap();
     assert_eq!(value["cpu"]["arch"].as_str(), Some("aarch64"));
     assert_eq!(value["cpu"]["fp16"]["native"].as_bool(), Some(false));
+    // INT8 on NEON without asimddp: native, the dot product reported apart;
+    // the key only where it applies.
+    assert_eq!(value["cpu"]["int8"]["native"].as_bool(), Some(true));
+    assert_eq!(value["cpu"]["int8"]["dot_product"].as_bool(), Some(false));
+    assert!(value["cpu"]["fp16"].get("dot_product").is_none());
+    assert!(value["cuda0"]["int8"].get("dot_product").is_none());
     assert!(value["cpu"]["fp16"]["reason"]
         .as_str()
         .unwrap()

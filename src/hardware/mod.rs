@@ -13,6 +13,7 @@
 //! x86 CPUs with avx512_fp16: the probe shows it ~30x slower than FP32);
 //! such a precision is reported with both facts.
 
+pub mod baseline;
 pub mod cpuinfo;
 pub mod cuda;
 pub mod jetson;
@@ -51,7 +52,7 @@ pub struct Hardware {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuReport {
     pub model: String,
-    /// "x86_64", "i686", "aarch64", "armv7l", ...
+    /// "x86_64", "i686", "aarch64", "armv7l", "riscv64", ...
     pub arch: String,
     /// The precision-deciding flags (and the SIMD flags that give them
     /// context) that this CPU has; the full list is in /proc/cpuinfo.
@@ -208,11 +209,7 @@ pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hard
 /// tests can check every captured cpuinfo.
 pub fn cpu_report(info: &CpuInfo, source: impl Into<String>) -> CpuReport {
     let v = cpu_verdicts(info);
-    let relevant = if info.arch.is_x86() {
-        cpuinfo::RELEVANT_X86_FLAGS
-    } else {
-        cpuinfo::RELEVANT_ARM_FLAGS
-    };
+    let relevant = cpuinfo::relevant_flags(info.arch);
     CpuReport {
         model: info.model.clone(),
         arch: info.arch.name(),

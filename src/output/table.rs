@@ -18,6 +18,9 @@ pub fn report_summary(report: &Report) -> String {
     if let Some(error) = &report.error {
         out.push_str(&format!("error: {error}\n"));
     }
+    if let Some(emulator) = &report.run.emulator {
+        out.push_str(&format!("{}\n", crate::emulation::note(emulator)));
+    }
     if report.results.is_empty() {
         return out;
     }

@@ -244,7 +244,11 @@ torch::jit::Module activation_observer(bool reduce_range) {
 class CollectingWarningHandler : public c10::WarningHandler {
 public:
   void process(const c10::Warning &warning) override {
-    const std::string text = warning.msg();
+    // The message's first line: a warning made from a caught exception
+    // (mkldnn_matmul's bf16 fallback on ARM, say) carries its C++
+    // backtrace after it, which says nothing to a report's reader.
+    const std::string message = warning.msg();
+    const std::string text = message.substr(0, message.find('\n'));
     for (const std::string &seen : messages) {
       if (seen == text) {
         return;

@@ -61,6 +61,7 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
             libtorch: shim::libtorch_version(),
             threads: opts.threads,
             host: host_name(),
+            emulator: precisiond::emulation::emulator(),
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
         },
@@ -71,6 +72,9 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
         results: Vec::new(),
     };
 
+    if let Some(emulator) = &report.run.emulator {
+        report.notes.push(precisiond::emulation::note(emulator));
+    }
     tch::set_num_threads(opts.threads as i32);
     let _no_grad = tch::no_grad_guard();
 

@@ -128,7 +128,10 @@ fn detect(args: DetectArgs) -> i32 {
         threads: None,
     };
     match hardware::detect(&opts, &probe::LinkedLibtorch) {
-        Ok(hw) => {
+        Ok(mut hw) => {
+            if let Some(emulator) = precisiond::emulation::emulator() {
+                hw.notes.push(precisiond::emulation::note(&emulator));
+            }
             match args.format {
                 OutputFormat::Text => print!("{}", precisiond::output::table::hardware(&hw)),
                 OutputFormat::Toml => {

@@ -10,7 +10,7 @@ use precisiond::child::{self, Ended, Limits};
 use precisiond::settings::{CalibrationSettings, InputSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Seed of synthetic calibration batches: different from the timing
@@ -57,7 +57,7 @@ pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
         tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
     let mut stdout = String::new();
     let ended = child::run(
-        Command::new(exe)
+        child::own_binary(&exe)
             .arg("quantize")
             .arg(&job_file)
             .stdin(Stdio::null())
