@@ -27,7 +27,7 @@ TORCH_PYTHONPATH := $(abspath $(LIBTORCH)/..)
 LIBDIR ?= $(PREFIX)/lib/precisiond
 
 .PHONY: all build demo test test-deps fixtures bench install uninstall clean lint \
-	aarch64-deps build-aarch64 test-aarch64
+	aarch64-deps build-aarch64 build-aarch64-armv8.0 test-aarch64
 
 all: build
 
@@ -77,9 +77,27 @@ build-aarch64: aarch64-deps
 	  $(CARGO) build $(CARGO_FLAGS) --target $(AARCH64_TARGET) --bins
 	@echo "built $(AARCH64_DIR)/precisiond and precisiond-worker; run them with scripts/aarch64-run.sh"
 
-test-aarch64: build-aarch64
+# The worker for ARMv8.0 boards (Raspberry Pi 3/4, Jetson Nano/TX1/TX2):
+# the same sources against Debian 13's libtorch 2.6 through tch 0.19
+# (worker/tch-0.19/, a workspace and lock of its own), linked with Debian
+# 13's glibc and libstdc++ from the cache's sysroot.
+ARMV8_0_DIR := $(CURDIR)/target/armv8.0/$(AARCH64_TARGET)/release
+
+build-aarch64-armv8.0: aarch64-deps
+	debian="$$(scripts/install-libtorch-debian-arm64.sh)" && \
+	cd worker/tch-0.19 && \
+	LIBTORCH="$$debian/libtorch" \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	RUSTFLAGS="-C link-arg=--sysroot=$$debian/sysroot -L native=$$debian/linkdir" \
+	  $(CARGO) build $(CARGO_FLAGS) --target $(AARCH64_TARGET) --target-dir $(CURDIR)/target/armv8.0
+	@echo "built $(ARMV8_0_DIR)/precisiond-worker (libtorch 2.6); run it with AARCH64_SYSROOT=$$(scripts/install-libtorch-debian-arm64.sh)/sysroot scripts/aarch64-run.sh"
+
+test-aarch64: build-aarch64 build-aarch64-armv8.0
 	scripts/install-qemu.sh >/dev/null
-	PRECISIOND_AARCH64_DIR=$(AARCH64_DIR) $(CARGO) test $(CARGO_FLAGS) -p precisiond --test aarch64 -- --ignored --test-threads=1
+	PRECISIOND_AARCH64_DIR=$(AARCH64_DIR) \
+	PRECISIOND_ARMV8_0_WORKER=$(ARMV8_0_DIR)/precisiond-worker \
+	PRECISIOND_ARMV8_0_SYSROOT="$$(scripts/install-libtorch-debian-arm64.sh)/sysroot" \
+	  $(CARGO) test $(CARGO_FLAGS) -p precisiond --test aarch64 -- --ignored --test-threads=1
 
 lint:
 	$(CARGO) fmt --check

@@ -264,3 +264,78 @@ fn the_daemon_measures_a_dropped_model_under_emulation() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The ARMv8.0 worker (Debian's libtorch 2.6, `make build-aarch64-armv8.0`)
+/// under the aarch64 supervisor, with Debian 13's runtime as qemu's sysroot.
+fn armv8_0(cpu: &str, args: &[&str]) -> Command {
+    let worker = std::env::var_os("PRECISIOND_ARMV8_0_WORKER")
+        .expect("PRECISIOND_ARMV8_0_WORKER: run these with make test-aarch64");
+    let sysroot = std::env::var_os("PRECISIOND_ARMV8_0_SYSROOT")
+        .expect("PRECISIOND_ARMV8_0_SYSROOT: run these with make test-aarch64");
+    let mut cmd = emulated(cpu, args);
+    cmd.env("PRECISIOND_WORKER", worker)
+        .env("AARCH64_SYSROOT", sysroot);
+    cmd
+}
+
+#[test]
+#[ignore = "needs the aarch64 build and qemu: make test-aarch64"]
+fn armv8_0_cores_run_with_debians_libtorch() {
+    // The probe runs too: this libtorch runs on these cores.
+    for cpu in ["cortex-a53", "cortex-a72"] {
+        let out = armv8_0(cpu, &["detect", "--format", "toml"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cpu}: {}", text(&out));
+        let hw: toml::Table = String::from_utf8_lossy(&out.stdout).parse().unwrap();
+        assert!(
+            !native(&hw, "fp16") && !native(&hw, "bf16"),
+            "{cpu}: {hw:?}"
+        );
+        assert!(native(&hw, "int8"), "{cpu}");
+        assert_eq!(hw["cpu"]["int8"]["dot_product"].as_bool(), Some(false));
+        let engines = hw["cpu"]["quantized_engines"].as_array().unwrap();
+        assert!(
+            engines.iter().any(|e| e.as_str() == Some("onednn")),
+            "{engines:?}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny_resnet.pt");
+    std::fs::copy(root().join("examples/demo/tiny_resnet.pt"), &model).unwrap();
+    let out = armv8_0(
+        "cortex-a72",
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--no-probe",
+            "--threads",
+            "2",
+            "--max-seconds",
+            "0.3",
+            "--devices",
+            "cpu",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: toml::Table =
+        std::fs::read_to_string(dir.path().join("tiny_resnet.pt.report.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert_eq!(report["run"]["libtorch"].as_str(), Some("2.6.0"));
+    let results = report["results"].as_array().unwrap();
+    for r in results {
+        assert_eq!(r["status"].as_str(), Some("ok"), "{r:?}");
+    }
+    let int8 = results
+        .iter()
+        .find(|r| r["precision"].as_str() == Some("int8"))
+        .unwrap();
+    assert_eq!(int8["engine"].as_str(), Some("onednn"));
+    let cosine = int8["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine > 0.99, "int8 cosine {cosine}");
+}

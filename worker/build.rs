@@ -7,8 +7,15 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-changed=csrc/shim.cpp");
-    println!("cargo:rerun-if-changed=csrc/shim.h");
+    // The worker's own folder: this package's, or the one above it for the
+    // tch-0.19 variant (worker/tch-0.19/), which builds the same sources.
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let csrc = [manifest.join("csrc"), manifest.join("../csrc")]
+        .into_iter()
+        .find(|d| d.join("shim.cpp").is_file())
+        .expect("csrc/shim.cpp beside build.rs");
+    println!("cargo:rerun-if-changed={}", csrc.join("shim.cpp").display());
+    println!("cargo:rerun-if-changed={}", csrc.join("shim.h").display());
 
     // torch-sys needs the same variable; failing here first gives the
     // friendlier message.
@@ -22,9 +29,19 @@ fn main() {
     let lib = libtorch.join("lib");
     let include = libtorch.join("include");
 
-    cc::Build::new()
-        .cpp(true)
-        .file("csrc/shim.cpp")
+    let mut shim = cc::Build::new();
+    // libtorch 2.13's c10 has a device-generic allocator interface the
+    // shim reads CUDA memory figures through; 2.6's (Debian's, for ARMv8.0
+    // boards) has not, and those figures are then unavailable.
+    let allocator_header = include.join("c10/core/CachingDeviceAllocator.h");
+    if std::fs::read_to_string(allocator_header)
+        .unwrap_or_default()
+        .contains("struct C10_API DeviceAllocator")
+    {
+        shim.define("PRECISIOND_DEVICE_ALLOCATOR", "1");
+    }
+    shim.cpp(true)
+        .file(csrc.join("shim.cpp"))
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -61,8 +78,15 @@ fn main() {
 }
 
 fn header_version(include: &std::path::Path) -> String {
-    let header = include.join("torch/headeronly/version.h");
-    let text = std::fs::read_to_string(header).unwrap_or_default();
+    // torch/headeronly/ from 2.8 or so; torch/version.h (under the C++
+    // API's include folder) before.
+    let text = [
+        include.join("torch/headeronly/version.h"),
+        include.join("torch/csrc/api/include/torch/version.h"),
+    ]
+    .iter()
+    .find_map(|h| std::fs::read_to_string(h).ok())
+    .unwrap_or_default();
     let part = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{name} ")))

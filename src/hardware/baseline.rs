@@ -46,13 +46,12 @@ pub fn explain_illegal_instruction(cpu: &CpuInfo) -> Option<String> {
          core without {}. PyPI's aarch64 libtorch, which this worker was most likely built \
          against, is made for ARMv8.2-A cores (Cortex-A76, Neoverse-N1, Jetson Orin's \
          Cortex-A78AE and newer) and some of its kernels stop on older ones (Cortex-A53/A57/A72: \
-         Raspberry Pi 3 and 4, Jetson Nano/TX1/TX2). Build precisiond against a libtorch \
-         {} compiled for ARMv8.0 (from source with -march=armv8-a, or JetPack's own where its \
-         version matches) by setting LIBTORCH to it and running make again; see the README's \
-         \"ARM boards\" section",
+         Raspberry Pi 3 and 4, Jetson Nano/TX1/TX2). Build the worker against a libtorch made \
+         for ARMv8.0 instead: Debian 13's libtorch 2.6 through worker/tch-0.19 (`make \
+         build-aarch64-armv8.0`), or JetPack's own through LIBTORCH; see the README's \"ARM \
+         boards\" section",
         cpu.model,
         lacks.join(", "),
-        "of the same version"
     ))
 }
 

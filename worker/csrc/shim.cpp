@@ -6,7 +6,11 @@
 #include <ATen/Context.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <ATen/Version.h>
+#if __has_include(<torch/headeronly/version.h>)
 #include <torch/headeronly/version.h>
+#else
+#include <torch/version.h>
+#endif
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/fold_conv_bn.h>
@@ -448,7 +452,10 @@ void pd_free_pointer_array(void **array) { std::free(array); }
 // libtorch's CUDA caching allocator, through the device-generic interface
 // in c10/core (CPU headers only: the shim needs no CUDA headers to build).
 // libc10_cuda registers the allocator when it is loaded; without it (a
-// CPU-only libtorch, or libtorch_cuda not linked) this is an error.
+// CPU-only libtorch, or libtorch_cuda not linked) this is an error. Older
+// libtorch (Debian's 2.6) has no such interface: build.rs leaves
+// PRECISIOND_DEVICE_ALLOCATOR undefined and the figures are unavailable.
+#ifdef PRECISIOND_DEVICE_ALLOCATOR
 static c10::DeviceAllocator *cuda_device_allocator() {
   auto *device_allocator =
       dynamic_cast<c10::DeviceAllocator *>(c10::GetAllocator(c10::DeviceType::CUDA));
@@ -481,5 +488,19 @@ char *pd_cuda_start_memory_window(int device) {
     allocator->resetPeakStats(static_cast<c10::DeviceIndex>(device));
   });
 }
+#else
+static char *no_device_allocator() {
+  return guarded([] {
+    throw std::runtime_error("libtorch " TORCH_VERSION " has no device-generic allocator "
+                             "interface: peak device memory needs a newer libtorch");
+  });
+}
+
+char *pd_cuda_memory_stats(int, int64_t *, int64_t *, int64_t *, int64_t *) {
+  return no_device_allocator();
+}
+
+char *pd_cuda_start_memory_window(int) { return no_device_allocator(); }
+#endif
 
 } // extern "C"
