@@ -46,9 +46,9 @@ pub fn parse_progress(line: &str) -> Option<&str> {
 pub struct WorkerBuild {
     /// The version of the libtorch the worker loads.
     pub libtorch: String,
-    /// Whether the worker links libtorch_cuda (without it CUDA never
-    /// initialises, see worker/build.rs).
-    pub libtorch_cuda_linked: bool,
+    /// Whether this libtorch has libtorch_cuda.so, which the worker loads
+    /// at run time where the CUDA driver reports a GPU.
+    pub libtorch_cuda: bool,
 }
 
 #[cfg(test)]

@@ -202,6 +202,17 @@ fn an_armv8_0_core_gets_a_failed_report_that_names_the_cause() {
         assert!(error.contains(words), "{words:?} missing from: {error}");
     }
     assert_eq!(report["run"]["libtorch"].as_str(), Some("2.13.0"));
+
+    // `detect` with its probe stops the same way (measured: SIGILL in the
+    // probe's kernels), and says the same.
+    let out = emulated("cortex-a72", &["detect"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        stderr.contains("illegal instruction") && stderr.contains("atomics"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -227,25 +227,21 @@ fn needed(binary: &str) -> String {
         .join("\n")
 }
 
-#[test]
-fn the_worker_links_libtorch_cuda_and_the_supervisor_no_libtorch() {
-    let linked = needed(&worker_exe().display().to_string());
-    assert!(linked.contains("libtorch_cpu.so"), "{linked}");
+fn build_info() -> precisiond::protocol::WorkerBuild {
     let build = worker().arg("build-info").output().unwrap();
     assert!(build.status.success(), "{}", text(&build));
-    let build: precisiond::protocol::WorkerBuild =
-        toml::from_str(&String::from_utf8_lossy(&build.stdout)).unwrap();
+    toml::from_str(&String::from_utf8_lossy(&build.stdout)).unwrap()
+}
+
+#[test]
+fn the_worker_links_only_libtorch_cpu_and_the_supervisor_no_libtorch() {
+    let linked = needed(&worker_exe().display().to_string());
+    assert!(linked.contains("libtorch_cpu.so"), "{linked}");
+    // libtorch_cuda is loaded at run time, where there is a GPU.
+    assert!(!linked.contains("libtorch_cuda"), "{linked}");
     let libtorch = std::env::var_os("LIBTORCH").map(PathBuf::from);
     if let Some(lib) = libtorch.filter(|l| l.join("lib/libtorch_cuda.so").exists()) {
-        // The worker must know it linked it, and say so.
-        assert!(build.libtorch_cuda_linked, "{lib:?}");
-    }
-    if build.libtorch_cuda_linked {
-        // The linker's --as-needed would drop it, and CUDA would never
-        // initialise (design.md); build.rs forces it in.
-        assert!(linked.contains("libtorch_cuda.so"), "{linked}");
-    } else {
-        eprintln!("this libtorch has no libtorch_cuda.so (a CPU-only build): nothing to link");
+        assert!(build_info().libtorch_cuda, "{lib:?}");
     }
     let supervisor = needed(env!("CARGO_BIN_EXE_precisiond"));
     assert!(!supervisor.is_empty());
@@ -255,11 +251,107 @@ fn the_worker_links_libtorch_cuda_and_the_supervisor_no_libtorch() {
     );
 }
 
+/// The shared libraries a running worker has mapped, read while it measures
+/// `model`, with `env` set.
+fn worker_maps_while_measuring(env: &[(&str, &str)]) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    let mut child = worker()
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--no-probe",
+            "--devices",
+            "cpu",
+        ])
+        // A budget it cannot end early (the confidence target is out of
+        // reach): the worker is still running when its maps are read.
+        .args(["--precisions", "fp32", "--max-seconds", "30"])
+        .args(["--target-ci-percent", "0.000001"])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // Once it measures, everything it will load is loaded.
+    let step = lines
+        .find(|l| l.as_ref().is_ok_and(|l| l.starts_with("PROGRESS")))
+        .expect("a progress line")
+        .unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let report =
+        std::fs::read_to_string(format!("{}.report.toml", model.display())).unwrap_or_default();
+    (format!("{step}\n{maps}"), report)
+}
+
 #[test]
-fn the_worker_with_libtorch_cuda_still_starts_quickly_without_a_gpu() {
-    // Loading libtorch_cuda and its CUDA libraries costs a few hundred
-    // milliseconds here; a limit of 20 s only catches a hang (a driver
-    // probe waiting on a missing device, say) on this shared 2-core machine.
+fn without_a_gpu_the_worker_maps_no_cuda_library_beyond_libtorch_cpus_runtime() {
+    if cuda_available() {
+        eprintln!("a GPU is here: libtorch_cuda is loaded, as it must be");
+        let (maps, _) = worker_maps_while_measuring(&[]);
+        assert!(maps.contains("libtorch_cuda.so"), "{maps}");
+        return;
+    }
+    let (maps, _) = worker_maps_while_measuring(&[]);
+    assert!(maps.contains("libtorch_cpu.so"), "{maps}");
+    for large in [
+        "libtorch_cuda",
+        "libcublas",
+        "libcudnn",
+        "libnccl",
+        "libcusparse",
+        "libcufft",
+        "libcurand",
+        "libcusolver",
+        "libnvshmem",
+    ] {
+        assert!(!maps.contains(large), "{large} is mapped:\n{maps}");
+    }
+}
+
+#[test]
+fn libtorch_cuda_loaded_at_run_time_registers_cuda_and_detect_says_so() {
+    if !build_info().libtorch_cuda {
+        eprintln!("this libtorch has no libtorch_cuda.so (a CPU-only build): nothing to load");
+        return;
+    }
+    // Forced without a GPU: the loading itself (found through the rpath,
+    // RTLD_GLOBAL) is what a GPU machine does before its first CUDA call.
+    let (maps, _) = worker_maps_while_measuring(&[("PRECISIOND_LOAD_LIBTORCH_CUDA", "1")]);
+    assert!(maps.contains("libtorch_cuda.so"), "{maps}");
+    let out = worker()
+        .args(["detect", "--no-probe", "--format", "toml"])
+        .env("PRECISIOND_LOAD_LIBTORCH_CUDA", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("libtorch_cuda.so loaded"), "{stdout}");
+    // And without: detect names what is loaded and why libtorch_cuda is not.
+    let out = worker()
+        .args(["detect", "--no-probe", "--format", "toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !cuda_available() {
+        assert!(
+            stdout.contains("libtorch libraries loaded: libc10.so, libtorch_cpu.so")
+                && stdout.contains("libtorch_cuda.so not loaded"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_worker_still_starts_quickly_without_a_gpu() {
+    // A limit of 20 s only catches a hang (a driver probe waiting on a
+    // missing device, say) on this shared 2-core machine; the start-up time
+    // itself is measured in benches/detect.sh.
     let started = std::time::Instant::now();
     let out = worker()
         .args(["detect", "--no-probe"])

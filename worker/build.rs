@@ -1,6 +1,6 @@
-//! Finds libtorch, compiles the C++ shim against it and gives the binaries an
-//! rpath to it, so `target/release/precisiond-worker` runs without
-//! `LD_LIBRARY_PATH`.
+//! Finds libtorch, compiles the C++ shim against it and gives the worker an
+//! rpath to it, so `target/release/precisiond-worker` runs (and finds
+//! libtorch_cuda when it loads it) without `LD_LIBRARY_PATH`.
 
 use std::env;
 use std::path::PathBuf;
@@ -58,42 +58,11 @@ fn main() {
     // cannot read the build user's cache), then the libtorch built against.
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/precisiond/torch/lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    // The linker's --as-needed drops libtorch_cuda (nothing in the worker
-    // calls it by name), and without it libtorch never registers CUDA:
-    // tch::Cuda::is_available() is false even on a GPU. So the worker, and
-    // only the worker, links it unconditionally when this libtorch has it
-    // (a CPU-only libtorch has none, and the worker is then CPU-only). On
-    // a machine without a GPU it loads, finds no device and carries on.
+    // libtorch_cuda is not linked: the worker loads it at run time, and
+    // only where the CUDA driver reports a GPU (worker/src/cuda.rs), so a
+    // CPU-only machine never maps it or the CUDA libraries behind it.
     if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg-bin=precisiond-worker=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         println!("cargo:rustc-cfg=precisiond_libtorch_cuda");
     }
     println!("cargo:rustc-check-cfg=cfg(precisiond_libtorch_cuda)");
-    // The supervisor does not link libtorch, yet its failure reports name
-    // the version the worker was built against.
-    println!(
-        "cargo:rustc-env=PRECISIOND_LIBTORCH_VERSION={}",
-        header_version(&include)
-    );
-}
-
-fn header_version(include: &std::path::Path) -> String {
-    // torch/headeronly/ from 2.8 or so; torch/version.h (under the C++
-    // API's include folder) before.
-    let text = [
-        include.join("torch/headeronly/version.h"),
-        include.join("torch/csrc/api/include/torch/version.h"),
-    ]
-    .iter()
-    .find_map(|h| std::fs::read_to_string(h).ok())
-    .unwrap_or_default();
-    let part = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{name} ")))
-            .map(|v| v.trim().to_owned())
-    };
-    match (part("MAJOR"), part("MINOR"), part("PATCH")) {
-        (Some(a), Some(b), Some(c)) => format!("{a}.{b}.{c}"),
-        _ => "unknown".to_owned(),
-    }
 }

@@ -1,12 +1,93 @@
-//! CUDA as the worker sees it through libtorch: how many devices it can
-//! run on, why there are none, and the peak host and device memory of one
-//! precision.
+//! CUDA as the worker sees it through libtorch: loading libtorch's CUDA
+//! part where there is a GPU, how many devices it can run on, why there are
+//! none, and the peak host and device memory of one precision.
 
 use crate::shim;
 use precisiond::devices::Device;
 use precisiond::hardware::Hardware;
 use precisiond::memory;
 use precisiond::report::{Method, PrecisionResult, Status};
+
+/// The variable that makes the worker load libtorch_cuda without a GPU
+/// (tests use it to check the loading itself on a machine without one).
+pub const FORCE_LOAD_VAR: &str = "PRECISIOND_LOAD_LIBTORCH_CUDA";
+
+/// Whether libtorch's CUDA part was loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CudaLoad {
+    Loaded(String),
+    NotLoaded(String),
+}
+
+impl CudaLoad {
+    pub fn describe(&self) -> &str {
+        match self {
+            CudaLoad::Loaded(why) | CudaLoad::NotLoaded(why) => why,
+        }
+    }
+}
+
+/// Loads libtorch_cuda.so (RTLD_GLOBAL, for good) when the CUDA driver
+/// reports a GPU, so its static initialisers register libtorch's CUDA
+/// hooks exactly as linking it would have; call it before anything asks
+/// libtorch about CUDA. Without a GPU nothing is loaded: libtorch_cuda and
+/// the CUDA libraries behind it (about 3 GB on disk, some 390 MB of
+/// resident memory) stay out of the worker.
+pub fn load_libtorch_cuda() -> CudaLoad {
+    let forced = std::env::var_os(FORCE_LOAD_VAR).is_some_and(|v| v == "1");
+    let query = precisiond::hardware::cuda::query();
+    let why = if !query.devices.is_empty() {
+        format!("the CUDA driver reports {} GPU(s)", query.devices.len())
+    } else if forced {
+        format!("{FORCE_LOAD_VAR}=1, though there is no GPU")
+    } else {
+        let cause = query
+            .note
+            .unwrap_or_else(|| "no CUDA device found".to_owned());
+        return CudaLoad::NotLoaded(format!("libtorch_cuda.so not loaded: {cause}"));
+    };
+    // Found through the worker's rpath (DT_RUNPATH is searched by dlopen
+    // from the executable), like its other libtorch libraries.
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+    // SAFETY: libtorch_cuda's initialisers only register CUDA with
+    // libtorch, which is already loaded; the library is never unloaded.
+    match unsafe { libloading::os::unix::Library::open(Some("libtorch_cuda.so"), flags) } {
+        Ok(library) => {
+            std::mem::forget(library);
+            CudaLoad::Loaded(format!("libtorch_cuda.so loaded: {why}"))
+        }
+        Err(e) => CudaLoad::NotLoaded(format!(
+            "libtorch_cuda.so not loaded although {why}: {e} (a CPU-only libtorch?); CUDA \
+             devices get no results"
+        )),
+    }
+}
+
+/// The libtorch libraries this process has mapped (libtorch*, libc10*),
+/// from /proc/self/maps: what `detect` and the report name.
+pub fn mapped_libtorch_libraries() -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut names: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|path| path.rsplit('/').next())
+        .filter(|name| name.starts_with("libtorch") || name.starts_with("libc10"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The note `detect` and the report carry: which libtorch libraries are
+/// loaded, and why libtorch_cuda is or is not among them.
+pub fn libraries_note(load: &CudaLoad) -> String {
+    format!(
+        "libtorch libraries loaded: {}; {}",
+        mapped_libtorch_libraries().join(", "),
+        load.describe()
+    )
+}
 
 /// CUDA devices this libtorch can run on: none when it has no CUDA (a
 /// CPU-only build, libtorch_cuda not loaded) or the machine has no GPU.

@@ -8,7 +8,7 @@
 //! inside libtorch ends only this job.
 
 use crate::context::{Context, Job, JobOptions};
-use crate::cuda::{self, MemoryWindow};
+use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::{method, model, plan, shim};
 use precisiond::devices::{self, Device, DeviceRequest};
@@ -37,7 +37,7 @@ pub struct JobOutcome {
 
 /// Runs the job and writes its report. Errors before a report can be
 /// written (the model file is missing or unreadable) come back as `Err`.
-pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
+pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, String> {
     let started = report::now();
     say(&protocol::libtorch_line(&shim::libtorch_version()));
     let bytes = fsutil::read(&opts.model, opts.untrusted_folder)
@@ -79,7 +79,7 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     let _no_grad = tch::no_grad_guard();
 
     shim::collect_warnings();
-    if let Err(error) = measure_all(opts, &bytes, &mut report) {
+    if let Err(error) = measure_all(opts, cuda_load, &bytes, &mut report) {
         report.status = Status::Failed;
         report.error = Some(error);
     }
@@ -93,7 +93,12 @@ pub fn run_job(opts: &JobOptions) -> Result<JobOutcome, String> {
     Ok(JobOutcome { report })
 }
 
-fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(), String> {
+fn measure_all(
+    opts: &JobOptions,
+    cuda_load: &CudaLoad,
+    bytes: &[u8],
+    report: &mut Report,
+) -> Result<(), String> {
     let settings_path = opts
         .settings
         .clone()
@@ -139,6 +144,8 @@ fn measure_all(opts: &JobOptions, bytes: &[u8], report: &mut Report) -> Result<(
         &crate::probe::LinkedLibtorch,
     )
     .map_err(|e| format!("hardware detection failed: {e:#}"))?;
+    let mut hardware = hardware;
+    hardware.notes.push(cuda::libraries_note(cuda_load));
     report.hardware = Some(hardware.clone());
 
     let fp32_module = model::load(&opts.model, bytes)?;

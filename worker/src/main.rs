@@ -61,12 +61,12 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => run(args),
-        Command::Detect(args) => detect(args),
+        Command::Run(args) => run(args, &cuda::load_libtorch_cuda()),
+        Command::Detect(args) => detect(args, &cuda::load_libtorch_cuda()),
         Command::BuildInfo => {
             let build = WorkerBuild {
                 libtorch: shim::libtorch_version(),
-                libtorch_cuda_linked: cfg!(precisiond_libtorch_cuda),
+                libtorch_cuda: cfg!(precisiond_libtorch_cuda),
             };
             print!("{}", toml::to_string(&build).expect("serialises"));
             exit::OK
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn run(args: RunArgs) -> i32 {
+fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
     let bench = match args.bench_config() {
         Ok(b) => b,
         Err(e) => {
@@ -105,7 +105,7 @@ fn run(args: RunArgs) -> i32 {
         trtexec: args.trtexec.clone(),
         untrusted_folder: args.no_follow_symlinks,
     };
-    match job::run_job(&opts) {
+    match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
         Ok(outcome) => {
             if let Some(error) = &outcome.report.error {
@@ -120,7 +120,7 @@ fn run(args: RunArgs) -> i32 {
     }
 }
 
-fn detect(args: DetectArgs) -> i32 {
+fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> i32 {
     let opts = DetectOptions {
         cpuinfo: args.cpuinfo.clone(),
         // detect() itself skips the probe for a --cpuinfo capture, and says so.
@@ -129,6 +129,7 @@ fn detect(args: DetectArgs) -> i32 {
     };
     match hardware::detect(&opts, &probe::LinkedLibtorch) {
         Ok(mut hw) => {
+            hw.notes.push(cuda::libraries_note(cuda_load));
             if let Some(emulator) = precisiond::emulation::emulator() {
                 hw.notes.push(precisiond::emulation::note(&emulator));
             }

@@ -301,11 +301,18 @@ mod tests {
         let e = cuda_memory(0).unwrap_err();
         eprintln!("cuda_memory(0) without a GPU: {e}");
         assert!(!e.is_empty());
+        // Nothing loaded libtorch_cuda in this test process.
+        assert!(e.contains("no CUDA caching allocator"), "{e}");
         if cfg!(precisiond_libtorch_cuda) {
-            // libtorch_cuda is linked: the call reaches the real CUDA
-            // caching allocator through c10's device-generic interface,
-            // which refuses device 0 because there is none ("Invalid device
-            // argument"). Only the numbers on a real GPU are untested here.
+            // Loaded at run time the way a worker on a GPU machine loads
+            // it, libtorch_cuda registers the real CUDA caching allocator:
+            // c10's device-generic interface reaches it, and it refuses
+            // device 0 because there is none ("Invalid device argument").
+            // Only the numbers on a real GPU are untested here.
+            std::env::set_var(crate::cuda::FORCE_LOAD_VAR, "1");
+            let load = crate::cuda::load_libtorch_cuda();
+            assert!(matches!(load, crate::cuda::CudaLoad::Loaded(_)), "{load:?}");
+            let e = cuda_memory(0).unwrap_err();
             assert!(!e.contains("no CUDA caching allocator"), "{e}");
         }
         let e = cuda_start_memory_window(0).unwrap_err();
