@@ -11,15 +11,17 @@ CARGO ?= cargo
 # One profile for everything (tests, demo, benches) so torch-sys builds once.
 CARGO_FLAGS ?= --release --locked
 
-# The user's own LIBTORCH wins; otherwise the PyPI wheel in the cache.
+# The user's own LIBTORCH wins; otherwise the PyPI wheel in the cache: its
+# CPU part (0.5 GB) on a machine without the NVIDIA driver, all of it with
+# its CUDA libraries (4.7 GB) where there is one or PRECISIOND_CUDA=1.
 LIBTORCH := $(shell scripts/install-libtorch.sh)
 ifeq ($(LIBTORCH),)
 $(error installing libtorch failed: see the messages above)
 endif
 export LIBTORCH
-# The wheel's Python package sits one folder above libtorch: the fixture and
-# benchmark scripts import torch from there.
-TORCH_PYTHONPATH := $(abspath $(LIBTORCH)/..)
+# The fixture and benchmark scripts import torch in Python: the full wheel,
+# installed (4.7 GB) only when one of them runs.
+TORCH_PYTHONPATH = $(shell scripts/install-torch-full.sh)
 
 # Where `make install` copies libtorch (the worker's first rpath entry is
 # $ORIGIN/../lib/precisiond/torch/lib): a service user cannot read the
@@ -118,13 +120,19 @@ install: build
 	install -Dm755 target/release/precisiond-worker $(DESTDIR)$(BINDIR)/precisiond-worker
 	# An existing config is the admin's: never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/precisiond/precisiond.toml ] || install -Dm644 etc/precisiond.toml $(DESTDIR)$(SYSCONFDIR)/precisiond/precisiond.toml
-	install -Dm644 systemd/precisiond.service $(DESTDIR)$(UNITDIR)/precisiond.service
+	# The unit names /usr/bin (the Debian package's layout): point it here.
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's#^ExecStart=/usr/bin/precisiond #ExecStart=$(BINDIR)/precisiond #' systemd/precisiond.service \
+	  > $(DESTDIR)$(UNITDIR)/precisiond.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/precisiond.service
 	install -Dm644 systemd/precisiond.sysusers $(DESTDIR)/usr/lib/sysusers.d/precisiond.conf
 	install -Dm644 systemd/precisiond-cuda.conf $(DESTDIR)$(PREFIX)/share/doc/precisiond/precisiond-cuda.conf
-	# libtorch and the CUDA libraries it was built with, in the layout its
-	# own $$ORIGIN rpaths expect (lib/precisiond/{torch/lib,nvidia}).
-	mkdir -p $(DESTDIR)$(LIBDIR)/torch
-	cp -a $(LIBTORCH)/lib $(DESTDIR)$(LIBDIR)/torch/
+	# The libtorch the worker loads, in the layout its own $$ORIGIN rpaths
+	# expect (lib/precisiond/{torch/lib,nvidia}): on a CPU-only machine the
+	# 0.5 GB CPU part, with a GPU the CUDA libraries too; never the
+	# Python-only parts of the wheel.
+	install -d $(DESTDIR)$(LIBDIR)/torch/lib
+	cp -a $$(ls -d $(LIBTORCH)/lib/*.so* | grep -v -e libtorch_python -e libshm) $(DESTDIR)$(LIBDIR)/torch/lib/
 	if [ -d $(LIBTORCH)/../nvidia ]; then cp -a $(LIBTORCH)/../nvidia $(DESTDIR)$(LIBDIR)/; fi
 	@echo "installed; create the service user and start the service with:"
 	@echo "  systemd-sysusers && systemctl daemon-reload && systemctl enable --now precisiond"

@@ -6,7 +6,7 @@
 # Usage: scripts/check-systemd.sh [PRECISIOND_BINARY]
 # verify checks that ExecStart= is executable, so the unit is checked in a
 # copy whose ExecStart points at the built binary (default
-# target/release/precisiond) instead of /usr/local/bin.
+# target/release/precisiond) instead of /usr/bin.
 # Needs systemd-analyze (Debian/Ubuntu: apt-get install systemd); it works
 # without systemd running, in containers too.
 set -euo pipefail
@@ -26,10 +26,10 @@ fi
 
 units=$(mktemp -d)
 trap 'rm -rf "$units"' EXIT
-sed "s#^ExecStart=/usr/local/bin/precisiond #ExecStart=$binary #" \
+sed "s#^ExecStart=/usr/bin/precisiond #ExecStart=$binary #" \
     "$here/systemd/precisiond.service" >"$units/precisiond.service"
 if ! grep -q "^ExecStart=$binary " "$units/precisiond.service"; then
-    echo "check-systemd: ExecStart= in systemd/precisiond.service no longer starts /usr/local/bin/precisiond; update this script" >&2
+    echo "check-systemd: ExecStart= in systemd/precisiond.service no longer starts /usr/bin/precisiond; update this script" >&2
     exit 1
 fi
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs libtorch from PyPI's torch wheel into precisiond's cache, once.
+# Installs the libtorch precisiond builds against into its cache, once, and
+# prints the LIBTORCH directory on stdout:
 #
-# Prints the LIBTORCH directory on stdout. A LIBTORCH set by the user (a
-# Jetson's own build, a custom libtorch) is used as it is and nothing is
-# installed. The wheel is installed into a temporary folder and renamed into
-# place only when pip succeeded, so an interrupted install never looks cached.
+# - a LIBTORCH set by the user (a Jetson's own build, a custom libtorch) is
+#   used as it is and nothing is installed;
+# - on a machine with the NVIDIA driver (libcuda.so.1), or with
+#   PRECISIOND_CUDA=1: PyPI's full torch wheel with its CUDA libraries
+#   (about 4.7 GB, scripts/install-torch-full.sh);
+# - otherwise only its CPU part (about 0.5 GB, scripts/install-libtorch-lean.sh):
+#   libtorch_cpu and the two small CUDA runtime libraries it needs.
 set -euo pipefail
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-CACHE="${PRECISIOND_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/precisiond}"
-TARGET="$CACHE/torch-$TORCH_VERSION"
 
 if [ -n "${LIBTORCH:-}" ]; then
     if [ ! -d "$LIBTORCH/lib" ] || [ ! -d "$LIBTORCH/include" ]; then
@@ -30,23 +32,22 @@ if [ "$(uname -m)" = aarch64 ] && ! grep -qw atomics /proc/cpuinfo 2>/dev/null; 
     echo "  (see the README's \"ARM boards\" section)." >&2
 fi
 
-if [ ! -f "$TARGET/.complete" ]; then
-    PYTHON="${PYTHON:-$(command -v python3 || true)}"
-    if [ -z "$PYTHON" ]; then
-        echo "error: python3 with pip is needed to install libtorch (or set LIBTORCH to an existing libtorch)" >&2
-        exit 1
+# The NVIDIA driver's library, where the loader finds it (ldconfig's cache,
+# or the usual folders when /sbin is not on PATH).
+has_nvidia_driver() {
+    if command -v ldconfig >/dev/null && ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+        return 0
     fi
-    mkdir -p "$CACHE"
-    partial="$(mktemp -d "$CACHE/.torch-$TORCH_VERSION.XXXXXX")"
-    trap 'rm -rf "$partial"' EXIT
-    echo "installing torch==$TORCH_VERSION into $TARGET (about 4.7 GB, once per cache)" >&2
-    # numpy: the fixture and benchmark scripts write .npy files and PyTorch
-    # warns without it.
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-        --target "$partial" "torch==$TORCH_VERSION" numpy >&2
-    touch "$partial/.complete"
-    rm -rf "$TARGET"
-    mv "$partial" "$TARGET"
-    trap - EXIT
+    local dir
+    for dir in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu/tegra /usr/lib64 /usr/lib/wsl/lib; do
+        [ -e "$dir/libcuda.so.1" ] && return 0
+    done
+    return 1
+}
+
+here="$(cd "$(dirname "$0")" && pwd)"
+if [ "${PRECISIOND_CUDA:-}" = 1 ] || has_nvidia_driver; then
+    echo "$("$here/install-torch-full.sh")/torch"
+else
+    "$here/install-libtorch-lean.sh" "$(uname -m)"
 fi
-echo "$TARGET/torch"
