@@ -29,7 +29,7 @@ TORCH_PYTHONPATH = $(shell scripts/install-torch-full.sh)
 LIBDIR ?= $(PREFIX)/lib/precisiond
 
 .PHONY: all build demo test test-deps fixtures bench install uninstall clean lint \
-	aarch64-deps build-aarch64 build-aarch64-armv8.0 test-aarch64
+	aarch64-deps build-aarch64 build-aarch64-armv8.0 test-aarch64 deb test-deb
 
 all: build
 
@@ -100,6 +100,23 @@ test-aarch64: build-aarch64 build-aarch64-armv8.0
 	PRECISIOND_ARMV8_0_WORKER=$(ARMV8_0_DIR)/precisiond-worker \
 	PRECISIOND_ARMV8_0_SYSROOT="$$(scripts/install-libtorch-debian-arm64.sh)/sysroot" \
 	  $(CARGO) test $(CARGO_FLAGS) -p precisiond --test aarch64 -- --ignored --test-threads=1
+
+# Debian packages (cargo-deb): precisiond and precisiond-libtorch-cpu, for
+# amd64 and arm64, in target/debian/.
+deb: build build-aarch64
+	scripts/make-deb.sh x86_64
+	scripts/make-deb.sh aarch64
+
+# The packages installed into a throwaway root and checked (lintian too).
+test-deb: deb
+	@command -v lintian >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing lintian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null; \
+	  else \
+	    echo "make test-deb needs lintian: install the lintian package" >&2; exit 1; \
+	  fi; }
+	scripts/check-deb.sh
 
 lint:
 	$(CARGO) fmt --check
