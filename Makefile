@@ -103,11 +103,13 @@ test-aarch64: build-aarch64 build-aarch64-armv8.0
 
 # Debian packages (cargo-deb): precisiond and precisiond-libtorch-cpu, for
 # amd64 and arm64, in target/debian/.
-deb: build build-aarch64
+deb: build build-aarch64 build-aarch64-armv8.0
 	scripts/make-deb.sh x86_64
 	scripts/make-deb.sh aarch64
+	scripts/make-deb.sh armv8.0
 
-# The packages installed into a throwaway root and checked (lintian too).
+# make install and the packages, installed into throwaway roots and checked
+# (lintian too).
 test-deb: deb
 	@command -v lintian >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -116,7 +118,8 @@ test-deb: deb
 	  else \
 	    echo "make test-deb needs lintian: install the lintian package" >&2; exit 1; \
 	  fi; }
-	scripts/check-deb.sh
+	scripts/check-install.sh
+	PRECISIOND_ARMV8_0_SYSROOT="$$(scripts/install-libtorch-debian-arm64.sh)/sysroot" scripts/check-deb.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -7,6 +7,8 @@
 # user and enable, start and stop the unit; the installed worker resolves
 # libtorch from the installed tree only (never the build cache); and the
 # installed precisiond measures a fixture model (arm64: under qemu).
+# precisiond-armv8.0 (arm64, for ARMv8.0 boards) is checked against Debian
+# 13's libtorch2.6 in PRECISIOND_ARMV8_0_SYSROOT, on an emulated Cortex-A72.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,3 +77,34 @@ for arch in amd64 arm64; do
     [ "$(grep -c '^status = "ok"' "$work/mlp.pt.report.toml")" -ge 3 ] || fail "$arch: not every result is ok"
     echo "check-deb: $arch: lintian clean of errors, files and scripts as they should be, libtorch $size_mb MB from the installed tree, a fixture measured"
 done
+
+# precisiond-armv8.0: Debian's libtorch2.6 is its libtorch.
+sysroot="${PRECISIOND_ARMV8_0_SYSROOT:?the Debian arm64 sysroot (scripts/install-libtorch-debian-arm64.sh)/sysroot}"
+deb=(target/debian/precisiond-armv8.0_*_arm64.deb)
+[ -f "${deb[0]}" ] || fail "no precisiond-armv8.0 package in target/debian: make deb"
+errors="$(lintian "${deb[0]}" 2>/dev/null | grep '^E:' || true)"
+[ -z "$errors" ] || fail "lintian errors in ${deb[0]}: $errors"
+dpkg-deb -f "${deb[0]}" Depends | grep -q 'libtorch2.6' || fail "precisiond-armv8.0 does not depend on libtorch2.6"
+dpkg-deb -f "${deb[0]}" Conflicts | grep -qx 'precisiond' || fail "precisiond-armv8.0 does not conflict with precisiond"
+r="$root/armv8.0"
+dpkg-deb -x "${deb[0]}" "$r"
+dpkg-deb -I "${deb[0]}" conffiles | grep -qx /etc/precisiond/precisiond.toml || fail "armv8.0: the config is not a conffile"
+qemu="$(scripts/install-qemu.sh)"
+libs="$("$qemu" -L "$sysroot" -cpu cortex-a72 -E LD_TRACE_LOADED_OBJECTS=1 "$r/usr/bin/precisiond-worker")"
+torch_cpu="$(sed -n 's/.*libtorch_cpu\.so[.0-9]* => \([^ ]*\).*/\1/p' <<<"$libs")"
+[ -n "$torch_cpu" ] || fail "armv8.0: libtorch_cpu.so unresolved:
+$libs"
+# The file Debian's libtorch2.6 package installs (qemu's -L puts the
+# sysroot in front of absolute paths).
+[ -e "$sysroot$torch_cpu" ] && torch_cpu="$sysroot$torch_cpu"
+[ "$(readlink -f "$torch_cpu")" = "$(readlink -f "$sysroot/usr/lib/aarch64-linux-gnu/libtorch_cpu.so.2.6")" ] \
+    || fail "armv8.0: libtorch_cpu.so is $torch_cpu, not Debian's libtorch2.6"
+work="$root/work-armv8.0"
+mkdir -p "$work"
+cp tests/fixtures/models/mlp.pt "$work/"
+env -u PRECISIOND_WORKER AARCH64_SYSROOT="$sysroot" scripts/aarch64-run.sh --cpu cortex-a72 \
+    "$r/usr/bin/precisiond" run "$work/mlp.pt" --no-probe --threads 2 --max-seconds 0.3 --devices cpu \
+    --precisions fp32,int8 >"$work/out.txt" 2>&1 || fail "armv8.0: precisiond run failed: $(cat "$work/out.txt")"
+[ "$(grep -c '^status = "ok"' "$work/mlp.pt.report.toml")" -ge 3 ] || fail "armv8.0: not every result is ok"
+grep -q '^libtorch = "2.6.0"' "$work/mlp.pt.report.toml" || fail "armv8.0: the report names another libtorch"
+echo "check-deb: arm64 ARMv8.0: lintian clean of errors, depends on libtorch2.6, Debian's libtorch_cpu loaded, a fixture measured on an emulated Cortex-A72"

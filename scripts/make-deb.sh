@@ -12,10 +12,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-arch="${1:?usage: scripts/make-deb.sh x86_64|aarch64}"
+arch="${1:?usage: scripts/make-deb.sh x86_64|aarch64|armv8.0}"
 case "$arch" in
     x86_64) libtorch="$(scripts/install-libtorch-lean.sh x86_64)"; target=() ;;
     aarch64) libtorch="$(scripts/install-libtorch-aarch64.sh)"; target=(--target aarch64-unknown-linux-gnu) ;;
+    armv8.0)
+        # precisiond-armv8.0: its libtorch is Debian's own package.
+        command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 >&2
+        # Stripped here: cargo-deb strips only the binaries of its own build.
+        mkdir -p target/armv8.0/deb
+        aarch64-linux-gnu-strip --strip-unneeded -o target/armv8.0/deb/precisiond-worker \
+            target/armv8.0/aarch64-unknown-linux-gnu/release/precisiond-worker
+        cargo deb -p precisiond --no-build --target aarch64-unknown-linux-gnu --variant armv8-0 >&2
+        ls target/debian/precisiond-armv8.0_*_arm64.deb
+        exit 0 ;;
     *) echo "error: no package for $arch" >&2; exit 1 ;;
 esac
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0 >&2
