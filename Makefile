@@ -44,13 +44,7 @@ demo: build
 # systemd-analyze checks the unit; readelf (binutils) and cc come with the
 # Rust toolchain's prerequisites.
 test-deps:
-	@command -v systemd-analyze >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing systemd (for systemd-analyze)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
-	  else \
-	    echo "make test needs systemd-analyze: install the systemd package" >&2; exit 1; \
-	  fi; }
+	@scripts/need-deb.sh systemd-analyze systemd
 
 test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1
@@ -64,13 +58,7 @@ AARCH64_TARGET := aarch64-unknown-linux-gnu
 AARCH64_DIR := $(CURDIR)/target/$(AARCH64_TARGET)/release
 
 aarch64-deps:
-	@command -v aarch64-linux-gnu-g++ >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing the aarch64 cross compilers"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu g++-aarch64-linux-gnu >/dev/null; \
-	  else \
-	    echo "make build-aarch64 needs aarch64-linux-gnu-g++: install gcc-aarch64-linux-gnu and g++-aarch64-linux-gnu" >&2; exit 1; \
-	  fi; }
+	@scripts/need-deb.sh aarch64-linux-gnu-g++ gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 	@rustup target list --installed | grep -qx $(AARCH64_TARGET) || rustup target add $(AARCH64_TARGET)
 
 build-aarch64: aarch64-deps
@@ -111,13 +99,7 @@ deb: build build-aarch64 build-aarch64-armv8.0
 # make install and the packages, installed into throwaway roots and checked
 # (lintian too).
 test-deb: deb
-	@command -v lintian >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing lintian"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null; \
-	  else \
-	    echo "make test-deb needs lintian: install the lintian package" >&2; exit 1; \
-	  fi; }
+	@scripts/need-deb.sh lintian lintian
 	scripts/check-install.sh
 	PRECISIOND_ARMV8_0_SYSROOT="$$(scripts/install-libtorch-debian-arm64.sh)/sysroot" scripts/check-deb.sh
 

@@ -35,18 +35,8 @@ mkdir -p "$CACHE"
 work="$(mktemp -d "$CACHE/.debian-libtorch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 apt="$work/apt"
-mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/state" "$apt/preferences.d"
-echo "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
-    > "$apt/sources.list"
-touch "$apt/state/status"
-apt_opts=(
-    -o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
-    -o "Dir::Etc::Preferences=$apt/preferences" -o "Dir::Etc::PreferencesParts=$apt/preferences.d"
-    -o "Dir::State=$apt/state" -o "Dir::State::Lists=$apt/lists"
-    -o "Dir::State::status=$apt/state/status" -o "Dir::Cache=$apt/cache"
-    -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64" -o "Debug::NoLocking=1"
-)
-apt-get "${apt_opts[@]}" update -qq >&2
+. "$(dirname "$0")/apt-private.sh"
+apt_private "$apt" arm64
 apt-get "${apt_opts[@]}" install -y -qq --download-only --no-install-recommends libtorch-dev >&2
 root="$work/out"
 mkdir -p "$root/sysroot" "$root/libtorch/include" "$root/linkdir"

@@ -36,24 +36,8 @@ command -v apt-get >/dev/null || {
 echo "fetching Debian 13's qemu-user (static qemu-aarch64) into $TARGET" >&2
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/etc/preferences.d" "$work/state"
-cat > "$work/sources.list" <<SOURCES
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-SOURCES
-touch "$work/state/status"
-apt_opts=(
-    -o "Dir::Etc::SourceList=$work/sources.list"
-    -o "Dir::Etc::SourceParts=-"
-    -o "Dir::Etc::Preferences=$work/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$work/etc/preferences.d"
-    -o "Dir::State=$work/state"
-    -o "Dir::State::Lists=$work/lists"
-    -o "Dir::State::status=$work/state/status"
-    -o "Dir::Cache=$work/cache"
-    -o "APT::Architecture=$(dpkg --print-architecture)"
-)
-mkdir -p "$work/cache/archives/partial"
-apt-get "${apt_opts[@]}" update -qq >&2
+. "$(dirname "$0")/apt-private.sh"
+apt_private "$work/apt" "$(dpkg --print-architecture)"
 (cd "$work" && apt-get "${apt_opts[@]}" download qemu-user >&2)
 deb="$(ls "$work"/qemu-user_*.deb)"
 partial="$CACHE/.qemu.$$"

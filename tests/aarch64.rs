@@ -47,6 +47,34 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The demo CNN measured by `command` (which gets the `run` arguments), with
+/// `extra` arguments: what it printed and its report.
+fn measure_demo(
+    command: impl Fn(&[&str]) -> Command,
+    extra: &[&str],
+) -> (Output, Option<toml::Table>) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny_resnet.pt");
+    std::fs::copy(root().join("examples/demo/tiny_resnet.pt"), &model).unwrap();
+    let mut args = vec![
+        "run",
+        model.to_str().unwrap(),
+        "--no-probe",
+        "--threads",
+        "2",
+        "--max-seconds",
+        "0.3",
+        "--devices",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let out = command(&args).output().unwrap();
+    let report = std::fs::read_to_string(dir.path().join("tiny_resnet.pt.report.toml"))
+        .ok()
+        .map(|t| t.parse().unwrap());
+    (out, report)
+}
+
 fn detect(cpu: &str) -> toml::Table {
     let out = emulated(cpu, &["detect", "--format", "toml", "--no-probe"])
         .output()
@@ -100,33 +128,11 @@ fn detect_follows_the_features_of_each_emulated_cpu() {
 #[test]
 #[ignore = "needs the aarch64 build and qemu: make test-aarch64"]
 fn a_cnn_is_measured_in_every_precision_with_int8_through_qnnpack() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny_resnet.pt");
-    std::fs::copy(root().join("examples/demo/tiny_resnet.pt"), &model).unwrap();
-    let out = emulated(
-        "cortex-a76",
-        &[
-            "run",
-            model.to_str().unwrap(),
-            "--no-probe",
-            "--threads",
-            "2",
-            "--max-seconds",
-            "0.3",
-            "--devices",
-            "cpu",
-        ],
-    )
-    .output()
-    .unwrap();
+    let (out, report) = measure_demo(|args| emulated("cortex-a76", args), &[]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("EMULATED MACHINE"), "{stdout}");
-    let report: toml::Table =
-        std::fs::read_to_string(dir.path().join("tiny_resnet.pt.report.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
+    let report = report.unwrap();
     assert!(report["run"]["emulator"]
         .as_str()
         .unwrap()
@@ -170,32 +176,11 @@ fn a_cnn_is_measured_in_every_precision_with_int8_through_qnnpack() {
 #[test]
 #[ignore = "needs the aarch64 build and qemu: make test-aarch64"]
 fn an_armv8_0_core_gets_a_failed_report_that_names_the_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny_resnet.pt");
-    std::fs::copy(root().join("examples/demo/tiny_resnet.pt"), &model).unwrap();
-    let out = emulated(
-        "cortex-a72",
-        &[
-            "run",
-            model.to_str().unwrap(),
-            "--no-probe",
-            "--threads",
-            "2",
-            "--max-seconds",
-            "0.3",
-            "--devices",
-            "cpu",
-            "--precisions",
-            "fp32",
-        ],
-    )
-    .output()
-    .unwrap();
-    let report: toml::Table =
-        std::fs::read_to_string(dir.path().join("tiny_resnet.pt.report.toml"))
-            .unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
-            .parse()
-            .unwrap();
+    let (out, report) = measure_demo(
+        |args| emulated("cortex-a72", args),
+        &["--precisions", "fp32"],
+    );
+    let report = report.unwrap_or_else(|| panic!("no report: {}", text(&out)));
     assert_eq!(report["status"].as_str(), Some("failed"), "{}", text(&out));
     let error = report["error"].as_str().unwrap();
     for words in ["illegal instruction", "ARMv8.0", "atomics", "LIBTORCH"] {
@@ -312,31 +297,9 @@ fn armv8_0_cores_run_with_debians_libtorch() {
         );
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny_resnet.pt");
-    std::fs::copy(root().join("examples/demo/tiny_resnet.pt"), &model).unwrap();
-    let out = armv8_0(
-        "cortex-a72",
-        &[
-            "run",
-            model.to_str().unwrap(),
-            "--no-probe",
-            "--threads",
-            "2",
-            "--max-seconds",
-            "0.3",
-            "--devices",
-            "cpu",
-        ],
-    )
-    .output()
-    .unwrap();
+    let (out, report) = measure_demo(|args| armv8_0("cortex-a72", args), &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let report: toml::Table =
-        std::fs::read_to_string(dir.path().join("tiny_resnet.pt.report.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
+    let report = report.unwrap();
     assert_eq!(report["run"]["libtorch"].as_str(), Some("2.6.0"));
     let results = report["results"].as_array().unwrap();
     for r in results {
