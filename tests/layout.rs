@@ -85,3 +85,50 @@ fn the_worker_uses_none_of_the_supervisors_modules() {
     }
     assert!(offending.is_empty(), "{offending:#?}");
 }
+
+/// `scripts/install-libtorch.sh` on an aarch64 board, with a cache that
+/// already holds the aarch64 libtorch (nothing is downloaded).
+fn install_on_arm(cpuinfo: &str) -> std::process::Output {
+    let cache = tempfile::tempdir().unwrap();
+    let lean = cache.path().join("libtorch-2.13.0-cpu-aarch64");
+    std::fs::create_dir_all(&lean).unwrap();
+    std::fs::write(lean.join(".complete"), "").unwrap();
+    let out = Command::new(root().join("scripts/install-libtorch.sh"))
+        .env_remove("LIBTORCH")
+        .env("PRECISIOND_CACHE", cache.path())
+        .env("PRECISIOND_ARCH", "aarch64")
+        .env(
+            "PRECISIOND_CPUINFO",
+            root().join("tests/fixtures/cpuinfo").join(cpuinfo),
+        )
+        // The lean install, whatever this machine has.
+        .env("PRECISIOND_CUDA", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        lean.display().to_string()
+    );
+    out
+}
+
+#[test]
+fn make_warns_on_an_armv8_0_board_before_installing_pypis_libtorch() {
+    let tx1 = install_on_arm("arm64-jetson-tx1.txt");
+    let warning = String::from_utf8_lossy(&tx1.stderr);
+    assert!(
+        warning.contains("no LSE atomics") && warning.contains("ARM boards"),
+        "{warning}"
+    );
+    let armv9 = install_on_arm("arm64-cortex-a510-a710-a715-x3.txt");
+    assert!(
+        armv9.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&armv9.stderr)
+    );
+}
