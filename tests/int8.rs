@@ -3,20 +3,9 @@
 
 mod common;
 
-use common::calibrated::cnn_with_calibration;
+use common::calibrated::{cnn_with_calibration, int8_result, MIN_COSINE};
 use common::*;
 use std::path::{Path, PathBuf};
-
-fn int8_result(model: &Path) -> toml::Table {
-    let report = report_of(model);
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_table().unwrap().clone())
-        .find(|r| r["precision"].as_str() == Some("int8"))
-        .expect("an int8 result")
-}
 
 fn status_of(report: &toml::Table, precision: &str) -> String {
     report["results"]
@@ -33,7 +22,6 @@ fn status_of(report: &toml::Table, precision: &str) -> String {
 // 32.6 dB with libtorch 2.13. The bars leave room for another libtorch's
 // rounding while still failing on a broken observer (min-max observers with
 // a wrong scale, or weights left unquantized, give < 20 dB or > 60 dB).
-const MIN_COSINE: f64 = 0.999;
 const MIN_SQNR_DB: f64 = 25.0;
 const MAX_SQNR_DB: f64 = 60.0;
 

@@ -1,6 +1,6 @@
-//! A drop folder holding the residual CNN and a calibration folder: shared
-//! by tests/int8.rs and the worker's tests (included there by path), which
-//! is why it uses no binary of either crate.
+//! A drop folder holding the residual CNN and a calibration folder, and how
+//! its INT8 result is read: shared by tests/int8.rs and the worker's tests
+//! (included there by path), which is why it uses no binary of either crate.
 
 use std::path::{Path, PathBuf};
 
@@ -30,4 +30,24 @@ pub fn cnn_with_calibration(samples: &Path) -> (tempfile::TempDir, PathBuf) {
     )
     .unwrap();
     (dir, model)
+}
+
+/// The least cosine to FP32 the residual CNN's INT8 result must keep when
+/// calibrated on the committed samples (measured 0.99981 with libtorch 2.13).
+pub const MIN_COSINE: f64 = 0.999;
+
+/// The int8 result of `model`'s report.
+pub fn int8_result(model: &Path) -> toml::Table {
+    let path = PathBuf::from(format!("{}.report.toml", model.display()));
+    let report: toml::Table = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()))
+        .parse()
+        .unwrap();
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_table().unwrap().clone())
+        .find(|r| r["precision"].as_str() == Some("int8"))
+        .expect("an int8 result")
 }

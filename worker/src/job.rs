@@ -39,7 +39,8 @@ pub struct JobOutcome {
 /// written (the model file is missing or unreadable) come back as `Err`.
 pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, String> {
     let started = report::now();
-    say(&protocol::libtorch_line(&shim::libtorch_version()));
+    let libtorch = shim::libtorch_version();
+    say(&protocol::libtorch_line(&libtorch));
     let bytes = fsutil::read(&opts.model, opts.untrusted_folder)
         .map_err(|e| format!("cannot read model {}: {e}", opts.model.display()))?;
     let mut report = Report {
@@ -58,7 +59,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, St
             started,
             finished: started,
             precisiond: env!("CARGO_PKG_VERSION").into(),
-            libtorch: shim::libtorch_version(),
+            libtorch,
             threads: opts.threads,
             host: host_name(),
             emulator: precisiond::emulation::emulator(),
@@ -135,7 +136,7 @@ fn measure_all(
         .or_else(|| settings.devices.clone())
         .unwrap_or_else(devices::default_requests);
 
-    let hardware = precisiond::hardware::detect(
+    let mut hardware = precisiond::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
             probe: opts.probe,
@@ -144,7 +145,6 @@ fn measure_all(
         &crate::probe::LinkedLibtorch,
     )
     .map_err(|e| format!("hardware detection failed: {e:#}"))?;
-    let mut hardware = hardware;
     hardware.notes.push(cuda::libraries_note(cuda_load));
     report.hardware = Some(hardware.clone());
 

@@ -3,15 +3,13 @@
 //! worker crate, the only one that links libtorch; the other INT8 tests are
 //! in the top-level tests/int8.rs. Each runs the real worker binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-
-const MIN_COSINE: f64 = 0.999;
 
 #[path = "../../tests/common/calibrated.rs"]
 mod calibrated;
 
-use calibrated::{cnn_with_calibration, fixtures as fixtures_dir};
+use calibrated::{cnn_with_calibration, fixtures as fixtures_dir, int8_result, MIN_COSINE};
 
 /// The worker measuring FP32 and INT8 on the CPU with a short budget.
 fn run_quick(model: &Path) -> Output {
@@ -31,18 +29,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-fn int8_result(model: &Path) -> toml::Table {
-    let path = PathBuf::from(format!("{}.report.toml", model.display()));
-    let report: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_table().unwrap().clone())
-        .find(|r| r["precision"].as_str() == Some("int8"))
-        .expect("an int8 result")
 }
 
 #[test]
