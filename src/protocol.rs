@@ -1,7 +1,9 @@
 //! What passes between the supervisor and a worker process: exit codes,
-//! the progress lines on the worker's stdout, and the worker's build facts.
+//! the lines on the worker's stdout (progress, the report so far), and the
+//! worker's build facts.
 //! Both binaries use these definitions, so the two ends cannot drift apart.
 
+use crate::report::{PrecisionResult, Report};
 use serde::{Deserialize, Serialize};
 
 /// Exit codes between worker and supervisor.
@@ -16,6 +18,7 @@ pub mod exit {
 
 const PROGRESS: &str = "PROGRESS ";
 const LIBTORCH: &str = "LIBTORCH ";
+const PARTIAL: &str = "PARTIAL ";
 
 /// The first line a measuring worker prints: the libtorch it loaded, so a
 /// failed report the supervisor writes for it (after a crash) names it.
@@ -37,6 +40,57 @@ pub fn progress_line(device: &str, precision: &str, index: usize, total: usize) 
 /// The step a progress line names (`cpu int8 4/4`); None for other lines.
 pub fn parse_progress(line: &str) -> Option<&str> {
     line.strip_prefix(PROGRESS)
+}
+
+/// The report so far, as the worker prints it before each step: every
+/// result finished until then, and the one it is about to measure. A worker
+/// that dies leaves the supervisor this, so a crash or a timeout in one
+/// precision costs only that precision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial {
+    /// What the step being measured is, as a failed result whose reason the
+    /// supervisor fills in with how the worker ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measuring: Option<PrecisionResult>,
+    pub report: Report,
+}
+
+/// `PARTIAL <the TOML of partial, on one line>`: backslashes, newlines and
+/// carriage returns escaped, so one line holds it.
+pub fn partial_line(partial: &Partial) -> Result<String, String> {
+    let text =
+        toml::to_string(partial).map_err(|e| format!("cannot describe the report so far: {e}"))?;
+    let mut line = String::with_capacity(PARTIAL.len() + text.len() + 64);
+    line.push_str(PARTIAL);
+    for c in text.chars() {
+        match c {
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            c => line.push(c),
+        }
+    }
+    Ok(line)
+}
+
+/// The report a [`partial_line`] carries; None for other lines.
+pub fn parse_partial(line: &str) -> Option<Result<Partial, String>> {
+    let escaped = line.strip_prefix(PARTIAL)?;
+    let mut text = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => text.push('\n'),
+            Some('r') => text.push('\r'),
+            Some(other) => text.push(other),
+            None => {}
+        }
+    }
+    Some(toml::from_str(&text).map_err(|e| format!("the worker's report so far is not valid: {e}")))
 }
 
 /// What the worker was built against, as `precisiond-worker build-info`
@@ -63,5 +117,41 @@ mod tests {
         assert_eq!(parse_progress("something else"), None);
         assert_eq!(parse_libtorch(&libtorch_line("2.13.0")), Some("2.13.0"));
         assert_eq!(parse_libtorch(&line), None);
+    }
+
+    #[test]
+    fn a_partial_report_travels_on_one_line() {
+        let mut report = crate::supervise::failed_report_for(
+            std::path::Path::new("/drop/a\\b\nc.pt"),
+            "ab".repeat(32),
+            7,
+            "line one\nline two with a \\ and \"quotes\"\r".into(),
+            crate::report::now(),
+            2,
+        );
+        report.notes.push("tab\there".into());
+        let pending = PrecisionResult::not_measured(
+            "cpu",
+            crate::precision::Precision::Int8,
+            crate::report::Status::Failed,
+            crate::report::Method::StaticPtq,
+            "measuring".into(),
+        );
+        let partial = Partial {
+            measuring: Some(pending),
+            report,
+        };
+        let line = partial_line(&partial).unwrap();
+        assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
+        let back = parse_partial(&line).unwrap().unwrap();
+        assert_eq!(back.report.error, partial.report.error);
+        assert_eq!(back.report.model.file, partial.report.model.file);
+        assert_eq!(back.report.notes, partial.report.notes);
+        assert_eq!(
+            back.measuring.unwrap().precision,
+            crate::precision::Precision::Int8
+        );
+        assert!(parse_partial("PROGRESS cpu fp32 1/4").is_none());
+        assert!(parse_partial("PARTIAL not toml").unwrap().is_err());
     }
 }

@@ -7,7 +7,7 @@
 use crate::child::{self, Limits};
 use crate::cli::RunArgs;
 use crate::fsutil::{self, open_regular, sha256_of};
-use crate::protocol::{self, exit};
+use crate::protocol::{self, exit, Partial};
 use crate::report::{self, ModelFacts, Report, RunFacts, Status};
 use std::ffi::OsString;
 use std::fs::File;
@@ -204,16 +204,19 @@ pub fn measure(
     worker_args.extend(args.to_args());
     let timeout = args.timeout.map(Duration::from_secs_f64);
     let mut libtorch = None;
-    let end = run_worker(
-        worker,
-        &worker_args,
-        timeout,
-        stop,
-        |line| match protocol::parse_libtorch(line) {
-            Some(version) => libtorch = Some(version.to_owned()),
-            None => on_line(line),
-        },
-    )
+    let mut partial: Option<Partial> = None;
+    let end = run_worker(worker, &worker_args, timeout, stop, |line| {
+        if let Some(version) = protocol::parse_libtorch(line) {
+            libtorch = Some(version.to_owned());
+        } else if let Some(parsed) = protocol::parse_partial(line) {
+            match parsed {
+                Ok(p) => partial = Some(p),
+                Err(e) => log::warn!("{e}"),
+            }
+        } else {
+            on_line(line);
+        }
+    })
     .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
     if worker_wrote_report(&end) {
         let report = load_report(&report_path)?;
@@ -230,6 +233,52 @@ pub fn measure(
     {
         return Ok(Measured { end, report: None });
     }
+    let report = match partial {
+        Some(partial) => kept_results(partial, &end),
+        None => fresh_failed_report(args, &end, started, libtorch),
+    };
+    crate::output::toml::write(&report, &report_path)
+        .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
+    Ok(Measured {
+        end,
+        report: Some(report),
+    })
+}
+
+/// The worker's report so far, made the failed report of a worker that
+/// died: every result finished before it stays, the step it was measuring
+/// fails with the cause.
+fn kept_results(partial: Partial, end: &WorkerEnd) -> Report {
+    let Partial {
+        measuring,
+        mut report,
+    } = partial;
+    let cause = end.describe();
+    report.status = Status::Failed;
+    report.error = Some(match &measuring {
+        Some(step) => format!(
+            "{cause} (while measuring {} on {}); the results finished before it are kept",
+            step.precision.name(),
+            step.device
+        ),
+        None => cause.clone(),
+    });
+    if let Some(mut step) = measuring {
+        step.reason = cause;
+        report.results.push(step);
+    }
+    report.run.finished = report::now();
+    report
+}
+
+/// A failed report from scratch, for a worker that died before it said
+/// what it had found.
+fn fresh_failed_report(
+    args: &RunArgs,
+    end: &WorkerEnd,
+    started: toml::value::Datetime,
+    libtorch: Option<String>,
+) -> Report {
     let mut report = failed_report(&args.model, end.describe(), started, args.threads());
     // The settings the job ran with, so a daemon can tell later whether
     // this report is still current.
@@ -246,12 +295,7 @@ pub fn measure(
     if let Some(version) = libtorch {
         report.run.libtorch = version;
     }
-    crate::output::toml::write(&report, &report_path)
-        .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
-    Ok(Measured {
-        end,
-        report: Some(report),
-    })
+    report
 }
 
 /// Reads a report without following a symlink at its path.

@@ -464,19 +464,43 @@ fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
     // does; SIGKILL the way the OOM killer or an admin does. (A SIGSEGV sent
     // from outside is no crash: Rust's stack-overflow handler takes it and
     // the worker goes on.)
-    for (sig, name) in [
-        (libc::SIGKILL, "signal 9 (SIGKILL)"),
-        (libc::SIGABRT, "signal 6 (SIGABRT"),
+    // SIGKILL in the second precision (bf16): the first one's result is
+    // kept; SIGABRT in the first (fp32): the report names it.
+    for (sig, name, during) in [
+        (libc::SIGKILL, "signal 9 (SIGKILL)", "bf16"),
+        (libc::SIGABRT, "signal 6 (SIGABRT", "fp32"),
     ] {
-        let model = s.copy("mlp.pt", &format!("victim{sig}.pt"));
+        // A CNN: its calls take milliseconds, so each precision runs its
+        // whole budget (an MLP reaches the call cap first).
+        let model = s.copy("cnn_residual.pt", &format!("victim{sig}.pt"));
         wait_for("the worker to start", JOB, || s.starts_of(&model) == 1);
         let pid = s.starts().last().unwrap().pid;
-        std::thread::sleep(Duration::from_millis(500));
+        let step = format!("cpu {during} ");
+        wait_for(&format!("the worker to measure {during}"), JOB, || {
+            s.status_file().contains(&step)
+        });
+        std::thread::sleep(Duration::from_millis(300));
         kill(pid, sig);
         wait_for("the report", JOB, || report_path(&model).exists());
         assert_eq!(report_status(&model), "failed");
         let error = report_error(&model);
         assert!(error.contains(name), "the cause is given: {error}");
+        assert!(
+            error.contains(&format!("while measuring {during} on cpu")),
+            "the precision is named: {error}"
+        );
+        let report = load_report(&model);
+        let results = report["results"].as_array().unwrap();
+        let of = |p: &str| results.iter().find(|r| r["precision"].as_str() == Some(p));
+        let failed = of(during).expect("the failing precision has a result");
+        assert_eq!(failed["status"].as_str(), Some("failed"));
+        assert!(failed["reason"].as_str().unwrap().contains(name));
+        if during == "bf16" {
+            let fp32 = of("fp32").expect("the finished fp32 result is kept");
+            assert_eq!(fp32["status"].as_str(), Some("ok"), "{fp32}");
+            assert!(fp32["latency_ms"]["median"].as_float().unwrap() > 0.0);
+            assert!(report.get("hardware").is_some(), "the header is kept");
+        }
         d.wait_log(&format!("victim{sig}.pt\": failed"), JOB);
     }
     // The daemon may be writing its status file at this very moment (its
@@ -494,20 +518,31 @@ fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
 
 #[test]
 fn worker_over_its_time_limit_gets_a_failed_report() {
+    // fp32 takes its 2 s and is done; the limit falls inside bf16.
     let s = Setup::new(&format!(
-        "{}worker_timeout_seconds = 1.0\n",
-        slow_config(5.0)
+        "{}worker_timeout_seconds = 3.5\n",
+        slow_config(2.0)
     ));
     let d = s.start();
     d.wait_ready();
-    let model = s.copy("mlp.pt", "slow.pt");
+    let model = s.copy("cnn_residual.pt", "slow.pt");
     wait_for("the report", JOB, || report_path(&model).exists());
     assert_eq!(report_status(&model), "failed");
-    assert!(
-        report_error(&model).contains("time limit"),
-        "{}",
-        report_error(&model)
-    );
+    let error = report_error(&model);
+    assert!(error.contains("time limit"), "{error}");
+    assert!(error.contains("while measuring bf16 on cpu"), "{error}");
+    let report = load_report(&model);
+    let results = report["results"].as_array().unwrap();
+    let status: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["precision"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(status, [("fp32", "ok"), ("bf16", "failed")], "{report}");
     let pid = s.starts()[0].pid;
     assert!(!alive(pid), "the worker was killed");
     d.stop();

@@ -272,7 +272,7 @@ fn none_measured(
     report: &mut Report,
 ) {
     for &precision in ordered {
-        progress.step(device, precision);
+        progress.step(device, precision, None, report);
         report.results.push(PrecisionResult::not_measured(
             &device.name(),
             precision,
@@ -313,45 +313,61 @@ fn measure_device(
 ) {
     let mut fp32_median = None;
     for &precision in ordered {
-        progress.step(ctx.device, precision);
+        progress.step(ctx.device, precision, None, report);
         let window = MemoryWindow::start(ctx.device);
         let mut result = measure::planned(ctx, precision);
         window.finish(ctx.device, &mut result);
-        let mut extra = Vec::new();
+        if precision == Precision::Fp32 {
+            fp32_median = result.latency_ms.as_ref().map(|l| l.median);
+        } else {
+            set_speedup(&mut result, fp32_median, ctx.device);
+        }
+        report.results.push(result);
         if let Some(other) = plan::comparison_for(ctx.device, precision) {
             if method::tensorrt::present(ctx) {
                 progress.total += 1;
-                progress.step(ctx.device, precision);
-                extra.push(measure::beside(ctx, other, precision));
+                progress.step(ctx.device, precision, Some(Method::Tensorrt), report);
+                let mut extra = measure::beside(ctx, other, precision);
+                set_speedup(&mut extra, fp32_median, ctx.device);
+                report.results.push(extra);
             }
         }
-        for r in std::iter::once(&mut result).chain(extra.iter_mut()) {
-            if precision == Precision::Fp32 && r.method != Method::Tensorrt {
-                fp32_median = r.latency_ms.as_ref().map(|l| l.median);
-            } else if let (Some(base), Some(lat)) = (fp32_median, &r.latency_ms) {
-                r.speedup_vs_fp32 = Some(base / lat.median);
-                if r.method == Method::Tensorrt {
-                    r.notes.push(format!(
-                        "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 \
-                         time on {}",
-                        ctx.device.name()
-                    ));
-                }
-            }
-        }
-        report.results.push(result);
-        report.results.extend(extra);
     }
 }
 
-/// The `PROGRESS device precision i/n` lines for the supervisor.
+/// The speedup of `result` against libtorch's FP32 median on `device`.
+fn set_speedup(result: &mut PrecisionResult, fp32_median: Option<f64>, device: Device) {
+    let (Some(base), Some(lat)) = (fp32_median, &result.latency_ms) else {
+        return;
+    };
+    result.speedup_vs_fp32 = Some(base / lat.median);
+    if result.method == Method::Tensorrt {
+        result.notes.push(format!(
+            "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 time on {}",
+            device.name()
+        ));
+    }
+}
+
+/// The `PROGRESS device precision i/n` lines for the supervisor, each
+/// followed by the report so far (`protocol::Partial`).
 struct Progress {
     done: usize,
     total: usize,
 }
 
 impl Progress {
-    fn step(&mut self, device: Device, precision: Precision) {
+    /// Says that the step for `precision` on `device` starts, measured by
+    /// `method` (the plan's own when None), and what the report holds so
+    /// far: should this process die now, the supervisor still has every
+    /// result finished before it.
+    fn step(
+        &mut self,
+        device: Device,
+        precision: Precision,
+        method: Option<Method>,
+        report: &Report,
+    ) {
         self.done += 1;
         say(&protocol::progress_line(
             &device.name(),
@@ -359,6 +375,21 @@ impl Progress {
             self.done,
             self.total,
         ));
+        let measuring = PrecisionResult::not_measured(
+            &device.name(),
+            precision,
+            Status::Failed,
+            method.unwrap_or_else(|| plan::nominal_method(device, precision)),
+            "the worker ended while measuring this precision".into(),
+        );
+        let partial = protocol::Partial {
+            measuring: Some(measuring),
+            report: report.clone(),
+        };
+        match protocol::partial_line(&partial) {
+            Ok(line) => say(&line),
+            Err(e) => log::warn!("{e}"),
+        }
     }
 }
 
