@@ -34,6 +34,15 @@ pub struct Config {
     pub worker_timeout_seconds: f64,
     /// A written file is taken once its size has not changed for this long.
     pub settle_ms: u64,
+    /// How often a model whose worker crashed, hung or ran out of disk is
+    /// tried in a row before precisiond gives up on it until it changes, the
+    /// daemon restarts or the config is reloaded.
+    pub max_attempts: u32,
+    /// The wait before the second attempt, doubled for each further one.
+    pub retry_backoff_seconds: f64,
+    /// An engine build (TensorRT) is a phase of its own, with this limit
+    /// instead of `worker_timeout_seconds`.
+    pub build_timeout_seconds: f64,
     /// Larger model files are not read; they get a failed report instead.
     pub max_model_bytes: u64,
     /// Run the hardware micro-benchmark in each job (flags alone decide
@@ -83,6 +92,9 @@ impl Default for Config {
             target_ci_percent: bench.target_rel_ci * 100.0,
             worker_timeout_seconds: 600.0,
             settle_ms: 1000,
+            max_attempts: 3,
+            retry_backoff_seconds: 60.0,
+            build_timeout_seconds: 1800.0,
             max_model_bytes: 4_000_000_000,
             probe: true,
             log_level: LogLevel::Info,
@@ -171,6 +183,11 @@ impl Config {
         };
         positive("max_seconds", self.max_seconds)?;
         positive("worker_timeout_seconds", self.worker_timeout_seconds)?;
+        positive("retry_backoff_seconds", self.retry_backoff_seconds)?;
+        positive("build_timeout_seconds", self.build_timeout_seconds)?;
+        if self.max_attempts == 0 {
+            return Err("`max_attempts` must be at least 1 (1: never retry)".into());
+        }
         if !(self.target_ci_percent > 0.0 && self.target_ci_percent < 100.0) {
             return Err(format!(
                 "`target_ci_percent` must be between 0 and 100, got {}",
@@ -206,6 +223,13 @@ impl Config {
 
     pub fn worker_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.worker_timeout_seconds)
+    }
+
+    /// The wait before attempt `next` (2, 3, ...): the back-off, doubled for
+    /// each attempt after the second, at most a day.
+    pub fn retry_delay(&self, next: u32) -> Duration {
+        let doublings = next.saturating_sub(2).min(16) as i32;
+        Duration::from_secs_f64((self.retry_backoff_seconds * 2f64.powi(doublings)).min(86_400.0))
     }
 
     /// The threads a job really uses (0 means all cores).

@@ -13,13 +13,16 @@
 //! `precisiond-worker` (see `supervise`), so it stays small, and a crash in
 //! libtorch ends only the worker.
 
+mod check;
 mod decide;
 // The status file (crate::output::status) makes sure of the state folder too.
 mod folders;
+mod retry;
 mod systemd;
 
 use crate::cli::PrecisionList;
 use crate::config::{Config, Overrides};
+use crate::hashcache::HashCache;
 use crate::output::status::{self, Current, Finished, Snapshot};
 use crate::precision;
 use crate::protocol::{self, exit};
@@ -28,15 +31,16 @@ use crate::report::{self, Report};
 use crate::supervise::{self, Measured, WorkerEnd};
 use crate::watch::{self, Change, Kind, Settler};
 use clap::Args;
-use decide::Decision;
+use decide::{Decision, Inputs};
 use notify::RecommendedWatcher;
-use std::collections::VecDeque;
+use retry::Retries;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use systemd::Notifier;
 
 #[derive(Debug, Clone, Args)]
@@ -81,9 +85,24 @@ impl WatchArgs {
 enum Msg {
     Fs(notify::Result<notify::Event>),
     Signal(i32),
+    Checked(check::Checked),
     Progress(String),
-    JobDone(Box<Result<Measured, String>>),
+    JobDone(Box<JobEnd>),
 }
+
+/// How a job's thread ended.
+enum JobEnd {
+    /// Its report turned out current (or it was deleted): no worker ran.
+    Skipped(String),
+    /// Not read; this failed report was written (or could not be).
+    Rejected(Report, std::io::Result<()>),
+    /// A worker ran.
+    Measured(Result<Measured, String>),
+}
+
+/// The status files are rewritten at most this often: a burst of 500
+/// models, or a worker's progress lines, must not cost an fsync each.
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
 pub fn run(args: WatchArgs) -> i32 {
@@ -117,8 +136,21 @@ pub fn run(args: WatchArgs) -> i32 {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
+    let hashes = Arc::new(HashCache::new());
+    let checker = match check::start(hashes.clone(), tx.clone(), Msg::Checked) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start the checking thread: {e}")),
+    };
     let mut daemon = Daemon {
-        config,
+        config: Arc::new(config),
+        hashes,
+        checker,
+        retry_checks: HashSet::new(),
+        retry_queued: HashSet::new(),
+        retries: Retries::default(),
+        scanned: HashSet::new(),
+        disk_full: false,
+        last_flush: None,
         config_arg: args.config,
         overrides,
         env_decides_log,
@@ -145,8 +177,10 @@ pub fn run(args: WatchArgs) -> i32 {
         daemon.folder_list(),
         daemon.queue.len()
     );
+    // Ready once the folders are listed: what their models need is decided
+    // on the checker's thread, and may take minutes of hashing.
     daemon.start_next_job();
-    let line = daemon.flush_status();
+    let line = daemon.flush_status(true);
     daemon.notifier.ready(&line);
     daemon.run(rx);
     exit::OK
@@ -236,7 +270,19 @@ struct Job {
 }
 
 struct Daemon {
-    config: Config,
+    config: Arc<Config>,
+    hashes: Arc<HashCache>,
+    checker: Sender<check::Request>,
+    /// Models whose next check measures a failure worth retrying again.
+    retry_checks: HashSet<PathBuf>,
+    /// Queued models whose job measures such a failure again.
+    retry_queued: HashSet<PathBuf>,
+    retries: Retries,
+    /// Found by a scan and settling: their "not measuring" is logged quietly.
+    scanned: HashSet<PathBuf>,
+    /// The last report could not be written for a full disk.
+    disk_full: bool,
+    last_flush: Option<Instant>,
     /// `--config` as given: a reload reads the same file again.
     config_arg: Option<PathBuf>,
     overrides: Overrides,
@@ -256,16 +302,55 @@ struct Daemon {
     dirty: bool,
 }
 
+/// A job's thread: decides again (the model may have changed while it was
+/// queued), then writes a rejection or runs the worker.
+fn job_thread(
+    model: &Path,
+    inputs: &Inputs,
+    worker: &Path,
+    attempt: u32,
+    stop: &AtomicBool,
+    on_line: impl FnMut(&str),
+) -> JobEnd {
+    match decide::decide(model, inputs) {
+        Decision::Skip(why) => JobEnd::Skipped(why),
+        Decision::Reject(report) => {
+            let written = crate::output::toml::write(&report, &report::default_path(model));
+            JobEnd::Rejected(*report, written)
+        }
+        Decision::Run(args) => {
+            if attempt > 1 {
+                log::info!(
+                    "measuring {model:?} (attempt {attempt} of {})",
+                    inputs.config.max_attempts
+                );
+            } else {
+                log::info!("measuring {model:?}");
+            }
+            JobEnd::Measured(supervise::measure(worker, &args, attempt, stop, on_line))
+        }
+    }
+}
+
 impl Daemon {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             if self.stopping && self.job.is_none() {
                 break;
             }
-            let wake = [self.settler.next_due(), self.notifier.next_ping()]
-                .into_iter()
-                .flatten()
-                .min();
+            let flush_due = self
+                .dirty
+                .then(|| self.last_flush.map(|t| t + STATUS_INTERVAL))
+                .flatten();
+            let wake = [
+                self.settler.next_due(),
+                self.notifier.next_ping(),
+                self.retries.next_due(),
+                flush_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             // The daemon holds a sender itself, so the channel never closes.
             let msg = match wake {
                 None => rx.recv().ok(),
@@ -280,9 +365,13 @@ impl Daemon {
             for path in self.settler.take_ready(now, self.config.settle()) {
                 self.settled(path);
             }
+            for model in self.retries.take_due(now) {
+                self.retry_checks.insert(model.clone());
+                self.check(model, false);
+            }
             self.notifier.ping_if_due(now);
             self.start_next_job();
-            self.flush_status();
+            self.flush_status(false);
         }
         self.shut_down();
     }
@@ -320,7 +409,8 @@ impl Daemon {
                 }
                 _ => log::debug!("worker: {line}"),
             },
-            Msg::JobDone(result) => self.job_done(*result),
+            Msg::Checked(checked) => self.checked(checked),
+            Msg::JobDone(end) => self.job_done(*end),
         }
     }
 
@@ -333,10 +423,15 @@ impl Daemon {
         match change {
             Change::Rescan => {
                 log::warn!("the kernel dropped file events (inotify queue overflow): scanning all folders again");
-                self.rescan_all();
+                self.rescan_all(false);
             }
             Change::Written(path) if self.watched(&path) => match watch::kind(&path) {
-                Kind::Model | Kind::Settings(_) => self.settler.written(path, now, settle),
+                Kind::Model => {
+                    // A new version: its attempts start over.
+                    self.retries.forget(&path);
+                    self.settler.written(path, now, settle)
+                }
+                Kind::Settings(_) => self.settler.written(path, now, settle),
                 Kind::Report(_) | Kind::Ignored => {}
             },
             Change::Writing(path) => self.settler.writing(&path, now, settle),
@@ -347,6 +442,7 @@ impl Daemon {
                 );
                 self.settler.forget_folder(&path);
                 self.queue.remove_folder(&path);
+                self.retries.forget_folder(&path);
                 self.dirty = true;
             }
             Change::Removed(path) if self.watched(&path) => self.removed(path),
@@ -364,6 +460,7 @@ impl Daemon {
         match watch::kind(&path) {
             Kind::Model => {
                 self.settler.forget(&path);
+                self.retries.forget(&path);
                 if self.queue.remove(&path) {
                     log::info!("{path:?} was deleted while queued: dropped from the queue");
                     self.dirty = true;
@@ -373,17 +470,53 @@ impl Daemon {
                 }
             }
             // A settings file gone changes what is measured; a report gone
-            // asks for a new one. `decide` checks when its turn comes.
-            Kind::Settings(model) | Kind::Report(model) => self.enqueue(model),
+            // asks for a new one.
+            Kind::Settings(model) | Kind::Report(model) => self.check(model, false),
             Kind::Ignored => {}
         }
     }
 
+    /// A file has settled: every path into the queue passes here (files
+    /// found by a scan too), then through the checker.
     fn settled(&mut self, path: PathBuf) {
         match watch::kind(&path) {
-            Kind::Model => self.enqueue(path),
-            Kind::Settings(model) => self.enqueue(model),
+            Kind::Model => {
+                let quiet = self.scanned.remove(&path);
+                self.check(path, quiet)
+            }
+            Kind::Settings(model) => self.check(model, false),
             Kind::Report(_) | Kind::Ignored => {}
+        }
+    }
+
+    /// Asks the checker whether `model` needs measuring; `quiet`: a model
+    /// found by a scan, whose "not measuring" is no news.
+    fn check(&mut self, model: PathBuf, quiet: bool) {
+        let request = check::Request {
+            retry_failures: self.retry_checks.remove(&model),
+            model,
+            config: self.config.clone(),
+            quiet,
+        };
+        if self.checker.send(request).is_err() {
+            log::error!("the checking thread is gone; models are no longer looked at");
+        }
+    }
+
+    fn checked(&mut self, checked: check::Checked) {
+        if self.stopping {
+            return;
+        }
+        let model = checked.model;
+        match checked.skip {
+            Some(why) if checked.quiet => log::debug!("not measuring {model:?}: {why}"),
+            Some(why) => log::info!("not measuring {model:?}: {why}"),
+            None => {
+                if checked.retry_failures {
+                    self.retry_queued.insert(model.clone());
+                }
+                self.enqueue(model);
+            }
         }
     }
 
@@ -412,12 +545,16 @@ impl Daemon {
             watch::add(&mut self.watcher, &folder)?;
             self.folders.push(folder.clone());
         }
-        self.scan(&folder);
+        self.scan(&folder, true);
         Ok(())
     }
 
-    /// Queues every model of `folder` whose report is missing or stale.
-    fn scan(&mut self, folder: &Path) {
+    /// Hands every model of `folder` to the settle step, then to the
+    /// checker, which queues those whose report is missing or stale (and,
+    /// with `retry_failures`, those whose failure is worth retrying).
+    /// Nothing is read here: this runs before READY=1 and between watchdog
+    /// pings.
+    fn scan(&mut self, folder: &Path, retry_failures: bool) {
         let models = match folders::models(folder) {
             Ok(m) => m,
             Err(e) => {
@@ -425,26 +562,23 @@ impl Daemon {
                 return;
             }
         };
+        let now = Instant::now();
+        let settle = self.config.settle();
         for model in models {
             if self.queue.contains(&model) {
                 continue;
             }
-            // Being measured under what may be the old config: looked at
-            // again once its job ends.
-            if self.job.as_ref().is_some_and(|j| j.current.path == model) {
-                self.enqueue(model);
-                continue;
+            if retry_failures {
+                self.retry_checks.insert(model.clone());
             }
-            match decide::decide(&model, &self.config) {
-                Decision::Skip(why) => log::debug!("not measuring {model:?}: {why}"),
-                Decision::Run(_) | Decision::Reject(_) => self.enqueue(model),
-            }
+            self.scanned.insert(model.clone());
+            self.settler.written(model, now, settle);
         }
     }
 
-    fn rescan_all(&mut self) {
+    fn rescan_all(&mut self, retry_failures: bool) {
         for folder in self.folders.clone() {
-            self.scan(&folder);
+            self.scan(&folder, retry_failures);
         }
     }
 
@@ -453,43 +587,34 @@ impl Daemon {
     fn start_next_job(&mut self) {
         // `stop` is set by the signal thread before the main thread has seen
         // the signal: no job starts in between.
-        while self.job.is_none() && !self.stopping && !self.stop.load(Ordering::SeqCst) {
-            let Some(model) = self.queue.pop() else {
-                return;
-            };
-            self.dirty = true;
-            match decide::decide(&model, &self.config) {
-                Decision::Skip(why) => log::info!("not measuring {model:?}: {why}"),
-                Decision::Reject(report) => self.reject(&model, *report),
-                Decision::Run(args) => self.spawn_job(model, *args),
-            }
+        if self.job.is_some() || self.stopping || self.stop.load(Ordering::SeqCst) {
+            return;
         }
-    }
-
-    fn reject(&mut self, model: &Path, report: Report) {
-        let path = report::default_path(model);
-        match crate::output::toml::write(&report, &path) {
-            Ok(()) => {
-                log::warn!("{model:?}: {}", report.error.as_deref().unwrap_or("failed"));
-                self.remember(model, &report);
-            }
-            Err(e) => log::error!("cannot write report {path:?}: {e}"),
-        }
-    }
-
-    fn spawn_job(&mut self, model: PathBuf, args: crate::cli::RunArgs) {
-        log::info!("measuring {model:?}");
+        let Some(model) = self.queue.pop() else {
+            return;
+        };
+        self.dirty = true;
+        let retry_failures = self.retry_queued.remove(&model);
+        let attempt = self.retries.attempt(&model);
         let worker = self.worker.clone();
         let stop = self.stop.clone();
         let tx = self.tx.clone();
+        let config = self.config.clone();
+        let hashes = self.hashes.clone();
+        let job_model = model.clone();
         let thread = std::thread::Builder::new()
             .name("job".into())
             .spawn(move || {
                 let progress = tx.clone();
-                let result = supervise::measure(&worker, &args, &stop, |line| {
+                let inputs = Inputs {
+                    config: &config,
+                    hashes: &hashes,
+                    retry_failures,
+                };
+                let end = job_thread(&job_model, &inputs, &worker, attempt, &stop, |line| {
                     let _ = progress.send(Msg::Progress(line.to_owned()));
                 });
-                let _ = tx.send(Msg::JobDone(Box::new(result)));
+                let _ = tx.send(Msg::JobDone(Box::new(end)));
             });
         match thread {
             Ok(thread) => {
@@ -508,26 +633,56 @@ impl Daemon {
         }
     }
 
-    fn job_done(&mut self, result: Result<Measured, String>) {
+    fn job_done(&mut self, end: JobEnd) {
         let Some(job) = self.job.take() else {
             return;
         };
         let _ = job.thread.join();
         self.dirty = true;
         let model = job.current.path;
-        let end = match result {
-            Ok(Measured {
-                end,
-                report: Some(report),
-            }) => {
+        let measured = match end {
+            JobEnd::Skipped(why) => {
+                log::info!("not measuring {model:?}: {why}");
+                return;
+            }
+            JobEnd::Rejected(report, Ok(())) => {
+                log::warn!("{model:?}: {}", report.error.as_deref().unwrap_or("failed"));
+                self.remember(&model, &report);
+                self.disk_full = false;
+                return;
+            }
+            JobEnd::Rejected(_, Err(e)) if crate::fsutil::is_disk_full(&e) => {
+                self.wait_for_space(&model);
+                return;
+            }
+            JobEnd::Rejected(_, Err(e)) => {
+                log::error!("cannot write the report of {model:?}: {e}");
+                return;
+            }
+            JobEnd::Measured(Err(e)) => {
+                log::error!("{model:?}: {e}");
+                return;
+            }
+            JobEnd::Measured(Ok(measured)) => measured,
+        };
+        let end = measured.end;
+        match measured.report {
+            Some(report) => {
+                self.disk_full = false;
                 match &report.error {
                     Some(error) => log::warn!("{model:?}: failed: {error}"),
                     None => log::info!("{model:?}: measured, report written"),
                 }
                 self.remember(&model, &report);
-                end
+                match report.attempts {
+                    Some(attempt) if !job.deleted => self.failed_attempt(&model, attempt),
+                    _ => self.retries.forget(&model),
+                }
             }
-            Ok(Measured { end, report: None }) => {
+            None if measured.disk_full && !self.stopping && !job.deleted => {
+                self.wait_for_space(&model)
+            }
+            None => {
                 if end == WorkerEnd::Stopped || self.stopping {
                     log::info!(
                         "stopped measuring {model:?}; it is measured again at the next start"
@@ -537,13 +692,8 @@ impl Daemon {
                 } else {
                     log::warn!("{model:?}: the worker refused it (its message is above); no report written");
                 }
-                end
             }
-            Err(e) => {
-                log::error!("{model:?}: {e}");
-                WorkerEnd::Exited(exit::ERROR)
-            }
-        };
+        }
         // A worker that did not end on its own may have died between
         // creating a temporary file and renaming it.
         if !supervise::worker_wrote_report(&end) {
@@ -551,6 +701,41 @@ impl Daemon {
                 folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
             }
         }
+    }
+
+    /// Attempt `attempt` of `model` failed in a way worth retrying (the
+    /// worker crashed or ran past its limit): again after the back-off, up
+    /// to `max_attempts` in a row.
+    fn failed_attempt(&mut self, model: &Path, attempt: u32) {
+        let max = self.config.max_attempts;
+        if attempt >= max {
+            log::warn!(
+                "{model:?}: giving up after {attempt} attempts in a row; it is measured again when \
+                 it or its settings change, at the next start or after a reload"
+            );
+            self.retries.forget(model);
+            return;
+        }
+        let delay = self.config.retry_delay(attempt + 1);
+        log::info!(
+            "{model:?}: trying again in {} s (attempt {} of {max})",
+            delay.as_secs_f64(),
+            attempt + 1
+        );
+        self.retries.failed(model, attempt, Instant::now() + delay);
+    }
+
+    /// No report could be written for `model`: the disk is full. Tried
+    /// again after the back-off, without counting an attempt.
+    fn wait_for_space(&mut self, model: &Path) {
+        let delay = self.config.retry_delay(2);
+        log::warn!(
+            "{model:?}: the disk is full, its report cannot be written; free some space. Trying \
+             again in {} s",
+            delay.as_secs_f64()
+        );
+        self.disk_full = true;
+        self.retries.later(model, Instant::now() + delay);
     }
 
     fn remember(&mut self, model: &Path, report: &Report) {
@@ -584,15 +769,15 @@ impl Daemon {
                 return;
             }
         };
-        let remeasure = !config.measures_like(&self.config);
         if !self.env_decides_log {
             log::set_max_level(config.log_level.filter());
         }
-        self.config = config;
+        self.config = Arc::new(config);
         for gone in self.folders.clone().iter().filter(|f| !folders.contains(f)) {
             watch::remove(&mut self.watcher, gone);
             self.settler.forget_folder(gone);
             self.queue.remove_folder(gone);
+            self.retries.forget_folder(gone);
             self.folders.retain(|f| f != gone);
             log::info!("no longer watching {gone:?}");
         }
@@ -605,10 +790,9 @@ impl Daemon {
                 }
             }
         }
-        if remeasure {
-            // Reports made under the old settings are stale now.
-            self.rescan_all();
-        }
+        // Reports made under the old settings may be stale now, and a
+        // reload is a fresh start for failures worth retrying.
+        self.rescan_all(true);
         self.dirty = true;
         log::info!(
             "configuration reloaded from {}",
@@ -621,6 +805,7 @@ impl Daemon {
             (true, Some(_)) => "stopping",
             (true, None) => "stopped",
             (false, Some(_)) => "benchmarking",
+            (false, None) if self.disk_full => "disk full",
             (false, None) => "idle",
         };
         Snapshot {
@@ -632,12 +817,16 @@ impl Daemon {
     }
 
     /// Rewrites the status files and systemd's STATUS= line when something
-    /// changed; returns the line.
-    fn flush_status(&mut self) -> String {
-        if !self.dirty {
+    /// changed, at most every STATUS_INTERVAL unless `now`; returns the line.
+    fn flush_status(&mut self, now: bool) -> String {
+        let recent = self
+            .last_flush
+            .is_some_and(|t| t.elapsed() < STATUS_INTERVAL);
+        if !self.dirty || (recent && !now) {
             return String::new();
         }
         self.dirty = false;
+        self.last_flush = Some(Instant::now());
         let snapshot = self.snapshot();
         let reports = self.folders.iter().map(|f| status::count_reports(f)).sum();
         let line = status::line(&snapshot, reports);
@@ -655,7 +844,8 @@ impl Daemon {
             folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
         }
         self.dirty = true;
-        self.flush_status();
+        self.flush_status(true);
+        self.hashes.save();
         log::info!("stopped");
     }
 

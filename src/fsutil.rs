@@ -120,6 +120,12 @@ pub fn read(path: &Path, no_follow: bool) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// True when `e` says the disk (or the user's quota) is full: a write that
+/// may succeed later, unlike a refusal.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Writes `contents` to `path` through a temporary file in the same folder,
 /// an fsync, a rename and an fsync of the folder, so a reader (or a crash,
 /// or a power cut) never sees a half-written file and a finished write

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod emulation;
 pub mod fsutil;
 pub mod hardware;
+pub mod hashcache;
 pub mod memory;
 pub mod output;
 pub mod precision;

@@ -69,7 +69,7 @@ fn run(args: RunArgs) -> i32 {
     };
     let report_path = args.report_path();
     let stop = AtomicBool::new(false);
-    let measured = supervise::measure(&worker, &args, &stop, |line| {
+    let measured = supervise::measure(&worker, &args, 1, &stop, |line| {
         if let Some(step) = protocol::parse_progress(line) {
             log::info!("measuring {step}");
         }

@@ -14,6 +14,8 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     /// The report was written and says failed.
     pub const REPORTED_FAILURE: i32 = 10;
+    /// The report could not be written: the disk (or quota) is full.
+    pub const DISK_FULL: i32 = 11;
 }
 
 const PROGRESS: &str = "PROGRESS ";

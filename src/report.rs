@@ -41,6 +41,11 @@ pub struct Report {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set on a failure precisiond tries again (the worker crashed, ran past
+    /// its limit): which attempt in a row this report comes from. Absent on
+    /// failures that would only repeat themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     pub model: ModelFacts,
     pub run: RunFacts,
     /// "settings" (from the settings file) or "inferred" (guessed from the model).

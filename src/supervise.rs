@@ -24,6 +24,7 @@ impl WorkerEnd {
     /// Words for a failed report, when the worker could not write its own.
     pub fn describe(&self) -> String {
         match self {
+            WorkerEnd::Exited(exit::DISK_FULL) => "the disk is full: the report could not be written".into(),
             WorkerEnd::Exited(code) => format!("the worker exited with code {code} without writing a report"),
             WorkerEnd::Signaled(libc::SIGILL) => match illegal_instruction_cause() {
                 Some(why) => why,
@@ -149,6 +150,7 @@ pub fn failed_report_for(
         schema_version: report::SCHEMA_VERSION,
         status: Status::Failed,
         error: Some(error),
+        attempts: None,
         model: ModelFacts {
             file: fsutil::file_name(model),
             sha256,
@@ -183,18 +185,35 @@ pub struct Measured {
     pub end: WorkerEnd,
     /// The report now beside the model: the worker's own, or a failed one
     /// written here for a worker that crashed, hung or was killed. None when
-    /// the worker refused the job (exit 1, it printed why) or was stopped.
+    /// the worker refused the job (exit 1, it printed why), was stopped, or
+    /// the disk is full.
     pub report: Option<Report>,
+    /// No report could be written for lack of space: the job is worth
+    /// running again once there is some.
+    pub disk_full: bool,
+}
+
+impl Measured {
+    fn without_report(end: WorkerEnd) -> Measured {
+        let disk_full = end == WorkerEnd::Exited(exit::DISK_FULL);
+        Measured {
+            end,
+            report: None,
+            disk_full,
+        }
+    }
 }
 
 /// Measures one model in a worker process: the path shared by
 /// `precisiond run` and the daemon. Writes a failed report when the worker
-/// could not; writes nothing when `stop` ended it (the model is measured
-/// again at the next start). Err: the worker could not be started, or a
-/// report could not be read or written.
+/// could not (marked with `attempt`, the how-manieth try in a row this is:
+/// such a failure is worth retrying); writes nothing when `stop` ended it
+/// (the model is measured again at the next start). Err: the worker could
+/// not be started, or a report could not be read or written.
 pub fn measure(
     worker: &Path,
     args: &RunArgs,
+    attempt: u32,
     stop: &AtomicBool,
     mut on_line: impl FnMut(&str),
 ) -> Result<Measured, String> {
@@ -223,6 +242,7 @@ pub fn measure(
         return Ok(Measured {
             end,
             report: Some(report),
+            disk_full: false,
         });
     }
     // A worker that died while we were stopping died of the stop: it is not
@@ -230,18 +250,33 @@ pub fn measure(
     if end == WorkerEnd::Stopped
         || stop.load(Ordering::SeqCst)
         || end == WorkerEnd::Exited(exit::ERROR)
+        || end == WorkerEnd::Exited(exit::DISK_FULL)
     {
-        return Ok(Measured { end, report: None });
+        return Ok(Measured::without_report(end));
     }
-    let report = match partial {
+    let mut report = match partial {
         Some(partial) => kept_results(partial, &end),
         None => fresh_failed_report(args, &end, started, libtorch),
     };
-    crate::output::toml::write(&report, &report_path)
-        .map_err(|e| format!("cannot write report {}: {e}", report_path.display()))?;
+    report.attempts = Some(attempt);
+    if let Err(e) = crate::output::toml::write(&report, &report_path) {
+        if crate::fsutil::is_disk_full(&e) {
+            log::warn!("cannot write report {}: {e}", report_path.display());
+            return Ok(Measured {
+                end,
+                report: None,
+                disk_full: true,
+            });
+        }
+        return Err(format!(
+            "cannot write report {}: {e}",
+            report_path.display()
+        ));
+    }
     Ok(Measured {
         end,
         report: Some(report),
+        disk_full: false,
     })
 }
 

@@ -6,7 +6,13 @@
 //! that says ok, what the config would measure now (precisions, budget,
 //! confidence target, threads). A failed report stays current until the
 //! model or its settings change: measuring a corrupt file again at every
-//! restart would help nobody. Deleting a report asks for a new measurement.
+//! restart would help nobody. The exception is a failure precisiond retries
+//! (a crash, a time-out: the report holds `attempts`), which is measured
+//! again when the caller asks for retries. Deleting a report asks for a new
+//! measurement.
+//!
+//! Hashes come from the cache (`crate::hashcache`): this runs on the
+//! daemon's helper threads, never on the thread that pings the watchdog.
 //!
 //! Nothing here follows a symlink: a link in the drop folder is never read,
 //! whether it stands for a model, its settings or its report.
@@ -15,6 +21,7 @@ use crate::cli::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
 use crate::devices::{Device, DeviceRequest};
 use crate::fsutil::{open_regular, sha256_of};
+use crate::hashcache::HashCache;
 use crate::precision::Precision;
 use crate::report::{self, Report, Status};
 use crate::settings::{self, ModelSettings};
@@ -32,7 +39,16 @@ pub enum Decision {
     Reject(Box<Report>),
 }
 
-pub fn decide(model: &Path, config: &Config) -> Decision {
+/// What a decision needs besides the model.
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    pub hashes: &'a HashCache,
+    /// Measure again a model whose report holds a failure worth retrying.
+    pub retry_failures: bool,
+}
+
+pub fn decide(model: &Path, inputs: &Inputs) -> Decision {
+    let config = inputs.config;
     let meta = match std::fs::symlink_metadata(model) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -85,7 +101,7 @@ pub fn decide(model: &Path, config: &Config) -> Decision {
                     "not a regular file"
                 },
             );
-            let Ok((sha, bytes)) = open_regular(model).and_then(sha256_of) else {
+            let Ok((sha, bytes)) = inputs.hashes.sha256(model) else {
                 return Decision::Skip("it cannot be read".into());
             };
             if let Some(r) = &current {
@@ -106,7 +122,7 @@ pub fn decide(model: &Path, config: &Config) -> Decision {
     // report that says what is wrong); here they only mean "no precisions".
     let model_settings = ModelSettings::load(&settings_path).ok();
     if let Some(r) = &current {
-        if is_current(r, model, &settings_path, model_settings.as_ref(), config) {
+        if is_current(r, model, &settings_path, model_settings.as_ref(), inputs) {
             return Decision::Skip(
                 "its report is current; delete the report to measure it again".into(),
             );
@@ -161,9 +177,10 @@ fn is_current(
     model: &Path,
     settings_path: &Path,
     model_settings: Option<&ModelSettings>,
-    config: &Config,
+    inputs: &Inputs,
 ) -> bool {
-    let Ok((sha, _)) = open_regular(model).and_then(sha256_of) else {
+    let config = inputs.config;
+    let Ok((sha, _)) = inputs.hashes.sha256(model) else {
         return false;
     };
     let settings_sha = open_regular(settings_path)
@@ -174,7 +191,7 @@ fn is_current(
         return false;
     }
     if r.status == Status::Failed {
-        return true;
+        return !(inputs.retry_failures && r.attempts.is_some());
     }
     let wanted: BTreeSet<Precision> = model_settings
         .and_then(|s| s.precisions.clone())
@@ -222,18 +239,58 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
 
+    fn check(model: &Path, config: &Config) -> Decision {
+        let hashes = HashCache::new();
+        decide(
+            model,
+            &Inputs {
+                config,
+                hashes: &hashes,
+                retry_failures: false,
+            },
+        )
+    }
+
+    #[test]
+    fn a_failure_worth_retrying_runs_again_only_when_retries_are_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        std::fs::write(&model, b"v1").unwrap();
+        let config = Config::default();
+        let hashes = HashCache::new();
+        let mut r = supervise::failed_report(&model, "killed".into(), report::now(), 1);
+        r.attempts = Some(3);
+        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        let with = |retry_failures| {
+            decide(
+                &model,
+                &Inputs {
+                    config: &config,
+                    hashes: &hashes,
+                    retry_failures,
+                },
+            )
+        };
+        assert!(matches!(with(false), Decision::Skip(_)));
+        assert!(matches!(with(true), Decision::Run(_)));
+        // A failure without attempts (the worker's own) is never retried.
+        r.attempts = None;
+        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        assert!(matches!(with(true), Decision::Skip(_)));
+    }
+
     #[test]
     fn missing_report_runs_and_symlinks_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.pt");
         std::fs::write(&model, b"not really a model").unwrap();
         let config = Config::default();
-        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+        assert!(matches!(check(&model, &config), Decision::Run(_)));
         let link = dir.path().join("link.pt");
         symlink(&model, &link).unwrap();
-        assert!(matches!(decide(&link, &config), Decision::Skip(_)));
+        assert!(matches!(check(&link, &config), Decision::Skip(_)));
         assert!(matches!(
-            decide(&dir.path().join("gone.pt"), &config),
+            check(&dir.path().join("gone.pt"), &config),
             Decision::Skip(_)
         ));
     }
@@ -247,12 +304,12 @@ mod tests {
             max_model_bytes: 10,
             ..Config::default()
         };
-        let Decision::Reject(r) = decide(&model, &config) else {
+        let Decision::Reject(r) = check(&model, &config) else {
             panic!("not rejected")
         };
         assert!(r.error.as_deref().unwrap().contains("max_model_bytes"));
         crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
-        assert!(matches!(decide(&model, &config), Decision::Skip(_)));
+        assert!(matches!(check(&model, &config), Decision::Skip(_)));
     }
 
     #[test]
@@ -263,13 +320,13 @@ mod tests {
         let config = Config::default();
         let r = supervise::failed_report(&model, "boom".into(), report::now(), 1);
         crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
-        assert!(matches!(decide(&model, &config), Decision::Skip(_)));
+        assert!(matches!(check(&model, &config), Decision::Skip(_)));
         std::fs::write(&model, b"v2").unwrap();
-        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+        assert!(matches!(check(&model, &config), Decision::Run(_)));
         // A new settings file also makes it stale.
         std::fs::write(&model, b"v1").unwrap();
         std::fs::write(settings::default_path(&model), b"max_seconds = 1.0\n").unwrap();
-        assert!(matches!(decide(&model, &config), Decision::Run(_)));
+        assert!(matches!(check(&model, &config), Decision::Run(_)));
     }
 
     #[test]

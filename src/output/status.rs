@@ -38,7 +38,8 @@ pub struct Finished {
 struct FolderStatus<'a> {
     updated: Datetime,
     pid: u32,
-    /// idle, benchmarking, stopping or stopped.
+    /// idle, benchmarking, disk full (a report waits for space), stopping
+    /// or stopped.
     state: &'a str,
     /// The same line systemd shows.
     status: &'a str,
@@ -64,6 +65,13 @@ pub struct Snapshot<'a> {
 pub fn line(s: &Snapshot, reports: usize) -> String {
     match (s.state, s.current) {
         ("stopping" | "stopped", _) => s.state.to_owned(),
+        ("disk full", _) => {
+            let mut line = "disk full: reports wait for free space".to_owned();
+            if !s.queue.is_empty() {
+                line.push_str(&format!(" ({} queued)", s.queue.len()));
+            }
+            line
+        }
         (_, Some(c)) => {
             let mut line = format!("benchmarking {}: {}", c.model, short_step(&c.step));
             if !s.queue.is_empty() {

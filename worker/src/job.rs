@@ -35,18 +35,29 @@ pub struct JobOutcome {
     pub report: Report,
 }
 
+/// Why a job ended without a report.
+pub enum JobError {
+    /// The model file is missing or unreadable, or the report cannot be
+    /// written: the message says what to do.
+    Refused(String),
+    /// The report could not be written because the disk is full.
+    DiskFull(String),
+}
+
 /// Runs the job and writes its report. Errors before a report can be
 /// written (the model file is missing or unreadable) come back as `Err`.
-pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, String> {
+pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
     let started = report::now();
     let libtorch = shim::libtorch_version();
     say(&protocol::libtorch_line(&libtorch));
-    let bytes = fsutil::read(&opts.model, opts.untrusted_folder)
-        .map_err(|e| format!("cannot read model {}: {e}", opts.model.display()))?;
+    let bytes = fsutil::read(&opts.model, opts.untrusted_folder).map_err(|e| {
+        JobError::Refused(format!("cannot read model {}: {e}", opts.model.display()))
+    })?;
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
         status: Status::Ok,
         error: None,
+        attempts: None,
         model: ModelFacts {
             file: file_name(&opts.model),
             sha256: hex_sha256(&bytes),
@@ -89,8 +100,14 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, St
         report.notes.push(format!("libtorch warned: {warning}"));
     }
     report.run.finished = report::now();
-    precisiond::output::toml::write(&report, &opts.report)
-        .map_err(|e| format!("cannot write report {}: {e}", opts.report.display()))?;
+    precisiond::output::toml::write(&report, &opts.report).map_err(|e| {
+        let message = format!("cannot write report {}: {e}", opts.report.display());
+        if fsutil::is_disk_full(&e) {
+            JobError::DiskFull(message)
+        } else {
+            JobError::Refused(message)
+        }
+    })?;
     Ok(JobOutcome { report })
 }
 

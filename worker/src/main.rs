@@ -113,9 +113,13 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
             }
             exit::REPORTED_FAILURE
         }
-        Err(e) => {
+        Err(job::JobError::Refused(e)) => {
             eprintln!("precisiond-worker: error: {e}");
             exit::ERROR
+        }
+        Err(job::JobError::DiskFull(e)) => {
+            eprintln!("precisiond-worker: error: {e}");
+            exit::DISK_FULL
         }
     }
 }
