@@ -974,3 +974,198 @@ fn config_errors_name_the_key_and_the_file() {
         "{stderr}"
     );
 }
+
+/// systemd's side of `NOTIFY_SOCKET`: every datagram the daemon sends, with
+/// the time it arrived, collected on a thread of its own.
+struct NotifySocket {
+    path: PathBuf,
+    received: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    fn bind(path: PathBuf) -> NotifySocket {
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().unwrap().push((Instant::now(), m));
+            }
+        });
+        NotifySocket { path, received }
+    }
+
+    /// The daemon as systemd starts it: NOTIFY_SOCKET, WATCHDOG_USEC and
+    /// WATCHDOG_PID set.
+    fn start(&self, s: &Setup, watchdog: Duration) -> Daemon {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+            .arg(DAEMON)
+            .args(s.command().get_args())
+            .env("PRECISIOND_WORKER", &s.wrapper)
+            .env_remove("PRECISIOND_LOG")
+            .env("NOTIFY_SOCKET", &self.path)
+            .env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+        Daemon::spawn(cmd)
+    }
+
+    fn first(&self, needle: &str) -> Option<Instant> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .find(|(_, m)| m.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    fn any(&self, needle: &str) -> bool {
+        self.first(needle).is_some()
+    }
+
+    /// The longest time between two watchdog pings.
+    fn longest_ping_gap(&self) -> Duration {
+        let received = self.received.lock().unwrap();
+        let pings: Vec<Instant> = received
+            .iter()
+            .filter(|(_, m)| m.contains("WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect();
+        pings
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_large_model_never_holds_up_ready_or_the_watchdog() {
+    // 4 GB (sparse, so the test writes nothing): hashing it takes seconds
+    // here, several watchdog periods. With a 1 s WatchdogSec systemd would
+    // kill a daemon that hashed it between two pings.
+    let s = Setup::new(&format!(
+        "{}max_model_bytes = 5_000_000_000\n",
+        fast_config()
+    ));
+    let big = s.drop.join("big.pt");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    // Its report, as an earlier run left it: whether it is still current
+    // takes the model's sha256.
+    let report = precisiond::supervise::failed_report(
+        &big,
+        "not TorchScript".into(),
+        precisiond::report::now(),
+        2,
+    );
+    precisiond::output::toml::write(&report, &report_path(&big)).unwrap();
+    let notify = NotifySocket::bind(s.outside.join("notify.sock"));
+    let watchdog = Duration::from_secs(1);
+    let started = Instant::now();
+    let d = notify.start(&s, watchdog);
+    wait_for("READY=1", Duration::from_secs(10), || notify.any("READY=1"));
+    let ready = notify.first("READY=1").unwrap() - started;
+    let cache = s.drop.join(".precisiond/hashes.toml");
+    wait_for("the model to be hashed", Duration::from_secs(120), || {
+        cache.exists()
+    });
+    let hashed = started.elapsed();
+    std::thread::sleep(watchdog);
+    let gap = notify.longest_ping_gap();
+    eprintln!(
+        "with a 4 GB model present: READY=1 {:.3} s after start, hashing done {:.1} s after \
+         start; longest watchdog gap {:.3} s (WATCHDOG_USEC = 1 s)",
+        ready.as_secs_f64(),
+        hashed.as_secs_f64(),
+        gap.as_secs_f64()
+    );
+    assert!(gap > Duration::ZERO, "pings arrived");
+    assert!(gap < watchdog, "a watchdog deadline was missed: {gap:?}");
+    assert!(ready < watchdog, "READY=1 waited for hashing: {ready:?}");
+    assert!(std::fs::read_to_string(&cache)
+        .unwrap()
+        .contains(&report.model.sha256));
+    d.stop();
+    assert!(
+        s.starts().is_empty(),
+        "its report was current: no worker ran"
+    );
+}
+
+#[test]
+fn a_model_still_being_written_at_start_up_is_measured_once_complete() {
+    let s = Setup::new(&fast_config());
+    let model = s.drop.join("slow.pt");
+    let bytes = std::fs::read(fixture("cnn_residual.pt")).unwrap();
+    // Written in 20 pieces over 2 s through one open file: no close until
+    // the end, as a slow copy onto an SD card.
+    let mut file = std::fs::File::create(&model).unwrap();
+    file.write_all(&bytes[..bytes.len() / 20]).unwrap();
+    file.sync_all().unwrap();
+    let d = s.start();
+    for piece in bytes[bytes.len() / 20..].chunks(bytes.len() / 19 + 1) {
+        std::thread::sleep(Duration::from_millis(100));
+        file.write_all(piece).unwrap();
+    }
+    drop(file);
+    let written = now_secs();
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok", "{}", report_error(&model));
+    std::thread::sleep(Duration::from_millis(2 * SETTLE_MS));
+    let starts = s.starts();
+    assert_eq!(starts.len(), 1, "measured once: {starts:?}");
+    assert!(starts[0].time >= written, "measured only once complete");
+    assert_eq!(
+        load_report(&model)["model"]["sha256"].as_str().unwrap(),
+        sha256_hex(&model)
+    );
+    d.stop();
+}
+
+#[test]
+fn a_crash_is_retried_with_back_off_and_given_up_after_max_attempts() {
+    let s = Setup::new(&format!(
+        "{}max_attempts = 2\nretry_backoff_seconds = 1.0\n",
+        slow_config(3.0)
+    ));
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("cnn_residual.pt", "crashy.pt");
+    let kill_attempt = |n: usize| {
+        wait_for(&format!("attempt {n}"), JOB, || s.starts_of(&model) == n);
+        std::thread::sleep(Duration::from_millis(500));
+        kill(s.starts().last().unwrap().pid, libc::SIGKILL);
+        wait_for(&format!("the report of attempt {n}"), JOB, || {
+            report_path(&model).exists()
+                && load_report(&model)
+                    .get("attempts")
+                    .and_then(|a| a.as_integer())
+                    == Some(n as i64)
+        });
+    };
+    kill_attempt(1);
+    d.wait_log("trying again in 1 s (attempt 2 of 2)", JOB);
+    let first_failure = now_secs();
+    kill_attempt(2);
+    let second = s.starts()[1].time;
+    assert!(second - first_failure > 0.5, "the back-off was waited");
+    d.wait_log("giving up after 2 attempts", JOB);
+    assert_eq!(report_status(&model), "failed");
+    // A model that crashes every time does not loop...
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.starts_of(&model), 2, "no third attempt");
+    // ...until the config is reloaded: a fresh round, which succeeds.
+    std::fs::write(&s.config, format!("{}max_attempts = 2\n", fast_config())).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("attempt 3", JOB, || s.starts_of(&model) == 3);
+    wait_for("the new report", JOB, || report_status(&model) == "ok");
+    assert!(
+        load_report(&model).get("attempts").is_none(),
+        "an ok report has no attempts"
+    );
+    d.stop();
+}
