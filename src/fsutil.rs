@@ -123,7 +123,11 @@ pub fn read(path: &Path, no_follow: bool) -> std::io::Result<Vec<u8>> {
 /// True when `e` says the disk (or the user's quota) is full: a write that
 /// may succeed later, unlike a refusal.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
+    // The kind survives where the errno does not: tempfile wraps the
+    // error to name the path.
+    use std::io::ErrorKind;
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
 }
 
 /// Writes `contents` to `path` through a temporary file in the same folder,
@@ -155,6 +159,24 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_a_refusal() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let wrapped = std::io::Error::new(enospc.kind(), "at path /x/.r.tmp");
+        assert!(is_disk_full(&enospc) && is_disk_full(&wrapped));
+        assert!(is_disk_full(&std::io::Error::from_raw_os_error(
+            libc::EDQUOT
+        )));
+        assert!(!is_disk_full(&std::io::Error::from_raw_os_error(
+            libc::EACCES
+        )));
+        let mut full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        assert!(is_disk_full(&full.write_all(b"x").unwrap_err()));
+    }
 
     #[test]
     fn hashes_agree_whole_and_streamed() {

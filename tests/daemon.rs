@@ -1169,3 +1169,87 @@ fn a_crash_is_retried_with_back_off_and_given_up_after_max_attempts() {
     );
     d.stop();
 }
+
+/// A tmpfs of `size` mounted on `dir` until dropped (root only).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Result<SmallDisk, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Fills the disk with `name` until the kernel says ENOSPC.
+    fn fill(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write_all(&chunk).and_then(|()| file.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return path,
+                Err(e) => panic!("filling {path:?}: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_job_pending_until_there_is_space() {
+    let s = Setup::new(&format!("{}retry_backoff_seconds = 1.0\n", fast_config()));
+    // A 1 MB disk of its own for the drop folder: mounting takes root.
+    let disk = match SmallDisk::mount(&s.drop, "1m") {
+        Ok(d) => d,
+        Err(e) => {
+            assert_ne!(
+                unsafe { libc::geteuid() },
+                0,
+                "root cannot mount a tmpfs: {e}"
+            );
+            eprintln!("skipped: mounting a tmpfs needs root ({e})");
+            return;
+        }
+    };
+    std::fs::create_dir(s.drop.join(".precisiond")).unwrap();
+    let model = s.copy("cnn_residual.pt", "m.pt");
+    // `*.part` is never taken for a model.
+    let filler = disk.fill("filler.part");
+    let notify = NotifySocket::bind(s.outside.join("notify.sock"));
+    let d = notify.start(&s, Duration::from_secs(10));
+    d.wait_log("the disk is full, its report cannot be written", JOB);
+    wait_for("STATUS=disk full", JOB, || notify.any("STATUS=disk full"));
+    assert!(!report_path(&model).exists());
+    assert!(!d.logged("refused"), "a full disk is no refusal");
+    // Tried again after the back-off while the disk stays full...
+    wait_for("a second attempt", JOB, || s.starts_of(&model) >= 2);
+    assert!(!report_path(&model).exists());
+    // ...and written once there is space.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok");
+    assert!(load_report(&model).get("attempts").is_none());
+    wait_for("STATUS=idle", JOB, || {
+        notify
+            .received
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|(_, m)| m.contains("STATUS=idle"))
+            || s.status_file().contains("state = \"idle\"")
+    });
+    d.stop();
+    drop(disk);
+}
