@@ -41,7 +41,11 @@ impl PrecisionMethod for StaticPtq {
         };
         let job = ctx.job;
         let calibration_dir = match &job.settings.calibration {
-            Some(cal) => Some(job.settings_dir.resolve(&cal.dir).map_err(fail)?),
+            Some(cal) => Some(
+                job.settings_dir
+                    .resolve("calibration.dir", &cal.dir)
+                    .map_err(fail)?,
+            ),
             None => None,
         };
         let samples = match (&job.settings.calibration, &calibration_dir) {
