@@ -26,34 +26,61 @@ pub fn state_dir_beside(model: &Path) -> PathBuf {
 /// Makes sure `.precisiond/` is a real folder of ours: a symlink placed
 /// there would send the status file and the worker's artefacts elsewhere.
 pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
-            dir.display()
-        )),
+    ensure_own_dir(dir)
+}
+
+/// Makes sure of `state/name` (`quantized/`, `tensorrt/`, see
+/// [`crate::state_files`]) and of `state` itself as [`ensure_state_dir`]
+/// does, creating what is missing; returns `state/name`. The worker writes
+/// its artefacts there, so a link there would have it write elsewhere.
+pub fn ensure_state_subdir(state: &Path, name: &str) -> Result<PathBuf, String> {
+    ensure_own_dir(state)?;
+    let dir = state.join(name);
+    ensure_own_dir(&dir)?;
+    Ok(dir)
+}
+
+/// `dir` is a folder itself (no symbolic link) owned by the user this
+/// process runs as, created (0755) when missing. Owned by someone else, a
+/// folder's entries could be swapped for links under precisiond's feet.
+fn ensure_own_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(dir)
-                .or_else(|e| {
-                    // Created meanwhile by the worker: fine.
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| {
-                    format!(
+            match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+                // Created meanwhile (by the worker, or the daemon): checked below.
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(format!(
                         "cannot create {}: {e}; the drop folder must be writable by precisiond",
                         dir.display()
-                    )
-                })
+                    ))
+                }
+                _ => {}
+            }
+            std::fs::symlink_metadata(dir)
         }
-        Err(e) => Err(format!("cannot look at {}: {e}", dir.display())),
+        found => found,
     }
+    .map_err(|e| format!("cannot look at {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
+            dir.display()
+        ));
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to uid {me} that precisiond runs as, so its content could \
+             be changed under precisiond; remove it (rm -r {}), precisiond recreates it",
+            dir.display(),
+            meta.uid(),
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Lowercase hexadecimal of `bytes`.
@@ -224,5 +251,62 @@ mod tests {
             PathBuf::from("/d/.precisiond")
         );
         assert_eq!(state_dir(Path::new("/d")), PathBuf::from("/d/.precisiond"));
+    }
+
+    #[test]
+    fn state_subfolders_are_created_and_must_be_real_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        // Both levels are created when missing, and taken when there.
+        let made = ensure_state_subdir(&state, "quantized").unwrap();
+        assert_eq!(made, state.join("quantized"));
+        assert!(std::fs::symlink_metadata(&made).unwrap().is_dir());
+        assert_eq!(ensure_state_subdir(&state, "quantized").unwrap(), made);
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), state.join("tensorrt")).unwrap();
+        let e = ensure_state_subdir(&state, "tensorrt").unwrap_err();
+        assert!(e.contains("tensorrt is not a folder"), "{e}");
+        assert!(e.contains("remove it"), "{e}");
+        std::fs::remove_file(state.join("tensorrt")).unwrap();
+        std::fs::write(state.join("tensorrt"), b"x").unwrap();
+        assert!(ensure_state_subdir(&state, "tensorrt").is_err());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+
+        // A linked state folder is refused before its subfolder is made.
+        let linked = dir.path().join("other");
+        std::fs::create_dir(&linked).unwrap();
+        let link_state = linked.join(".precisiond");
+        std::os::unix::fs::symlink(elsewhere.path(), &link_state).unwrap();
+        assert!(ensure_state_subdir(&link_state, "quantized").is_err());
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_folder_of_another_user_is_refused_naming_it() {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        // Root gives a subfolder away; anyone else meets root's /.
+        let (result, theirs, owner) = if me == 0 {
+            let quantized = state.join("quantized");
+            std::fs::create_dir_all(&quantized).unwrap();
+            std::os::unix::fs::chown(&quantized, Some(65534), Some(65534)).unwrap();
+            (ensure_state_subdir(&state, "quantized"), quantized, 65534)
+        } else {
+            (
+                ensure_state_dir(Path::new("/")).map(|()| PathBuf::new()),
+                PathBuf::from("/"),
+                0,
+            )
+        };
+        let e = result.unwrap_err();
+        let head = format!(
+            "{} belongs to uid {owner}, not to uid {me}",
+            theirs.display()
+        );
+        assert!(e.starts_with(&head), "{e}");
+        assert!(e.contains(&format!("rm -r {}", theirs.display())), "{e}");
     }
 }

@@ -131,10 +131,13 @@ pub fn default_path(model: &Path) -> PathBuf {
 }
 
 /// Where the paths a settings file names (calibration folder, ONNX file,
-/// TensorRT calibration cache) lead: relative ones start at the settings
-/// file's folder. When `confined` (the daemon, whose drop folder is
-/// untrusted), every such path must stay inside that folder, links and
-/// `..` included.
+/// TensorRT calibration cache) lead: they start at the settings file's
+/// folder. When `confined` (the daemon, whose drop folder is untrusted),
+/// such a path must be relative, without `..`, and no part of it may be a
+/// symbolic link: a link (or `..`) would let whoever drops files make the
+/// service read files it can read and they cannot. Unconfined (`precisiond
+/// run` on the user's own files), absolute paths, `..` and links are the
+/// user's to use.
 #[derive(Debug, Clone)]
 pub struct SettingsDir {
     settings: PathBuf,
@@ -160,41 +163,59 @@ impl SettingsDir {
         &self.settings
     }
 
-    /// `named` as a path to open; Err (with what to do) when a confined
-    /// path leads outside the folder.
-    pub fn resolve(&self, named: &Path) -> Result<PathBuf, String> {
-        let path = if named.is_absolute() {
-            named.to_path_buf()
-        } else {
-            self.dir.join(named)
-        };
+    /// `named`, the value of the settings key `key`, as a path to open.
+    /// Err (naming the key, the file and what to do) when a confined path
+    /// is absolute, climbs with `..` or passes through a symbolic link. A
+    /// path that does not exist (yet) is Ok: the caller says so when it
+    /// opens it.
+    pub fn resolve(&self, key: &str, named: &Path) -> Result<PathBuf, String> {
         if !self.confined {
-            return Ok(path);
+            return Ok(self.dir.join(named));
         }
-        let outside = || {
+        let refuse = |why: String| {
             format!(
-                "{} (named in {}) is outside the drop folder {}: precisiond's daemon reads only \
-                 files inside the folder; copy it there and name it relative to the settings file",
-                named.display(),
+                "`{key}` in {}: {why}; precisiond's daemon reads only files inside the drop \
+                 folder {}: put the file there (no symbolic link) and name it relative to the \
+                 settings file",
                 self.settings.display(),
                 self.dir.display()
             )
         };
-        if path
-            .components()
-            .any(|c| c == std::path::Component::ParentDir)
-        {
-            return Err(outside());
-        }
-        // A link inside the folder may still lead out of it.
-        match (path.canonicalize(), self.dir.canonicalize()) {
-            (Ok(real), Ok(base)) if !real.starts_with(&base) => Err(outside()),
-            (Err(_), Ok(base)) if !path.starts_with(&self.dir) && !path.starts_with(&base) => {
-                Err(outside())
+        use std::path::Component;
+        let mut path = self.dir.clone();
+        for part in named.components() {
+            match part {
+                Component::Normal(name) => path.push(name),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(refuse(format!(
+                        "{} climbs out of the folder with `..`",
+                        named.display()
+                    )))
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(refuse(format!("{} is an absolute path", named.display())))
+                }
             }
-            // Missing: the caller says so when it opens it.
-            _ => Ok(path),
         }
+        // Every part below the folder, the last included, must be itself;
+        // checked part by part, as a link may sit at any depth.
+        let mut below = self.dir.clone();
+        for part in named.components() {
+            let Component::Normal(name) = part else {
+                continue;
+            };
+            below.push(name);
+            match std::fs::symlink_metadata(&below) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(format!("{} is a symbolic link", below.display())))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(refuse(format!("cannot look at {}: {e}", below.display()))),
+            }
+        }
+        Ok(path)
     }
 }
 
@@ -288,39 +309,84 @@ mod tests {
         );
     }
 
-    #[test]
-    fn settings_paths_start_at_the_settings_folder_and_stay_inside_when_confined() {
+    /// A drop folder with a samples folder, a folder outside it, and links
+    /// to each.
+    fn drop_with_links() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let drop = dir.path().join("drop");
-        std::fs::create_dir_all(drop.join("samples")).unwrap();
+        std::fs::create_dir_all(drop.join("samples/inner")).unwrap();
         let secret = dir.path().join("secret");
         std::fs::create_dir(&secret).unwrap();
-        std::os::unix::fs::symlink(&secret, drop.join("link")).unwrap();
+        std::os::unix::fs::symlink(&secret, drop.join("out-link")).unwrap();
+        std::os::unix::fs::symlink(drop.join("samples"), drop.join("in-link")).unwrap();
+        (dir, drop, secret)
+    }
+
+    #[test]
+    fn unconfined_paths_start_at_the_settings_folder_and_may_lead_anywhere() {
+        let (_dir, drop, secret) = drop_with_links();
+        let open = SettingsDir::of(&drop.join("m.pt.toml"), false);
+        let resolve = |p: &Path| open.resolve("calibration.dir", p).unwrap();
+        assert_eq!(resolve(Path::new("samples")), drop.join("samples"));
+        assert_eq!(resolve(&secret), secret);
+        assert_eq!(resolve(Path::new("../secret")), drop.join("../secret"));
+        assert_eq!(resolve(Path::new("out-link")), drop.join("out-link"));
+        // A settings file named without a folder: its paths start at ".".
+        let bare = SettingsDir::of(Path::new("m.pt.toml"), false);
+        assert_eq!(
+            bare.resolve("onnx", Path::new("m.onnx")).unwrap(),
+            PathBuf::from("./m.onnx")
+        );
+    }
+
+    #[test]
+    fn confined_paths_stay_inside_below_the_settings_folder() {
+        let (_dir, drop, _secret) = drop_with_links();
+        let confined = SettingsDir::of(&drop.join("m.pt.toml"), true);
+        for (named, expected) in [
+            ("samples", drop.join("samples")),
+            ("./samples/inner", drop.join("samples/inner")),
+            // Missing: the caller says so when it opens it.
+            ("missing.onnx", drop.join("missing.onnx")),
+            (
+                "samples/missing/deeper",
+                drop.join("samples/missing/deeper"),
+            ),
+        ] {
+            assert_eq!(
+                confined.resolve("onnx", Path::new(named)).unwrap(),
+                expected,
+                "{named}"
+            );
+        }
+    }
+
+    #[test]
+    fn confined_paths_that_may_leave_the_folder_are_refused_naming_the_key() {
+        let (_dir, drop, secret) = drop_with_links();
         let settings = drop.join("m.pt.toml");
-
-        let open = SettingsDir::of(&settings, false);
-        assert_eq!(
-            open.resolve(Path::new("samples")).unwrap(),
-            drop.join("samples")
-        );
-        assert_eq!(open.resolve(&secret).unwrap(), secret);
-        assert_eq!(
-            open.resolve(Path::new("../secret")).unwrap(),
-            drop.join("../secret")
-        );
-
         let confined = SettingsDir::of(&settings, true);
-        assert_eq!(
-            confined.resolve(Path::new("samples")).unwrap(),
-            drop.join("samples")
-        );
-        assert_eq!(
-            confined.resolve(Path::new("missing.onnx")).unwrap(),
-            drop.join("missing.onnx")
-        );
-        for bad in [Path::new("../secret"), Path::new("link"), secret.as_path()] {
-            let e = confined.resolve(bad).unwrap_err();
-            assert!(e.contains("outside the drop folder"), "{bad:?}: {e}");
+        let inside_absolute = drop.join("samples");
+        for (named, why) in [
+            (secret.as_path(), "is an absolute path"),
+            // Absolute, even where it stays inside.
+            (inside_absolute.as_path(), "is an absolute path"),
+            (Path::new("../secret"), "climbs out of the folder with `..`"),
+            (Path::new("samples/../samples"), "`..`"),
+            // Links are refused wherever they lead.
+            (Path::new("out-link"), "out-link is a symbolic link"),
+            (Path::new("in-link"), "in-link is a symbolic link"),
+            // ...and at any depth.
+            (Path::new("in-link/inner"), "in-link is a symbolic link"),
+            (Path::new("out-link/file.pt"), "out-link is a symbolic link"),
+        ] {
+            for key in ["calibration.dir", "onnx", "tensorrt_calibration_cache"] {
+                let e = confined.resolve(key, named).unwrap_err();
+                let head = format!("`{key}` in {}: ", settings.display());
+                assert!(e.starts_with(&head), "{named:?}: {e}");
+                assert!(e.contains(why), "{named:?}: {e}");
+                assert!(e.contains("relative to the settings file"), "{e}");
+            }
         }
     }
 }

@@ -1253,3 +1253,111 @@ fn a_full_disk_keeps_the_job_pending_until_there_is_space() {
     d.stop();
     drop(disk);
 }
+
+/// Jobs of FP32 and INT8 (static quantization on the CPU).
+fn int8_config() -> String {
+    format!(
+        "precisions = [\"fp32\", \"int8\"]\nmax_seconds = 0.2\nsettle_ms = {SETTLE_MS}\nprobe = false\n\
+         devices = [\"cpu\"]\n"
+    )
+}
+
+#[test]
+fn a_calibration_folder_reached_through_a_link_fails_int8_naming_the_key() {
+    let s = Setup::new(&int8_config());
+    // Real samples, outside the drop folder, linked in.
+    let samples = s.outside.join("samples");
+    std::fs::create_dir(&samples).unwrap();
+    let committed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/calib/cnn_residual_pt");
+    for entry in std::fs::read_dir(committed).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, samples.join(path.file_name().unwrap())).unwrap();
+    }
+    std::os::unix::fs::symlink(&samples, s.drop.join("samples")).unwrap();
+    let settings = s.drop.join("cnn_residual.pt.toml");
+    std::fs::write(
+        &settings,
+        "[[inputs]]\nshape = [1, 3, 224, 224]\n\n[calibration]\ndir = \"samples\"\n",
+    )
+    .unwrap();
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("cnn_residual.pt", "cnn_residual.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok");
+    let int8 = common::calibrated::int8_result(&model);
+    assert_eq!(int8["status"].as_str(), Some("failed"), "{int8:?}");
+    let reason = int8["reason"].as_str().unwrap();
+    let head = format!("`calibration.dir` in {}: ", settings.display());
+    assert!(reason.contains(&head), "{reason}");
+    assert!(reason.contains("is a symbolic link"), "{reason}");
+    assert!(int8.get("calibration").is_none(), "{int8:?}");
+    d.stop();
+}
+
+#[test]
+fn a_linked_quantized_folder_is_never_written_through() {
+    let s = Setup::new(&int8_config());
+    let elsewhere = s.outside.join("quantized");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(s.drop.join(".precisiond")).unwrap();
+    let link = s.drop.join(".precisiond/quantized");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "m.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok");
+    let int8 = common::calibrated::int8_result(&model);
+    assert_eq!(int8["status"].as_str(), Some("failed"), "{int8:?}");
+    let reason = int8["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{} is not a folder", link.display())),
+        "{reason}"
+    );
+    assert!(reason.contains("remove it"), "{reason}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    d.stop();
+}
+
+#[test]
+fn leftovers_of_a_killed_run_are_gone_once_the_daemon_watches() {
+    let s = Setup::new(&fast_config());
+    let state = s.drop.join(".precisiond");
+    let quantized = state.join("quantized");
+    let engines = state.join("tensorrt");
+    std::fs::create_dir_all(&quantized).unwrap();
+    std::fs::create_dir_all(&engines).unwrap();
+    let leftovers = [
+        quantized.join("m.pt.0123456789ab.int8.pt.tmp"),
+        quantized.join("m.pt.0123456789ab.int8.job.toml"),
+        engines.join("m.0123456789ab.trt10.8.int8.ffff.engine.part"),
+        engines.join(".times-Ab12Cd.json"),
+    ];
+    let kept = [
+        quantized.join("m.pt.0123456789ab.int8.pt"),
+        engines.join("m.0123456789ab.trt10.8.int8.ffff.engine"),
+        engines.join("m.0123456789ab.trt10.8.int8.ffff.engine.toml"),
+        s.drop.join("notes.job.toml"),
+    ];
+    for path in leftovers.iter().chain(&kept) {
+        std::fs::write(path, b"x").unwrap();
+    }
+    let d = s.start();
+    d.wait_ready();
+    for path in &leftovers {
+        assert!(!path.exists(), "{path:?} removed at start-up");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(d.logged(&name), "the removal of {name} is logged");
+    }
+    for path in &kept {
+        assert!(path.exists(), "{path:?} kept");
+    }
+    d.stop();
+}

@@ -1,6 +1,7 @@
 //! The drop folders themselves: checking them, listing their models, and
 //! tidying what a killed process left behind.
 
+use crate::state_files;
 use crate::watch::{self, Kind};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -24,18 +25,34 @@ pub fn resolve(folder: &Path, origin: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Removes the temporary files of atomic writes (`.NAME.XXXXXX.tmp`) that a
-/// killed worker or daemon left: reports in the drop folder, anything in
-/// the state folder. Call only while no worker runs. Returns how many.
+/// Removes what a killed worker or daemon left half-done: the temporary
+/// files of atomic writes (`.NAME.XXXXXX.tmp`) of reports in the drop
+/// folder and of anything in the state folder, and in its `quantized/` and
+/// `tensorrt/` the partial models, job files, partial engines and timing
+/// files (see `state_files`). Only names of ours, only regular files, and
+/// no folder that is a link is entered. Call only while no worker runs.
+/// Returns how many.
 pub fn remove_stale_tmp(folder: &Path, state_dir: &Path) -> usize {
     let ours_in_drop = |name: &str| {
         name.starts_with('.') && name.ends_with(".tmp") && name.contains(".report.toml.")
     };
     let ours_in_state = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
-    remove_matching(folder, ours_in_drop) + remove_matching(state_dir, ours_in_state)
+    let mut removed =
+        remove_matching(folder, ours_in_drop) + remove_matching(state_dir, ours_in_state);
+    for sub in [state_files::QUANTIZED_DIR, state_files::TENSORRT_DIR] {
+        removed += remove_matching(&state_dir.join(sub), |name| {
+            state_files::is_leftover(sub, name)
+        });
+    }
+    removed
 }
 
 fn remove_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
+    // A link in place of a folder of ours is not entered: it would have
+    // precisiond delete files elsewhere.
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -103,6 +120,70 @@ mod tests {
         assert_eq!(remove_stale_tmp(dir.path(), &state), 2);
         assert!(dir.path().join(".users-own.tmp").exists(), "not ours: kept");
         assert!(dir.path().join("m.pt").exists());
+    }
+
+    #[test]
+    fn leftovers_of_quantizing_and_tensorrt_go_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        let quantized = state.join("quantized");
+        let engines = state.join("tensorrt");
+        std::fs::create_dir_all(&quantized).unwrap();
+        std::fs::create_dir_all(&engines).unwrap();
+        let leftovers = [
+            quantized.join("m.pt.0123456789ab.int8.pt.tmp"),
+            quantized.join("m.pt.0123456789ab.int8.job.toml"),
+            quantized.join(".m.pt.0123456789ab.int8.job.toml.Xy12Zw.tmp"),
+            engines.join("m.0123456789ab.trt10.8.int8.ffff.engine.part"),
+            engines.join(".times-Ab12Cd.json"),
+            engines.join(".m.0123456789ab.trt10.8.int8.ffff.engine.toml.Ab12Cd.tmp"),
+        ];
+        let kept = [
+            quantized.join("m.pt.0123456789ab.int8.pt"),
+            quantized.join("README.txt"),
+            engines.join("m.0123456789ab.trt10.8.int8.ffff.engine"),
+            engines.join("m.0123456789ab.trt10.8.int8.ffff.engine.toml"),
+            engines.join("m.0123456789ab.trt10.8.int8.ffff.build.log"),
+            engines.join("times.json"),
+        ];
+        for path in leftovers.iter().chain(&kept) {
+            std::fs::write(path, b"x").unwrap();
+        }
+        // A folder with a leftover's name is not a file of ours.
+        std::fs::create_dir(engines.join("d.engine.part")).unwrap();
+        assert_eq!(remove_stale_tmp(dir.path(), &state), leftovers.len());
+        for path in &leftovers {
+            assert!(!path.exists(), "{path:?} removed");
+        }
+        for path in &kept {
+            assert!(path.exists(), "{path:?} kept");
+        }
+        assert!(engines.join("d.engine.part").is_dir());
+    }
+
+    #[test]
+    fn leftovers_behind_a_linked_subfolder_are_not_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".precisiond");
+        std::fs::create_dir(&state).unwrap();
+        for sub in ["quantized", "tensorrt"] {
+            std::fs::create_dir(elsewhere.path().join(sub)).unwrap();
+            std::os::unix::fs::symlink(elsewhere.path().join(sub), state.join(sub)).unwrap();
+        }
+        let victims = [
+            elsewhere
+                .path()
+                .join("quantized/m.pt.0123456789ab.int8.pt.tmp"),
+            elsewhere.path().join("tensorrt/.times-Ab12Cd.json"),
+        ];
+        for path in &victims {
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_tmp(dir.path(), &state), 0);
+        for path in &victims {
+            assert!(path.exists(), "{path:?} kept");
+        }
     }
 
     #[test]

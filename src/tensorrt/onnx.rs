@@ -24,12 +24,12 @@ pub fn onnx_for(
     settings: &SettingsDir,
 ) -> Result<Option<PathBuf>, String> {
     if let Some(named) = named {
-        let path = settings.resolve(named)?;
+        let path = settings.resolve("onnx", named)?;
         return if path.is_file() {
             Ok(Some(path))
         } else {
             Err(format!(
-                "the ONNX file {} named in {} does not exist",
+                "the ONNX file {} (`onnx` in {}) does not exist",
                 path.display(),
                 settings.settings_path().display()
             ))

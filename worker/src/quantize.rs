@@ -46,7 +46,7 @@ pub struct QuantizeDone {
 /// Runs `job` in a child process. Err: the process could not run or
 /// crashed; a failure of the passes themselves is `QuantizeDone::error`.
 pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
-    let job_file = job.out.with_extension("job.toml");
+    let job_file = precisiond::state_files::quantize_job(&job.out);
     let text =
         toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
     precisiond::fsutil::write_atomic(&job_file, text.as_bytes())
@@ -126,7 +126,7 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
         let started = Instant::now();
         // Saved under a temporary name and renamed: a killed process never
         // leaves a half-written model where the report points.
-        let partial = job.out.with_extension("pt.tmp");
+        let partial = precisiond::state_files::partial_quantized(&job.out);
         let outcome =
             shim::quantize_static(&job.model, &partial, &job.engine, &samples.calibration)
                 .and_then(|o| {

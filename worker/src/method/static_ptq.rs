@@ -11,9 +11,10 @@ use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantizeJob};
-use precisiond::fsutil::{file_name, hex_sha256};
+use precisiond::fsutil::{ensure_state_subdir, file_name, hex_sha256};
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
+use precisiond::state_files;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Tensor};
 
@@ -41,7 +42,11 @@ impl PrecisionMethod for StaticPtq {
         };
         let job = ctx.job;
         let calibration_dir = match &job.settings.calibration {
-            Some(cal) => Some(job.settings_dir.resolve(&cal.dir).map_err(fail)?),
+            Some(cal) => Some(
+                job.settings_dir
+                    .resolve("calibration.dir", &cal.dir)
+                    .map_err(fail)?,
+            ),
             None => None,
         };
         let samples = match (&job.settings.calibration, &calibration_dir) {
@@ -51,11 +56,10 @@ impl PrecisionMethod for StaticPtq {
             _ => calibration::synthetic(job.specs, quantize::CALIBRATION_SEED),
         };
 
-        let artefact = artefact_path(ctx);
-        if let Some(dir) = artefact.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create state folder {}: {e}", dir.display())))?;
-        }
+        // Checked (no link, ours) before anything is written there.
+        let dir =
+            ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR).map_err(fail)?;
+        let artefact = artefact_path(ctx, &dir);
         let done = quantize::run_child(&QuantizeJob {
             model: job.opts.model.clone(),
             out: artefact.clone(),
@@ -122,16 +126,11 @@ fn held_out(samples: SampleSet) -> Comparison {
     }
 }
 
-/// Where the quantized model is kept: the state folder, named after the
-/// model and its hash.
-fn artefact_path(ctx: &Context) -> PathBuf {
+/// Where the quantized model is kept: the state folder's `quantized/`
+/// (`dir`), named after the model and its hash.
+fn artefact_path(ctx: &Context, dir: &Path) -> PathBuf {
     let job = ctx.job;
-    let name = file_name(&job.opts.model);
-    let hash = hex_sha256(job.bytes);
-    job.opts
-        .state_dir()
-        .join("quantized")
-        .join(format!("{name}.{}.int8.pt", &hash[..12]))
+    state_files::quantized_model(dir, &file_name(&job.opts.model), &hex_sha256(job.bytes))
 }
 
 /// The artefact's path as the report shows it: relative to the report's

@@ -71,18 +71,22 @@ impl PrecisionMethod for Tensorrt {
             .get(&ctx.device.hardware_key())
             .map(|g| format!("{} ({})", g.name, g.compute_capability))
             .unwrap_or_else(|| ctx.device.hardware_key());
-        let resolve = |p: &std::path::Path| job.settings_dir.resolve(p);
         let cache = match job
             .settings
             .tensorrt_calibration_cache
             .as_deref()
-            .map(resolve)
+            .map(|p| job.settings_dir.resolve("tensorrt_calibration_cache", p))
         {
             Some(Err(why)) => return Err(unsupported(why)),
             Some(Ok(p)) => Some(p),
             None => None,
         };
-        let samples = match job.settings.calibration.as_ref().map(|c| resolve(&c.dir)) {
+        let samples = match job
+            .settings
+            .calibration
+            .as_ref()
+            .map(|c| job.settings_dir.resolve("calibration.dir", &c.dir))
+        {
             Some(Err(why)) => return Err(unsupported(why)),
             Some(Ok(p)) => Some(p),
             None => None,

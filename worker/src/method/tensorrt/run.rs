@@ -7,9 +7,10 @@
 use precisiond::accuracy::Accuracy;
 use precisiond::bench::{self, LatencyStats, StopReason};
 use precisiond::child::run_logged;
-use precisiond::fsutil::{hex_sha256, write_atomic};
+use precisiond::fsutil::{ensure_state_subdir, hex_sha256, write_atomic};
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
+use precisiond::state_files;
 use precisiond::tensorrt::{
     build_args, engine_facts_path, onnx_has_qdq, parse_export_times, plan, samples_ms, timing_args,
     Calibration, EngineFacts, EngineKey, Plan, Trtexec,
@@ -96,14 +97,10 @@ pub fn measure(req: &Request) -> PrecisionResult {
         calibration_sha256: calibration_sha.as_deref(),
         gpu: &req.gpu,
     };
-    let dir = req.state_dir.join("tensorrt");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return fail(
-            result,
-            Status::Failed,
-            format!("cannot create {}: {e}", dir.display()),
-        );
-    }
+    let dir = match ensure_state_subdir(req.state_dir, state_files::TENSORRT_DIR) {
+        Ok(dir) => dir,
+        Err(e) => return fail(result, Status::Failed, e),
+    };
     let stem = req
         .onnx
         .file_stem()
@@ -148,8 +145,8 @@ pub fn measure(req: &Request) -> PrecisionResult {
     let warmup_ms = (budget * 0.25 * 1e3).round().clamp(200.0, 10_000.0) as u64;
     let duration_s = ((budget - warmup_ms as f64 / 1e3).ceil() as u64).max(1);
     let times = match tempfile::Builder::new()
-        .prefix(".times-")
-        .suffix(".json")
+        .prefix(state_files::TIMES_PREFIX)
+        .suffix(state_files::TIMES_SUFFIX)
         .tempfile_in(&dir)
     {
         Ok(t) => t.into_temp_path(),
@@ -290,7 +287,7 @@ fn describe_calibration(
 /// Builds the engine into a temporary name and renames it into place, so a
 /// killed build never leaves an engine the cache would take for complete.
 fn build_engine(req: &Request, plan: &Plan, engine: &Path) -> Result<f64, String> {
-    let partial = engine.with_extension("engine.part");
+    let partial = state_files::partial_engine(engine);
     let args = build_args(
         req.trtexec.version,
         req.onnx,
