@@ -9,6 +9,7 @@ mod job;
 mod measure;
 mod method;
 mod model;
+mod path_bytes;
 mod plan;
 mod probe;
 mod qengine;

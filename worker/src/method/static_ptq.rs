@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantizeJob};
-use precisiond::fsutil::{file_name, hex_sha256};
+use precisiond::fsutil::hex_sha256;
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use std::path::{Path, PathBuf};
@@ -51,20 +51,26 @@ impl PrecisionMethod for StaticPtq {
             _ => calibration::synthetic(job.specs, quantize::CALIBRATION_SEED),
         };
 
-        let artefact = artefact_path(ctx);
+        // The quantizing process gets the very bytes that were hashed and
+        // timed, and checks them against this hash, the artefact's name.
+        let sha256 = hex_sha256(job.bytes);
+        let artefact = artefact_path(ctx, &sha256);
         if let Some(dir) = artefact.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| fail(format!("cannot create state folder {}: {e}", dir.display())))?;
         }
-        let done = quantize::run_child(&QuantizeJob {
-            model: job.opts.model.clone(),
-            out: artefact.clone(),
-            engine: engine.clone(),
-            threads: job.opts.threads,
-            inputs: job.specs.to_vec(),
-            calibration: job.settings.calibration.clone(),
-            calibration_dir,
-        })
+        let done = quantize::run_child(
+            &QuantizeJob {
+                model_sha256: sha256,
+                out: artefact.clone(),
+                engine: engine.clone(),
+                threads: job.opts.threads,
+                inputs: job.specs.to_vec(),
+                calibration: job.settings.calibration.clone(),
+                calibration_dir,
+            },
+            job.bytes,
+        )
         .map_err(|e| with_engine(fail(e)))?;
         let warnings: Vec<String> = done
             .warnings
@@ -124,14 +130,17 @@ fn held_out(samples: SampleSet) -> Comparison {
 
 /// Where the quantized model is kept: the state folder, named after the
 /// model and its hash.
-fn artefact_path(ctx: &Context) -> PathBuf {
+fn artefact_path(ctx: &Context, hash: &str) -> PathBuf {
     let job = ctx.job;
-    let name = file_name(&job.opts.model);
-    let hash = hex_sha256(job.bytes);
-    job.opts
-        .state_dir()
-        .join("quantized")
-        .join(format!("{name}.{}.int8.pt", &hash[..12]))
+    // The model's own name, byte for byte: it need not be UTF-8.
+    let mut name = job
+        .opts
+        .model
+        .file_name()
+        .unwrap_or(job.opts.model.as_os_str())
+        .to_os_string();
+    name.push(format!(".{}.int8.pt", &hash[..12]));
+    job.opts.state_dir().join("quantized").join(name)
 }
 
 /// The artefact's path as the report shows it: relative to the report's
