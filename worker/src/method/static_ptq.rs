@@ -83,7 +83,15 @@ impl PrecisionMethod for StaticPtq {
             return Err(result);
         }
 
-        let quantized = match CModule::load(&artefact) {
+        // From its bytes: tch's load by path wants a UTF-8 path, and the
+        // artefact is named after the model, whose name need not be.
+        let saved = std::fs::read(&artefact).map_err(|e| {
+            fail(format!(
+                "cannot read the quantized model {}: {e}",
+                artefact.display()
+            ))
+        })?;
+        let quantized = match CModule::load_data(&mut std::io::Cursor::new(saved)) {
             Ok(mut m) => {
                 let _ = m.f_set_eval();
                 m
