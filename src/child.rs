@@ -83,11 +83,22 @@ pub fn run(
     // Its own process group: a Ctrl-C in a terminal reaches only us, and
     // we can kill everything it started at once.
     command.process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    // PR_SET_PDEATHSIG fires when the *thread* that forked the child ends,
+    // not the process: every caller spawns from its main thread (the
+    // supervisor's, the worker's), which lives as long as the process.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no
+    // memory of ours.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then no
+            // signal will ever come, and the child was reparented. Leave
+            // at once rather than run on unsupervised.
+            if libc::getppid() != parent {
+                libc::_exit(libc::EXIT_FAILURE);
             }
             Ok(())
         });
