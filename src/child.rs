@@ -7,6 +7,7 @@
 //! whole group is killed, so nothing it started keeps running and competes
 //! with the next timing.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -158,13 +159,14 @@ pub struct Captured {
     pub text: String,
 }
 
-/// Runs `exe` with `args` (trtexec), stdout and stderr together into a
+/// Runs `exe` with `args` (trtexec; `OsString`s, as paths in them need
+/// not be UTF-8), stdout and stderr together into a
 /// file (the log, when given, else a temporary one), killing its whole
 /// process group after `timeout`. Like every child here it dies with its
 /// parent, so a killed job never leaves a build running.
 pub fn run_logged(
     exe: &Path,
-    args: &[String],
+    args: &[OsString],
     timeout: Duration,
     log: Option<&Path>,
 ) -> Result<Captured, String> {
@@ -191,7 +193,8 @@ pub fn run_logged(
         .stdin(Stdio::null())
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err_file));
-    log::info!("running {} {}", exe.display(), args.join(" "));
+    let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+    log::info!("running {} {}", exe.display(), shown.join(" "));
     let limits = Limits {
         timeout: Some(timeout),
         stop: None,
