@@ -274,3 +274,45 @@ fn a_model_named_in_bytes_that_are_not_utf8_quantizes() {
         "{artefacts:?}"
     );
 }
+
+#[test]
+fn the_quantizing_process_refuses_a_model_that_is_not_the_jobs() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.int8.pt");
+    let job = dir.path().join("m.job.toml");
+    // The job names the residual CNN's hash; the demo CNN comes on stdin.
+    let named = precisiond::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
+    let out_bytes: Vec<String> = out
+        .to_str()
+        .unwrap()
+        .bytes()
+        .map(|b| b.to_string())
+        .collect();
+    std::fs::write(
+        &job,
+        format!(
+            "model_sha256 = \"{named}\"\nout = [{}]\nengine = \"x86\"\nthreads = 1\n\n\
+             [[inputs]]\nshape = [1, 3, 32, 32]\n",
+            out_bytes.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = worker()
+        .arg("quantize")
+        .arg(&job)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let given = std::fs::read(demo_cnn()).unwrap();
+    child.stdin.take().unwrap().write_all(&given).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(!done.status.success(), "{said}");
+    assert!(said.contains("is not the one the job names"), "{said}");
+    assert!(said.contains(&named), "{said}");
+    assert!(!out.exists(), "nothing is quantized");
+}
