@@ -7,6 +7,7 @@
 //! whole group is killed, so nothing it started keeps running and competes
 //! with the next timing.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -83,11 +84,22 @@ pub fn run(
     // Its own process group: a Ctrl-C in a terminal reaches only us, and
     // we can kill everything it started at once.
     command.process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    // PR_SET_PDEATHSIG fires when the *thread* that forked the child ends,
+    // not the process: every caller spawns from its main thread (the
+    // supervisor's, the worker's), which lives as long as the process.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no
+    // memory of ours.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then no
+            // signal will ever come, and the child was reparented. Leave
+            // at once rather than run on unsupervised.
+            if libc::getppid() != parent {
+                libc::_exit(libc::EXIT_FAILURE);
             }
             Ok(())
         });
@@ -147,13 +159,14 @@ pub struct Captured {
     pub text: String,
 }
 
-/// Runs `exe` with `args` (trtexec), stdout and stderr together into a
+/// Runs `exe` with `args` (trtexec; `OsString`s, as paths in them need
+/// not be UTF-8), stdout and stderr together into a
 /// file (the log, when given, else a temporary one), killing its whole
 /// process group after `timeout`. Like every child here it dies with its
 /// parent, so a killed job never leaves a build running.
 pub fn run_logged(
     exe: &Path,
-    args: &[String],
+    args: &[OsString],
     timeout: Duration,
     log: Option<&Path>,
 ) -> Result<Captured, String> {
@@ -180,7 +193,8 @@ pub fn run_logged(
         .stdin(Stdio::null())
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err_file));
-    log::info!("running {} {}", exe.display(), args.join(" "));
+    let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+    log::info!("running {} {}", exe.display(), shown.join(" "));
     let limits = Limits {
         timeout: Some(timeout),
         stop: None,

@@ -12,11 +12,10 @@ pub const TENSORRT_DIR: &str = "tensorrt";
 
 /// Where the quantized `model_name` (whose sha256 is `hash`) is kept in
 /// `dir`, the state folder's `quantized/`.
-pub fn quantized_model(dir: &Path, model_name: &str, hash: &str) -> PathBuf {
-    dir.join(format!(
-        "{model_name}.{}.int8.pt",
-        &hash[..12.min(hash.len())]
-    ))
+pub fn quantized_model(dir: &Path, model_name: &std::ffi::OsStr, hash: &str) -> PathBuf {
+    let mut name = model_name.to_os_string();
+    name.push(format!(".{}.int8.pt", &hash[..12.min(hash.len())]));
+    dir.join(name)
 }
 
 /// The quantizing process writes the model here, then renames it to `out`.
@@ -61,7 +60,7 @@ mod tests {
 
     #[test]
     fn the_names_the_worker_makes_are_the_leftovers_the_daemon_knows() {
-        let model = quantized_model(Path::new("/d/q"), "m.pt", "0123456789abcdef");
+        let model = quantized_model(Path::new("/d/q"), "m.pt".as_ref(), "0123456789abcdef");
         assert_eq!(model, Path::new("/d/q/m.pt.0123456789ab.int8.pt"));
         for made in [partial_quantized(&model), quantize_job(&model)] {
             let name = made.file_name().unwrap().to_str().unwrap();

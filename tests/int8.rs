@@ -199,3 +199,120 @@ fn bad_calibration_files_give_a_clear_int8_error() {
         );
     }
 }
+
+/// The demo CNN: another model taking the same images, with other weights
+/// and another output.
+fn demo_cnn() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/tiny_resnet.pt")
+}
+
+#[test]
+fn a_model_swapped_while_fp32_is_timed_is_not_what_gets_quantized() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("cnn_residual.pt", dir.path());
+    let timed_sha = precisiond::fsutil::hex_sha256(&std::fs::read(&model).unwrap());
+    let swap = dir.path().join("other.pt");
+    std::fs::copy(demo_cnn(), &swap).unwrap();
+    // The worker itself, for its PROGRESS lines; FP32 takes its whole
+    // second (the confidence target is out of reach), the swap's window.
+    let mut worker = worker()
+        .arg("run")
+        .arg(&model)
+        .args(["--no-probe", "--threads", "2", "--devices", "cpu"])
+        .args(["--precisions", "fp32,int8", "--max-seconds", "1"])
+        .args(["--target-ci-percent", "0.000001"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let step = lines
+        .find(|l| l.as_ref().is_ok_and(|l| l.starts_with("PROGRESS cpu fp32")))
+        .expect("the worker times fp32")
+        .unwrap();
+    // Read, hashed and loaded already; now another model takes its place.
+    std::fs::rename(&swap, &model).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "{status:?}: {step}\n{}", rest.join("\n"));
+
+    let report = report_of(&model);
+    assert_eq!(report["model"]["sha256"].as_str(), Some(timed_sha.as_str()));
+    let int8 = int8_result(&model);
+    assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:?}");
+    // Compared with the timed model's FP32 output: the quantization of the
+    // swapped-in model would not come close.
+    let cosine = int8["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine > 0.99, "cosine {cosine}");
+    let artefact = int8["quantized_model"].as_str().unwrap();
+    assert!(
+        artefact.contains(&format!(".{}.int8.pt", &timed_sha[..12])),
+        "{artefact}"
+    );
+}
+
+#[test]
+fn a_model_named_in_bytes_that_are_not_utf8_quantizes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"m\xff.pt");
+    let model = dir.path().join(name);
+    std::fs::copy(fixture("cnn_residual.pt"), &model).unwrap();
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The report lies beside the model, under its name byte for byte.
+    let int8 = int8_result(&model);
+    assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:?}");
+    // So does the artefact, in the state folder.
+    let artefacts: Vec<PathBuf> = walk(&dir.path().join(".precisiond/quantized"));
+    assert!(
+        artefacts
+            .iter()
+            .any(|p| p.file_name().unwrap().as_bytes().starts_with(b"m\xff.pt.")),
+        "{artefacts:?}"
+    );
+}
+
+#[test]
+fn the_quantizing_process_refuses_a_model_that_is_not_the_jobs() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.int8.pt");
+    let job = dir.path().join("m.job.toml");
+    // The job names the residual CNN's hash; the demo CNN comes on stdin.
+    let named = precisiond::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
+    let out_bytes: Vec<String> = out
+        .to_str()
+        .unwrap()
+        .bytes()
+        .map(|b| b.to_string())
+        .collect();
+    std::fs::write(
+        &job,
+        format!(
+            "model_sha256 = \"{named}\"\nout = [{}]\nengine = \"x86\"\nthreads = 1\n\n\
+             [[inputs]]\nshape = [1, 3, 32, 32]\n",
+            out_bytes.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut child = worker()
+        .arg("quantize")
+        .arg(&job)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let given = std::fs::read(demo_cnn()).unwrap();
+    child.stdin.take().unwrap().write_all(&given).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(!done.status.success(), "{said}");
+    assert!(said.contains("is not the one the job names"), "{said}");
+    assert!(said.contains(&named), "{said}");
+    assert!(!out.exists(), "nothing is quantized");
+}

@@ -140,7 +140,7 @@ fn build_and_timing_command_lines_follow_the_version() {
     let v11 = TrtVersion::new(11, 1, 0);
     assert!(
         !tensorrt::timing_args(v11, engine, Path::new("t"), 0, 200, 1)
-            .contains(&"--noDataTransfers".to_owned())
+            .contains(&"--noDataTransfers".into())
     );
 
     // Calibration: a cache when given, none with Q/DQ nodes.
@@ -181,8 +181,35 @@ fn build_and_timing_command_lines_follow_the_version() {
 }
 
 #[test]
+fn trtexec_gets_its_paths_byte_for_byte() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let path = |bytes: &[u8]| PathBuf::from(OsStr::from_bytes(bytes));
+    let v10 = TrtVersion::new(10, 8, 0);
+    let cache = path(b"/d/m\xfe.cache");
+    let plan = tensorrt::plan(v10, Precision::Int8, false, Some(&cache)).unwrap();
+    let onnx = path(b"/d/m\xff.onnx");
+    let engine = path(b"/d/.precisiond/tensorrt/m\xff.engine");
+    let build = tensorrt::build_args(v10, &onnx, &engine, &plan.flags, 0);
+    let bytes: Vec<&[u8]> = build.iter().map(|a| a.as_bytes()).collect();
+    assert_eq!(bytes[0], b"--onnx=/d/m\xff.onnx");
+    assert_eq!(bytes[2], b"--calib=/d/m\xfe.cache");
+    assert_eq!(
+        bytes[3],
+        b"--saveEngine=/d/.precisiond/tensorrt/m\xff.engine"
+    );
+    let times = path(b"/t/\xfftimes.json");
+    let timing = tensorrt::timing_args(v10, &engine, &times, 0, 200, 1);
+    assert_eq!(
+        timing[0].as_bytes(),
+        b"--loadEngine=/d/.precisiond/tensorrt/m\xff.engine"
+    );
+    assert_eq!(timing[1].as_bytes(), b"--exportTimes=/t/\xfftimes.json");
+}
+
+#[test]
 fn engine_cache_keys_change_with_everything_that_changes_the_engine() {
-    let flags = vec!["--int8".to_owned()];
+    let flags = vec![OsString::from("--int8")];
     let base = EngineKey {
         onnx_sha256: "aa11",
         version: TrtVersion::new(10, 3, 0),
@@ -190,7 +217,7 @@ fn engine_cache_keys_change_with_everything_that_changes_the_engine() {
         calibration_sha256: None,
         gpu: "Orin (8.7)",
     };
-    let fp16 = vec!["--fp16".to_owned()];
+    let fp16 = vec![OsString::from("--fp16")];
     let variants = [
         EngineKey {
             onnx_sha256: "bb22",
@@ -218,8 +245,8 @@ fn engine_cache_keys_change_with_everything_that_changes_the_engine() {
     }
     assert_eq!(base.hash(), base.clone().hash(), "stable");
     // A calibration cache counts by content, not by where it lies.
-    let a = vec!["--int8".to_owned(), "--calib=/a/x.cache".to_owned()];
-    let b = vec!["--int8".to_owned(), "--calib=/b/y.cache".to_owned()];
+    let a: Vec<OsString> = vec!["--int8".into(), "--calib=/a/x.cache".into()];
+    let b: Vec<OsString> = vec!["--int8".into(), "--calib=/b/y.cache".into()];
     let key = |flags| EngineKey {
         flags,
         calibration_sha256: Some("cc33"),

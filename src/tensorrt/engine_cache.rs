@@ -8,6 +8,8 @@ use super::TrtVersion;
 use crate::fsutil::hex_sha256;
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// What an engine's cache key is made of.
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub struct EngineKey<'a> {
     pub onnx_sha256: &'a str,
     pub version: TrtVersion,
-    pub flags: &'a [String],
+    pub flags: &'a [OsString],
     /// sha256 of the calibration cache, when one is used: a new cache means a new engine.
     pub calibration_sha256: Option<&'a str>,
     /// The GPU, e.g. "NVIDIA Orin (8.7)": engines are not portable between GPUs.
@@ -26,14 +28,15 @@ impl EngineKey<'_> {
     /// A short hash of everything that makes an engine different.
     pub fn hash(&self) -> String {
         // The calibration flag names a path; the cache's content is what counts.
-        let flags: Vec<&str> = self
+        let flags: Vec<Cow<str>> = self
             .flags
             .iter()
             .map(|f| {
+                let f = f.to_string_lossy();
                 if f.starts_with("--calib=") {
-                    "--calib"
+                    "--calib".into()
                 } else {
-                    f.as_str()
+                    f
                 }
             })
             .collect();

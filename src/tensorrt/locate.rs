@@ -180,7 +180,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Runs `trtexec --help` and reads the version from its banner.
 pub fn probe(path: &Path) -> Result<Trtexec, String> {
-    let out = run_logged(path, &["--help".to_owned()], Duration::from_secs(60), None)?;
+    let out = run_logged(path, &["--help".into()], Duration::from_secs(60), None)?;
     match parse_version(&out.text) {
         Some(version) => Ok(Trtexec {
             path: path.to_path_buf(),

@@ -5,6 +5,7 @@
 
 use super::TrtVersion;
 use crate::precision::Precision;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Where the INT8 ranges of an engine come from.
@@ -19,10 +20,12 @@ pub enum Calibration {
 }
 
 /// The builder flags for one precision, and where INT8 ranges come from.
+/// Flags are `OsString`s, like every trtexec argument: one may name a path,
+/// and a path need not be UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub precision: Precision,
-    pub flags: Vec<String>,
+    pub flags: Vec<OsString>,
     pub calibration: Option<Calibration>,
 }
 
@@ -48,14 +51,14 @@ pub fn plan(
             )
         }
         Precision::Fp16 if version.strongly_typed_only() => return Err(strongly_typed("--fp16")),
-        Precision::Fp16 => (vec!["--fp16".to_owned()], None),
+        Precision::Fp16 => (vec!["--fp16".into()], None),
         Precision::Bf16 if version.strongly_typed_only() => return Err(strongly_typed("--bf16")),
         Precision::Bf16 if !version.has_bf16_flag() => {
             return Err(format!(
                 "TensorRT {version} has no BF16 in trtexec (--bf16 exists from TensorRT 10.0)"
             ))
         }
-        Precision::Bf16 => (vec!["--bf16".to_owned()], None),
+        Precision::Bf16 => (vec!["--bf16".into()], None),
         Precision::Int8 if version.strongly_typed_only() => {
             if !onnx_has_qdq {
                 return Err(format!(
@@ -67,11 +70,11 @@ pub fn plan(
             (Vec::new(), Some(Calibration::ExplicitQdq))
         }
         Precision::Int8 => {
-            let mut flags = vec!["--int8".to_owned()];
+            let mut flags = vec![OsString::from("--int8")];
             let calibration = if onnx_has_qdq {
                 Calibration::ExplicitQdq
             } else if let Some(cache) = calibration_cache {
-                flags.push(format!("--calib={}", cache.display()));
+                flags.push(path_flag("--calib=", cache));
                 Calibration::Cache(cache.to_path_buf())
             } else {
                 Calibration::Placeholder
@@ -86,23 +89,30 @@ pub fn plan(
     })
 }
 
+/// `NAME=PATH` as one argument, the path byte for byte.
+fn path_flag(name: &str, path: &Path) -> OsString {
+    let mut flag = OsString::from(name);
+    flag.push(path);
+    flag
+}
+
 /// The engine build: `trtexec --onnx=… FLAGS --saveEngine=… --device=N`
 /// and the build-only flag of this version.
 pub fn build_args(
     version: TrtVersion,
     onnx: &Path,
     engine: &Path,
-    flags: &[String],
+    flags: &[OsString],
     device: usize,
-) -> Vec<String> {
-    let mut args = vec![format!("--onnx={}", onnx.display())];
+) -> Vec<OsString> {
+    let mut args = vec![path_flag("--onnx=", onnx)];
     args.extend(flags.iter().cloned());
-    args.push(format!("--saveEngine={}", engine.display()));
-    args.push(format!("--device={device}"));
+    args.push(path_flag("--saveEngine=", engine));
+    args.push(format!("--device={device}").into());
     args.push(if version >= TrtVersion::new(8, 6, 0) {
-        "--skipInference".to_owned()
+        "--skipInference".into()
     } else {
-        "--buildOnly".to_owned()
+        "--buildOnly".into()
     });
     args
 }
@@ -116,18 +126,18 @@ pub fn timing_args(
     device: usize,
     warmup_ms: u64,
     duration_s: u64,
-) -> Vec<String> {
+) -> Vec<OsString> {
     let mut args = vec![
-        format!("--loadEngine={}", engine.display()),
-        format!("--exportTimes={}", times.display()),
-        format!("--device={device}"),
-        format!("--warmUp={warmup_ms}"),
-        format!("--duration={}", duration_s.max(1)),
+        path_flag("--loadEngine=", engine),
+        path_flag("--exportTimes=", times),
+        format!("--device={device}").into(),
+        format!("--warmUp={warmup_ms}").into(),
+        format!("--duration={}", duration_s.max(1)).into(),
     ];
     // Inputs stay on the device, like the libtorch CUDA timings. A no-op
     // (deprecated) from 11, where transfers are off by default.
     if version >= TrtVersion::new(7, 2, 1) && !version.strongly_typed_only() {
-        args.push("--noDataTransfers".to_owned());
+        args.push("--noDataTransfers".into());
     }
     args
 }

@@ -36,9 +36,17 @@ pub fn cnn_with_calibration(samples: &Path) -> (tempfile::TempDir, PathBuf) {
 /// calibrated on the committed samples (measured 0.99981 with libtorch 2.13).
 pub const MIN_COSINE: f64 = 0.999;
 
+/// Where `model`'s report is written: beside it, its name byte for byte
+/// (a model's name need not be UTF-8).
+pub fn report_path(model: &Path) -> PathBuf {
+    let mut name = model.as_os_str().to_os_string();
+    name.push(".report.toml");
+    PathBuf::from(name)
+}
+
 /// The int8 result of `model`'s report.
 pub fn int8_result(model: &Path) -> toml::Table {
-    let path = PathBuf::from(format!("{}.report.toml", model.display()));
+    let path = report_path(model);
     let report: toml::Table = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()))
         .parse()

@@ -66,7 +66,7 @@ pub fn run_quick(model: &Path, extra: &[&str]) -> Output {
 }
 
 pub fn report_of(model: &Path) -> toml::Table {
-    let path = PathBuf::from(format!("{}.report.toml", model.display()));
+    let path = calibrated::report_path(model);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
     text.parse()

@@ -52,6 +52,14 @@ template <typename F> char *guarded(F &&body) {
   }
 }
 
+// A model from the bytes of its file. The caller read and hashed those
+// bytes once; loading them, not the path again, means what is measured and
+// quantized is exactly what was hashed.
+torch::jit::Module load_from_bytes(const char *data, size_t len) {
+  std::istringstream stream(std::string(data, len), std::ios::binary);
+  return torch::jit::load(stream);
+}
+
 bool block_calls_quantized(const torch::jit::Block *block) {
   for (const torch::jit::Node *node : block->nodes()) {
     if (std::strncmp(node->kind().toQualString(), "quantized::", 11) == 0) {
@@ -305,10 +313,10 @@ char *pd_supported_qengines(char **out) {
   });
 }
 
-char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_required,
+char *pd_module_info(const char *data, size_t len, int64_t *num_inputs, int64_t *num_required,
                      int *has_quantized_ops) {
   return guarded([&] {
-    torch::jit::Module module = torch::jit::load(path);
+    torch::jit::Module module = load_from_bytes(data, len);
     const auto &arguments = module.get_method("forward").function().getSchema().arguments();
     // The first argument is `self`.
     *num_inputs = static_cast<int64_t>(arguments.size()) - 1;
@@ -356,7 +364,8 @@ char *pd_set_qengine(const char *engine) {
   return guarded([&] { at::globalContext().setQEngine(parse_engine(engine)); });
 }
 
-char *pd_quantize_static(const char *model_path, const char *out_path, const char *engine,
+char *pd_quantize_static(const char *model_data, size_t model_len, const char *out_path,
+                         const char *engine,
                          void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
                          char **warnings) {
   *warnings = nullptr;
@@ -367,7 +376,7 @@ char *pd_quantize_static(const char *model_path, const char *out_path, const cha
     at::globalContext().setQEngine(parse_engine(engine_name));
     torch::NoGradGuard no_grad;
 
-    torch::jit::Module model = torch::jit::load(model_path);
+    torch::jit::Module model = load_from_bytes(model_data, model_len);
     model.eval();
     // What PyTorch's quantize_jit does, step by step (torch/ao/quantization/quantize_jit.py).
     torch::jit::Module folded = torch::jit::FoldConvBatchNorm(model);

@@ -21,10 +21,10 @@ char *pd_cpu_capability(char **out);
 // Quantized engines libtorch was built with, comma separated ("x86,fbgemm,onednn,qnnpack").
 char *pd_supported_qengines(char **out);
 
-// Facts about a TorchScript file: the number of forward() arguments (without
-// self), how many of them have no default, and whether its graphs call
-// quantized:: operators.
-char *pd_module_info(const char *path, int64_t *num_inputs, int64_t *num_required,
+// Facts about a TorchScript model, given as the `len` bytes of its file at
+// `data`: the number of forward() arguments (without self), how many of them
+// have no default, and whether its graphs call quantized:: operators.
+char *pd_module_info(const char *data, size_t len, int64_t *num_inputs, int64_t *num_required,
                      int *has_quantized_ops);
 
 // From now on, libtorch's warnings (TORCH_WARN) are collected instead of
@@ -36,15 +36,17 @@ char *pd_take_warnings(char **out);
 // Makes `engine` ("x86", "fbgemm", "qnnpack", "onednn") libtorch's quantized engine.
 char *pd_set_qengine(const char *engine);
 
-// Static post-training quantization of the TorchScript model at model_path,
-// through libtorch's graph-mode passes (what PyTorch's quantize_jit does):
+// Static post-training quantization of the TorchScript model whose file's
+// `model_len` bytes are at `model_data` (the bytes that were hashed, never a
+// path that could be swapped meanwhile), through libtorch's graph-mode passes (what PyTorch's quantize_jit does):
 // fold conv-bn, insert observers, run the calibration batches, insert
 // quant/dequant, finalize, constant-propagate, eliminate dead code; then
 // save to out_path. `tensors` holds num_batches * inputs_per_batch pointers
 // to torch::Tensor (tch's C_tensor), batch after batch.
 // libtorch's warnings during the passes come back in *warnings (newline
 // separated; free with pd_free_string), whether or not it failed.
-char *pd_quantize_static(const char *model_path, const char *out_path, const char *engine,
+char *pd_quantize_static(const char *model_data, size_t model_len, const char *out_path,
+                         const char *engine,
                          void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
                          char **warnings);
 

@@ -166,7 +166,7 @@ fn measure_all(
     report.hardware = Some(hardware.clone());
 
     let fp32_module = model::load(&opts.model, bytes)?;
-    let info = shim::module_info(&opts.model).map_err(|e| model::clean_torch_error(&e))?;
+    let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some("inferred".into());

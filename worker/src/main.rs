@@ -9,6 +9,7 @@ mod job;
 mod measure;
 mod method;
 mod model;
+mod path_bytes;
 mod plan;
 mod probe;
 mod qengine;
@@ -42,8 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Print the hardware detection.
     Detect(DetectArgs),
-    /// Quantize a model as a job file describes (started by `run`, in a
-    /// process of its own so a crash in libtorch's passes stays contained).
+    /// Quantize the model on stdin as a job file describes (started by
+    /// `run`, in a process of its own so a crash in libtorch's passes stays
+    /// contained; the job names the sha256 the model's bytes must have).
     #[command(hide = true)]
     Quantize { job: std::path::PathBuf },
     /// Print what this worker was built against, as TOML (the supervisor

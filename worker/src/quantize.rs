@@ -1,14 +1,19 @@
 //! The quantizing child process: `precisiond-worker quantize JOB.toml`
 //! runs libtorch's static quantization passes on one model and saves the
-//! result. libtorch's passes can crash on a model (InsertObservers
+//! result. The model comes on its stdin, not by path: the worker hands over
+//! the very bytes it read, hashed and timed, and the child refuses bytes
+//! whose sha256 is not the job's, so the artefact saved under that hash is
+//! the quantization of what was timed even if the file was swapped since. libtorch's passes can crash on a model (InsertObservers
 //! segfaults on nn.TransformerEncoderLayer's scripted fast path, for one),
 //! so they run in a process of their own: a crash there fails the int8
 //! result (`crate::method::static_ptq`), not the whole report.
 
 use crate::{calibration, model, shim};
 use precisiond::child::{self, Ended, Limits};
+use precisiond::fsutil::hex_sha256;
 use precisiond::settings::{CalibrationSettings, InputSpec};
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,13 +29,16 @@ const QUANTIZE_TIMEOUT: Duration = Duration::from_secs(1800);
 /// What the quantizing process is asked to do.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QuantizeJob {
-    pub model: PathBuf,
+    /// sha256 (hex) of the model bytes the child gets on its stdin.
+    pub model_sha256: String,
+    #[serde(with = "crate::path_bytes")]
     pub out: PathBuf,
     pub engine: String,
     pub threads: usize,
     pub inputs: Vec<InputSpec>,
     pub calibration: Option<CalibrationSettings>,
     /// The calibration folder, resolved (and checked) by the worker.
+    #[serde(default, with = "crate::path_bytes::option")]
     pub calibration_dir: Option<PathBuf>,
 }
 
@@ -43,9 +51,14 @@ pub struct QuantizeDone {
     pub error: Option<String>,
 }
 
-/// Runs `job` in a child process. Err: the process could not run or
-/// crashed; a failure of the passes themselves is `QuantizeDone::error`.
-pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
+/// Runs `job` on the model file's `bytes` (those `job.model_sha256` hashes)
+/// in a child process. Err: the process could not run or crashed; a
+/// failure of the passes themselves is `QuantizeDone::error`.
+///
+/// Call it from the worker's main thread: the child's PR_SET_PDEATHSIG
+/// fires when the thread that forked it ends, not the process, so a child
+/// forked from a short-lived thread would be killed early.
+pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String> {
     let job_file = precisiond::state_files::quantize_job(&job.out);
     let text =
         toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
@@ -53,6 +66,8 @@ pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
         .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
+    let stdin = private_copy(bytes)
+        .map_err(|e| format!("cannot hand the model to the quantizing process: {e}"))?;
     let stderr =
         tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
     let mut stdout = String::new();
@@ -60,7 +75,7 @@ pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
         child::own_binary(&exe)
             .arg("quantize")
             .arg(&job_file)
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(stdin))
             .stdout(Stdio::piped())
             .stderr(stderr.try_clone().map_err(|e| e.to_string())?),
         Limits {
@@ -103,21 +118,43 @@ pub fn run_child(job: &QuantizeJob) -> Result<QuantizeDone, String> {
     })
 }
 
+/// The model bytes in an unlinked temporary file, rewound: the child's
+/// stdin. A file rather than a pipe, so no thread has to feed it while the
+/// worker waits, and nobody else can open it.
+fn private_copy(bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file)
+}
+
 fn read_all(mut file: std::fs::File) -> String {
-    use std::io::{Read, Seek};
     let mut text = String::new();
     let _ = file.rewind();
     let _ = file.read_to_string(&mut text);
     text
 }
 
-/// The quantizing process: `precisiond-worker quantize JOB.toml`.
+/// The quantizing process: `precisiond-worker quantize JOB.toml`, with the
+/// model's bytes on stdin.
 pub fn quantize_main(job_file: &Path) -> QuantizeDone {
     let run = || -> Result<QuantizeDone, String> {
         let text = std::fs::read_to_string(job_file)
             .map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
         let job: QuantizeJob = toml::from_str(&text)
             .map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read the model from stdin: {e}"))?;
+        let sha256 = hex_sha256(&bytes);
+        if sha256 != job.model_sha256 {
+            return Err(format!(
+                "the model on stdin ({} bytes, sha256 {sha256}) is not the one the job names                  (sha256 {}); the quantizing process takes the model's bytes on stdin from the                  worker, it is not meant to be run by hand",
+                bytes.len(),
+                job.model_sha256
+            ));
+        }
         tch::set_num_threads(job.threads as i32);
         let samples = match (&job.calibration, &job.calibration_dir) {
             (Some(cal), Some(dir)) => calibration::from_folder(cal, dir, &job.inputs)?,
@@ -127,18 +164,17 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
         // Saved under a temporary name and renamed: a killed process never
         // leaves a half-written model where the report points.
         let partial = precisiond::state_files::partial_quantized(&job.out);
-        let outcome =
-            shim::quantize_static(&job.model, &partial, &job.engine, &samples.calibration)
-                .and_then(|o| {
-                    std::fs::rename(&partial, &job.out)
-                        .map(|()| o)
-                        .map_err(|e| {
-                            (
-                                format!("cannot move the quantized model into place: {e}"),
-                                Vec::new(),
-                            )
-                        })
-                });
+        let outcome = shim::quantize_static(&bytes, &partial, &job.engine, &samples.calibration)
+            .and_then(|o| {
+                std::fs::rename(&partial, &job.out)
+                    .map(|()| o)
+                    .map_err(|e| {
+                        (
+                            format!("cannot move the quantized model into place: {e}"),
+                            Vec::new(),
+                        )
+                    })
+            });
         let _ = std::fs::remove_file(&partial);
         let seconds = started.elapsed().as_secs_f64();
         Ok(match outcome {

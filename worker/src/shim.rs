@@ -12,7 +12,8 @@ mod ffi {
         pub fn pd_cpu_capability(out: *mut *mut c_char) -> *mut c_char;
         pub fn pd_supported_qengines(out: *mut *mut c_char) -> *mut c_char;
         pub fn pd_module_info(
-            path: *const c_char,
+            data: *const c_char,
+            len: usize,
             num_inputs: *mut i64,
             num_required: *mut i64,
             has_quantized_ops: *mut c_int,
@@ -21,7 +22,8 @@ mod ffi {
         pub fn pd_take_warnings(out: *mut *mut c_char) -> *mut c_char;
         pub fn pd_set_qengine(engine: *const c_char) -> *mut c_char;
         pub fn pd_quantize_static(
-            model_path: *const c_char,
+            model_data: *const c_char,
+            model_len: usize,
             out_path: *const c_char,
             engine: *const c_char,
             tensors: *const *mut std::ffi::c_void,
@@ -132,15 +134,17 @@ pub struct ModuleInfo {
     pub has_quantized_ops: bool,
 }
 
-pub fn module_info(path: &Path) -> Result<ModuleInfo, String> {
-    let c_path = c_path(path)?;
+/// What the model whose file holds `bytes` says about its interface.
+pub fn module_info(bytes: &[u8]) -> Result<ModuleInfo, String> {
     let mut num_inputs: i64 = 0;
     let mut num_required: i64 = 0;
     let mut quantized: c_int = 0;
-    // SAFETY: all pointers are valid for the call; outputs are plain values.
+    // SAFETY: all pointers are valid for the call (the shim copies `bytes`
+    // before reading them); outputs are plain values.
     unsafe {
         check(ffi::pd_module_info(
-            c_path.as_ptr(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
             &mut num_inputs,
             &mut num_required,
             &mut quantized,
@@ -177,17 +181,16 @@ pub struct QuantizeOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Statically quantizes the TorchScript model at `model` with libtorch's
-/// graph-mode passes, calibrating on `batches` (each one forward() call's
-/// inputs), and saves it to `out`.
+/// Statically quantizes the TorchScript model whose file holds `model`
+/// with libtorch's graph-mode passes, calibrating on `batches` (each one
+/// forward() call's inputs), and saves it to `out`.
 pub fn quantize_static(
-    model: &Path,
+    model: &[u8],
     out: &Path,
     engine: &str,
     batches: &[Vec<tch::Tensor>],
 ) -> Result<QuantizeOutcome, (String, Vec<String>)> {
     let fail = |e: String| (e, Vec::new());
-    let model_c = c_path(model).map_err(fail)?;
     let out_c = c_path(out).map_err(fail)?;
     let engine_c =
         CString::new(engine).map_err(|_| fail("engine name contains a NUL byte".into()))?;
@@ -204,10 +207,12 @@ pub fn quantize_static(
         .collect();
     let mut warnings_ptr: *mut c_char = std::ptr::null_mut();
     // SAFETY: the tensor pointers stay valid (borrowed from `batches`) for
-    // the call; the shim only reads them. Strings are valid C strings.
+    // the call; the shim only reads them and `model`. Strings are valid C
+    // strings.
     let (result, warnings) = unsafe {
         let err = ffi::pd_quantize_static(
-            model_c.as_ptr(),
+            model.as_ptr().cast(),
+            model.len(),
             out_c.as_ptr(),
             engine_c.as_ptr(),
             pointers.as_ptr(),

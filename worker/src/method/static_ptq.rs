@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantizeJob};
-use precisiond::fsutil::{ensure_state_subdir, file_name, hex_sha256};
+use precisiond::fsutil::{ensure_state_subdir, hex_sha256};
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use precisiond::state_files;
@@ -59,16 +59,22 @@ impl PrecisionMethod for StaticPtq {
         // Checked (no link, ours) before anything is written there.
         let dir =
             ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR).map_err(fail)?;
-        let artefact = artefact_path(ctx, &dir);
-        let done = quantize::run_child(&QuantizeJob {
-            model: job.opts.model.clone(),
-            out: artefact.clone(),
-            engine: engine.clone(),
-            threads: job.opts.threads,
-            inputs: job.specs.to_vec(),
-            calibration: job.settings.calibration.clone(),
-            calibration_dir,
-        })
+        // The quantizing process gets the very bytes that were hashed and
+        // timed, and checks them against this hash, the artefact's name.
+        let sha256 = hex_sha256(job.bytes);
+        let artefact = artefact_path(ctx, &dir, &sha256);
+        let done = quantize::run_child(
+            &QuantizeJob {
+                model_sha256: sha256,
+                out: artefact.clone(),
+                engine: engine.clone(),
+                threads: job.opts.threads,
+                inputs: job.specs.to_vec(),
+                calibration: job.settings.calibration.clone(),
+                calibration_dir,
+            },
+            job.bytes,
+        )
         .map_err(|e| with_engine(fail(e)))?;
         let warnings: Vec<String> = done
             .warnings
@@ -81,7 +87,15 @@ impl PrecisionMethod for StaticPtq {
             return Err(result);
         }
 
-        let quantized = match CModule::load(&artefact) {
+        // From its bytes: tch's load by path wants a UTF-8 path, and the
+        // artefact is named after the model, whose name need not be.
+        let saved = std::fs::read(&artefact).map_err(|e| {
+            fail(format!(
+                "cannot read the quantized model {}: {e}",
+                artefact.display()
+            ))
+        })?;
+        let quantized = match CModule::load_data(&mut std::io::Cursor::new(saved)) {
             Ok(mut m) => {
                 let _ = m.f_set_eval();
                 m
@@ -127,10 +141,11 @@ fn held_out(samples: SampleSet) -> Comparison {
 }
 
 /// Where the quantized model is kept: the state folder's `quantized/`
-/// (`dir`), named after the model and its hash.
-fn artefact_path(ctx: &Context, dir: &Path) -> PathBuf {
-    let job = ctx.job;
-    state_files::quantized_model(dir, &file_name(&job.opts.model), &hex_sha256(job.bytes))
+/// (`dir`), named after the model (byte for byte: it need not be UTF-8)
+/// and its hash.
+fn artefact_path(ctx: &Context, dir: &Path, hash: &str) -> PathBuf {
+    let model = &ctx.job.opts.model;
+    state_files::quantized_model(dir, model.file_name().unwrap_or(model.as_os_str()), hash)
 }
 
 /// The artefact's path as the report shows it: relative to the report's

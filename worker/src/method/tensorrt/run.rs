@@ -127,7 +127,11 @@ pub fn measure(req: &Request) -> PrecisionResult {
                 result.engine_cached = Some(false);
                 let facts = EngineFacts {
                     tensorrt: req.trtexec.version.to_string(),
-                    flags: plan.flags.clone(),
+                    flags: plan
+                        .flags
+                        .iter()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .collect(),
                     build_seconds: seconds,
                     built: precisiond::report::now().to_string(),
                 };
