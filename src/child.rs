@@ -25,6 +25,9 @@ pub enum Ended {
     Signaled(i32),
     /// Ran past its time limit; its process group was killed.
     TimedOut(Duration),
+    /// A phase it announced (`crate::protocol::Phase`) ran past that
+    /// phase's limit; its process group was killed.
+    PhaseTimedOut(String, Duration),
     /// `stop` was set; its process group was killed.
     Stopped,
 }
@@ -41,6 +44,9 @@ impl std::fmt::Display for Ended {
             Ended::Exited(code) => write!(f, "exit code {code}"),
             Ended::Signaled(sig) => write!(f, "signal {sig}, {}", signal_name(*sig)),
             Ended::TimedOut(limit) => write!(f, "killed after {} s", limit.as_secs_f64()),
+            Ended::PhaseTimedOut(phase, limit) => {
+                write!(f, "killed after {} s of {phase}", limit.as_secs_f64())
+            }
             Ended::Stopped => write!(f, "stopped"),
         }
     }
@@ -71,6 +77,10 @@ pub struct Limits<'a> {
     pub timeout: Option<Duration>,
     /// Set from elsewhere (a signal handler) to stop the child.
     pub stop: Option<&'a AtomicBool>,
+    /// The child announces phases with limits of their own on its stdout
+    /// (`crate::protocol::phase_line`); `timeout` counts only the time
+    /// outside them.
+    pub phases: bool,
 }
 
 /// Starts `command` in a process group of its own, dying with this process,
@@ -115,11 +125,16 @@ pub fn run(
             }
         })
     });
-    let started = Instant::now();
+    let mut clock = Clock::start();
     let ended = loop {
         // Lines arrive as the child moves on; the timeout doubles as the
         // interval at which the exit, the time limit and `stop` are checked.
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            if limits.phases {
+                if let Some(phase) = crate::protocol::parse_phase(&line) {
+                    clock.phase(phase);
+                }
+            }
             on_line(&line);
         }
         if let Some(status) = child.try_wait()? {
@@ -133,11 +148,9 @@ pub fn run(
             kill_group(&mut child);
             break Ended::Stopped;
         }
-        if let Some(limit) = limits.timeout {
-            if started.elapsed() >= limit {
-                kill_group(&mut child);
-                break Ended::TimedOut(limit);
-            }
+        if let Some(over) = clock.over(limits.timeout) {
+            kill_group(&mut child);
+            break over;
         }
     };
     // What the child printed last. A grandchild that kept the pipe open
@@ -149,6 +162,46 @@ pub fn run(
         on_line(&line);
     }
     Ok(ended)
+}
+
+/// The time a child has used against its limits: its own time outside
+/// phases, and the current phase's.
+struct Clock {
+    /// Own time before the current stretch.
+    used: Duration,
+    /// Since when the current stretch (own time or a phase) runs.
+    since: Instant,
+    phase: Option<crate::protocol::Phase>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            used: Duration::ZERO,
+            since: Instant::now(),
+            phase: None,
+        }
+    }
+
+    /// A phase starts (Some) or ends (None).
+    fn phase(&mut self, next: Option<crate::protocol::Phase>) {
+        if self.phase.is_none() {
+            self.used += self.since.elapsed();
+        }
+        self.since = Instant::now();
+        self.phase = next;
+    }
+
+    /// How the child ends when it is past a limit now.
+    fn over(&self, timeout: Option<Duration>) -> Option<Ended> {
+        match &self.phase {
+            Some(p) => (self.since.elapsed() >= p.limit)
+                .then(|| Ended::PhaseTimedOut(p.name.clone(), p.limit)),
+            None => timeout
+                .filter(|limit| self.used + self.since.elapsed() >= *limit)
+                .map(Ended::TimedOut),
+        }
+    }
 }
 
 /// What a [`run_logged`] child printed and how it ended.
@@ -198,6 +251,7 @@ pub fn run_logged(
     let limits = Limits {
         timeout: Some(timeout),
         stop: None,
+        phases: false,
     };
     // Its output goes to the log file, not a pipe: no lines to pass on.
     let ended = run(&mut command, limits, |_| {})
@@ -272,6 +326,7 @@ mod tests {
             Limits {
                 timeout: Some(Duration::from_millis(500)),
                 stop: None,
+                phases: false,
             },
             |_| {},
         )
@@ -311,6 +366,7 @@ mod tests {
             Limits {
                 timeout: None,
                 stop: Some(&stop),
+                phases: false,
             },
             |_| {},
         )

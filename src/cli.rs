@@ -42,9 +42,13 @@ pub struct RunArgs {
     /// sets it: a link in a drop folder must not lead the worker outside).
     #[arg(long, hide = true)]
     pub no_follow_symlinks: bool,
-    /// Kill the worker after this many seconds and report the model as failed.
+    /// Kill the worker after this many seconds and report the model as
+    /// failed. Engine builds are not counted: they have their own limit.
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Limit of one engine build (TensorRT's trtexec), in seconds.
+    #[arg(long, default_value_t = DEFAULT_BUILD_TIMEOUT_SECONDS)]
+    pub build_timeout: f64,
     /// Devices, comma separated: auto (the CPU and every CUDA device
     /// libtorch sees), cpu, cuda, cuda:0, ... [default: the settings file's, else auto].
     #[arg(long, value_parser = parse_devices)]
@@ -54,6 +58,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub trtexec: Option<PathBuf>,
 }
+
+/// The default limit of one engine build: TensorRT builds of large models
+/// on a Jetson take tens of minutes.
+pub const DEFAULT_BUILD_TIMEOUT_SECONDS: f64 = 1800.0;
 
 impl RunArgs {
     pub fn report_path(&self) -> PathBuf {
@@ -118,6 +126,7 @@ impl RunArgs {
         if let Some(t) = &self.trtexec {
             opt("--trtexec", t.clone().into());
         }
+        opt("--build-timeout", self.build_timeout.to_string().into());
         if self.no_probe {
             args.push("--no-probe".into());
         }

@@ -94,7 +94,7 @@ impl Default for Config {
             settle_ms: 1000,
             max_attempts: 3,
             retry_backoff_seconds: 60.0,
-            build_timeout_seconds: 1800.0,
+            build_timeout_seconds: crate::cli::DEFAULT_BUILD_TIMEOUT_SECONDS,
             max_model_bytes: 4_000_000_000,
             probe: true,
             log_level: LogLevel::Info,

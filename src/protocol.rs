@@ -21,6 +21,8 @@ pub mod exit {
 const PROGRESS: &str = "PROGRESS ";
 const LIBTORCH: &str = "LIBTORCH ";
 const PARTIAL: &str = "PARTIAL ";
+const PHASE: &str = "PHASE ";
+const PHASE_END: &str = "PHASE end";
 
 /// The first line a measuring worker prints: the libtorch it loaded, so a
 /// failed report the supervisor writes for it (after a crash) names it.
@@ -95,6 +97,43 @@ pub fn parse_partial(line: &str) -> Option<Result<Partial, String>> {
     Some(toml::from_str(&text).map_err(|e| format!("the worker's report so far is not valid: {e}")))
 }
 
+/// A stretch of the worker's work with a time limit of its own (an engine
+/// build), announced on a line of its own: while it lasts, the supervisor
+/// stops the worker's own clock and holds it to this limit instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// What it is, for messages: `engine-build`.
+    pub name: String,
+    pub limit: std::time::Duration,
+}
+
+/// `PHASE engine-build 1800`: the phase starts.
+pub fn phase_line(phase: &Phase) -> String {
+    format!("{PHASE}{} {}", phase.name, phase.limit.as_secs_f64())
+}
+
+/// `PHASE end`: back to the worker's own clock.
+pub fn phase_end_line() -> &'static str {
+    PHASE_END
+}
+
+/// What a phase line says: Some(Some(phase)) for a start, Some(None) for
+/// the end, None for other lines.
+pub fn parse_phase(line: &str) -> Option<Option<Phase>> {
+    if line == PHASE_END {
+        return Some(None);
+    }
+    let (name, limit) = line.strip_prefix(PHASE)?.rsplit_once(' ')?;
+    let seconds: f64 = limit
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)?;
+    Some(Some(Phase {
+        name: name.to_owned(),
+        limit: std::time::Duration::from_secs_f64(seconds),
+    }))
+}
+
 /// What the worker was built against, as `precisiond-worker build-info`
 /// prints it (TOML), for the tests and for people: the root package links
 /// no libtorch and has no build script that could know.
@@ -119,6 +158,15 @@ mod tests {
         assert_eq!(parse_progress("something else"), None);
         assert_eq!(parse_libtorch(&libtorch_line("2.13.0")), Some("2.13.0"));
         assert_eq!(parse_libtorch(&line), None);
+        let build = Phase {
+            name: "engine-build".into(),
+            limit: std::time::Duration::from_secs(1800),
+        };
+        assert_eq!(phase_line(&build), "PHASE engine-build 1800");
+        assert_eq!(parse_phase(&phase_line(&build)), Some(Some(build)));
+        assert_eq!(parse_phase(phase_end_line()), Some(None));
+        assert_eq!(parse_phase("PHASE engine-build soon"), None);
+        assert_eq!(parse_phase(&line), None);
     }
 
     #[test]

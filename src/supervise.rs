@@ -46,6 +46,11 @@ impl WorkerEnd {
                  or lower the per-precision budget",
                 limit.as_secs_f64()
             ),
+            WorkerEnd::PhaseTimedOut(phase, limit) => format!(
+                "the worker's {phase} ran past its limit of {} s and the worker was killed; raise \
+                 build_timeout_seconds in the precisiond config (precisiond run: --build-timeout)",
+                limit.as_secs_f64()
+            ),
             WorkerEnd::Stopped => "precisiond was stopped while this model was being measured; it is measured again at the next start".into(),
         }
     }
@@ -107,6 +112,7 @@ pub fn run_worker(
         Limits {
             timeout,
             stop: Some(stop),
+            phases: true,
         },
         on_line,
     )

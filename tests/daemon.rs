@@ -799,7 +799,9 @@ fn queue_drops_deleted_models_and_remeasures_replaced_ones() {
     let s = Setup::new(&slow_config(0.8));
     let d = s.start();
     d.wait_ready();
-    let first = s.copy("mlp.pt", "first.pt");
+    // A CNN: its job lasts its whole budget (an MLP reaches the call cap
+    // first), long enough to queue two models behind it.
+    let first = s.copy("cnn_residual.pt", "first.pt");
     // Timing has begun, so the worker has read the model.
     wait_for("the first job", JOB, || {
         s.status_file().contains("step = \"cpu")
@@ -812,7 +814,7 @@ fn queue_drops_deleted_models_and_remeasures_replaced_ones() {
     });
     std::fs::remove_file(&deleted).unwrap();
     // Replaced while being measured.
-    std::fs::copy(fixture("cnn_residual.pt"), &first).unwrap();
+    std::fs::copy(fixture("mlp.pt"), &first).unwrap();
     wait_for("the kept model's report", JOB, || {
         report_path(&kept).exists()
     });
@@ -1359,5 +1361,60 @@ fn leftovers_of_a_killed_run_are_gone_once_the_daemon_watches() {
     for path in &kept {
         assert!(path.exists(), "{path:?} kept");
     }
+    d.stop();
+}
+
+/// A worker that first spends `seconds` in an announced phase with `limit`
+/// (as the real one does around a TensorRT engine build, which this machine
+/// cannot run), then measures for real.
+fn phased_worker(s: &Setup, limit: f64, seconds: f64) -> PathBuf {
+    let script = s.outside.join(format!("phased-{limit}-{seconds}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho 'PHASE engine-build {limit}'\nsleep {seconds}\necho 'PHASE end'\nexec '{}' \"$@\"\n",
+            s.wrapper.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn an_engine_build_has_its_own_limit_instead_of_the_workers() {
+    // The build (3 s) is longer than the whole worker limit (2 s): the
+    // worker's clock stops while it runs.
+    let s = Setup::new(&format!("{}worker_timeout_seconds = 2.0\n", fast_config()));
+    let mut cmd = s.command();
+    cmd.env("PRECISIOND_WORKER", phased_worker(&s, 10.0, 3.0));
+    let d = Daemon::spawn(cmd);
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "built.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok", "{}", report_error(&model));
+    d.stop();
+
+    // A build past its own limit ends the worker, and the report says which
+    // limit to raise.
+    let s = Setup::new(&format!("{}worker_timeout_seconds = 30.0\n", fast_config()));
+    let mut cmd = s.command();
+    cmd.env("PRECISIOND_WORKER", phased_worker(&s, 1.0, 5.0));
+    let d = Daemon::spawn(cmd);
+    d.wait_ready();
+    let model = s.copy("mlp.pt", "stuck.pt");
+    let copied = Instant::now();
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert!(
+        copied.elapsed() < Duration::from_secs(5),
+        "killed at the build's limit"
+    );
+    assert_eq!(report_status(&model), "failed");
+    let error = report_error(&model);
+    assert!(
+        error.contains("engine-build ran past its limit of 1 s")
+            && error.contains("build_timeout_seconds"),
+        "{error}"
+    );
     d.stop();
 }

@@ -167,6 +167,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         no_probe: !config.probe,
         no_follow_symlinks: true,
         timeout: Some(config.worker_timeout_seconds),
+        build_timeout: config.build_timeout_seconds,
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
     }
@@ -366,5 +367,12 @@ mod tests {
         let args = run_args(Path::new("/d/m.pt"), None, &Config::default());
         assert_eq!(args.precisions.unwrap().0, Config::default().precisions);
         assert_eq!(args.state_dir, Some(PathBuf::from("/d/.precisiond")));
+        let config = Config {
+            build_timeout_seconds: 90.0,
+            ..Config::default()
+        };
+        let args = run_args(Path::new("/d/m.pt"), None, &config).to_args();
+        let at = args.iter().position(|a| a == "--build-timeout").unwrap();
+        assert_eq!(args[at + 1], "90");
     }
 }

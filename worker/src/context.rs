@@ -35,6 +35,8 @@ pub struct JobOptions {
     /// symbolic link, and keep the paths the settings name inside the drop
     /// folder.
     pub untrusted_folder: bool,
+    /// Limit of one engine build, a phase the supervisor times on its own.
+    pub build_timeout: std::time::Duration,
 }
 
 impl JobOptions {

@@ -10,6 +10,7 @@
 use crate::context::{Context, Job, JobOptions};
 use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::measure::{self, panic_message};
+use crate::supervisor::say;
 use crate::{method, model, plan, shim};
 use precisiond::devices::{self, Device, DeviceRequest};
 use precisiond::fsutil::{self, file_name, hex_sha256};
@@ -21,7 +22,6 @@ use precisiond::report::{
 };
 use precisiond::settings::{self, InputSpec, ModelSettings, SettingsDir};
 use std::cell::OnceCell;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
 
@@ -408,11 +408,4 @@ impl Progress {
             Err(e) => log::warn!("{e}"),
         }
     }
-}
-
-/// A line on stdout for the supervisor, flushed at once.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }

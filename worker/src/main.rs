@@ -15,6 +15,7 @@ mod probe;
 mod qengine;
 mod quantize;
 mod shim;
+mod supervisor;
 mod timing;
 
 use clap::{Parser, Subcommand};
@@ -106,6 +107,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         devices: args.devices.clone().map(|l| l.0),
         trtexec: args.trtexec.clone(),
         untrusted_folder: args.no_follow_symlinks,
+        build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,

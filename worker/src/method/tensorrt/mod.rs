@@ -15,11 +15,6 @@ use precisiond::devices::Device;
 use precisiond::precision::Precision;
 use precisiond::report::{Method, PrecisionResult};
 use precisiond::tensorrt::{self, Trtexec};
-use std::time::Duration;
-
-/// Longest a TensorRT engine build may take (large models on a Jetson take
-/// minutes); the worker's own time limit still applies.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
 const CPU_ONLY: &str = "PyTorch's quantized operators are CPU-only";
 
@@ -103,7 +98,7 @@ impl PrecisionMethod for Tensorrt {
             calibration_samples: samples.as_deref(),
             max_seconds: job.bench.max_seconds,
             batch: ctx.batch(),
-            build_timeout: BUILD_TIMEOUT,
+            build_timeout: job.opts.build_timeout,
         };
         Ok(Prepared::Measured(run::measure(&request)))
     }

@@ -9,6 +9,7 @@ use precisiond::bench::{self, LatencyStats, StopReason};
 use precisiond::child::run_logged;
 use precisiond::fsutil::{ensure_state_subdir, hex_sha256, write_atomic};
 use precisiond::precision::Precision;
+use precisiond::protocol::Phase;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use precisiond::state_files;
 use precisiond::tensorrt::{
@@ -301,7 +302,15 @@ fn build_engine(req: &Request, plan: &Plan, engine: &Path) -> Result<f64, String
     );
     let log_path = engine.with_extension("build.log");
     let started = Instant::now();
-    let run = run_logged(&req.trtexec.path, &args, req.build_timeout, Some(&log_path));
+    // A phase of its own for the supervisor: the build's limit replaces the
+    // worker's while it runs.
+    let phase = Phase {
+        name: "engine-build".into(),
+        limit: req.build_timeout,
+    };
+    let run = crate::supervisor::in_phase(&phase, || {
+        run_logged(&req.trtexec.path, &args, req.build_timeout, Some(&log_path))
+    });
     let seconds = started.elapsed().as_secs_f64();
     let run = run.map_err(|e| {
         let _ = std::fs::remove_file(&partial);
