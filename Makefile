@@ -116,6 +116,7 @@ bench: build
 	PYTHONPATH=$(TORCH_PYTHONPATH) python3 benches/compare_pytorch.py
 	benches/detect.sh
 	benches/daemon_idle.sh
+	benches/many_models.py
 
 install: build
 	install -Dm755 target/release/precisiond $(DESTDIR)$(BINDIR)/precisiond

@@ -461,6 +461,8 @@ impl Daemon {
             Kind::Model => {
                 self.settler.forget(&path);
                 self.retries.forget(&path);
+                self.scanned.remove(&path);
+                self.retry_checks.remove(&path);
                 if self.queue.remove(&path) {
                     log::info!("{path:?} was deleted while queued: dropped from the queue");
                     self.dirty = true;

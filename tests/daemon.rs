@@ -1418,3 +1418,99 @@ fn an_engine_build_has_its_own_limit_instead_of_the_workers() {
     );
     d.stop();
 }
+
+/// Sets the kernel's `fs.inotify.max_queued_events` until dropped. The
+/// limit is copied into an inotify instance when it is made, so only a
+/// daemon started meanwhile gets it.
+struct InotifyQueueLimit(Option<String>);
+
+const MAX_QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+impl InotifyQueueLimit {
+    fn set(events: u32) -> Result<InotifyQueueLimit, String> {
+        let old = std::fs::read_to_string(MAX_QUEUED_EVENTS).map_err(|e| e.to_string())?;
+        std::fs::write(MAX_QUEUED_EVENTS, events.to_string()).map_err(|e| e.to_string())?;
+        Ok(InotifyQueueLimit(Some(old)))
+    }
+
+    fn restore(&mut self) {
+        if let Some(old) = self.0.take() {
+            std::fs::write(MAX_QUEUED_EVENTS, old.trim()).unwrap();
+        }
+    }
+}
+
+impl Drop for InotifyQueueLimit {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+#[test]
+fn a_burst_past_the_inotify_queue_is_measured_once_each() {
+    const MODELS: usize = 40;
+    let s = Setup::new(&format!(
+        "precisions = [\"fp32\"]\nmax_seconds = 0.05\nsettle_ms = {SETTLE_MS}\nprobe = false\n"
+    ));
+    // A queue of 16 events: 40 copies make 120 and more.
+    let mut limit = match InotifyQueueLimit::set(16) {
+        Ok(l) => l,
+        Err(e) => {
+            assert_ne!(
+                unsafe { libc::geteuid() },
+                0,
+                "root cannot set {MAX_QUEUED_EVENTS}: {e}"
+            );
+            eprintln!("skipped: setting {MAX_QUEUED_EVENTS} needs root ({e})");
+            return;
+        }
+    };
+    let d = s.start();
+    d.wait_ready();
+    limit.restore();
+    // Counts the status file's rewrites (each an atomic rename).
+    let rewrites = Arc::new(Mutex::new(0usize));
+    let counter = rewrites.clone();
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if let Ok(e) = e {
+            use notify::event::{ModifyKind, RenameMode};
+            if matches!(
+                e.kind,
+                notify::EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            ) && e.paths.iter().any(|p| p.ends_with("status.toml"))
+            {
+                *counter.lock().unwrap() += 1;
+            }
+        }
+    })
+    .unwrap();
+    notify::Watcher::watch(
+        &mut watcher,
+        &s.drop.join(".precisiond"),
+        notify::RecursiveMode::NonRecursive,
+    )
+    .unwrap();
+    // Stopped while the files arrive, so that its inotify queue overflows
+    // for certain.
+    d.signal(libc::SIGSTOP);
+    let models: Vec<PathBuf> = (0..MODELS)
+        .map(|i| s.copy("mlp.pt", &format!("m{i:03}.pt")))
+        .collect();
+    d.signal(libc::SIGCONT);
+    d.wait_log("inotify queue overflow", JOB);
+    wait_for("every report", Duration::from_secs(300), || {
+        models.iter().all(|m| report_path(m).exists())
+    });
+    std::thread::sleep(Duration::from_millis(SETTLE_MS * 3));
+    for m in &models {
+        assert_eq!(s.starts_of(m), 1, "{m:?} measured once");
+        assert_eq!(report_status(m), "ok", "{m:?}");
+    }
+    assert_eq!(s.starts().len(), MODELS, "nothing else was measured");
+    // Rate-limited: far fewer rewrites than the jobs' starts, progress
+    // lines and ends.
+    let rewrites = *rewrites.lock().unwrap();
+    eprintln!("{MODELS} models: the status file was rewritten {rewrites} times");
+    assert!(rewrites < 2 * MODELS, "{rewrites} rewrites");
+    d.stop();
+}
