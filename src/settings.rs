@@ -158,6 +158,11 @@ impl SettingsDir {
         }
     }
 
+    /// Whether paths must stay inside the drop folder (the daemon's jobs).
+    pub fn is_confined(&self) -> bool {
+        self.confined
+    }
+
     /// The settings file these paths come from.
     pub fn settings_path(&self) -> &Path {
         &self.settings

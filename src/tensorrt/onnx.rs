@@ -36,12 +36,37 @@ pub fn onnx_for(
         };
     }
     let beside = model.with_extension("onnx");
-    Ok(beside.is_file().then_some(beside))
+    // In a drop folder a link there is never followed, as for the model.
+    let present = if settings.is_confined() {
+        std::fs::symlink_metadata(&beside).is_ok_and(|m| m.is_file())
+    } else {
+        beside.is_file()
+    };
+    Ok(present.then_some(beside))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_beside_a_dropped_model_is_not_its_onnx_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("other.onnx");
+        std::fs::write(&target, b"onnx").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("m.onnx")).unwrap();
+        let settings = crate::settings::default_path(&model);
+        let daemon = SettingsDir::of(&settings, true);
+        assert_eq!(onnx_for(&model, None, &daemon).unwrap(), None);
+        // `precisiond run` on the user's own files follows it.
+        let user = SettingsDir::of(&settings, false);
+        assert_eq!(
+            onnx_for(&model, None, &user).unwrap(),
+            Some(dir.path().join("m.onnx"))
+        );
+    }
 
     #[test]
     fn qdq_nodes_are_found_by_their_op_type() {
