@@ -170,6 +170,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         build_timeout: config.build_timeout_seconds,
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
+        profile: config.profile,
     }
 }
 
