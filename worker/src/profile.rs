@@ -380,6 +380,40 @@ mod tests {
     }
 
     #[test]
+    fn the_shim_records_nested_operators_and_removes_its_callback_on_every_path() {
+        use tch::{Device, Kind};
+        let a = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
+        let session = ProfileSession::start().unwrap();
+        assert!(ProfileSession::start().is_err(), "one session per thread");
+        let _ = a.matmul(&a).relu();
+        let rec = Recording::parse(&session.finish().unwrap()).unwrap();
+        let op = |name: &str| {
+            rec.ops
+                .iter()
+                .position(|o| o.name == name)
+                .unwrap_or_else(|| panic!("{name} not recorded: {rec:?}"))
+        };
+        let (matmul, mm, relu) = (op("aten::matmul"), op("aten::mm"), op("aten::relu"));
+        // aten::mm runs inside aten::matmul: its time is matmul's, not
+        // matmul's own, and it is not an outermost call.
+        let m = &rec.ops[matmul];
+        assert!(m.total_ns >= m.self_ns + rec.ops[mm].total_ns, "{rec:?}");
+        let outermost: Vec<usize> = rec.outermost.iter().map(|&(i, _)| i).collect();
+        assert_eq!(outermost, vec![matmul, relu], "{rec:?}");
+
+        // Dropped unread, a session still ends: the next one starts clean
+        // and records nothing that ran in between.
+        {
+            let _unread = ProfileSession::start().unwrap();
+            let _ = a.relu();
+        }
+        let _ = a.relu();
+        let session = ProfileSession::start().unwrap();
+        let rec = Recording::parse(&session.finish().unwrap()).unwrap();
+        assert!(rec.ops.is_empty() && rec.outermost.is_empty(), "{rec:?}");
+    }
+
+    #[test]
     fn profiled_calls_fit_a_fifth_of_the_budget() {
         assert_eq!(calls_within(0.01, 4.0), MAX_CALLS);
         assert_eq!(calls_within(100.0, 4.0), 8);
