@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// [default: PATH, then /usr/src/tensorrt/bin].
     #[arg(long)]
     pub trtexec: Option<PathBuf>,
+    /// Also profile each result operator by operator (a few extra forward()
+    /// calls after the timed ones): the top operators by self time, and for
+    /// INT8 the ones that still run in floating point, go into the report.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The default limit of one engine build: TensorRT builds of large models
@@ -132,6 +137,9 @@ impl RunArgs {
         }
         if self.no_follow_symlinks {
             args.push("--no-follow-symlinks".into());
+        }
+        if self.profile {
+            args.push("--profile".into());
         }
         args
     }

@@ -55,6 +55,8 @@ pub struct Config {
     pub devices: Vec<DeviceRequest>,
     /// TensorRT's trtexec [default: PATH, then /usr/src/tensorrt/bin].
     pub trtexec: Option<PathBuf>,
+    /// Profile each result operator by operator (`precisiond run --profile`).
+    pub profile: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +102,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             devices: crate::devices::default_requests(),
             trtexec: None,
+            profile: false,
         }
     }
 }

@@ -162,6 +162,48 @@ pub struct PrecisionResult {
     pub latency_ms: Option<LatencyStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<Accuracy>,
+    /// Where the time went, operator by operator (`--profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<OperatorProfile>,
+}
+
+/// The operators that took a result's time, from a few forward() calls
+/// made after the timed ones (profiling slows calls down a little, so it
+/// never runs while they are timed). Times are totals over those calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorProfile {
+    /// How many forward() calls were profiled.
+    pub forward_calls: usize,
+    /// Their wall time, in milliseconds: the denominator of every `share`.
+    pub wall_ms: f64,
+    /// The operators with the most self time, most first (at most
+    /// [`OperatorProfile::TOP`]).
+    pub operators: Vec<OperatorTime>,
+    /// INT8 only: the outermost operators that ran on floating-point
+    /// tensors, outside the quantize_per_tensor ... dequantize spans, most
+    /// time first. The converting operators themselves are not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_operators: Option<Vec<OperatorTime>>,
+}
+
+impl OperatorProfile {
+    /// How many operators `operators` lists.
+    pub const TOP: usize = 10;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorTime {
+    /// libtorch's operator name, e.g. "aten::addmm", "quantized::linear".
+    pub name: String,
+    /// Calls over all profiled forward() calls.
+    pub calls: u64,
+    /// Time in the operator itself, less the operators it called.
+    pub self_ms: f64,
+    /// Time from the operator's start to its end, callees included.
+    pub total_ms: f64,
+    /// `self_ms` over the profile's `wall_ms` (for float operators,
+    /// `total_ms` over it: they are outermost calls).
+    pub share: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +264,7 @@ impl PrecisionResult {
             calibration: None,
             latency_ms: None,
             accuracy: None,
+            profile: None,
         }
     }
 }

@@ -370,3 +370,153 @@ fn the_worker_runs_without_ld_library_path() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A result's `[results.profile]`, when it has one.
+fn profile_of(result: &toml::Table) -> Option<&toml::Table> {
+    result
+        .get("profile")
+        .map(|p| p.as_table().expect("a table"))
+}
+
+fn operator_names(list: &toml::Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn notes_of(result: &toml::Table) -> Vec<String> {
+    result
+        .get("notes")
+        .and_then(|n| n.as_array())
+        .map(|n| {
+            n.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn profile_lists_the_operators_that_took_each_precisions_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("cnn_residual.pt", dir.path());
+    let out = run_quick(&model, &["--profile"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cpu fp32 operators by self time: "),
+        "{}",
+        text(&out)
+    );
+    let report = report_of(&model);
+    let ok: Vec<toml::Table> = results(&report)
+        .into_iter()
+        .filter(|r| r["status"].as_str() == Some("ok"))
+        .collect();
+    assert_eq!(ok.len(), 4, "{report:#?}");
+    for r in &ok {
+        let precision = r["precision"].as_str().unwrap();
+        let profile = profile_of(r).unwrap_or_else(|| panic!("{precision}: no profile"));
+        let calls = profile["forward_calls"].as_integer().unwrap();
+        assert!((1..=10).contains(&calls), "{precision}: {calls} calls");
+        assert!(profile["wall_ms"].as_float().unwrap() > 0.0);
+        let ops = profile["operators"].as_array().unwrap();
+        assert!(!ops.is_empty() && ops.len() <= 10, "{precision}: {ops:?}");
+        let self_ms: Vec<f64> = ops
+            .iter()
+            .map(|o| o["self_ms"].as_float().unwrap())
+            .collect();
+        assert!(
+            self_ms.windows(2).all(|w| w[0] >= w[1]),
+            "{precision}: not sorted by self time: {self_ms:?}"
+        );
+        let shares: Vec<f64> = ops.iter().map(|o| o["share"].as_float().unwrap()).collect();
+        let sum: f64 = shares.iter().sum();
+        assert!(
+            shares.iter().all(|s| (0.0..=1.0).contains(s)) && sum <= 1.0,
+            "{precision}: shares {shares:?} sum to {sum}"
+        );
+        for o in ops {
+            assert!(o["calls"].as_integer().unwrap() >= calls, "{o:?}");
+            assert!(o["total_ms"].as_float().unwrap() >= o["self_ms"].as_float().unwrap());
+        }
+        // Convolutions are nearly all of this model's arithmetic: whatever
+        // kernel libtorch picks for a precision (mkldnn_convolution,
+        // _slow_conv2d_forward, quantized::conv2d_relu), it is near the top.
+        let top3 = operator_names(&profile["operators"]);
+        assert!(
+            top3.iter().take(3).any(|n| n.contains("conv")),
+            "{precision}: {top3:?}"
+        );
+        assert_eq!(
+            profile.contains_key("float_operators"),
+            precision == "int8",
+            "{precision}: {profile:?}"
+        );
+    }
+
+    // Without --profile, no profile (and no extra calls).
+    let out = run_quick(&model, &["--precisions", "fp32"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert!(results(&report).iter().all(|r| profile_of(r).is_none()));
+}
+
+#[test]
+fn an_int8_profile_names_the_operators_left_in_floating_point() {
+    let dir = tempfile::tempdir().unwrap();
+    // Graph-mode quantization leaves control_flow's loop body in float: it
+    // dequantizes, runs aten::linear, relu, mul and add on float tensors
+    // (the weight dequantized on every call), then quantizes again.
+    let model = copy_fixture("control_flow.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "int8", "--profile"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = result_for(&report_of(&model), "int8");
+    assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:?}");
+    let profile = profile_of(&int8).unwrap();
+    let float = operator_names(&profile["float_operators"]);
+    for expected in ["aten::linear", "aten::add", "aten::mul"] {
+        assert!(float.contains(&expected.to_owned()), "{float:?}");
+    }
+    assert!(
+        float
+            .iter()
+            .all(|n| !n.starts_with("quantized::") && n != "aten::dequantize"),
+        "{float:?}"
+    );
+    let notes = notes_of(&int8);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("still run in floating point") && n.contains("aten::linear (")),
+        "{notes:?}"
+    );
+
+    // The MLP is quantized end to end: three quantized::linear kernels
+    // between one quantize and one dequantize, nothing left in float, so
+    // its INT8 time is the kernels plus the conversions, and it says so.
+    let model = copy_fixture("mlp.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "int8", "--profile"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = result_for(&report_of(&model), "int8");
+    let profile = profile_of(&int8).unwrap();
+    assert_eq!(profile["float_operators"].as_array().map(Vec::len), Some(0));
+    let ops = operator_names(&profile["operators"]);
+    for expected in [
+        "quantized::linear_relu",
+        "quantized::linear",
+        "aten::quantize_per_tensor",
+        "aten::dequantize",
+    ] {
+        assert!(ops.contains(&expected.to_owned()), "{ops:?}");
+    }
+    let notes = notes_of(&int8);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("no operator runs in floating point")
+                && n.contains("converting between float and int8")),
+        "{notes:?}"
+    );
+}

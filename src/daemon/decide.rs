@@ -4,7 +4,7 @@
 //! A report is current when it describes the model file as it is now (same
 //! sha256), the same settings file (same sha256, or none) and, for a report
 //! that says ok, what the config would measure now (precisions, budget,
-//! confidence target, threads). A failed report stays current until the
+//! confidence target, threads, and an operator profile when `profile` is on). A failed report stays current until the
 //! model or its settings change: measuring a corrupt file again at every
 //! restart would help nobody. The exception is a failure precisiond retries
 //! (a crash, a time-out: the report holds `attempts`), which is measured
@@ -170,6 +170,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         build_timeout: config.build_timeout_seconds,
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
+        profile: config.profile,
     }
 }
 
@@ -208,6 +209,20 @@ fn is_current(
         && close(r.run.max_seconds, max_seconds)
         && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
         && r.run.threads == config.effective_threads()
+        && (!config.profile || has_profile_where_possible(r))
+}
+
+/// With `profile` on, a report measured without it is measured again: it
+/// is current when some result has a profile, or none could have one (a
+/// profile comes with an ok result on the CPU). A profile turned off keeps
+/// reports that have one: they are no less current for it.
+fn has_profile_where_possible(r: &Report) -> bool {
+    let could = r.results.iter().any(|x| {
+        x.status == Status::Ok
+            && x.device == Device::Cpu.name()
+            && x.method != report::Method::Tensorrt
+    });
+    !could || r.results.iter().any(|x| x.profile.is_some())
 }
 
 /// Whether the report covers the devices asked for. Only a list of named
@@ -357,6 +372,35 @@ mod tests {
             devices_match(&r, None, &config),
             "auto cannot be checked here"
         );
+    }
+
+    #[test]
+    fn with_profile_on_a_report_without_a_profile_is_measured_again() {
+        let mut r = supervise::failed_report(
+            Path::new("/nonexistent/m.pt"),
+            String::new(),
+            report::now(),
+            1,
+        );
+        assert!(
+            has_profile_where_possible(&r),
+            "no result, nothing to profile"
+        );
+        r.results.push(report::PrecisionResult::not_measured(
+            "cpu",
+            Precision::Fp32,
+            Status::Ok,
+            report::Method::Cast,
+            String::new(),
+        ));
+        assert!(!has_profile_where_possible(&r));
+        r.results[0].profile = Some(report::OperatorProfile {
+            forward_calls: 1,
+            wall_ms: 1.0,
+            operators: Vec::new(),
+            float_operators: None,
+        });
+        assert!(has_profile_where_possible(&r));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::hardware::{Hardware, PRECISIONS};
 use crate::precision::Precision;
-use crate::report::{Report, Status};
+use crate::report::{OperatorProfile, OperatorTime, Report, Status};
 use std::fmt::Write as _;
 
 /// The summary table `precisiond run` prints.
@@ -71,6 +71,39 @@ pub fn report_summary(report: &Report) -> String {
             r.precision_label(),
             r.reason
         ));
+    }
+    for r in &report.results {
+        if let Some(profile) = &r.profile {
+            out.push_str(&profile_lines(&r.device, &r.precision_label(), profile));
+        }
+    }
+    out
+}
+
+/// The first operators of a result's profile, one line; the report has
+/// the full list.
+fn profile_lines(device: &str, precision: &str, profile: &OperatorProfile) -> String {
+    const SHOWN: usize = 3;
+    let listed = |ops: &[OperatorTime]| {
+        ops.iter()
+            .take(SHOWN)
+            .map(|o| format!("{} {:.0}%", o.name, o.share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = format!(
+        "{device} {precision} operators by self time: {}\n",
+        listed(&profile.operators)
+    );
+    match profile.float_operators.as_deref() {
+        Some([]) => out.push_str(&format!(
+            "{device} {precision} operators still in floating point: none\n"
+        )),
+        Some(float) => out.push_str(&format!(
+            "{device} {precision} operators still in floating point: {}\n",
+            listed(float)
+        )),
+        None => {}
     }
     out
 }

@@ -6,6 +6,7 @@
 #include <ATen/Context.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <ATen/Version.h>
+#include <ATen/record_function.h>
 #if __has_include(<torch/headeronly/version.h>)
 #include <torch/headeronly/version.h>
 #else
@@ -24,7 +25,11 @@
 #include <iterator>
 #include <sstream>
 
+#include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <unordered_map>
+#include <vector>
 #include <cstring>
 #include <string>
 
@@ -511,5 +516,142 @@ char *pd_cuda_memory_stats(int, int64_t *, int64_t *, int64_t *, int64_t *) {
 
 char *pd_cuda_start_memory_window(int) { return no_device_allocator(); }
 #endif
+
+} // extern "C"
+
+// ---- Operator profile -------------------------------------------------
+//
+// A thread-local callback, not a global one: a forward() call dispatches its
+// operators from the calling thread, and an operator's time there already
+// covers the intra-op threads it waits for. Recording those threads too
+// would count the same wall time twice and break "self = total - children",
+// which needs one stack of open operators per thread.
+namespace {
+
+using profile_clock = std::chrono::steady_clock;
+
+struct OpenCall {
+  size_t index;
+  profile_clock::time_point start;
+  int64_t children_ns;
+};
+
+struct OpTotals {
+  std::string name;
+  int64_t calls = 0;
+  int64_t total_ns = 0;
+  int64_t self_ns = 0;
+};
+
+struct ProfileSession {
+  at::CallbackHandle handle = 0;
+  std::unordered_map<std::string, size_t> index_of;
+  std::vector<OpTotals> ops;
+  std::vector<OpenCall> stack;
+  // (index, total_ns) of each outermost call, in order.
+  std::vector<std::pair<size_t, int64_t>> top_level;
+};
+
+// The session of this thread; callbacks on any other thread find none.
+thread_local std::unique_ptr<ProfileSession> profile_session;
+
+std::unique_ptr<at::ObserverContext> profile_enter(const at::RecordFunction &fn) {
+  ProfileSession *s = profile_session.get();
+  if (s != nullptr) {
+    const std::string name(fn.name());
+    auto found = s->index_of.find(name);
+    size_t index;
+    if (found == s->index_of.end()) {
+      index = s->ops.size();
+      s->index_of.emplace(name, index);
+      s->ops.push_back(OpTotals{name});
+    } else {
+      index = found->second;
+    }
+    s->stack.push_back(OpenCall{index, profile_clock::now(), 0});
+  }
+  return nullptr;
+}
+
+void profile_exit(const at::RecordFunction &, at::ObserverContext *) {
+  const auto now = profile_clock::now();
+  ProfileSession *s = profile_session.get();
+  if (s == nullptr || s->stack.empty()) {
+    return; // an operator that was open before the session started
+  }
+  const OpenCall call = s->stack.back();
+  s->stack.pop_back();
+  const int64_t total =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - call.start).count();
+  OpTotals &op = s->ops[call.index];
+  op.calls += 1;
+  op.total_ns += total;
+  op.self_ns += total - call.children_ns;
+  if (s->stack.empty()) {
+    s->top_level.emplace_back(call.index, total);
+  } else {
+    s->stack.back().children_ns += total;
+  }
+}
+
+// Removes this thread's callback and forgets its session, on every path.
+struct EndProfileSession {
+  ~EndProfileSession() {
+    if (!profile_session) {
+      return;
+    }
+    try {
+      if (profile_session->handle != at::INVALID_CALLBACK_HANDLE) {
+        at::removeCallback(profile_session->handle);
+      }
+    } catch (...) {
+      // A destructor must not throw; the session is forgotten below either way.
+    }
+    profile_session.reset();
+  }
+};
+
+} // namespace
+
+extern "C" {
+
+char *pd_profile_start(void) {
+  return guarded([] {
+    if (profile_session) {
+      throw std::runtime_error("an operator profile is already running on this thread");
+    }
+    auto session = std::make_unique<ProfileSession>();
+    // Operators only (not TorchScript function scopes or user scopes), and
+    // no inputs: copying them would slow every call down.
+    session->handle = at::addThreadLocalCallback(
+        at::RecordFunctionCallback(profile_enter, profile_exit)
+            .needsInputs(false)
+            .scopes({at::RecordScope::FUNCTION}));
+    profile_session = std::move(session);
+  });
+}
+
+char *pd_profile_stop(char **out) {
+  *out = nullptr;
+  EndProfileSession end;
+  return guarded([&] {
+    if (!profile_session) {
+      throw std::runtime_error("no operator profile is running on this thread");
+    }
+    // Callbacks first: nothing may record into the session while it is read.
+    at::removeCallback(profile_session->handle);
+    profile_session->handle = at::INVALID_CALLBACK_HANDLE;
+    std::ostringstream text;
+    for (const OpTotals &op : profile_session->ops) {
+      text << "op\t" << op.name << "\t" << op.calls << "\t" << op.total_ns << "\t" << op.self_ns
+           << "\n";
+    }
+    for (const auto &[index, total_ns] : profile_session->top_level) {
+      text << "top\t" << index << "\t" << total_ns << "\n";
+    }
+    *out = copy_string(text.str());
+    profile_session.reset();
+  });
+}
 
 } // extern "C"

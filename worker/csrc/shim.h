@@ -66,6 +66,18 @@ char *pd_cuda_memory_stats(int device, int64_t *allocated, int64_t *peak_allocat
 // (emptyCache) and resets the peaks to the current values.
 char *pd_cuda_start_memory_window(int device);
 
+// Operator profile of what this thread runs between pd_profile_start and
+// pd_profile_stop, through libtorch's RecordFunction callbacks (present
+// whether or not libtorch was built with Kineto). Only operators dispatched
+// from the calling thread are recorded: work an intra-op thread does inside
+// a kernel is part of that kernel's time. pd_profile_stop removes the
+// callback (also after an error) and hands over, one line each, tab separated:
+//   op  NAME  CALLS  TOTAL_NS  SELF_NS   (one per distinct operator, in order of first call)
+//   top INDEX TOTAL_NS                   (one per outermost call, in call order; INDEX into the op lines)
+// Self time is an operator's own: its time less the time of the operators it called.
+char *pd_profile_start(void);
+char *pd_profile_stop(char **out);
+
 #ifdef __cplusplus
 }
 #endif

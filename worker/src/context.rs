@@ -37,6 +37,8 @@ pub struct JobOptions {
     pub untrusted_folder: bool,
     /// Limit of one engine build, a phase the supervisor times on its own.
     pub build_timeout: std::time::Duration,
+    /// Profile each result operator by operator after timing it.
+    pub profile: bool,
 }
 
 impl JobOptions {

@@ -12,6 +12,7 @@ mod model;
 mod path_bytes;
 mod plan;
 mod probe;
+mod profile;
 mod qengine;
 mod quantize;
 mod shim;
@@ -108,6 +109,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         trtexec: args.trtexec.clone(),
         untrusted_folder: args.no_follow_symlinks,
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
+        profile: args.profile,
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,

@@ -6,7 +6,7 @@
 use crate::context::Context;
 use crate::method::{Comparison, PrecisionMethod, Prepared};
 use crate::plan::{self, Planned};
-use crate::{compare, model, timing};
+use crate::{compare, model, profile, timing};
 use precisiond::precision::Precision;
 use precisiond::report::{PrecisionResult, Status};
 use std::panic::{self, AssertUnwindSafe};
@@ -71,7 +71,7 @@ fn guarded(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) ->
     result
 }
 
-/// Prepare, time, compare.
+/// Prepare, time, compare, then (`--profile`) profile.
 fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> PrecisionResult {
     let runnable = match method.prepare(ctx, precision) {
         Err(result) => return result,
@@ -106,6 +106,8 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
         }
         _ => None,
     };
+    // After the timed calls, never among them: profiling slows calls down.
+    profile::attach(ctx, module, &runnable.inputs, &mut result);
     result
 }
 

@@ -45,6 +45,8 @@ mod ffi {
             peak_reserved: *mut i64,
         ) -> *mut c_char;
         pub fn pd_cuda_start_memory_window(device: c_int) -> *mut c_char;
+        pub fn pd_profile_start() -> *mut c_char;
+        pub fn pd_profile_stop(out: *mut *mut c_char) -> *mut c_char;
     }
 }
 
@@ -292,6 +294,41 @@ pub fn cuda_start_memory_window(device: usize) -> Result<(), String> {
     let index = device_index(device)?;
     // SAFETY: no pointers.
     unsafe { check(ffi::pd_cuda_start_memory_window(index)) }
+}
+
+/// An operator profile of what this thread runs (libtorch's RecordFunction
+/// callbacks, installed for this thread only). Read it with
+/// [`ProfileSession::finish`]; dropped unread (an error, a panic), it still
+/// removes the callback, so no later call is slowed down by it.
+pub struct ProfileSession {
+    finished: bool,
+    /// The callback belongs to the thread that started it: not `Send`.
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl ProfileSession {
+    pub fn start() -> Result<ProfileSession, String> {
+        // SAFETY: no arguments.
+        unsafe { check(ffi::pd_profile_start())? };
+        Ok(ProfileSession {
+            finished: false,
+            _this_thread: std::marker::PhantomData,
+        })
+    }
+
+    /// Ends the profile: the shim's text (see `pd_profile_stop` in shim.h).
+    pub fn finish(mut self) -> Result<String, String> {
+        self.finished = true;
+        call_for_string(ffi::pd_profile_stop)
+    }
+}
+
+impl Drop for ProfileSession {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = call_for_string(ffi::pd_profile_stop);
+        }
+    }
 }
 
 #[cfg(test)]
