@@ -5,6 +5,7 @@
 //! keys and bad values are errors that name the key and the file: a typo in a
 //! config must not silently fall back to a default.
 
+use crate::accuracy::AccuracyThresholds;
 use crate::bench::BenchConfig;
 use crate::devices::DeviceRequest;
 use crate::precision::Precision;
@@ -55,6 +56,8 @@ pub struct Config {
     pub devices: Vec<DeviceRequest>,
     /// TensorRT's trtexec [default: PATH, then /usr/src/tensorrt/bin].
     pub trtexec: Option<PathBuf>,
+    /// The `[accuracy]` table: the bounds of each result's accuracy verdict.
+    pub accuracy: AccuracyThresholds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             devices: crate::devices::default_requests(),
             trtexec: None,
+            accuracy: AccuracyThresholds::default(),
         }
     }
 }
@@ -185,6 +189,9 @@ impl Config {
         positive("worker_timeout_seconds", self.worker_timeout_seconds)?;
         positive("retry_backoff_seconds", self.retry_backoff_seconds)?;
         positive("build_timeout_seconds", self.build_timeout_seconds)?;
+        self.accuracy
+            .validate()
+            .map_err(|e| format!("[accuracy] {e}"))?;
         if self.max_attempts == 0 {
             return Err("`max_attempts` must be at least 1 (1: never retry)".into());
         }
@@ -251,6 +258,7 @@ impl Config {
             && self.probe == other.probe
             && self.devices == other.devices
             && self.trtexec == other.trtexec
+            && self.accuracy == other.accuracy
     }
 }
 
@@ -296,6 +304,8 @@ mod tests {
             ("log_level = \"loud\"\n", "log_level"),
             ("devices = [\"tpu\"]\n", "devices"),
             ("devices = []\n", "devices"),
+            ("[accuracy]\nmin_cosine = 2.0\n", "min_cosine"),
+            ("[accuracy]\nmin_cosin = 0.9\n", "min_cosin"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");

@@ -10,6 +10,7 @@ use crate::bench::{LatencyStats, StopReason};
 use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
+use crate::speedup::AcceleratedBy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::value::Datetime;
@@ -101,7 +102,9 @@ pub struct PrecisionResult {
     pub reason: String,
     /// The hardware has arithmetic for this precision (not only conversion).
     pub native: bool,
-    /// Flags and the detection probe agree that it is really faster.
+    /// This precision is really faster for this model: decided by the
+    /// model's speedup interval (`accelerated_by = "model"`), else by
+    /// hardware detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerated: Option<bool>,
     pub method: Method,
@@ -162,6 +165,26 @@ pub struct PrecisionResult {
     pub latency_ms: Option<LatencyStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<Accuracy>,
+    /// Whether `accuracy` keeps to the thresholds (config `[accuracy]`,
+    /// settings `[accuracy]`); absent where nothing was compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_ok: Option<bool>,
+    /// Which thresholds were broken, when `accuracy_ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_reason: Option<String>,
+    /// The 95% confidence interval of `speedup_vs_fp32` (see
+    /// `crate::speedup::ci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_ci_vs_fp32: Option<[f64; 2]>,
+    /// What decided `accelerated`: "model" (this model's speedup interval)
+    /// or "probe" (hardware detection, when the model's timings had no
+    /// interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerated_by: Option<AcceleratedBy>,
+    /// Hardware detection's verdict (flags and the micro-probe), kept beside
+    /// the model's; absent where no probe ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_accelerated: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +245,11 @@ impl PrecisionResult {
             calibration: None,
             latency_ms: None,
             accuracy: None,
+            accuracy_ok: None,
+            accuracy_reason: None,
+            speedup_ci_vs_fp32: None,
+            accelerated_by: None,
+            probe_accelerated: None,
         }
     }
 }

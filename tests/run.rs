@@ -374,3 +374,123 @@ fn the_worker_runs_without_ld_library_path() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+fn notes_of(result: &toml::Table) -> Vec<String> {
+    result
+        .get("notes")
+        .and_then(|n| n.as_array())
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_precision_that_loses_the_outputs_gets_a_failed_accuracy_verdict_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    // Outputs about 1e-9: INT8 quantizes them to all zeros.
+    let model = copy_fixture("vanishing_outputs.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    let int8 = result_for(&report, "int8");
+    assert_eq!(int8["status"].as_str(), Some("ok"));
+    assert_eq!(int8["accuracy_ok"].as_bool(), Some(false), "{int8:?}");
+    let why = int8["accuracy_reason"].as_str().unwrap();
+    assert!(why.contains("this precision's output is all zeros"), "{why}");
+    assert!(why.contains("SQNR 0.0 dB"), "{why}");
+    // The table puts the verdict beside the speedup, and says why below it.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let header = stdout.lines().find(|l| l.starts_with("device")).unwrap();
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    let at = columns.iter().position(|c| *c == "speedup").unwrap();
+    assert_eq!(columns[at + 1], "accuracy", "{stdout}");
+    let row = stdout.lines().find(|l| l.contains(" int8 ")).unwrap();
+    assert!(row.contains("LOST"), "{stdout}");
+    assert!(stdout.contains("cpu int8: accuracy LOST: "), "{stdout}");
+}
+
+#[test]
+fn accuracy_thresholds_come_from_the_command_line_and_the_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    // Nothing real keeps 200 dB: the settings file's threshold fails it.
+    std::fs::write(
+        dir.path().join("mlp.pt.toml"),
+        "[accuracy]\nmin_sqnr_db = 200.0\n",
+    )
+    .unwrap();
+    let out = run_quick(&model, &["--precisions", "fp32,bf16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bf16 = result_for(&report_of(&model), "bf16");
+    assert_eq!(bf16["accuracy_ok"].as_bool(), Some(false));
+    let why = bf16["accuracy_reason"].as_str().unwrap();
+    assert!(why.contains("below min_sqnr_db 200"), "{why}");
+
+    // Without it, the command line's loose thresholds pass the same result.
+    std::fs::remove_file(dir.path().join("mlp.pt.toml")).unwrap();
+    let out = run_quick(
+        &model,
+        &["--precisions", "fp32,bf16", "--min-sqnr-db", "10", "--min-cosine", "0.9"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let bf16 = result_for(&report_of(&model), "bf16");
+    assert_eq!(bf16["accuracy_ok"].as_bool(), Some(true), "{bf16:?}");
+    assert!(bf16.get("accuracy_reason").is_none());
+
+    let bad = run_quick(&model, &["--min-top1-agreement", "2"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("--min-top1-agreement"), "{}", text(&bad));
+}
+
+#[test]
+fn accelerated_follows_the_models_own_speedup_interval_and_names_the_probe_when_they_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small model: enough calls for an interval on a loaded machine.
+    let model = copy_fixture("mlp.pt", dir.path());
+    // With the probe, so that hardware detection's verdict is there to
+    // agree or disagree with.
+    let out = precisiond()
+        .arg("run")
+        .arg(&model)
+        .args(["--threads", "2", "--max-seconds", "0.5", "--devices", "cpu"])
+        .args(["--precisions", "fp32,fp16,bf16"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    let mut decided = 0;
+    for p in ["fp16", "bf16"] {
+        let r = result_for(&report, p);
+        let Some(ci) = r.get("speedup_ci_vs_fp32").and_then(|c| c.as_array()) else {
+            // Too few calls for an interval: detection decides, and says so.
+            assert_eq!(r["accelerated_by"].as_str(), Some("probe"), "{r:?}");
+            continue;
+        };
+        let (lo, hi) = (ci[0].as_float().unwrap(), ci[1].as_float().unwrap());
+        let speedup = r["speedup_vs_fp32"].as_float().unwrap();
+        assert!(lo <= speedup && speedup <= hi, "{lo} {speedup} {hi}");
+        assert_eq!(r["accelerated_by"].as_str(), Some("model"));
+        let accelerated = r["accelerated"].as_bool().unwrap();
+        assert_eq!(accelerated, lo > 1.0, "{p}: {r:?}");
+        if lo > 1.0 || hi < 1.0 {
+            decided += 1;
+        }
+        let notes = notes_of(&r);
+        match r.get("probe_accelerated").and_then(|v| v.as_bool()) {
+            Some(probe) if probe != accelerated => assert!(
+                notes.iter().any(|n| n.contains("disagree")
+                    && n.contains("this model's speedup is")
+                    && n.contains("the probe said")),
+                "{p}: {notes:?}"
+            ),
+            _ => assert!(!notes.iter().any(|n| n.contains("disagree")), "{notes:?}"),
+        }
+        if !accelerated {
+            assert!(
+                notes.iter().any(|n| n.contains("this model's speedup is")),
+                "{notes:?}"
+            );
+        }
+    }
+    // FP16 runs emulated on most CPUs, far slower than FP32.
+    assert!(decided > 0, "no interval lay clear of 1: {report:?}");
+}

@@ -170,6 +170,9 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         build_timeout: config.build_timeout_seconds,
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
+        min_cosine: config.accuracy.min_cosine,
+        min_sqnr_db: config.accuracy.min_sqnr_db,
+        min_top1_agreement: config.accuracy.min_top1_agreement,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::context::{Context, Job, JobOptions};
 use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::supervisor::say;
-use crate::{method, model, plan, shim};
+use crate::{method, model, plan, shim, verdict};
 use precisiond::devices::{self, Device, DeviceRequest};
 use precisiond::fsutil::{self, file_name, hex_sha256};
 use precisiond::hardware::DetectOptions;
@@ -235,6 +235,9 @@ fn measure_all(
         prequantized: info.has_quantized_ops,
         settings: &settings,
         settings_dir: &settings_dir,
+        accuracy: opts
+            .accuracy
+            .with(&settings.accuracy.unwrap_or_default()),
         specs: &specs,
         trtexec: OnceCell::new(),
     };
@@ -328,16 +331,17 @@ fn measure_device(
     progress: &mut Progress,
     report: &mut Report,
 ) {
-    let mut fp32_median = None;
+    let mut fp32 = None;
     for &precision in ordered {
         progress.step(ctx.device, precision, None, report);
         let window = MemoryWindow::start(ctx.device);
         let mut result = measure::planned(ctx, precision);
         window.finish(ctx.device, &mut result);
         if precision == Precision::Fp32 {
-            fp32_median = result.latency_ms.as_ref().map(|l| l.median);
+            fp32 = result.latency_ms.clone();
+            verdict::judge(ctx, &mut result, None);
         } else {
-            set_speedup(&mut result, fp32_median, ctx.device);
+            verdict::judge(ctx, &mut result, fp32.as_ref());
         }
         report.results.push(result);
         if let Some(other) = plan::comparison_for(ctx.device, precision) {
@@ -345,24 +349,10 @@ fn measure_device(
                 progress.total += 1;
                 progress.step(ctx.device, precision, Some(Method::Tensorrt), report);
                 let mut extra = measure::beside(ctx, other, precision);
-                set_speedup(&mut extra, fp32_median, ctx.device);
+                verdict::judge(ctx, &mut extra, fp32.as_ref());
                 report.results.push(extra);
             }
         }
-    }
-}
-
-/// The speedup of `result` against libtorch's FP32 median on `device`.
-fn set_speedup(result: &mut PrecisionResult, fp32_median: Option<f64>, device: Device) {
-    let (Some(base), Some(lat)) = (fp32_median, &result.latency_ms) else {
-        return;
-    };
-    result.speedup_vs_fp32 = Some(base / lat.median);
-    if result.method == Method::Tensorrt {
-        result.notes.push(format!(
-            "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 time on {}",
-            device.name()
-        ));
     }
 }
 

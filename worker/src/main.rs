@@ -17,6 +17,7 @@ mod quantize;
 mod shim;
 mod supervisor;
 mod timing;
+mod verdict;
 
 use clap::{Parser, Subcommand};
 use context::JobOptions;
@@ -88,7 +89,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
-    let bench = match args.bench_config() {
+    let (bench, accuracy) = match args
+        .bench_config()
+        .and_then(|b| Ok((b, args.accuracy_thresholds()?)))
+    {
         Ok(b) => b,
         Err(e) => {
             eprintln!("precisiond-worker: error: {e}");
@@ -108,6 +112,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         trtexec: args.trtexec.clone(),
         untrusted_folder: args.no_follow_symlinks,
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
+        accuracy,
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
