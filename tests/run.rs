@@ -494,3 +494,29 @@ fn accelerated_follows_the_models_own_speedup_interval_and_names_the_probe_when_
     // FP16 runs emulated on most CPUs, far slower than FP32.
     assert!(decided > 0, "no interval lay clear of 1: {report:?}");
 }
+
+#[test]
+fn an_inferred_input_of_the_wrong_rank_is_tried_once_as_a_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    // forward() calls torch.bmm: [1, 32] (inferred from the first linear
+    // layer) is rejected for its rank, [1, 16, 32] works.
+    let model = copy_fixture("batched_attention.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert_eq!(report["input_source"].as_str(), Some("inferred"));
+    let shape: Vec<i64> = report["inputs"][0]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_integer().unwrap())
+        .collect();
+    assert_eq!(shape, [1, 16, 32]);
+    let notes = notes_of(&report);
+    assert!(
+        notes.iter().any(|n| n.contains("the inferred input [1, 32] float32 was rejected")
+            && n.contains("[1, 16, 32] float32 (batch, sequence of 16, features) was used")),
+        "{notes:?}"
+    );
+    assert_eq!(result_for(&report, "fp32")["status"].as_str(), Some("ok"));
+}

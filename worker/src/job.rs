@@ -191,14 +191,44 @@ fn measure_all(
         }
         settings.inputs.clone()
     };
-    report.inputs = specs.clone();
-    let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
+    let mut specs = specs;
+    let mut inputs = model::synthetic_inputs(&specs, INPUT_SEED);
 
     // The FP32 reference: also the check that these inputs fit the model.
-    let reference = model::forward(&fp32_module, &inputs).map_err(|e| {
+    let mut reference = model::forward(&fp32_module, &inputs);
+    let mut also_tried = String::new();
+    // An inferred [batch, features] input a transformer rejects for its
+    // rank: once more as [batch, sequence, features], and say so.
+    if let Err(error) = &reference {
+        let retry = match specs.as_slice() {
+            [only] if settings.inputs.is_empty() => model::sequence_retry(only, error),
+            _ => None,
+        };
+        if let Some(retry) = retry {
+            let retry_inputs = model::synthetic_inputs(std::slice::from_ref(&retry), INPUT_SEED);
+            match model::forward(&fp32_module, &retry_inputs) {
+                Err(again) => also_tried = format!("; as {retry} it failed too: {again}"),
+                Ok(out) => {
+                report.notes.push(format!(
+                    "the inferred input {} was rejected by forward() ({error}); {retry} \
+                     (batch, sequence of {}, features) was used instead: describe the inputs \
+                     in {} if they are something else",
+                    specs[0],
+                    model::RETRY_SEQUENCE_LENGTH,
+                    settings_path.display()
+                ));
+                specs = vec![retry];
+                inputs = retry_inputs;
+                reference = Ok(out);
+                }
+            }
+        }
+    }
+    report.inputs = specs.clone();
+    let reference = reference.map_err(|e| {
         let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
         format!(
-            "the model's forward() failed on inputs {} ({}): {e}. If these are not the model's \
+            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not the model's \
              inputs, describe them in {}, for example:\n\n{}\n",
             shapes.join(", "),
             report.input_source.as_deref().unwrap_or_default(),
