@@ -46,8 +46,8 @@ pub struct Config {
     pub build_timeout_seconds: f64,
     /// Larger model files are not read; they get a failed report instead.
     pub max_model_bytes: u64,
-    /// Run the hardware micro-benchmark in each job (flags alone decide
-    /// `native` otherwise).
+    /// Run the hardware micro-benchmark, once per boot and libtorch version
+    /// (cached in the state folder); flags alone decide `native` otherwise.
     pub probe: bool,
     /// error, warn, info, debug or trace; `PRECISIOND_LOG` overrides it.
     pub log_level: LogLevel,

@@ -520,3 +520,56 @@ fn an_inferred_input_of_the_wrong_rank_is_tried_once_as_a_sequence() {
     );
     assert_eq!(result_for(&report, "fp32")["status"].as_str(), Some("ok"));
 }
+
+#[test]
+fn the_probe_is_cached_per_boot_and_libtorch_in_the_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    let probe_line = |model: &Path| {
+        let report = report_of(model);
+        report["hardware"]["cpu"]["probe"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let run = || {
+        let out = precisiond()
+            .arg("run")
+            .arg(&model)
+            .args(["--threads", "2", "--max-seconds", "0.1", "--devices", "cpu"])
+            .args(["--precisions", "fp32"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    run();
+    let first = probe_line(&model);
+    let fp16_note = |model: &Path| report_of(model)["hardware"]["cpu"]["fp16"]["probe_note"].clone();
+    let first_note = fp16_note(&model);
+    assert!(first.starts_with("ran in") && !first.contains("reused"), "{first}");
+    let cache = dir.path().join(".precisiond/probe/cpu.t2.json");
+    let cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(cached["key"]["boot_id"].as_str(), Some(boot_id.trim()));
+    assert_eq!(cached["key"]["libtorch"].as_str(), Some("2.13.0"));
+
+    // The second job reuses it, and the report says so.
+    run();
+    let second = probe_line(&model);
+    assert!(second.contains("reused from") && second.contains("cpu.t2.json"), "{second}");
+    assert_eq!(fp16_note(&model), first_note, "a reused probe gives the same figures");
+
+    // Another boot, or another libtorch, probes again (and replaces it).
+    for (field, stale) in [("boot_id", "00000000-0000-0000-0000-000000000000"), ("libtorch", "2.12.0")] {
+        let mut entry = cached.clone();
+        entry["key"][field] = serde_json::Value::from(stale);
+        std::fs::write(&cache, serde_json::to_vec(&entry).unwrap()).unwrap();
+        run();
+        let line = probe_line(&model);
+        assert!(!line.contains("reused"), "{field}: {line}");
+        let now: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+        assert_ne!(now["key"][field].as_str(), Some(stale));
+    }
+}

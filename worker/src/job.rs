@@ -21,6 +21,7 @@ use precisiond::report::{
     self, host_name, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status,
 };
 use precisiond::settings::{self, InputSpec, ModelSettings, SettingsDir};
+use precisiond::state_files;
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
@@ -153,13 +154,23 @@ fn measure_all(
         .or_else(|| settings.devices.clone())
         .unwrap_or_else(devices::default_requests);
 
+    // The probe's result is kept per boot and libtorch in the state folder.
+    let probe_dir = opts.probe.then(|| {
+        fsutil::ensure_state_subdir(&opts.state_dir(), state_files::PROBE_DIR)
+            .map_err(|e| log::warn!("the hardware probe runs uncached: {e}"))
+            .ok()
+    });
+    let torch = crate::probe::CachedProbe {
+        dir: probe_dir.flatten(),
+        libtorch: report.run.libtorch.clone(),
+    };
     let mut hardware = precisiond::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
             probe: opts.probe,
             threads: Some(opts.threads),
         },
-        &crate::probe::LinkedLibtorch,
+        &torch,
     )
     .map_err(|e| format!("hardware detection failed: {e:#}"))?;
     hardware.notes.push(cuda::libraries_note(cuda_load));
