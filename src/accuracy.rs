@@ -146,9 +146,10 @@ impl AccuracyThresholds {
         let worst = &accuracy.worst;
         let mut broken = Vec::new();
         match worst.cosine {
-            Some(c) if c < self.min_cosine => {
-                broken.push(format!("cosine {c:.4} is below min_cosine {}", self.min_cosine))
-            }
+            Some(c) if c < self.min_cosine => broken.push(format!(
+                "cosine {c:.4} is below min_cosine {}",
+                self.min_cosine
+            )),
             Some(_) => {}
             None => {
                 if let Some(why) = worst.why_absent.get("cosine") {
@@ -396,7 +397,10 @@ mod tests {
             top1_agreement(&reference, &zeros, 10),
         );
         let why = AccuracyThresholds::default().judge(&acc).unwrap_err();
-        assert!(why.contains("this precision's output is all zeros"), "{why}");
+        assert!(
+            why.contains("this precision's output is all zeros"),
+            "{why}"
+        );
         assert!(why.contains("SQNR 0.0 dB"), "{why}");
         let strict = AccuracyThresholds {
             min_top1_agreement: 0.9,
@@ -411,10 +415,19 @@ mod tests {
         let reference: Vec<f64> = (0..100).map(|i| (i as f64 * 0.1).sin()).collect();
         let close: Vec<f64> = reference.iter().map(|v| v + 1e-3).collect();
         let t = AccuracyThresholds::default();
-        assert_eq!(t.judge(&combine(vec![compare_values(&reference, &close)], None)), Ok(()));
-        assert_eq!(t.judge(&combine(vec![compare_values(&reference, &reference)], None)), Ok(()));
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&reference, &close)], None)),
+            Ok(())
+        );
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&reference, &reference)], None)),
+            Ok(())
+        );
         let zeros = vec![0.0; 4];
-        assert_eq!(t.judge(&combine(vec![compare_values(&zeros, &zeros)], None)), Ok(()));
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&zeros, &zeros)], None)),
+            Ok(())
+        );
 
         let noisy: Vec<f64> = reference.iter().map(|v| v + 0.2).collect();
         let acc = combine(vec![compare_values(&reference, &noisy)], None);

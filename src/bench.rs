@@ -294,7 +294,10 @@ mod tests {
         assert_eq!(median_ci(&samples), Some((6.0, 15.0)));
         let s = LatencyStats::from_samples(&samples).unwrap();
         assert_eq!(s.median_ci, Some([6.0, 15.0]));
-        assert_eq!(LatencyStats::from_samples(&[1.0; 5]).unwrap().median_ci, None);
+        assert_eq!(
+            LatencyStats::from_samples(&[1.0; 5]).unwrap().median_ci,
+            None
+        );
     }
 
     #[test]

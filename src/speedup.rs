@@ -88,7 +88,10 @@ pub fn decide(
     } else if hi < 1.0 {
         (false, format!("{measured}: slower than FP32"))
     } else {
-        (false, format!("{measured}: not measurably faster than FP32"))
+        (
+            false,
+            format!("{measured}: not measurably faster than FP32"),
+        )
     };
     let note = match probe {
         Some(p) if p != accelerated => Some(format!(
@@ -138,8 +141,14 @@ mod tests {
         assert_eq!(faster.accelerated, Some(true));
         assert_eq!(faster.by, AcceleratedBy::Model);
         let note = faster.note.unwrap();
-        assert!(note.contains("disagree") && note.contains("1.80x"), "{note}");
-        assert!(note.contains("probe said not accelerated (probe 0.98x)"), "{note}");
+        assert!(
+            note.contains("disagree") && note.contains("1.80x"),
+            "{note}"
+        );
+        assert!(
+            note.contains("probe said not accelerated (probe 0.98x)"),
+            "{note}"
+        );
 
         let slower = decide(0.5, Some([0.45, 0.55]), Some(true), "probe 1.02x");
         assert_eq!(slower.accelerated, Some(false));
@@ -158,7 +167,10 @@ mod tests {
     fn without_an_interval_the_probe_stands_and_says_so() {
         let d = decide(3.0, None, Some(false), "no AVX512-FP16");
         assert_eq!((d.accelerated, d.by), (Some(false), AcceleratedBy::Probe));
-        assert!(d.note.unwrap().contains("hardware detection's (no AVX512-FP16)"));
+        assert!(d
+            .note
+            .unwrap()
+            .contains("hardware detection's (no AVX512-FP16)"));
         assert_eq!(decide(3.0, None, None, "").accelerated, None);
     }
 }

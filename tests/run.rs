@@ -346,7 +346,9 @@ fn a_call_longer_than_the_remaining_budget_stops_the_precision_and_says_so() {
         .filter_map(|n| n.as_str())
         .collect();
     assert!(
-        notes.iter().any(|n| n.contains("more than was left of the")),
+        notes
+            .iter()
+            .any(|n| n.contains("more than was left of the")),
         "{notes:?}"
     );
 }
@@ -379,7 +381,11 @@ fn notes_of(result: &toml::Table) -> Vec<String> {
     result
         .get("notes")
         .and_then(|n| n.as_array())
-        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -395,7 +401,10 @@ fn a_precision_that_loses_the_outputs_gets_a_failed_accuracy_verdict_in_the_tabl
     assert_eq!(int8["status"].as_str(), Some("ok"));
     assert_eq!(int8["accuracy_ok"].as_bool(), Some(false), "{int8:?}");
     let why = int8["accuracy_reason"].as_str().unwrap();
-    assert!(why.contains("this precision's output is all zeros"), "{why}");
+    assert!(
+        why.contains("this precision's output is all zeros"),
+        "{why}"
+    );
     assert!(why.contains("SQNR 0.0 dB"), "{why}");
     // The table puts the verdict beside the speedup, and says why below it.
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -429,7 +438,14 @@ fn accuracy_thresholds_come_from_the_command_line_and_the_settings_file() {
     std::fs::remove_file(dir.path().join("mlp.pt.toml")).unwrap();
     let out = run_quick(
         &model,
-        &["--precisions", "fp32,bf16", "--min-sqnr-db", "10", "--min-cosine", "0.9"],
+        &[
+            "--precisions",
+            "fp32,bf16",
+            "--min-sqnr-db",
+            "10",
+            "--min-cosine",
+            "0.9",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let bf16 = result_for(&report_of(&model), "bf16");
@@ -438,7 +454,11 @@ fn accuracy_thresholds_come_from_the_command_line_and_the_settings_file() {
 
     let bad = run_quick(&model, &["--min-top1-agreement", "2"]);
     assert!(!bad.status.success());
-    assert!(text(&bad).contains("--min-top1-agreement"), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("--min-top1-agreement"),
+        "{}",
+        text(&bad)
+    );
 }
 
 #[test]
@@ -514,8 +534,10 @@ fn an_inferred_input_of_the_wrong_rank_is_tried_once_as_a_sequence() {
     assert_eq!(shape, [1, 16, 32]);
     let notes = notes_of(&report);
     assert!(
-        notes.iter().any(|n| n.contains("the inferred input [1, 32] float32 was rejected")
-            && n.contains("[1, 16, 32] float32 (batch, sequence of 16, features) was used")),
+        notes.iter().any(
+            |n| n.contains("the inferred input [1, 32] float32 was rejected")
+                && n.contains("[1, 16, 32] float32 (batch, sequence of 16, features) was used")
+        ),
         "{notes:?}"
     );
     assert_eq!(result_for(&report, "fp32")["status"].as_str(), Some("ok"));
@@ -544,9 +566,13 @@ fn the_probe_is_cached_per_boot_and_libtorch_in_the_state_folder() {
     };
     run();
     let first = probe_line(&model);
-    let fp16_note = |model: &Path| report_of(model)["hardware"]["cpu"]["fp16"]["probe_note"].clone();
+    let fp16_note =
+        |model: &Path| report_of(model)["hardware"]["cpu"]["fp16"]["probe_note"].clone();
     let first_note = fp16_note(&model);
-    assert!(first.starts_with("ran in") && !first.contains("reused"), "{first}");
+    assert!(
+        first.starts_with("ran in") && !first.contains("reused"),
+        "{first}"
+    );
     let cache = dir.path().join(".precisiond/probe/cpu.t2.json");
     let cached: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
@@ -557,11 +583,21 @@ fn the_probe_is_cached_per_boot_and_libtorch_in_the_state_folder() {
     // The second job reuses it, and the report says so.
     run();
     let second = probe_line(&model);
-    assert!(second.contains("reused from") && second.contains("cpu.t2.json"), "{second}");
-    assert_eq!(fp16_note(&model), first_note, "a reused probe gives the same figures");
+    assert!(
+        second.contains("reused from") && second.contains("cpu.t2.json"),
+        "{second}"
+    );
+    assert_eq!(
+        fp16_note(&model),
+        first_note,
+        "a reused probe gives the same figures"
+    );
 
     // Another boot, or another libtorch, probes again (and replaces it).
-    for (field, stale) in [("boot_id", "00000000-0000-0000-0000-000000000000"), ("libtorch", "2.12.0")] {
+    for (field, stale) in [
+        ("boot_id", "00000000-0000-0000-0000-000000000000"),
+        ("libtorch", "2.12.0"),
+    ] {
         let mut entry = cached.clone();
         entry["key"][field] = serde_json::Value::from(stale);
         std::fs::write(&cache, serde_json::to_vec(&entry).unwrap()).unwrap();

@@ -162,9 +162,6 @@ mod tests {
     fn this_boot_reads_the_kernels_boot_id() {
         let key = ProbeKey::this_boot("2.13.0", "cuda0", 8).unwrap();
         assert_eq!(key.boot_id.len(), 36, "{key:?}");
-        assert_eq!(
-            key.file(Path::new("/s")),
-            Path::new("/s/cuda0.t8.json")
-        );
+        assert_eq!(key.file(Path::new("/s")), Path::new("/s/cuda0.t8.json"));
     }
 }

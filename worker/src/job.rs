@@ -220,17 +220,17 @@ fn measure_all(
             match model::forward(&fp32_module, &retry_inputs) {
                 Err(again) => also_tried = format!("; as {retry} it failed too: {again}"),
                 Ok(out) => {
-                report.notes.push(format!(
-                    "the inferred input {} was rejected by forward() ({error}); {retry} \
+                    report.notes.push(format!(
+                        "the inferred input {} was rejected by forward() ({error}); {retry} \
                      (batch, sequence of {}, features) was used instead: describe the inputs \
                      in {} if they are something else",
-                    specs[0],
-                    model::RETRY_SEQUENCE_LENGTH,
-                    settings_path.display()
-                ));
-                specs = vec![retry];
-                inputs = retry_inputs;
-                reference = Ok(out);
+                        specs[0],
+                        model::RETRY_SEQUENCE_LENGTH,
+                        settings_path.display()
+                    ));
+                    specs = vec![retry];
+                    inputs = retry_inputs;
+                    reference = Ok(out);
                 }
             }
         }
@@ -276,9 +276,7 @@ fn measure_all(
         prequantized: info.has_quantized_ops,
         settings: &settings,
         settings_dir: &settings_dir,
-        accuracy: opts
-            .accuracy
-            .with(&settings.accuracy.unwrap_or_default()),
+        accuracy: opts.accuracy.with(&settings.accuracy.unwrap_or_default()),
         specs: &specs,
         trtexec: OnceCell::new(),
     };

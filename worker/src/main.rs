@@ -41,8 +41,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure one model and write its report.
-    Run(RunArgs),
+    /// Measure one model and write its report. (Boxed: the arguments are
+    /// far larger than the other commands'.)
+    Run(Box<RunArgs>),
     /// Print the hardware detection.
     Detect(DetectArgs),
     /// Quantize the model on stdin as a job file describes (started by
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => run(args, &cuda::load_libtorch_cuda()),
+        Command::Run(args) => run(*args, &cuda::load_libtorch_cuda()),
         Command::Detect(args) => detect(args, &cuda::load_libtorch_cuda()),
         Command::BuildInfo => {
             let build = WorkerBuild {
