@@ -609,3 +609,62 @@ fn the_probe_is_cached_per_boot_and_libtorch_in_the_state_folder() {
         assert_ne!(now["key"][field].as_str(), Some(stale));
     }
 }
+
+#[test]
+fn a_probe_that_says_accelerated_does_not_overrule_a_slower_model_and_both_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    // The probe's result as this boot's cache holds it, saying BF16 runs
+    // 10x faster than FP32 here (the real probe, on a quiet machine with
+    // avx512_bf16, says about 1.5x; under load it says anything).
+    let probe_dir = dir.path().join(".precisiond/probe");
+    std::fs::create_dir_all(&probe_dir).unwrap();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let fast = |ms: f64| serde_json::json!({"gemm_ms": ms, "conv_ms": ms});
+    let entry = serde_json::json!({
+        "key": {"boot_id": boot_id.trim(), "libtorch": "2.13.0", "device": "cpu", "threads": 2},
+        "report": {
+            "device": "cpu", "threads": 2, "fp32": fast(10.0),
+            "fp16": {"Ok": {"times": fast(100.0), "speedup_vs_fp32": 0.1, "calls": 3}},
+            "bf16": {"Ok": {"times": fast(1.0), "speedup_vs_fp32": 10.0, "calls": 3}},
+            "fp32_calls": 3, "wall_ms": 90.0
+        }
+    });
+    std::fs::write(probe_dir.join("cpu.t2.json"), entry.to_string()).unwrap();
+    let out = precisiond()
+        .arg("run")
+        .arg(&model)
+        .args(["--threads", "2", "--max-seconds", "0.5", "--devices", "cpu"])
+        .args(["--precisions", "fp32,bf16"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    let probe = report["hardware"]["cpu"]["probe"].as_str().unwrap();
+    assert!(probe.contains("reused from"), "{probe}");
+    let bf16 = result_for(&report, "bf16");
+    if !bf16["native"].as_bool().unwrap() {
+        eprintln!("this CPU has no bf16 arithmetic: the probe cannot call it accelerated");
+        return;
+    }
+    assert_eq!(bf16["probe_accelerated"].as_bool(), Some(true), "{bf16:?}");
+    // A 64-128-64-10 MLP is memory- and overhead-bound: BF16's casts make
+    // it several times slower than FP32, far outside the interval's noise.
+    let ci = bf16["speedup_ci_vs_fp32"].as_array().expect("an interval");
+    assert!(ci[1].as_float().unwrap() < 1.0, "{bf16:?}");
+    assert_eq!(bf16["accelerated"].as_bool(), Some(false));
+    assert_eq!(bf16["accelerated_by"].as_str(), Some("model"));
+    let notes = notes_of(&bf16);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("the model and the hardware probe disagree")
+                && n.contains("slower than FP32")
+                && n.contains("the probe said accelerated")),
+        "{notes:?}"
+    );
+    // The table's hardware column follows the model.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().find(|l| l.contains(" bf16 ")).unwrap();
+    assert!(row.contains("not accelerated"), "{stdout}");
+}
