@@ -91,6 +91,11 @@ pub struct RunFacts {
     /// the emulator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<String>,
+    /// The accuracy verdict's thresholds this run judged by (the config's
+    /// or command line's, with the settings file's `[accuracy]` applied),
+    /// so the daemon sees a report judged by other ones as stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<crate::accuracy::AccuracyThresholds>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -77,6 +77,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             emulator: precisiond::emulation::emulator(),
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
+            accuracy: None,
         },
         input_source: None,
         inputs: Vec::new(),
@@ -266,6 +267,8 @@ fn measure_all(
     }
 
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
+    let accuracy_thresholds = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
+    report.run.accuracy = Some(accuracy_thresholds);
     let job = Job {
         opts,
         bytes,
@@ -276,7 +279,7 @@ fn measure_all(
         prequantized: info.has_quantized_ops,
         settings: &settings,
         settings_dir: &settings_dir,
-        accuracy: opts.accuracy.with(&settings.accuracy.unwrap_or_default()),
+        accuracy: accuracy_thresholds,
         specs: &specs,
         trtexec: OnceCell::new(),
     };
