@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_fast_call_ends_on_the_budget_within_one_call() {
         let config = BenchConfig {
-            max_seconds: 0.2,
+            max_seconds: 0.5,
             target_rel_ci: 0.0,
             ..BenchConfig::default()
         };
@@ -347,9 +347,14 @@ mod tests {
         .unwrap();
         assert_eq!(m.stop_reason, StopReason::TimeBudget);
         assert!(m.samples_ms.len() >= config.min_iterations);
-        // No call was started that the budget could not hold (with slack
-        // for a sleep that overslept on a busy machine).
-        assert!(m.elapsed_seconds < 0.2 + 0.02, "{}", m.elapsed_seconds);
+        // A call is made only when the one before it would still fit, so
+        // the budget is overrun by at most one call's excess over that.
+        let longest_s = m.samples_ms.iter().cloned().fold(0.0, f64::max) / 1e3;
+        assert!(
+            m.elapsed_seconds <= 0.5 + longest_s,
+            "{} s with calls up to {longest_s} s",
+            m.elapsed_seconds
+        );
     }
 
     #[test]
