@@ -203,45 +203,21 @@ fn measure_all(
         }
         settings.inputs.clone()
     };
-    let mut specs = specs;
-    let mut inputs = model::synthetic_inputs(&specs, INPUT_SEED);
-
     // The FP32 reference: also the check that these inputs fit the model.
-    let mut reference = model::forward(&fp32_module, &inputs);
-    let mut also_tried = String::new();
-    // An inferred [batch, features] input a transformer rejects for its
-    // rank: once more as [batch, sequence, features], and say so.
-    if let Err(error) = &reference {
-        let retry = match specs.as_slice() {
-            [only] if settings.inputs.is_empty() => model::sequence_retry(only, error),
-            _ => None,
-        };
-        if let Some(retry) = retry {
-            let retry_inputs = model::synthetic_inputs(std::slice::from_ref(&retry), INPUT_SEED);
-            match model::forward(&fp32_module, &retry_inputs) {
-                Err(again) => also_tried = format!("; as {retry} it failed too: {again}"),
-                Ok(out) => {
-                    report.notes.push(format!(
-                        "the inferred input {} was rejected by forward() ({error}); {retry} \
-                     (batch, sequence of {}, features) was used instead: describe the inputs \
-                     in {} if they are something else",
-                        specs[0],
-                        model::RETRY_SEQUENCE_LENGTH,
-                        settings_path.display()
-                    ));
-                    specs = vec![retry];
-                    inputs = retry_inputs;
-                    reference = Ok(out);
-                }
-            }
-        }
-    }
+    let inferred = settings.inputs.is_empty();
+    let (specs, inputs, reference, also_tried) = first_forward(
+        &fp32_module,
+        specs,
+        inferred,
+        &settings_path,
+        &mut report.notes,
+    );
     report.inputs = specs.clone();
     let reference = reference.map_err(|e| {
         let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
         format!(
-            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not the model's \
-             inputs, describe them in {}, for example:\n\n{}\n",
+            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not \
+             the model's inputs, describe them in {}, for example:\n\n{}\n",
             shapes.join(", "),
             report.input_source.as_deref().unwrap_or_default(),
             settings_path.display(),
@@ -322,6 +298,55 @@ fn measure_all(
         none_measured(device, &ordered, unsupported, &mut progress, report);
     }
     Ok(())
+}
+
+/// The model's first forward() in FP32, on `specs`' synthetic inputs. An
+/// inferred `[batch, features]` input a transformer rejects for its rank is
+/// tried once more as `[batch, sequence, features]`; when that works, the
+/// specs and inputs returned are the retry's and a note says so, otherwise
+/// the last string says how the retry failed (empty when none was tried).
+fn first_forward(
+    module: &tch::CModule,
+    specs: Vec<InputSpec>,
+    inferred: bool,
+    settings_path: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> (
+    Vec<InputSpec>,
+    Vec<Tensor>,
+    Result<tch::IValue, String>,
+    String,
+) {
+    let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
+    let error = match model::forward(module, &inputs) {
+        Ok(out) => return (specs, inputs, Ok(out), String::new()),
+        Err(e) => e,
+    };
+    let retry = match specs.as_slice() {
+        [only] if inferred => model::sequence_retry(only, &error),
+        _ => None,
+    };
+    let Some(retry) = retry else {
+        return (specs, inputs, Err(error), String::new());
+    };
+    let retry_inputs = model::synthetic_inputs(std::slice::from_ref(&retry), INPUT_SEED);
+    match model::forward(module, &retry_inputs) {
+        Err(again) => {
+            let tried = format!("; as {retry} it failed too: {again}");
+            (specs, inputs, Err(error), tried)
+        }
+        Ok(out) => {
+            notes.push(format!(
+                "the inferred input {} was rejected by forward() ({error}); {retry} (batch, \
+                 sequence of {}, features) was used instead: describe the inputs in {} if they \
+                 are something else",
+                specs[0],
+                model::RETRY_SEQUENCE_LENGTH,
+                settings_path.display()
+            ));
+            (vec![retry], retry_inputs, Ok(out), String::new())
+        }
+    }
 }
 
 /// A result for every precision on `device`, none measured, with `status`
