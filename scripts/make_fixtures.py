@@ -207,6 +207,39 @@ class Mlp(nn.Module):
         return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(x)))))
 
 
+class VanishingOutputs(nn.Module):
+    """An untrained-looking classifier whose outputs are about 1e-9: INT8
+    quantizes them to all zeros (so does PyTorch's quantize_jit), the case
+    the accuracy verdict must not present as a win."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 64)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(64, 10)
+        with torch.no_grad():
+            self.fc2.weight.mul_(1e-9)
+            self.fc2.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+class BatchedAttention(nn.Module):
+    """Self-attention that needs [batch, seq, features] (torch.bmm rejects
+    the [1, features] an inferred input gives): the rank-retry case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+        self.out = nn.Linear(32, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        scores = torch.bmm(q, k.transpose(1, 2)) / 32 ** 0.5
+        return self.out(torch.bmm(scores.softmax(dim=-1), v))
+
+
 class TwoInputs(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -411,6 +444,10 @@ def fixtures() -> List[Fixture]:
                 settings=('[[inputs]]\nname = "ids"\nshape = [1, 12]\ndtype = "int64"\n'
                           "low = 0\nhigh = 100\n"),
                 bf16=False),
+        Fixture("vanishing_outputs.pt", MODELS_DIR, seeded(VanishingOutputs),
+                lambda: [torch.randn(1, 64)]),
+        Fixture("batched_attention.pt", MODELS_DIR, seeded(BatchedAttention),
+                lambda: [torch.randn(1, 16, 32)]),
         Fixture("tiny_resnet.pt", DEMO_DIR,
                 # ~10 ms fp32 / ~7 ms bf16 at 224x224 on 2 threads, ~920 KiB.
                 seeded(lambda: ResNet([2, 1, 1, 1], num_classes=10, widths=(48, 48, 48, 48))),

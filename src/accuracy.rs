@@ -61,6 +61,129 @@ impl Accuracy {
     }
 }
 
+/// The bounds a precision's outputs must keep against FP32's for the result
+/// to count as the same model: the config's `[accuracy]` table, a settings
+/// file's `[accuracy]` overriding it per model. A result outside them gets
+/// `accuracy_ok = false` with the reason, so a precision that lost the
+/// model's outputs is never shown as a plain speedup.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccuracyThresholds {
+    /// Worst output's cosine similarity with FP32's, at least.
+    pub min_cosine: f64,
+    /// Worst output's signal-to-quantization-noise ratio, dB, at least.
+    pub min_sqnr_db: f64,
+    /// Share of `[N, C]` rows whose arg-max matches FP32's, at least.
+    pub min_top1_agreement: f64,
+}
+
+impl Default for AccuracyThresholds {
+    fn default() -> Self {
+        // SQNR 20 dB is noise at a tenth of the signal's amplitude, which
+        // alone gives a cosine of about 0.995; INT8 of a healthy CNN keeps
+        // 25-40 dB. Top-1 is off: on synthetic inputs with a batch of 1 a
+        // near tie flips the one arg-max of outputs that agree to 1e-7
+        // (measured: cnn_residual in fp16, cosine 0.9999999, top-1 0.0).
+        AccuracyThresholds {
+            min_cosine: 0.99,
+            min_sqnr_db: 20.0,
+            min_top1_agreement: 0.0,
+        }
+    }
+}
+
+/// A settings file's `[accuracy]`: any threshold it names replaces the
+/// config's for that model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracyOverrides {
+    pub min_cosine: Option<f64>,
+    pub min_sqnr_db: Option<f64>,
+    pub min_top1_agreement: Option<f64>,
+}
+
+impl AccuracyThresholds {
+    /// These thresholds, with those `overrides` names replaced.
+    pub fn with(self, overrides: &AccuracyOverrides) -> AccuracyThresholds {
+        AccuracyThresholds {
+            min_cosine: overrides.min_cosine.unwrap_or(self.min_cosine),
+            min_sqnr_db: overrides.min_sqnr_db.unwrap_or(self.min_sqnr_db),
+            min_top1_agreement: overrides
+                .min_top1_agreement
+                .unwrap_or(self.min_top1_agreement),
+        }
+    }
+
+    /// Out-of-range values, named by key, with the range they must be in.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(-1.0..=1.0).contains(&self.min_cosine) {
+            return Err(format!(
+                "`min_cosine` must be between -1 and 1, got {}",
+                self.min_cosine
+            ));
+        }
+        if !self.min_sqnr_db.is_finite() {
+            return Err(format!(
+                "`min_sqnr_db` must be a finite number of dB, got {}",
+                self.min_sqnr_db
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_top1_agreement) {
+            return Err(format!(
+                "`min_top1_agreement` must be between 0 and 1, got {}",
+                self.min_top1_agreement
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `accuracy` keeps to these thresholds: `Err` says every bound
+    /// it breaks. A metric that could not be computed because this
+    /// precision's output collapsed (all zeros, NaN or infinite, another
+    /// size) breaks its bound too; one that is undefined because the outputs
+    /// agree exactly (both all zeros, identical) does not.
+    pub fn judge(&self, accuracy: &Accuracy) -> Result<(), String> {
+        let worst = &accuracy.worst;
+        let mut broken = Vec::new();
+        match worst.cosine {
+            Some(c) if c < self.min_cosine => broken.push(format!(
+                "cosine {c:.4} is below min_cosine {}",
+                self.min_cosine
+            )),
+            Some(_) => {}
+            None => {
+                if let Some(why) = worst.why_absent.get("cosine") {
+                    if !why.contains("both outputs are all zeros") {
+                        broken.push(format!("cosine cannot be computed: {why}"));
+                    }
+                }
+            }
+        }
+        match worst.sqnr_db {
+            Some(db) if db < self.min_sqnr_db => broken.push(format!(
+                "SQNR {db:.1} dB is below min_sqnr_db {}",
+                self.min_sqnr_db
+            )),
+            _ => {}
+        }
+        match accuracy.top1_agreement {
+            Some(t) if t < self.min_top1_agreement => broken.push(format!(
+                "top-1 agreement {t:.3} is below min_top1_agreement {}",
+                self.min_top1_agreement
+            )),
+            _ => {}
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this precision does not keep the model's outputs: {}",
+                broken.join("; ")
+            ))
+        }
+    }
+}
+
 /// Compares one output with its FP32 reference, both flattened.
 pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
     if reference.len() != candidate.len() {
@@ -110,9 +233,9 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
         acc.why_absent.insert(
             "cosine".into(),
             format!(
-                "the {} output is all zeros: cosine is undefined",
+                "{} output is all zeros: cosine is undefined",
                 if ref_norm == 0.0 {
-                    "FP32"
+                    "the FP32"
                 } else {
                     "this precision's"
                 }
@@ -262,6 +385,71 @@ mod tests {
         let single = combine(vec![a.clone()], None);
         assert!(single.outputs.is_empty());
         assert_eq!(single.worst, a);
+    }
+
+    #[test]
+    fn outputs_collapsed_to_zeros_fail_the_verdict_with_the_reason() {
+        // The case from the field: FP32 outputs about 1e-9, INT8 all zeros.
+        let reference: Vec<f64> = (0..10).map(|i| (4.5 - i as f64) * 1e-9).collect();
+        let zeros = vec![0.0; 10];
+        let acc = combine(
+            vec![compare_values(&reference, &zeros)],
+            top1_agreement(&reference, &zeros, 10),
+        );
+        let why = AccuracyThresholds::default().judge(&acc).unwrap_err();
+        assert!(
+            why.contains("this precision's output is all zeros"),
+            "{why}"
+        );
+        assert!(why.contains("SQNR 0.0 dB"), "{why}");
+        let strict = AccuracyThresholds {
+            min_top1_agreement: 0.9,
+            ..AccuracyThresholds::default()
+        };
+        let why = strict.judge(&acc).unwrap_err();
+        assert!(why.contains("top-1 agreement 0.000"), "{why}");
+    }
+
+    #[test]
+    fn close_or_identical_outputs_pass_and_thresholds_can_be_loosened() {
+        let reference: Vec<f64> = (0..100).map(|i| (i as f64 * 0.1).sin()).collect();
+        let close: Vec<f64> = reference.iter().map(|v| v + 1e-3).collect();
+        let t = AccuracyThresholds::default();
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&reference, &close)], None)),
+            Ok(())
+        );
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&reference, &reference)], None)),
+            Ok(())
+        );
+        let zeros = vec![0.0; 4];
+        assert_eq!(
+            t.judge(&combine(vec![compare_values(&zeros, &zeros)], None)),
+            Ok(())
+        );
+
+        let noisy: Vec<f64> = reference.iter().map(|v| v + 0.2).collect();
+        let acc = combine(vec![compare_values(&reference, &noisy)], None);
+        let why = t.judge(&acc).unwrap_err();
+        assert!(why.contains("below min_sqnr_db 20"), "{why}");
+        let loose = t.with(&AccuracyOverrides {
+            min_sqnr_db: Some(5.0),
+            min_cosine: Some(0.9),
+            ..AccuracyOverrides::default()
+        });
+        assert_eq!(loose.min_top1_agreement, t.min_top1_agreement);
+        assert_eq!(loose.judge(&acc), Ok(()));
+    }
+
+    #[test]
+    fn thresholds_out_of_range_name_the_key() {
+        let bad = AccuracyThresholds {
+            min_top1_agreement: 1.5,
+            ..AccuracyThresholds::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("min_top1_agreement"));
+        assert!(AccuracyThresholds::default().validate().is_ok());
     }
 
     #[test]

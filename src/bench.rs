@@ -2,11 +2,14 @@
 //!
 //! Each forward call is timed on its own. The run stops as soon as the median
 //! is known precisely enough (the distribution-free 95% confidence interval
-//! of the median, from order statistics, is narrower than `target_rel_ci` of
-//! the median), or when the per-precision time budget is spent. The budget is
-//! a hard limit: an emulated precision that is 30x slower than FP32 ends on
-//! the budget with few iterations, and the report says so, instead of
-//! stalling the run.
+//! of the median, from exact binomial order statistics, is narrower than
+//! `target_rel_ci` of the median), or when the per-precision time budget
+//! would be overrun. Before each call the previous call's duration is
+//! compared with what is left of the budget, and a call that would not fit
+//! is not made: an emulated precision that is 30x slower than FP32 ends with
+//! few iterations and a stop reason that says why, instead of stalling the
+//! run. The budget is not a hard limit: one warm-up call and one timed call
+//! are always made, and a call slower than the one before it can overrun.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -47,9 +50,13 @@ impl Default for BenchConfig {
 pub enum StopReason {
     /// The median's confidence interval reached the target.
     Converged,
-    /// The time budget ran out first.
+    /// The time budget ran out first, after at least `min_iterations` calls.
     TimeBudget,
     MaxIterations,
+    /// One call takes longer than what was left of the budget, before
+    /// `min_iterations` calls were timed: the next call was not made. The
+    /// statistics rest on few calls.
+    CallExceedsBudget,
 }
 
 #[derive(Debug, Clone)]
@@ -72,9 +79,11 @@ pub fn measure<E>(
 
     let mut warmup_iterations = 0;
     while warmup_iterations < config.warmup_iterations {
+        let t0 = Instant::now();
         call()?;
         warmup_iterations += 1;
-        if start.elapsed() >= warmup_budget {
+        // Stop warming up before a call that would end past the warm-up share.
+        if start.elapsed() + t0.elapsed() > warmup_budget {
             break;
         }
     }
@@ -83,7 +92,8 @@ pub fn measure<E>(
     let stop_reason = loop {
         let t0 = Instant::now();
         call()?;
-        samples_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let took = t0.elapsed();
+        samples_ms.push(took.as_secs_f64() * 1e3);
 
         let n = samples_ms.len();
         if n >= config.max_iterations {
@@ -97,8 +107,13 @@ pub fn measure<E>(
         {
             break StopReason::Converged;
         }
-        if start.elapsed() >= budget {
-            break StopReason::TimeBudget;
+        // The next call is predicted to take as long as this one.
+        if start.elapsed() + took > budget {
+            break if n < config.min_iterations {
+                StopReason::CallExceedsBudget
+            } else {
+                StopReason::TimeBudget
+            };
         }
     };
 
@@ -110,26 +125,56 @@ pub fn measure<E>(
     })
 }
 
-/// Relative half-width of the distribution-free 95% confidence interval of
-/// the median: the order statistics at ranks n/2 ± 1.96·√n/2. None when the
-/// sample is too small for such an interval (fewer than 6 values) or the
-/// median is zero.
-pub fn median_relative_ci(samples: &[f64]) -> Option<f64> {
-    let n = samples.len();
-    if n < 6 {
-        return None;
+/// Confidence level of the median's interval.
+pub const MEDIAN_CI_LEVEL: f64 = 0.95;
+
+/// 1-based ranks `(k, n + 1 - k)` of the order statistics that bound the
+/// median of `n` values with at least [`MEDIAN_CI_LEVEL`] confidence, exactly:
+/// the number of values below the true median is Binomial(n, 1/2), so
+/// P(X(k) <= median <= X(n+1-k)) = 1 - 2 P(Bin(n, 1/2) <= k - 1). `k` is the
+/// largest rank with that coverage. This assumes independent, identically
+/// distributed calls; nothing else. None below 6 values, where even the
+/// sample's extremes cover the median less than 95% of the time.
+pub fn median_ci_ranks(n: usize) -> Option<(usize, usize)> {
+    let tail = (1.0 - MEDIAN_CI_LEVEL) / 2.0;
+    // P(Bin(n, 1/2) = i), from the log of its first term so that large n
+    // does not underflow the terms that matter.
+    let mut log_pmf = n as f64 * 0.5f64.ln();
+    let mut cdf = 0.0;
+    let mut k = 0;
+    while k < n / 2 {
+        let next = cdf + log_pmf.exp();
+        if next > tail {
+            break;
+        }
+        cdf = next;
+        log_pmf += ((n - k) as f64).ln() - ((k + 1) as f64).ln();
+        k += 1;
     }
+    (k >= 1).then_some((k, n + 1 - k))
+}
+
+/// The median's 95% confidence interval `(low, high)` in the sample's unit,
+/// from [`median_ci_ranks`]. None for fewer than 6 values.
+pub fn median_ci(samples: &[f64]) -> Option<(f64, f64)> {
+    let (lo, hi) = median_ci_ranks(samples.len())?;
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let half = 1.96 * (n as f64).sqrt() / 2.0;
-    let mid = n as f64 / 2.0;
-    let lo = (mid - half).floor().max(0.0) as usize;
-    let hi = ((mid + half).ceil() as usize).min(n - 1);
+    Some((sorted[lo - 1], sorted[hi - 1]))
+}
+
+/// Relative half-width of the median's 95% confidence interval
+/// ([`median_ci`]). None when the sample is too small for such an interval
+/// (fewer than 6 values) or the median is zero.
+pub fn median_relative_ci(samples: &[f64]) -> Option<f64> {
+    let (lo, hi) = median_ci(samples)?;
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
     let median = percentile_sorted(&sorted, 50.0);
     if median <= 0.0 {
         return None;
     }
-    Some((sorted[hi] - sorted[lo]) / 2.0 / median)
+    Some((hi - lo) / 2.0 / median)
 }
 
 /// Latency statistics in milliseconds, as the report shows them.
@@ -143,6 +188,10 @@ pub struct LatencyStats {
     pub max: f64,
     pub stddev: f64,
     pub iterations: usize,
+    /// The median's 95% confidence interval `[low, high]` (exact binomial
+    /// order statistics); absent below 6 iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_ci: Option<[f64; 2]>,
 }
 
 impl LatencyStats {
@@ -170,6 +219,7 @@ impl LatencyStats {
             max: sorted[sorted.len() - 1],
             stddev,
             iterations: sorted.len(),
+            median_ci: median_ci(&sorted).map(|(lo, hi)| [lo, hi]),
         })
     }
 }
@@ -221,6 +271,36 @@ mod tests {
     }
 
     #[test]
+    fn median_ci_ranks_match_binomial_tables() {
+        // Known exact ranks: n = 6 -> (1, 6), coverage 1 - 2/64 = 96.9%;
+        // n = 10 -> (2, 9), 97.9%; n = 20 -> (6, 15), 95.9%;
+        // n = 100 -> (40, 61), 96.5% (e.g. Conover, Practical
+        // Nonparametric Statistics, table A3; scipy.stats.binom.ppf).
+        assert_eq!(median_ci_ranks(5), None);
+        assert_eq!(median_ci_ranks(6), Some((1, 6)));
+        assert_eq!(median_ci_ranks(10), Some((2, 9)));
+        assert_eq!(median_ci_ranks(20), Some((6, 15)));
+        assert_eq!(median_ci_ranks(100), Some((40, 61)));
+        // Exact sums of C(10000, i) / 2^10000 (Python integers) give 4902.
+        assert_eq!(median_ci_ranks(10_000), Some((4902, 5099)));
+        // Large samples neither underflow nor take the extremes.
+        let (lo, hi) = median_ci_ranks(100_000).unwrap();
+        assert!(lo > 49_000 && hi < 51_000 && lo + hi == 100_001);
+    }
+
+    #[test]
+    fn median_ci_takes_those_order_statistics() {
+        let samples: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(median_ci(&samples), Some((6.0, 15.0)));
+        let s = LatencyStats::from_samples(&samples).unwrap();
+        assert_eq!(s.median_ci, Some([6.0, 15.0]));
+        assert_eq!(
+            LatencyStats::from_samples(&[1.0; 5]).unwrap().median_ci,
+            None
+        );
+    }
+
+    #[test]
     fn a_stable_call_converges_before_the_budget() {
         let config = BenchConfig {
             max_seconds: 30.0,
@@ -237,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_call_ends_on_the_budget_with_at_least_one_sample() {
+    fn a_call_longer_than_the_remaining_budget_is_not_made() {
         let config = BenchConfig {
             max_seconds: 0.05,
             ..BenchConfig::default()
@@ -247,10 +327,34 @@ mod tests {
             Ok::<(), ()>(())
         })
         .unwrap();
-        assert_eq!(m.stop_reason, StopReason::TimeBudget);
+        assert_eq!(m.stop_reason, StopReason::CallExceedsBudget);
         assert_eq!(m.samples_ms.len(), 1);
         // The first call already used the warm-up share of the budget.
         assert_eq!(m.warmup_iterations, 1);
+    }
+
+    #[test]
+    fn a_fast_call_ends_on_the_budget_within_one_call() {
+        let config = BenchConfig {
+            max_seconds: 0.5,
+            target_rel_ci: 0.0,
+            ..BenchConfig::default()
+        };
+        let m = measure(&config, || {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(m.stop_reason, StopReason::TimeBudget);
+        assert!(m.samples_ms.len() >= config.min_iterations);
+        // A call is made only when the one before it would still fit, so
+        // the budget is overrun by at most one call's excess over that.
+        let longest_s = m.samples_ms.iter().cloned().fold(0.0, f64::max) / 1e3;
+        assert!(
+            m.elapsed_seconds <= 0.5 + longest_s,
+            "{} s with calls up to {longest_s} s",
+            m.elapsed_seconds
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the supervisor parses them, checks what it can without libtorch, and
 //! hands the same arguments to the worker.
 
+use crate::accuracy::AccuracyThresholds;
 use crate::bench::BenchConfig;
 use crate::devices::{self, DeviceRequest};
 use crate::precision::{self, Precision};
@@ -62,6 +63,17 @@ pub struct RunArgs {
     /// INT8 the ones that still run in floating point, go into the report.
     #[arg(long)]
     pub profile: bool,
+    /// Accuracy verdict: the worst output's cosine with FP32's must be at
+    /// least this (a settings file's [accuracy] min_cosine wins).
+    #[arg(long, default_value_t = AccuracyThresholds::default().min_cosine)]
+    pub min_cosine: f64,
+    /// Accuracy verdict: the worst output's SQNR must be at least this many dB.
+    #[arg(long, default_value_t = AccuracyThresholds::default().min_sqnr_db)]
+    pub min_sqnr_db: f64,
+    /// Accuracy verdict: top-1 agreement with FP32 (classifier outputs) must
+    /// be at least this share.
+    #[arg(long, default_value_t = AccuracyThresholds::default().min_top1_agreement)]
+    pub min_top1_agreement: f64,
 }
 
 /// The default limit of one engine build: TensorRT builds of large models
@@ -93,6 +105,22 @@ impl RunArgs {
             target_rel_ci: self.target_ci_percent / 100.0,
             ..BenchConfig::default()
         })
+    }
+
+    /// The accuracy thresholds the flags give, checked.
+    pub fn accuracy_thresholds(&self) -> Result<AccuracyThresholds, String> {
+        let t = AccuracyThresholds {
+            min_cosine: self.min_cosine,
+            min_sqnr_db: self.min_sqnr_db,
+            min_top1_agreement: self.min_top1_agreement,
+        };
+        // The keys are the flags' names with dashes.
+        t.validate().map_err(|e| {
+            e.replace('`', "")
+                .replace("min_", "--min-")
+                .replace('_', "-")
+        })?;
+        Ok(t)
     }
 
     pub fn threads(&self) -> usize {
@@ -132,6 +160,12 @@ impl RunArgs {
             opt("--trtexec", t.clone().into());
         }
         opt("--build-timeout", self.build_timeout.to_string().into());
+        opt("--min-cosine", self.min_cosine.to_string().into());
+        opt("--min-sqnr-db", self.min_sqnr_db.to_string().into());
+        opt(
+            "--min-top1-agreement",
+            self.min_top1_agreement.to_string().into(),
+        );
         if self.no_probe {
             args.push("--no-probe".into());
         }

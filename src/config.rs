@@ -5,6 +5,7 @@
 //! keys and bad values are errors that name the key and the file: a typo in a
 //! config must not silently fall back to a default.
 
+use crate::accuracy::AccuracyThresholds;
 use crate::bench::BenchConfig;
 use crate::devices::DeviceRequest;
 use crate::precision::Precision;
@@ -45,8 +46,8 @@ pub struct Config {
     pub build_timeout_seconds: f64,
     /// Larger model files are not read; they get a failed report instead.
     pub max_model_bytes: u64,
-    /// Run the hardware micro-benchmark in each job (flags alone decide
-    /// `native` otherwise).
+    /// Run the hardware micro-benchmark, once per boot and libtorch version
+    /// (cached in the state folder); flags alone decide `native` otherwise.
     pub probe: bool,
     /// error, warn, info, debug or trace; `PRECISIOND_LOG` overrides it.
     pub log_level: LogLevel,
@@ -57,6 +58,8 @@ pub struct Config {
     pub trtexec: Option<PathBuf>,
     /// Profile each result operator by operator (`precisiond run --profile`).
     pub profile: bool,
+    /// The `[accuracy]` table: the bounds of each result's accuracy verdict.
+    pub accuracy: AccuracyThresholds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +106,7 @@ impl Default for Config {
             devices: crate::devices::default_requests(),
             trtexec: None,
             profile: false,
+            accuracy: AccuracyThresholds::default(),
         }
     }
 }
@@ -188,6 +192,9 @@ impl Config {
         positive("worker_timeout_seconds", self.worker_timeout_seconds)?;
         positive("retry_backoff_seconds", self.retry_backoff_seconds)?;
         positive("build_timeout_seconds", self.build_timeout_seconds)?;
+        self.accuracy
+            .validate()
+            .map_err(|e| format!("[accuracy] {e}"))?;
         if self.max_attempts == 0 {
             return Err("`max_attempts` must be at least 1 (1: never retry)".into());
         }
@@ -254,6 +261,7 @@ impl Config {
             && self.probe == other.probe
             && self.devices == other.devices
             && self.trtexec == other.trtexec
+            && self.accuracy == other.accuracy
     }
 }
 
@@ -299,6 +307,8 @@ mod tests {
             ("log_level = \"loud\"\n", "log_level"),
             ("devices = [\"tpu\"]\n", "devices"),
             ("devices = []\n", "devices"),
+            ("[accuracy]\nmin_cosine = 2.0\n", "min_cosine"),
+            ("[accuracy]\nmin_cosin = 0.9\n", "min_cosin"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");

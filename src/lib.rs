@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod queue;
 pub mod report;
 pub mod settings;
+pub mod speedup;
 pub mod state_files;
 pub mod supervise;
 pub mod tensorrt;

@@ -10,6 +10,7 @@ use crate::bench::{LatencyStats, StopReason};
 use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
+use crate::speedup::AcceleratedBy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::value::Datetime;
@@ -90,6 +91,11 @@ pub struct RunFacts {
     /// the emulator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<String>,
+    /// The accuracy verdict's thresholds this run judged by (the config's
+    /// or command line's, with the settings file's `[accuracy]` applied),
+    /// so the daemon sees a report judged by other ones as stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<crate::accuracy::AccuracyThresholds>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,7 +107,9 @@ pub struct PrecisionResult {
     pub reason: String,
     /// The hardware has arithmetic for this precision (not only conversion).
     pub native: bool,
-    /// Flags and the detection probe agree that it is really faster.
+    /// This precision is really faster for this model: decided by the
+    /// model's speedup interval (`accelerated_by = "model"`), else by
+    /// hardware detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerated: Option<bool>,
     pub method: Method,
@@ -165,6 +173,26 @@ pub struct PrecisionResult {
     /// Where the time went, operator by operator (`--profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<OperatorProfile>,
+    /// Whether `accuracy` keeps to the thresholds (config `[accuracy]`,
+    /// settings `[accuracy]`); absent where nothing was compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_ok: Option<bool>,
+    /// Which thresholds were broken, when `accuracy_ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_reason: Option<String>,
+    /// The 95% confidence interval of `speedup_vs_fp32` (see
+    /// `crate::speedup::ci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_ci_vs_fp32: Option<[f64; 2]>,
+    /// What decided `accelerated`: "model" (this model's speedup interval)
+    /// or "probe" (hardware detection, when the model's timings had no
+    /// interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerated_by: Option<AcceleratedBy>,
+    /// Hardware detection's verdict (flags and the micro-probe), kept beside
+    /// the model's; absent where no probe ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_accelerated: Option<bool>,
 }
 
 /// The operators that took a result's time, from a few forward() calls
@@ -265,6 +293,11 @@ impl PrecisionResult {
             latency_ms: None,
             accuracy: None,
             profile: None,
+            accuracy_ok: None,
+            accuracy_reason: None,
+            speedup_ci_vs_fp32: None,
+            accelerated_by: None,
+            probe_accelerated: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Per-model settings: the optional `NAME.pt.toml` beside a model.
 
+use crate::accuracy::AccuracyOverrides;
 use crate::devices::DeviceRequest;
 use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,11 @@ pub struct ModelSettings {
     /// in the ONNX file) TensorRT's INT8 uses placeholder ranges.
     #[serde(default)]
     pub tensorrt_calibration_cache: Option<PathBuf>,
+    /// `[accuracy]`: thresholds of the accuracy verdict for this model
+    /// (min_cosine, min_sqnr_db, min_top1_agreement), each replacing the
+    /// config's (or the command line's).
+    #[serde(default)]
+    pub accuracy: Option<AccuracyOverrides>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +266,12 @@ impl ModelSettings {
                     "`max_seconds` must be a positive number of seconds, got {s}"
                 ));
             }
+        }
+        if let Some(overrides) = &self.accuracy {
+            crate::accuracy::AccuracyThresholds::default()
+                .with(overrides)
+                .validate()
+                .map_err(|e| format!("[accuracy] {e}"))?;
         }
         Ok(())
     }

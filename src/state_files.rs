@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 pub const QUANTIZED_DIR: &str = "quantized";
 /// TensorRT engines, their facts and logs.
 pub const TENSORRT_DIR: &str = "tensorrt";
+/// The hardware probe's results, one file per device and thread count
+/// (`hardware::probe_cache`).
+pub const PROBE_DIR: &str = "probe";
 
 /// Where the quantized `model_name` (whose sha256 is `hash`) is kept in
 /// `dir`, the state folder's `quantized/`.

@@ -176,6 +176,7 @@ pub fn failed_report_for(
             emulator: crate::emulation::emulator(),
             max_seconds: 0.0,
             target_rel_ci: 0.0,
+            accuracy: None,
         },
         input_source: None,
         inputs: Vec::new(),

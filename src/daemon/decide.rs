@@ -171,6 +171,9 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
         profile: config.profile,
+        min_cosine: config.accuracy.min_cosine,
+        min_sqnr_db: config.accuracy.min_sqnr_db,
+        min_top1_agreement: config.accuracy.min_top1_agreement,
     }
 }
 
@@ -204,7 +207,13 @@ fn is_current(
     let max_seconds = model_settings
         .and_then(|s| s.max_seconds)
         .unwrap_or(config.max_seconds);
+    // A report judged by other accuracy thresholds (or by none: written
+    // before the verdict existed) is stale.
+    let accuracy = config
+        .accuracy
+        .with(&model_settings.and_then(|s| s.accuracy).unwrap_or_default());
     wanted == measured
+        && r.run.accuracy == Some(accuracy)
         && devices_match(r, model_settings, config)
         && close(r.run.max_seconds, max_seconds)
         && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
@@ -342,6 +351,52 @@ mod tests {
         // A new settings file also makes it stale.
         std::fs::write(&model, b"v1").unwrap();
         std::fs::write(settings::default_path(&model), b"max_seconds = 1.0\n").unwrap();
+        assert!(matches!(check(&model, &config), Decision::Run(_)));
+    }
+
+    #[test]
+    fn a_report_judged_by_other_accuracy_thresholds_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        std::fs::write(&model, b"v1").unwrap();
+        let config = Config {
+            precisions: vec![Precision::Fp32],
+            ..Config::default()
+        };
+        let mut r = supervise::failed_report(&model, String::new(), report::now(), 1);
+        r.status = Status::Ok;
+        r.error = None;
+        r.run.max_seconds = config.max_seconds;
+        r.run.target_rel_ci = config.target_ci_percent / 100.0;
+        r.run.threads = config.effective_threads();
+        r.results.push(report::PrecisionResult::not_measured(
+            "cpu",
+            Precision::Fp32,
+            Status::Ok,
+            report::Method::Cast,
+            String::new(),
+        ));
+        let write = |r: &Report| crate::output::toml::write(r, &report::default_path(&model));
+        // Written before the verdict existed: measured again.
+        write(&r).unwrap();
+        assert!(matches!(check(&model, &config), Decision::Run(_)));
+        r.run.accuracy = Some(config.accuracy);
+        write(&r).unwrap();
+        assert!(matches!(check(&model, &config), Decision::Skip(_)));
+        let stricter = Config {
+            accuracy: crate::accuracy::AccuracyThresholds {
+                min_cosine: 0.9999,
+                ..config.accuracy
+            },
+            ..config.clone()
+        };
+        assert!(matches!(check(&model, &stricter), Decision::Run(_)));
+        // The settings file's [accuracy] is part of what the report must match.
+        std::fs::write(
+            settings::default_path(&model),
+            b"[accuracy]\nmin_cosine = 0.9999\n",
+        )
+        .unwrap();
         assert!(matches!(check(&model, &config), Decision::Run(_)));
     }
 

@@ -39,7 +39,11 @@ pub fn remove_stale_tmp(folder: &Path, state_dir: &Path) -> usize {
     let ours_in_state = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
     let mut removed =
         remove_matching(folder, ours_in_drop) + remove_matching(state_dir, ours_in_state);
-    for sub in [state_files::QUANTIZED_DIR, state_files::TENSORRT_DIR] {
+    for sub in [
+        state_files::QUANTIZED_DIR,
+        state_files::TENSORRT_DIR,
+        state_files::PROBE_DIR,
+    ] {
         removed += remove_matching(&state_dir.join(sub), |name| {
             state_files::is_leftover(sub, name)
         });

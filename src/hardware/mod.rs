@@ -18,6 +18,7 @@ pub mod cpuinfo;
 pub mod cuda;
 pub mod jetson;
 pub mod probe;
+pub mod probe_cache;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -334,7 +335,16 @@ fn apply_probe(
             probe::apply(fp16, "fp16", &r.fp32, &r.fp16);
             probe::apply(bf16, "bf16", &r.fp32, &r.bf16);
             int8.probe_note = Some(NO_INT8_PROBE.to_string());
-            format!("ran in {:.0} ms with {} thread(s)", r.wall_ms, r.threads)
+            match &r.reused_from {
+                None => format!("ran in {:.0} ms with {} thread(s)", r.wall_ms, r.threads),
+                Some(file) => format!(
+                    "ran in {:.0} ms with {} thread(s) earlier in this boot, with this libtorch; \
+                     reused from {} (delete it to probe again)",
+                    r.wall_ms,
+                    r.threads,
+                    file.display()
+                ),
+            }
         }
         Err(e) => {
             for v in [fp32, fp16, bf16, int8] {

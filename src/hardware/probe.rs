@@ -60,14 +60,14 @@ pub const ACCELERATED_MIN_SPEEDUP: f64 = 1.0;
 pub const SLOW_PATH_MAX_SPEEDUP: f64 = 0.5;
 
 /// Minimum times of the two probe ops in one precision.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpTimes {
     pub gemm_ms: f64,
     pub conv_ms: f64,
 }
 
 /// One precision's probe result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrecisionProbe {
     pub times: OpTimes,
     /// Geometric mean of fp32/this for the GEMM and the convolution.
@@ -86,8 +86,9 @@ impl PrecisionProbe {
     }
 }
 
-/// The whole probe on one device.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole probe on one device (kept between jobs by
+/// [`super::probe_cache`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeReport {
     /// "cpu", "cuda0", ...
     pub device: String,
@@ -101,6 +102,10 @@ pub struct ProbeReport {
     /// Wall time of the whole probe, tensor creation and warm-up included
     /// (when the caller times it; [`measure`] alone counts its calls' time).
     pub wall_ms: f64,
+    /// The cache file this report was read from, when it was not measured
+    /// in this job.
+    #[serde(skip)]
+    pub reused_from: Option<std::path::PathBuf>,
 }
 
 /// Every precision gets at least this many timed calls of each op, even
@@ -313,6 +318,7 @@ pub fn measure(
         bf16: compare(&lanes[2]),
         fp32_calls: lanes[0].calls().max(1),
         wall_ms: clock_ms,
+        reused_from: None,
     })
 }
 

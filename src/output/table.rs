@@ -31,10 +31,11 @@ pub fn report_summary(report: &Report) -> String {
         "median ms",
         "p90 ms",
         "speedup",
+        "accuracy",
         "cosine",
         "hardware",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for r in &report.results {
         let hardware = match (r.native, r.accelerated) {
             _ if r.status != Status::Ok => "-".to_owned(),
@@ -53,8 +54,15 @@ pub fn report_summary(report: &Report) -> String {
             lat.map(|l| format!("{:.3}", l.p90))
                 .unwrap_or_else(|| "-".into()),
             r.speedup_vs_fp32
-                .map(|s| format!("{s:.2}x"))
+                .map(crate::speedup::format_x)
                 .unwrap_or_else(|| "-".into()),
+            // Beside the speedup, so a fast precision that lost the
+            // model's outputs never reads as a win.
+            match r.accuracy_ok {
+                Some(true) => "ok".into(),
+                Some(false) => "LOST".into(),
+                None => "-".into(),
+            },
             r.accuracy
                 .as_ref()
                 .and_then(|a| a.worst.cosine)
@@ -71,6 +79,15 @@ pub fn report_summary(report: &Report) -> String {
             r.precision_label(),
             r.reason
         ));
+    }
+    for r in &report.results {
+        if let Some(why) = &r.accuracy_reason {
+            out.push_str(&format!(
+                "{} {}: accuracy LOST: {why}\n",
+                r.device,
+                r.precision_label()
+            ));
+        }
     }
     for r in &report.results {
         if let Some(profile) = &r.profile {

@@ -39,6 +39,9 @@ pub struct JobOptions {
     pub build_timeout: std::time::Duration,
     /// Profile each result operator by operator after timing it.
     pub profile: bool,
+    /// The accuracy verdict's thresholds from the command line (the
+    /// settings file's `[accuracy]` overrides them in [`Job::accuracy`]).
+    pub accuracy: precisiond::accuracy::AccuracyThresholds,
 }
 
 impl JobOptions {
@@ -68,6 +71,8 @@ pub struct Job<'a> {
     pub settings: &'a ModelSettings,
     pub settings_dir: &'a SettingsDir,
     pub specs: &'a [InputSpec],
+    /// The accuracy verdict's thresholds for this model.
+    pub accuracy: precisiond::accuracy::AccuracyThresholds,
     /// trtexec, looked for once, when a CUDA device first needs it.
     pub trtexec: OnceCell<Result<Trtexec, String>>,
 }

@@ -11,7 +11,7 @@ use crate::context::{Context, Job, JobOptions};
 use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::supervisor::say;
-use crate::{method, model, plan, shim};
+use crate::{method, model, plan, shim, verdict};
 use precisiond::devices::{self, Device, DeviceRequest};
 use precisiond::fsutil::{self, file_name, hex_sha256};
 use precisiond::hardware::DetectOptions;
@@ -21,6 +21,7 @@ use precisiond::report::{
     self, host_name, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status,
 };
 use precisiond::settings::{self, InputSpec, ModelSettings, SettingsDir};
+use precisiond::state_files;
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
@@ -76,6 +77,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             emulator: precisiond::emulation::emulator(),
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
+            accuracy: None,
         },
         input_source: None,
         inputs: Vec::new(),
@@ -153,13 +155,23 @@ fn measure_all(
         .or_else(|| settings.devices.clone())
         .unwrap_or_else(devices::default_requests);
 
+    // The probe's result is kept per boot and libtorch in the state folder.
+    let probe_dir = opts.probe.then(|| {
+        fsutil::ensure_state_subdir(&opts.state_dir(), state_files::PROBE_DIR)
+            .map_err(|e| log::warn!("the hardware probe runs uncached: {e}"))
+            .ok()
+    });
+    let torch = crate::probe::CachedProbe {
+        dir: probe_dir.flatten(),
+        libtorch: report.run.libtorch.clone(),
+    };
     let mut hardware = precisiond::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
             probe: opts.probe,
             threads: Some(opts.threads),
         },
-        &crate::probe::LinkedLibtorch,
+        &torch,
     )
     .map_err(|e| format!("hardware detection failed: {e:#}"))?;
     hardware.notes.push(cuda::libraries_note(cuda_load));
@@ -191,15 +203,21 @@ fn measure_all(
         }
         settings.inputs.clone()
     };
-    report.inputs = specs.clone();
-    let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
-
     // The FP32 reference: also the check that these inputs fit the model.
-    let reference = model::forward(&fp32_module, &inputs).map_err(|e| {
+    let inferred = settings.inputs.is_empty();
+    let (specs, inputs, reference, also_tried) = first_forward(
+        &fp32_module,
+        specs,
+        inferred,
+        &settings_path,
+        &mut report.notes,
+    );
+    report.inputs = specs.clone();
+    let reference = reference.map_err(|e| {
         let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
         format!(
-            "the model's forward() failed on inputs {} ({}): {e}. If these are not the model's \
-             inputs, describe them in {}, for example:\n\n{}\n",
+            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not \
+             the model's inputs, describe them in {}, for example:\n\n{}\n",
             shapes.join(", "),
             report.input_source.as_deref().unwrap_or_default(),
             settings_path.display(),
@@ -225,6 +243,8 @@ fn measure_all(
     }
 
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
+    let accuracy_thresholds = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
+    report.run.accuracy = Some(accuracy_thresholds);
     let job = Job {
         opts,
         bytes,
@@ -235,6 +255,7 @@ fn measure_all(
         prequantized: info.has_quantized_ops,
         settings: &settings,
         settings_dir: &settings_dir,
+        accuracy: accuracy_thresholds,
         specs: &specs,
         trtexec: OnceCell::new(),
     };
@@ -277,6 +298,55 @@ fn measure_all(
         none_measured(device, &ordered, unsupported, &mut progress, report);
     }
     Ok(())
+}
+
+/// The model's first forward() in FP32, on `specs`' synthetic inputs. An
+/// inferred `[batch, features]` input a transformer rejects for its rank is
+/// tried once more as `[batch, sequence, features]`; when that works, the
+/// specs and inputs returned are the retry's and a note says so, otherwise
+/// the last string says how the retry failed (empty when none was tried).
+fn first_forward(
+    module: &tch::CModule,
+    specs: Vec<InputSpec>,
+    inferred: bool,
+    settings_path: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> (
+    Vec<InputSpec>,
+    Vec<Tensor>,
+    Result<tch::IValue, String>,
+    String,
+) {
+    let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
+    let error = match model::forward(module, &inputs) {
+        Ok(out) => return (specs, inputs, Ok(out), String::new()),
+        Err(e) => e,
+    };
+    let retry = match specs.as_slice() {
+        [only] if inferred => model::sequence_retry(only, &error),
+        _ => None,
+    };
+    let Some(retry) = retry else {
+        return (specs, inputs, Err(error), String::new());
+    };
+    let retry_inputs = model::synthetic_inputs(std::slice::from_ref(&retry), INPUT_SEED);
+    match model::forward(module, &retry_inputs) {
+        Err(again) => {
+            let tried = format!("; as {retry} it failed too: {again}");
+            (specs, inputs, Err(error), tried)
+        }
+        Ok(out) => {
+            notes.push(format!(
+                "the inferred input {} was rejected by forward() ({error}); {retry} (batch, \
+                 sequence of {}, features) was used instead: describe the inputs in {} if they \
+                 are something else",
+                specs[0],
+                model::RETRY_SEQUENCE_LENGTH,
+                settings_path.display()
+            ));
+            (vec![retry], retry_inputs, Ok(out), String::new())
+        }
+    }
 }
 
 /// A result for every precision on `device`, none measured, with `status`
@@ -328,16 +398,17 @@ fn measure_device(
     progress: &mut Progress,
     report: &mut Report,
 ) {
-    let mut fp32_median = None;
+    let mut fp32 = None;
     for &precision in ordered {
         progress.step(ctx.device, precision, None, report);
         let window = MemoryWindow::start(ctx.device);
         let mut result = measure::planned(ctx, precision);
         window.finish(ctx.device, &mut result);
         if precision == Precision::Fp32 {
-            fp32_median = result.latency_ms.as_ref().map(|l| l.median);
+            fp32 = result.latency_ms.clone();
+            verdict::judge(ctx, &mut result, None);
         } else {
-            set_speedup(&mut result, fp32_median, ctx.device);
+            verdict::judge(ctx, &mut result, fp32.as_ref());
         }
         report.results.push(result);
         if let Some(other) = plan::comparison_for(ctx.device, precision) {
@@ -345,24 +416,10 @@ fn measure_device(
                 progress.total += 1;
                 progress.step(ctx.device, precision, Some(Method::Tensorrt), report);
                 let mut extra = measure::beside(ctx, other, precision);
-                set_speedup(&mut extra, fp32_median, ctx.device);
+                verdict::judge(ctx, &mut extra, fp32.as_ref());
                 report.results.push(extra);
             }
         }
-    }
-}
-
-/// The speedup of `result` against libtorch's FP32 median on `device`.
-fn set_speedup(result: &mut PrecisionResult, fp32_median: Option<f64>, device: Device) {
-    let (Some(base), Some(lat)) = (fp32_median, &result.latency_ms) else {
-        return;
-    };
-    result.speedup_vs_fp32 = Some(base / lat.median);
-    if result.method == Method::Tensorrt {
-        result.notes.push(format!(
-            "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 time on {}",
-            device.name()
-        ));
     }
 }
 

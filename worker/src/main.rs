@@ -18,6 +18,7 @@ mod quantize;
 mod shim;
 mod supervisor;
 mod timing;
+mod verdict;
 
 use clap::{Parser, Subcommand};
 use context::JobOptions;
@@ -41,8 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure one model and write its report.
-    Run(RunArgs),
+    /// Measure one model and write its report. (Boxed: the arguments are
+    /// far larger than the other commands'.)
+    Run(Box<RunArgs>),
     /// Print the hardware detection.
     Detect(DetectArgs),
     /// Quantize the model on stdin as a job file describes (started by
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => run(args, &cuda::load_libtorch_cuda()),
+        Command::Run(args) => run(*args, &cuda::load_libtorch_cuda()),
         Command::Detect(args) => detect(args, &cuda::load_libtorch_cuda()),
         Command::BuildInfo => {
             let build = WorkerBuild {
@@ -89,7 +91,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
-    let bench = match args.bench_config() {
+    let (bench, accuracy) = match args
+        .bench_config()
+        .and_then(|b| Ok((b, args.accuracy_thresholds()?)))
+    {
         Ok(b) => b,
         Err(e) => {
             eprintln!("precisiond-worker: error: {e}");
@@ -110,6 +115,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         untrusted_folder: args.no_follow_symlinks,
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
         profile: args.profile,
+        accuracy,
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,

@@ -113,7 +113,8 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
 
 /// What the hardware detection says of this precision on this device:
 /// `native` and `accelerated`, and a note when the timing was taken in a
-/// format the hardware only emulates.
+/// format the hardware only emulates. Where the model's timings decide
+/// `accelerated` (`crate::verdict`), they replace detection's word on it.
 fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
     let precision = result.precision;
     let Some(v) = ctx
@@ -134,10 +135,6 @@ fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
             "EMULATED: this {what} has no {precision} arithmetic ({}); do not plan a deployment on this timing",
             v.reason
         ));
-    } else if v.accelerated == Some(false) {
-        result
-            .notes
-            .push(format!("not accelerated here: {}", v.reason));
     }
 }
 

@@ -162,6 +162,39 @@ pub fn infer_input(
     Ok(spec)
 }
 
+/// Sequence length of the retried input of a model that wants
+/// `[batch, sequence, features]`.
+pub const RETRY_SEQUENCE_LENGTH: i64 = 16;
+
+/// The one retry of an inferred `[batch, features]` input whose forward()
+/// failed with `error`: when the error is about the input's rank (a
+/// transformer wants `[batch, sequence, features]`), the same features as a
+/// sequence of [`RETRY_SEQUENCE_LENGTH`]. None for any other input or
+/// error: those would fail again, and their message is the useful one.
+pub fn sequence_retry(spec: &InputSpec, error: &str) -> Option<InputSpec> {
+    if spec.shape.len() != 2 || !spec.dtype.is_float() {
+        return None;
+    }
+    let error = error.to_lowercase();
+    // libtorch's words for a tensor of the wrong rank: an index past its
+    // last dimension, bmm/attention asking for 3-D, TorchScript unpacking
+    // a shape into three names.
+    let about_rank = [
+        "dimension out of range",
+        "3d",
+        "3-d",
+        "expected 3",
+        "values to unpack",
+        "rank",
+    ]
+    .iter()
+    .any(|words| error.contains(words));
+    about_rank.then(|| InputSpec {
+        shape: vec![spec.shape[0], RETRY_SEQUENCE_LENGTH, spec.shape[1]],
+        ..spec.clone()
+    })
+}
+
 /// The floating-point kind a model is cast to, for the precisions that are
 /// prepared by casting.
 pub fn cast_kind(precision: Precision) -> Option<Kind> {
@@ -273,6 +306,35 @@ pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_rank_error_on_a_float_matrix_input_is_retried_as_a_sequence() {
+        let features = InputSpec {
+            name: Some("features".into()),
+            shape: vec![1, 128],
+            dtype: DType::Float32,
+            low: None,
+            high: None,
+        };
+        let rank = "Dimension out of range (expected to be in range of [-2, 1], but got 2)";
+        let retry = sequence_retry(&features, rank).unwrap();
+        assert_eq!(retry.shape, [1, 16, 128]);
+        assert_eq!(retry.name, features.name);
+        assert!(sequence_retry(&features, "batch1 must be a 3D tensor").is_some());
+        // Another error would fail again: its own message is the useful one.
+        let shapes = "mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)";
+        assert!(sequence_retry(&features, shapes).is_none());
+        let image = InputSpec {
+            shape: vec![1, 3, 224, 224],
+            ..features.clone()
+        };
+        assert!(sequence_retry(&image, rank).is_none());
+        let tokens = InputSpec {
+            dtype: DType::Int64,
+            ..features
+        };
+        assert!(sequence_retry(&tokens, rank).is_none());
+    }
 
     #[test]
     fn torch_errors_lose_their_cpp_stack() {

@@ -107,6 +107,50 @@ impl precisiond::hardware::Libtorch for LinkedLibtorch {
     }
 }
 
+/// [`LinkedLibtorch`], with the probe's result kept in `dir` (the state
+/// folder's `probe/`) and reused while the boot and libtorch stay the same
+/// (`precisiond::hardware::probe_cache`). A job that cannot read or write
+/// the cache probes as if there were none.
+pub struct CachedProbe {
+    pub dir: Option<std::path::PathBuf>,
+    pub libtorch: String,
+}
+
+impl precisiond::hardware::Libtorch for CachedProbe {
+    fn cpu_capability(&self) -> Result<String, String> {
+        LinkedLibtorch.cpu_capability()
+    }
+
+    fn quantized_engines(&self) -> Result<Vec<String>, String> {
+        LinkedLibtorch.quantized_engines()
+    }
+
+    fn cuda_usable(&self, index: usize) -> bool {
+        LinkedLibtorch.cuda_usable(index)
+    }
+
+    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
+        use precisiond::hardware::probe_cache::{self, ProbeKey};
+        let device = cuda.map_or_else(|| "cpu".to_owned(), |i| format!("cuda{i}"));
+        let n = threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+        let key = ProbeKey::this_boot(&self.libtorch, &device, n);
+        if let (Some(dir), Some(key)) = (&self.dir, &key) {
+            if let Some(report) = probe_cache::load(dir, key) {
+                return Ok(report);
+            }
+        }
+        let report = LinkedLibtorch.probe(cuda, threads)?;
+        if let (Some(dir), Some(key)) = (&self.dir, &key) {
+            if let Err(e) = probe_cache::store(dir, key, &report) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(report)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

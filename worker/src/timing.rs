@@ -57,13 +57,12 @@ pub fn time(
     result.warmup_iterations = Some(measurement.warmup_iterations);
     result.stop_reason = Some(measurement.stop_reason);
     result.median_rel_ci = bench::median_relative_ci(&measurement.samples_ms);
-    if measurement.stop_reason == StopReason::TimeBudget
-        && stats.iterations < bench_config.min_iterations
-    {
+    if measurement.stop_reason == StopReason::CallExceedsBudget {
         result.notes.push(format!(
-            "only {} timed iteration(s) fitted in the {} s budget (one call takes about {:.0} ms): \
-             the statistics are rough; raise --max-seconds for more",
-            stats.iterations, bench_config.max_seconds, stats.median
+            "stopped after {} timed call(s): one call takes about {:.0} ms, more than was left of \
+             the {} s budget, so the next call was not made; the statistics are rough: raise \
+             --max-seconds for more",
+            stats.iterations, stats.median, bench_config.max_seconds
         ));
     }
     result.latency_ms = Some(stats);
