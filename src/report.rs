@@ -7,6 +7,7 @@
 
 use crate::accuracy::Accuracy;
 use crate::bench::{LatencyStats, StopReason};
+use crate::conditions::{Conditions, Quality};
 use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
@@ -90,6 +91,10 @@ pub struct RunFacts {
     /// the emulator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulator: Option<String>,
+    /// Share of the CPUs others used when the daemon's wait for a quiet
+    /// machine ran out and the job started anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_busy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +167,14 @@ pub struct PrecisionResult {
     pub latency_ms: Option<LatencyStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<Accuracy>,
+    /// Whether the timing is the model's speed: "clean", "contended"
+    /// (others used the CPUs, or the timings spread) or "throttled" (the
+    /// clock fell, a zone reached its trip point); `conditions.why` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// What else the machine did, and its clock and heat, over the timed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Conditions>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +235,8 @@ impl PrecisionResult {
             calibration: None,
             latency_ms: None,
             accuracy: None,
+            quality: None,
+            conditions: None,
         }
     }
 }

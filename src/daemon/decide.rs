@@ -170,6 +170,11 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         build_timeout: config.build_timeout_seconds,
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
+        busy_threshold: config.busy_threshold,
+        contended_ci_percent: config.contended_ci_percent,
+        contended_p90_ratio: config.contended_p90_ratio,
+        clock_drop_percent: config.clock_drop_percent,
+        started_busy: None,
     }
 }
 

@@ -37,6 +37,10 @@ pub struct JobOptions {
     pub untrusted_folder: bool,
     /// Limit of one engine build, a phase the supervisor times on its own.
     pub build_timeout: std::time::Duration,
+    /// When a timing is contended or throttled.
+    pub limits: precisiond::conditions::Limits,
+    /// The daemon's wait for a quiet machine ran out: others' share then.
+    pub started_busy: Option<f64>,
 }
 
 impl JobOptions {

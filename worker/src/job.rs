@@ -12,6 +12,7 @@ use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::supervisor::say;
 use crate::{method, model, plan, shim};
+use precisiond::conditions::Quality;
 use precisiond::devices::{self, Device, DeviceRequest};
 use precisiond::fsutil::{self, file_name, hex_sha256};
 use precisiond::hardware::DetectOptions;
@@ -74,6 +75,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             threads: opts.threads,
             host: host_name(),
             emulator: precisiond::emulation::emulator(),
+            started_busy: opts.started_busy,
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
         },
@@ -86,6 +88,14 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
 
     if let Some(emulator) = &report.run.emulator {
         report.notes.push(precisiond::emulation::note(emulator));
+    }
+    if let Some(share) = opts.started_busy {
+        report.notes.push(format!(
+            "the machine was busy when this job started (other processes used {:.0}% of the CPUs \
+             after the daemon's busy_wait_seconds ran out): timings may be contended; see each \
+             result's quality",
+            share * 100.0
+        ));
     }
     tch::set_num_threads(opts.threads as i32);
     let _no_grad = tch::no_grad_guard();
@@ -328,16 +338,19 @@ fn measure_device(
     progress: &mut Progress,
     report: &mut Report,
 ) {
-    let mut fp32_median = None;
+    let mut fp32 = None;
     for &precision in ordered {
         progress.step(ctx.device, precision, None, report);
         let window = MemoryWindow::start(ctx.device);
         let mut result = measure::planned(ctx, precision);
         window.finish(ctx.device, &mut result);
         if precision == Precision::Fp32 {
-            fp32_median = result.latency_ms.as_ref().map(|l| l.median);
+            fp32 = result.latency_ms.as_ref().map(|l| Fp32Timing {
+                median: l.median,
+                quality: result.quality,
+            });
         } else {
-            set_speedup(&mut result, fp32_median, ctx.device);
+            set_speedup(&mut result, fp32, ctx.device);
         }
         report.results.push(result);
         if let Some(other) = plan::comparison_for(ctx.device, precision) {
@@ -345,19 +358,41 @@ fn measure_device(
                 progress.total += 1;
                 progress.step(ctx.device, precision, Some(Method::Tensorrt), report);
                 let mut extra = measure::beside(ctx, other, precision);
-                set_speedup(&mut extra, fp32_median, ctx.device);
+                set_speedup(&mut extra, fp32, ctx.device);
                 report.results.push(extra);
             }
         }
     }
 }
 
-/// The speedup of `result` against libtorch's FP32 median on `device`.
-fn set_speedup(result: &mut PrecisionResult, fp32_median: Option<f64>, device: Device) {
-    let (Some(base), Some(lat)) = (fp32_median, &result.latency_ms) else {
+/// FP32's timing on a device, which the other precisions' speedups need.
+#[derive(Clone, Copy)]
+struct Fp32Timing {
+    median: f64,
+    quality: Option<Quality>,
+}
+
+/// The speedup of `result` against libtorch's FP32 median on `device`;
+/// withheld, with a note, when either timing is contended or throttled:
+/// a ratio of two numbers that are not the model's speed means nothing.
+fn set_speedup(result: &mut PrecisionResult, fp32: Option<Fp32Timing>, device: Device) {
+    let (Some(fp32), Some(lat)) = (fp32, &result.latency_ms) else {
         return;
     };
-    result.speedup_vs_fp32 = Some(base / lat.median);
+    let spoiled = |q: Option<Quality>| q.is_some_and(|q| q != Quality::Clean);
+    if spoiled(fp32.quality) || spoiled(result.quality) {
+        let which = if spoiled(fp32.quality) {
+            format!("FP32's timing on {} was", device.name())
+        } else {
+            "this timing was".to_owned()
+        };
+        result.notes.push(format!(
+            "speedup_vs_fp32 withheld: {which} taken under contention or throttling (see quality \
+             and conditions); measure again on a quiet machine"
+        ));
+        return;
+    }
+    result.speedup_vs_fp32 = Some(fp32.median / lat.median);
     if result.method == Method::Tensorrt {
         result.notes.push(format!(
             "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 time on {}",

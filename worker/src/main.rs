@@ -88,8 +88,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
-    let bench = match args.bench_config() {
-        Ok(b) => b,
+    let (bench, limits) = match args.bench_config().and_then(|b| Ok((b, args.limits()?))) {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("precisiond-worker: error: {e}");
             return exit::ERROR;
@@ -108,6 +108,8 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         trtexec: args.trtexec.clone(),
         untrusted_folder: args.no_follow_symlinks,
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
+        limits,
+        started_busy: args.started_busy,
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
