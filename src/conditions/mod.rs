@@ -76,6 +76,8 @@ impl Quality {
 /// `[results.conditions]`: the figures over one precision's timed calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
+    /// The window watched: warm-up and timed calls, at least 0.25 s (the
+    /// kernel counts CPU time in 10 ms ticks).
     pub wall_seconds: f64,
     /// CPUs the worker may run on (sched_getaffinity).
     pub cpus: usize,
@@ -106,7 +108,11 @@ pub struct Watch {
     cpus: Option<Vec<usize>>,
     cpu: Result<CpuSnapshot, String>,
     thermal: ThermalSnapshot,
+    started: std::time::Instant,
 }
+
+/// The shortest window the CPU counters are compared over.
+const MIN_WATCH: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Watch {
     /// Starts watching the CPUs this process may use, reading under `root`.
@@ -117,12 +123,19 @@ impl Watch {
             cpu: CpuSnapshot::take(root, cpus.as_deref()),
             thermal: ThermalSnapshot::take(root, cpus.as_deref()),
             cpus,
+            started: std::time::Instant::now(),
         }
     }
 
     /// The conditions since [`Watch::start`]; None when /proc/stat could
     /// not be read (the error is logged).
     pub fn finish(self) -> Option<Conditions> {
+        // /proc/stat counts in 10 ms ticks: a model timed in 2 ms would
+        // show nothing at all, so the machine is watched a little longer.
+        let watched = self.started.elapsed();
+        if watched < MIN_WATCH {
+            std::thread::sleep(MIN_WATCH - watched);
+        }
         let after = CpuSnapshot::take(&self.root, self.cpus.as_deref());
         let thermal_after = ThermalSnapshot::take(&self.root, self.cpus.as_deref());
         let used = match (&self.cpu, &after) {
