@@ -1538,10 +1538,15 @@ fn a_busy_machine_delays_the_job_then_it_is_measured_once_and_marked() {
     drop(load);
     let report = load_report(&model);
     assert_eq!(report["status"].as_str(), Some("ok"));
-    let share = report["run"]["started_busy"].as_float().expect("run.started_busy");
+    let share = report["run"]["started_busy"]
+        .as_float()
+        .expect("run.started_busy");
     assert!(share > 0.25, "started_busy = {share}");
     let notes = format!("{:?}", report["notes"]);
-    assert!(notes.contains("the machine was busy when this job started"), "{notes}");
+    assert!(
+        notes.contains("the machine was busy when this job started"),
+        "{notes}"
+    );
     let fp32 = report["results"][0].as_table().unwrap();
     assert_eq!(fp32["quality"].as_str(), Some("contended"), "{fp32:?}");
     assert!(d.logged("stayed busy"), "the wait that ran out is logged");

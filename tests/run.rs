@@ -88,7 +88,22 @@ fn assert_contract(report: &toml::Table) {
             {
                 let acc = r["accuracy"].as_table().expect("accuracy for non-fp32");
                 assert!(acc.contains_key("cosine") || acc.contains_key("why_absent"));
-                assert!(r.contains_key("speedup_vs_fp32"));
+                // A speedup, or a note why it is withheld (a contended timing).
+                let withheld = r.get("notes").and_then(|n| n.as_array()).is_some_and(|n| {
+                    n.iter()
+                        .any(|n| n.as_str().unwrap().contains("speedup_vs_fp32 withheld"))
+                });
+                assert!(r.contains_key("speedup_vs_fp32") || withheld, "{r:?}");
+            }
+            // Every timing says under what conditions it was taken.
+            let quality = r["quality"].as_str().expect("quality");
+            assert!(["clean", "contended", "throttled"].contains(&quality));
+            let conditions = r["conditions"].as_table().expect("conditions");
+            for key in ["others_share", "worker_cpu_seconds", "involuntary_switches"] {
+                assert!(conditions.contains_key(key), "conditions.{key} missing");
+            }
+            if quality != "clean" {
+                assert!(conditions.contains_key("why"), "{conditions:?}");
             }
         } else {
             assert!(

@@ -100,7 +100,10 @@ pub fn busy_and_steal(stat: &str, cpus: Option<&[usize]>) -> Result<(u64, u64, u
     for line in stat.lines() {
         let mut fields = line.split_whitespace();
         let Some(name) = fields.next() else { continue };
-        let Some(index) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else {
+        let Some(index) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
             continue;
         };
         if cpus.is_some_and(|set| !set.contains(&index)) {

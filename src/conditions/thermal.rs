@@ -127,8 +127,8 @@ fn lowest_trip(zone: &Path) -> Option<i64> {
         let Some(temp) = read_number(&zone.join(format!("trip_point_{n}_temp"))) else {
             break;
         };
-        let kind = std::fs::read_to_string(zone.join(format!("trip_point_{n}_type")))
-            .unwrap_or_default();
+        let kind =
+            std::fs::read_to_string(zone.join(format!("trip_point_{n}_type"))).unwrap_or_default();
         if kind.trim() == "passive" {
             passive = Some(passive.map_or(temp, |p| p.min(temp)));
         }

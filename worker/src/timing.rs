@@ -6,10 +6,10 @@ use crate::context::Context;
 use crate::model;
 use precisiond::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
 use precisiond::conditions::{Conditions, Limits, Quality, Watch};
-use std::path::Path;
 use precisiond::devices::Device;
 use precisiond::precision::Precision;
 use precisiond::report::{PrecisionResult, Status};
+use std::path::Path;
 use tch::{CModule, Tensor};
 
 /// How CUDA timings are taken, for the report.
@@ -43,7 +43,7 @@ pub fn time(
     };
     let bench_config = ctx.job.bench;
     let limits = ctx.job.opts.limits;
-    let mut timed = match Timed::take(&bench_config, &limits, &call) {
+    let mut timed = match Timed::take(&bench_config, &limits, call) {
         Ok(t) => t,
         Err(e) => {
             result.status = Status::Failed;
@@ -54,7 +54,7 @@ pub fn time(
     // Once, inside the same job: the other load may have been brief.
     if timed.quality == Some(Quality::Contended) {
         let first = timed.summary();
-        match Timed::take(&bench_config, &limits, &call) {
+        match Timed::take(&bench_config, &limits, call) {
             Ok(again) => {
                 result.notes.push(format!(
                     "timed twice: the first timing was contended ({first}); this is the second"
