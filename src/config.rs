@@ -342,6 +342,11 @@ mod tests {
             ("log_level = \"loud\"\n", "log_level"),
             ("devices = [\"tpu\"]\n", "devices"),
             ("devices = []\n", "devices"),
+            ("busy_threshold = 25.0\n", "busy_threshold"),
+            ("busy_wait_seconds = -1.0\n", "busy_wait_seconds"),
+            ("contended_ci_percent = 0.0\n", "contended_ci_percent"),
+            ("contended_p90_ratio = 0.5\n", "contended_p90_ratio"),
+            ("clock_drop_percent = 200.0\n", "clock_drop_percent"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");

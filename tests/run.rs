@@ -385,3 +385,24 @@ fn the_worker_runs_without_ld_library_path() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_contention_threshold_out_of_range_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    for (flag, value) in [
+        ("--busy-threshold", "25"),
+        ("--contended-ci-percent", "150"),
+        ("--contended-p90-ratio", "0.5"),
+        ("--clock-drop-percent", "150"),
+    ] {
+        let out = run_quick(&model, &[flag, value]);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        assert!(
+            !calibrated::report_path(&model).exists(),
+            "no report written"
+        );
+    }
+}
