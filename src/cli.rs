@@ -4,6 +4,7 @@
 
 use crate::accuracy::AccuracyThresholds;
 use crate::bench::BenchConfig;
+use crate::conditions::Limits;
 use crate::devices::{self, DeviceRequest};
 use crate::precision::{self, Precision};
 use clap::{Args, ValueEnum};
@@ -74,6 +75,26 @@ pub struct RunArgs {
     /// be at least this share.
     #[arg(long, default_value_t = AccuracyThresholds::default().min_top1_agreement)]
     pub min_top1_agreement: f64,
+    /// A result is marked contended when other processes used more than
+    /// this share (0 to 1) of the CPUs the worker had while it was timed.
+    #[arg(long, default_value_t = Limits::default().busy_threshold)]
+    pub busy_threshold: f64,
+    /// ... or when the median's 95% confidence interval stays wider than
+    /// this many percent of it (judged on at least 10 timed calls).
+    #[arg(long, default_value_t = Limits::default().max_rel_ci * 100.0)]
+    pub contended_ci_percent: f64,
+    /// ... or when p90 is more than this many times the median.
+    #[arg(long, default_value_t = Limits::default().max_p90_ratio)]
+    pub contended_p90_ratio: f64,
+    /// A result is marked throttled when the CPU clock fell by more than
+    /// this many percent while it was timed (or a thermal zone reached its
+    /// trip point).
+    #[arg(long, default_value_t = Limits::default().max_clock_drop * 100.0)]
+    pub clock_drop_percent: f64,
+    /// Set by the daemon when its wait for a quiet machine ran out: the
+    /// share of the CPUs others used then.
+    #[arg(long, hide = true)]
+    pub started_busy: Option<f64>,
 }
 
 /// The default limit of one engine build: TensorRT builds of large models
@@ -123,6 +144,29 @@ impl RunArgs {
         Ok(t)
     }
 
+    /// The thresholds a result's conditions are judged by.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let share = |flag: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("{flag} must be a share between 0 and 1, got {v}"))
+            }
+        };
+        if !(self.contended_p90_ratio.is_finite() && self.contended_p90_ratio >= 1.0) {
+            return Err(format!(
+                "--contended-p90-ratio must be a number of at least 1, got {}",
+                self.contended_p90_ratio
+            ));
+        }
+        Ok(Limits {
+            busy_threshold: share("--busy-threshold", self.busy_threshold)?,
+            max_rel_ci: share("--contended-ci-percent", self.contended_ci_percent / 100.0)?,
+            max_p90_ratio: self.contended_p90_ratio,
+            max_clock_drop: share("--clock-drop-percent", self.clock_drop_percent / 100.0)?,
+        })
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
             .filter(|&n| n > 0)
@@ -166,6 +210,22 @@ impl RunArgs {
             "--min-top1-agreement",
             self.min_top1_agreement.to_string().into(),
         );
+        opt("--busy-threshold", self.busy_threshold.to_string().into());
+        opt(
+            "--contended-ci-percent",
+            self.contended_ci_percent.to_string().into(),
+        );
+        opt(
+            "--contended-p90-ratio",
+            self.contended_p90_ratio.to_string().into(),
+        );
+        opt(
+            "--clock-drop-percent",
+            self.clock_drop_percent.to_string().into(),
+        );
+        if let Some(share) = self.started_busy {
+            opt("--started-busy", share.to_string().into());
+        }
         if self.no_probe {
             args.push("--no-probe".into());
         }

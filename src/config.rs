@@ -60,6 +60,20 @@ pub struct Config {
     pub profile: bool,
     /// The `[accuracy]` table: the bounds of each result's accuracy verdict.
     pub accuracy: AccuracyThresholds,
+    /// A job starts once other processes use less than this share (0 to 1)
+    /// of the CPUs; a result during which they used more is marked contended.
+    pub busy_threshold: f64,
+    /// How long a job waits for a quiet machine before it measures anyway
+    /// (and its report says the machine was busy); 0: no wait.
+    pub busy_wait_seconds: f64,
+    /// A result whose median's 95% confidence interval stays wider than this
+    /// many percent of it is marked contended.
+    pub contended_ci_percent: f64,
+    /// A result whose p90 is more than this many times its median is marked contended.
+    pub contended_p90_ratio: f64,
+    /// A result during which the CPU clock fell by more than this many
+    /// percent is marked throttled.
+    pub clock_drop_percent: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +103,7 @@ impl LogLevel {
 impl Default for Config {
     fn default() -> Self {
         let bench = BenchConfig::default();
+        let limits = crate::conditions::Limits::default();
         Config {
             folders: Vec::new(),
             precisions: Precision::ALL.to_vec(),
@@ -107,6 +122,11 @@ impl Default for Config {
             trtexec: None,
             profile: false,
             accuracy: AccuracyThresholds::default(),
+            busy_threshold: limits.busy_threshold,
+            busy_wait_seconds: 120.0,
+            contended_ci_percent: limits.max_rel_ci * 100.0,
+            contended_p90_ratio: limits.max_p90_ratio,
+            clock_drop_percent: limits.max_clock_drop * 100.0,
         }
     }
 }
@@ -195,6 +215,32 @@ impl Config {
         self.accuracy
             .validate()
             .map_err(|e| format!("[accuracy] {e}"))?;
+        if !(self.busy_wait_seconds.is_finite() && self.busy_wait_seconds >= 0.0) {
+            return Err(format!(
+                "`busy_wait_seconds` must be 0 (no wait) or a positive number of seconds, got {}",
+                self.busy_wait_seconds
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.busy_threshold) {
+            return Err(format!(
+                "`busy_threshold` must be a share between 0 and 1 (0.25: a quarter of the CPUs), got {}",
+                self.busy_threshold
+            ));
+        }
+        for (key, v) in [
+            ("contended_ci_percent", self.contended_ci_percent),
+            ("clock_drop_percent", self.clock_drop_percent),
+        ] {
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(format!("`{key}` must be between 0 and 100, got {v}"));
+            }
+        }
+        if !(self.contended_p90_ratio.is_finite() && self.contended_p90_ratio >= 1.0) {
+            return Err(format!(
+                "`contended_p90_ratio` must be at least 1, got {}",
+                self.contended_p90_ratio
+            ));
+        }
         if self.max_attempts == 0 {
             return Err("`max_attempts` must be at least 1 (1: never retry)".into());
         }
@@ -309,6 +355,11 @@ mod tests {
             ("devices = []\n", "devices"),
             ("[accuracy]\nmin_cosine = 2.0\n", "min_cosine"),
             ("[accuracy]\nmin_cosin = 0.9\n", "min_cosin"),
+            ("busy_threshold = 25.0\n", "busy_threshold"),
+            ("busy_wait_seconds = -1.0\n", "busy_wait_seconds"),
+            ("contended_ci_percent = 0.0\n", "contended_ci_percent"),
+            ("contended_p90_ratio = 0.5\n", "contended_p90_ratio"),
+            ("clock_drop_percent = 200.0\n", "clock_drop_percent"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");

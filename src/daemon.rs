@@ -17,6 +17,7 @@ mod check;
 mod decide;
 // The status file (crate::output::status) makes sure of the state folder too.
 mod folders;
+mod quiet;
 mod retry;
 mod systemd;
 
@@ -318,7 +319,14 @@ fn job_thread(
             let written = crate::output::toml::write(&report, &report::default_path(model));
             JobEnd::Rejected(*report, written)
         }
-        Decision::Run(args) => {
+        Decision::Run(mut args) => {
+            let config = inputs.config;
+            args.started_busy = quiet::wait_for_quiet(
+                model,
+                config.busy_threshold,
+                Duration::from_secs_f64(config.busy_wait_seconds),
+                stop,
+            );
             if attempt > 1 {
                 log::info!(
                     "measuring {model:?} (attempt {attempt} of {})",

@@ -10,6 +10,7 @@ pub mod accuracy;
 pub mod bench;
 pub mod child;
 pub mod cli;
+pub mod conditions;
 pub mod config;
 pub mod daemon;
 pub mod devices;

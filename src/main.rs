@@ -54,7 +54,11 @@ fn fail(message: impl std::fmt::Display) -> i32 {
 }
 
 fn run(args: RunArgs) -> i32 {
-    if let Err(e) = args.bench_config().and(args.accuracy_thresholds()) {
+    if let Err(e) = args
+        .bench_config()
+        .and(args.accuracy_thresholds())
+        .and(args.limits())
+    {
         return fail(e);
     }
     // A missing model gets no report: there is nothing to write it beside.

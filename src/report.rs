@@ -7,6 +7,7 @@
 
 use crate::accuracy::Accuracy;
 use crate::bench::{LatencyStats, StopReason};
+use crate::conditions::{Conditions, Quality};
 use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
@@ -96,6 +97,10 @@ pub struct RunFacts {
     /// so the daemon sees a report judged by other ones as stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<crate::accuracy::AccuracyThresholds>,
+    /// Share of the CPUs others used when the daemon's wait for a quiet
+    /// machine ran out and the job started anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_busy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +198,14 @@ pub struct PrecisionResult {
     /// the model's; absent where no probe ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_accelerated: Option<bool>,
+    /// Whether the timing is the model's speed: "clean", "contended"
+    /// (others used the CPUs, or the timings spread) or "throttled" (the
+    /// clock fell, a zone reached its trip point); `conditions.why` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// What else the machine did, and its clock and heat, over the timed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Conditions>,
 }
 
 /// The operators that took a result's time, from a few forward() calls
@@ -298,6 +311,8 @@ impl PrecisionResult {
             speedup_ci_vs_fp32: None,
             accelerated_by: None,
             probe_accelerated: None,
+            quality: None,
+            conditions: None,
         }
     }
 }

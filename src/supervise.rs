@@ -174,6 +174,7 @@ pub fn failed_report_for(
             threads,
             host: report::host_name(),
             emulator: crate::emulation::emulator(),
+            started_busy: None,
             max_seconds: 0.0,
             target_rel_ci: 0.0,
             accuracy: None,

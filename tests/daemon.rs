@@ -140,6 +140,13 @@ impl Setup {
         std::fs::create_dir(&drop).unwrap();
         std::fs::create_dir(&outside).unwrap();
         let config_path = tmp.path().join("precisiond.toml");
+        // Tests do not wait for a quiet machine unless they are about that
+        // wait: this one may be shared.
+        let config = if config.contains("busy_wait_seconds") {
+            config.to_owned()
+        } else {
+            format!("busy_wait_seconds = 0\n{config}")
+        };
         std::fs::write(&config_path, config).unwrap();
         let starts = tmp.path().join("starts");
         let wrapper = tmp.path().join("worker.sh");
@@ -1513,5 +1520,46 @@ fn a_burst_past_the_inotify_queue_is_measured_once_each() {
     let rewrites = *rewrites.lock().unwrap();
     eprintln!("{MODELS} models: the status file was rewritten {rewrites} times");
     assert!(rewrites < 2 * MODELS, "{rewrites} rewrites");
+    d.stop();
+}
+
+#[test]
+fn a_busy_machine_delays_the_job_then_it_is_measured_once_and_marked() {
+    let s = Setup::new(&format!(
+        "precisions = [\"fp32\"]\nmax_seconds = 0.3\nsettle_ms = {SETTLE_MS}\nprobe = false\n\
+         busy_wait_seconds = 2\nbusy_threshold = 0.25\n"
+    ));
+    let d = s.start();
+    d.wait_ready();
+    let load = common::BusyLoad::start(common::cpus_here());
+    let model = s.copy("mlp.pt", "busy.pt");
+    d.wait_log("for a quiet machine before measuring", JOB);
+    wait_for("the report", JOB, || report_path(&model).exists());
+    drop(load);
+    let report = load_report(&model);
+    assert_eq!(report["status"].as_str(), Some("ok"));
+    let share = report["run"]["started_busy"]
+        .as_float()
+        .expect("run.started_busy");
+    assert!(share > 0.25, "started_busy = {share}");
+    let notes = format!("{:?}", report["notes"]);
+    assert!(
+        notes.contains("the machine was busy when this job started"),
+        "{notes}"
+    );
+    let fp32 = report["results"][0].as_table().unwrap();
+    assert_eq!(fp32["quality"].as_str(), Some("contended"), "{fp32:?}");
+    assert!(d.logged("stayed busy"), "the wait that ran out is logged");
+    // One worker, one `measuring` line, one report: the contended result
+    // was timed again inside the same job.
+    assert_eq!(s.starts_of(&model), 1, "{:?}", s.starts());
+    let measuring = d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&format!("] measuring {model:?}")))
+        .count();
+    assert_eq!(measuring, 1);
     d.stop();
 }

@@ -88,7 +88,22 @@ fn assert_contract(report: &toml::Table) {
             {
                 let acc = r["accuracy"].as_table().expect("accuracy for non-fp32");
                 assert!(acc.contains_key("cosine") || acc.contains_key("why_absent"));
-                assert!(r.contains_key("speedup_vs_fp32"));
+                // A speedup, or a note why it is withheld (a contended timing).
+                let withheld = r.get("notes").and_then(|n| n.as_array()).is_some_and(|n| {
+                    n.iter()
+                        .any(|n| n.as_str().unwrap().contains("speedup_vs_fp32 withheld"))
+                });
+                assert!(r.contains_key("speedup_vs_fp32") || withheld, "{r:?}");
+            }
+            // Every timing says under what conditions it was taken.
+            let quality = r["quality"].as_str().expect("quality");
+            assert!(["clean", "contended", "throttled"].contains(&quality));
+            let conditions = r["conditions"].as_table().expect("conditions");
+            for key in ["others_share", "worker_cpu_seconds", "involuntary_switches"] {
+                assert!(conditions.contains_key(key), "conditions.{key} missing");
+            }
+            if quality != "clean" {
+                assert!(conditions.contains_key("why"), "{conditions:?}");
             }
         } else {
             assert!(
@@ -805,4 +820,25 @@ fn a_probe_that_says_accelerated_does_not_overrule_a_slower_model_and_both_are_r
     let stdout = String::from_utf8_lossy(&out.stdout);
     let row = stdout.lines().find(|l| l.contains(" bf16 ")).unwrap();
     assert!(row.contains("not accelerated"), "{stdout}");
+}
+
+#[test]
+fn a_contention_threshold_out_of_range_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    for (flag, value) in [
+        ("--busy-threshold", "25"),
+        ("--contended-ci-percent", "150"),
+        ("--contended-p90-ratio", "0.5"),
+        ("--clock-drop-percent", "150"),
+    ] {
+        let out = run_quick(&model, &[flag, value]);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        assert!(
+            !calibrated::report_path(&model).exists(),
+            "no report written"
+        );
+    }
 }

@@ -174,6 +174,11 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         min_cosine: config.accuracy.min_cosine,
         min_sqnr_db: config.accuracy.min_sqnr_db,
         min_top1_agreement: config.accuracy.min_top1_agreement,
+        busy_threshold: config.busy_threshold,
+        contended_ci_percent: config.contended_ci_percent,
+        contended_p90_ratio: config.contended_p90_ratio,
+        clock_drop_percent: config.clock_drop_percent,
+        started_busy: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the hardware table of `precisiond detect --format text`. Both lay out
 //! their columns with [`grid`], so they read alike.
 
+use crate::conditions::Quality;
 use crate::hardware::{Hardware, PRECISIONS};
 use crate::precision::Precision;
 use crate::report::{OperatorProfile, OperatorTime, Report, Status};
@@ -48,7 +49,10 @@ pub fn report_summary(report: &Report) -> String {
         rows.push([
             r.device.clone(),
             r.precision_label(),
-            short_status(r.status).to_owned(),
+            match r.quality {
+                Some(q) if q != Quality::Clean => format!("{} ({q})", short_status(r.status)),
+                _ => short_status(r.status).to_owned(),
+            },
             lat.map(|l| format!("{:.3}", l.median))
                 .unwrap_or_else(|| "-".into()),
             lat.map(|l| format!("{:.3}", l.p90))
@@ -86,6 +90,20 @@ pub fn report_summary(report: &Report) -> String {
                 "{} {}: accuracy LOST: {why}\n",
                 r.device,
                 r.precision_label()
+            ));
+        }
+    }
+    for r in &report.results {
+        let (Some(q), Some(c)) = (r.quality, &r.conditions) else {
+            continue;
+        };
+        if q != Quality::Clean {
+            out.push_str(&format!(
+                "{} {}: {}: {}\n",
+                r.device,
+                r.precision_label(),
+                q.word(),
+                c.why.join("; ")
             ));
         }
     }

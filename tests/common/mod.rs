@@ -81,3 +81,40 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Real competing load: `n` shell processes spinning on the CPU, started
+/// by the test and killed (by their own pids) when this is dropped.
+pub struct BusyLoad {
+    children: Vec<std::process::Child>,
+}
+
+impl BusyLoad {
+    pub fn start(n: usize) -> BusyLoad {
+        let children = (0..n)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("start a busy process")
+            })
+            .collect();
+        // Let the scheduler see them before anything is measured.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        BusyLoad { children }
+    }
+}
+
+impl Drop for BusyLoad {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// As many busy processes as this process may use CPUs, so that a worker
+/// gets at most half of each.
+pub fn cpus_here() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

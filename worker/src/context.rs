@@ -42,6 +42,10 @@ pub struct JobOptions {
     /// The accuracy verdict's thresholds from the command line (the
     /// settings file's `[accuracy]` overrides them in [`Job::accuracy`]).
     pub accuracy: precisiond::accuracy::AccuracyThresholds,
+    /// When a timing is contended or throttled.
+    pub limits: precisiond::conditions::Limits,
+    /// The daemon's wait for a quiet machine ran out: others' share then.
+    pub started_busy: Option<f64>,
 }
 
 impl JobOptions {

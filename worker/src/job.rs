@@ -75,6 +75,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             threads: opts.threads,
             host: host_name(),
             emulator: precisiond::emulation::emulator(),
+            started_busy: opts.started_busy,
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
             accuracy: None,
@@ -88,6 +89,14 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
 
     if let Some(emulator) = &report.run.emulator {
         report.notes.push(precisiond::emulation::note(emulator));
+    }
+    if let Some(share) = opts.started_busy {
+        report.notes.push(format!(
+            "the machine was busy when this job started (other processes used {:.0}% of the CPUs \
+             after the daemon's busy_wait_seconds ran out): timings may be contended; see each \
+             result's quality",
+            share * 100.0
+        ));
     }
     tch::set_num_threads(opts.threads as i32);
     let _no_grad = tch::no_grad_guard();
@@ -405,7 +414,10 @@ fn measure_device(
         let mut result = measure::planned(ctx, precision);
         window.finish(ctx.device, &mut result);
         if precision == Precision::Fp32 {
-            fp32 = result.latency_ms.clone();
+            fp32 = result.latency_ms.clone().map(|l| verdict::Fp32Timing {
+                latency: l,
+                quality: result.quality,
+            });
             verdict::judge(ctx, &mut result, None);
         } else {
             verdict::judge(ctx, &mut result, fp32.as_ref());

@@ -40,6 +40,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Measure one model and write its report. (Boxed: the arguments are
@@ -91,11 +93,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
-    let (bench, accuracy) = match args
+    let checked = args
         .bench_config()
-        .and_then(|b| Ok((b, args.accuracy_thresholds()?)))
-    {
-        Ok(b) => b,
+        .and_then(|b| Ok((b, args.accuracy_thresholds()?, args.limits()?)));
+    let (bench, accuracy, limits) = match checked {
+        Ok(all) => all,
         Err(e) => {
             eprintln!("precisiond-worker: error: {e}");
             return exit::ERROR;
@@ -116,6 +118,8 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
         profile: args.profile,
         accuracy,
+        limits,
+        started_busy: args.started_busy,
     };
     match job::run_job(&opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,

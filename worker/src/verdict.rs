@@ -5,18 +5,53 @@
 
 use crate::context::Context;
 use precisiond::bench::LatencyStats;
+use precisiond::conditions::Quality;
 use precisiond::precision::Precision;
 use precisiond::report::{Method, PrecisionResult, Status};
 use precisiond::speedup;
 
+/// FP32's timing on a device, which the other precisions' speedups need.
+#[derive(Debug, Clone)]
+pub struct Fp32Timing {
+    pub latency: LatencyStats,
+    /// Whether it is the model's speed (`precisiond::conditions`).
+    pub quality: Option<Quality>,
+}
+
 /// Sets `result`'s speedup against `fp32` (libtorch's FP32 timing on this
 /// device, None for FP32 itself or when FP32 was not timed), its
-/// acceleration verdict and its accuracy verdict.
-pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&LatencyStats>) {
+/// acceleration verdict and its accuracy verdict. A speedup from a timing
+/// taken under contention or throttling is withheld: a ratio of two
+/// numbers that are not the model's speed means nothing, and the
+/// acceleration verdict then falls back to hardware detection's.
+pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timing>) {
     judge_accuracy(ctx, result);
-    let (Some(base), Some(lat)) = (fp32, &result.latency_ms) else {
+    let (Some(fp32), Some(lat)) = (fp32, &result.latency_ms) else {
         return;
     };
+    let base = &fp32.latency;
+    let spoiled = |q: Option<Quality>| q.is_some_and(|q| q != Quality::Clean);
+    if spoiled(fp32.quality) || spoiled(result.quality) {
+        let which = if spoiled(fp32.quality) {
+            format!("FP32's timing on {} was", ctx.device.name())
+        } else {
+            "this timing was".to_owned()
+        };
+        result.notes.push(format!(
+            "speedup_vs_fp32 withheld: {which} taken under contention or throttling (see quality \
+             and conditions); measure again on a quiet machine"
+        ));
+        if let Some(v) = ctx
+            .job
+            .hardware
+            .verdict(&ctx.device.hardware_key(), result.precision.name())
+        {
+            result.probe_accelerated = v.accelerated;
+            result.accelerated = v.accelerated;
+            result.accelerated_by = Some(precisiond::speedup::AcceleratedBy::Probe);
+        }
+        return;
+    }
     let speedup = base.median / lat.median;
     result.speedup_vs_fp32 = Some(speedup);
     result.speedup_ci_vs_fp32 = speedup::ci(base, lat);
