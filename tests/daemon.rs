@@ -132,7 +132,22 @@ struct Start {
     model: PathBuf,
 }
 
+/// `config` as the tests write it: they do not wait for a quiet machine
+/// unless they are about that wait (this machine may be shared).
+fn without_quiet_wait(config: &str) -> String {
+    if config.contains("busy_wait_seconds") {
+        config.to_owned()
+    } else {
+        format!("busy_wait_seconds = 0\n{config}")
+    }
+}
+
 impl Setup {
+    /// Rewrites the config file (for a reload).
+    fn write_config(&self, config: &str) {
+        std::fs::write(&self.config, without_quiet_wait(config)).unwrap();
+    }
+
     fn new(config: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let drop = tmp.path().join("drop");
@@ -140,14 +155,7 @@ impl Setup {
         std::fs::create_dir(&drop).unwrap();
         std::fs::create_dir(&outside).unwrap();
         let config_path = tmp.path().join("precisiond.toml");
-        // Tests do not wait for a quiet machine unless they are about that
-        // wait: this one may be shared.
-        let config = if config.contains("busy_wait_seconds") {
-            config.to_owned()
-        } else {
-            format!("busy_wait_seconds = 0\n{config}")
-        };
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, without_quiet_wait(config)).unwrap();
         let starts = tmp.path().join("starts");
         let wrapper = tmp.path().join("worker.sh");
         // One NUL-terminated record per start: "TIME PID" then the model
@@ -677,7 +685,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one() {
     );
 
     // A good config is taken, and what it measures differently is measured again.
-    std::fs::write(&s.config, config("\"fp32\", \"bf16\"")).unwrap();
+    s.write_config(&config("\"fp32\", \"bf16\""));
     d.signal(libc::SIGHUP);
     d.wait_log("configuration reloaded", Duration::from_secs(5));
     wait_for("the model measured again", JOB, || s.starts_of(&model) == 2);
@@ -1169,7 +1177,7 @@ fn a_crash_is_retried_with_back_off_and_given_up_after_max_attempts() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(s.starts_of(&model), 2, "no third attempt");
     // ...until the config is reloaded: a fresh round, which succeeds.
-    std::fs::write(&s.config, format!("{}max_attempts = 2\n", fast_config())).unwrap();
+    s.write_config(&format!("{}max_attempts = 2\n", fast_config()));
     d.signal(libc::SIGHUP);
     wait_for("attempt 3", JOB, || s.starts_of(&model) == 3);
     wait_for("the new report", JOB, || report_status(&model) == "ok");
