@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one look at /proc/stat lasts: long enough for the kernel's
-/// 10 ms ticks to say something, short enough to stop promptly.
-const SAMPLE: Duration = Duration::from_millis(1000);
+/// 10 ms ticks to say something (25 per CPU), short enough not to delay a
+/// job on a quiet machine by much (every job takes one look).
+const SAMPLE: Duration = Duration::from_millis(250);
 
 /// Waits up to `max_wait` for other processes to use less than
 /// `threshold` of the CPUs this process may run on. Returns None when the
