@@ -61,9 +61,10 @@ impl JobOptions {
 /// computed.
 pub struct Job<'a> {
     pub opts: &'a JobOptions,
-    /// The model file's bytes (hashed for artefact names, loaded again for
-    /// every cast copy).
+    /// The model file's bytes (loaded again for every cast copy).
     pub bytes: &'a [u8],
+    /// Their sha256, as the report gives it: artefacts are named after it.
+    pub sha256: &'a str,
     pub hardware: &'a Hardware,
     pub bench: BenchConfig,
     /// FP32's outputs on the CPU: every device and precision is compared with them.

@@ -252,11 +252,14 @@ fn measure_all(
     }
 
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
+    // Hashed once, when the model was read; the report already holds it.
+    let model_sha256 = report.model.sha256.clone();
     let accuracy_thresholds = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
     report.run.accuracy = Some(accuracy_thresholds);
     let job = Job {
         opts,
         bytes,
+        sha256: &model_sha256,
         hardware: &hardware,
         bench: bench_config,
         reference: &reference,

@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantizeJob};
-use precisiond::fsutil::{ensure_state_subdir, hex_sha256};
+use precisiond::fsutil::ensure_state_subdir;
 use precisiond::precision::Precision;
 use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use precisiond::state_files;
@@ -61,7 +61,7 @@ impl PrecisionMethod for StaticPtq {
             ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR).map_err(fail)?;
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
-        let sha256 = hex_sha256(job.bytes);
+        let sha256 = job.sha256.to_owned();
         let artefact = artefact_path(ctx, &dir, &sha256);
         let done = quantize::run_child(
             &QuantizeJob {
