@@ -7,6 +7,7 @@
 //! `precisiond-worker` binary (the `worker/` crate).
 
 pub mod accuracy;
+pub mod aoti;
 pub mod bench;
 pub mod child;
 pub mod cli;

@@ -34,6 +34,8 @@ pub enum Method {
     StaticPtq,
     Prequantized,
     Tensorrt,
+    /// An AOTInductor package compiled for the precision, run as it is.
+    Aoti,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +76,38 @@ pub struct ModelFacts {
     /// sha256 of the settings file, so a daemon sees when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_sha256: Option<String>,
+    /// An AOTInductor family: the packages of the other precisions beside
+    /// the FP32 one (`file`), as they were when measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantFacts>,
+}
+
+/// One package of an AOTInductor family, other than the FP32 head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantFacts {
+    pub precision: Precision,
+    /// Its file name (or its path as the settings file gives it).
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// What an AOTInductor package was compiled for, from its metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackageFacts {
+    /// The package's file.
+    pub file: String,
+    /// Inductor's `AOTI_CPU_ISA` ("AVX2", "AVX512 AVX512_VNNI", "ASIMD").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_isa: Option<String>,
+    /// `AOTI_DEVICE_KEY`: "cpu" or "cuda".
+    pub device: String,
+    /// `AOTI_COMPUTE_CAPABILITY`, for a CUDA package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+    /// Who made it (precisiond-export.py records itself and the versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +167,9 @@ pub struct PrecisionResult {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The AOTInductor package timed (`method = "aoti"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,6 +328,7 @@ impl PrecisionResult {
             median_rel_ci: None,
             notes: Vec::new(),
             engine: None,
+            package: None,
             quantization_seconds: None,
             quantized_model: None,
             timing: None,

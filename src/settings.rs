@@ -38,6 +38,11 @@ pub struct ModelSettings {
     /// config's (or the command line's).
     #[serde(default)]
     pub accuracy: Option<AccuracyOverrides>,
+    /// For an AOTInductor package `NAME.pt2` (FP32): the packages of its
+    /// other precisions, relative to the settings file, where they are not
+    /// `NAME.bf16.pt2`, `NAME.fp16.pt2`, `NAME.int8.pt2` beside it.
+    #[serde(default)]
+    pub variants: Option<std::collections::BTreeMap<Precision, PathBuf>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,6 +270,15 @@ impl ModelSettings {
                 return Err(format!(
                     "`max_seconds` must be a positive number of seconds, got {s}"
                 ));
+            }
+        }
+        if let Some(variants) = &self.variants {
+            if variants.contains_key(&Precision::Fp32) {
+                return Err(
+                    "`variants` names the other precisions' packages; the FP32 package is the \
+                     model itself (NAME.pt2)"
+                        .into(),
+                );
             }
         }
         if let Some(overrides) = &self.accuracy {

@@ -164,6 +164,7 @@ pub fn failed_report_for(
             format: "torchscript".into(),
             settings_file: None,
             settings_sha256: None,
+            variants: Vec::new(),
         },
         run: RunFacts {
             started,

@@ -18,6 +18,7 @@
 #include <torch/csrc/jit/passes/quantization/finalize.h>
 #include <torch/csrc/jit/passes/quantization/insert_observers.h>
 #include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
 
@@ -63,6 +64,20 @@ template <typename F> char *guarded(F &&body) {
 torch::jit::Module load_from_bytes(const char *data, size_t len) {
   std::istringstream stream(std::string(data, len), std::ios::binary);
   return torch::jit::load(stream);
+}
+
+// Hands `found` to Rust as a malloc'd array of new torch::Tensor pointers
+// (tch frees a C_tensor with `delete`; the array goes to pd_free_pointer_array).
+void hand_over(const std::vector<torch::Tensor> &found, void ***tensors, int64_t *count) {
+  void **out = static_cast<void **>(std::malloc(sizeof(void *) * found.size()));
+  if (out == nullptr && !found.empty()) {
+    throw std::bad_alloc();
+  }
+  for (size_t i = 0; i < found.size(); ++i) {
+    out[i] = new torch::Tensor(found[i]);
+  }
+  *tensors = out;
+  *count = static_cast<int64_t>(found.size());
 }
 
 bool block_calls_quantized(const torch::jit::Block *block) {
@@ -448,16 +463,7 @@ char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count)
       throw std::runtime_error("expected a tensor, or a tuple or list of tensors, got " +
                                value.tagKind());
     }
-    void **out = static_cast<void **>(std::malloc(sizeof(void *) * found.size()));
-    if (out == nullptr && !found.empty()) {
-      throw std::bad_alloc();
-    }
-    for (size_t i = 0; i < found.size(); ++i) {
-      // Owned by Rust from here on: tch frees a C_tensor with `delete`.
-      out[i] = new torch::Tensor(found[i]);
-    }
-    *tensors = out;
-    *count = static_cast<int64_t>(found.size());
+    hand_over(found, tensors, count);
   });
 }
 
@@ -652,6 +658,37 @@ char *pd_profile_stop(char **out) {
     *out = copy_string(text.str());
     profile_session.reset();
   });
+}
+
+char *pd_aoti_load(const char *path, void **handle) {
+  *handle = nullptr;
+  return guarded([&] {
+    // (path, model name): the constructor both libtorch 2.6 and 2.13 have.
+    *handle = new torch::inductor::AOTIModelPackageLoader(path, "model");
+  });
+}
+
+char *pd_aoti_run(void *handle, void *const *inputs, int64_t num_inputs, void ***outputs,
+                  int64_t *count) {
+  *outputs = nullptr;
+  *count = 0;
+  return guarded([&] {
+    auto *loader = static_cast<torch::inductor::AOTIModelPackageLoader *>(handle);
+    std::vector<torch::Tensor> args;
+    args.reserve(static_cast<size_t>(num_inputs));
+    for (int64_t i = 0; i < num_inputs; ++i) {
+      args.push_back(*static_cast<const torch::Tensor *>(inputs[i]));
+    }
+    hand_over(loader->run(args), outputs, count);
+  });
+}
+
+void pd_aoti_free(void *handle) {
+  // The destructor removes the unpacked folder; it must not throw into Rust.
+  try {
+    delete static_cast<torch::inductor::AOTIModelPackageLoader *>(handle);
+  } catch (...) {
+  }
 }
 
 } // extern "C"

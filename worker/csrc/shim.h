@@ -78,6 +78,20 @@ char *pd_cuda_start_memory_window(int device);
 char *pd_profile_start(void);
 char *pd_profile_stop(char **out);
 
+// An AOTInductor package (.pt2 from torch._inductor.aoti_compile_and_package)
+// at `path`, loaded through torch::inductor::AOTIModelPackageLoader (model
+// "model", the name aoti_compile_and_package gives), into *handle (free
+// with pd_aoti_free). libtorch unpacks it into a temporary folder and
+// dlopens its compiled code: the caller checks first that this CPU can run
+// that code.
+char *pd_aoti_load(const char *path, void **handle);
+// Runs the package on `num_inputs` torch::Tensor pointers; *outputs (free
+// with pd_free_pointer_array) holds *count new torch::Tensor pointers, each
+// owned by the caller.
+char *pd_aoti_run(void *handle, void *const *inputs, int64_t num_inputs, void ***outputs,
+                  int64_t *count);
+void pd_aoti_free(void *handle);
+
 #ifdef __cplusplus
 }
 #endif

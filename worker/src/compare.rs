@@ -1,9 +1,10 @@
 //! The one path every libtorch-run result is compared with FP32 on:
 //! output by output, with the library's metrics (`precisiond::accuracy`).
 
+use crate::forward::Forward;
 use crate::model;
 use precisiond::accuracy::{self, Accuracy, OutputAccuracy};
-use tch::{CModule, Tensor};
+use tch::Tensor;
 
 /// Accuracy of `outputs` against the FP32 `reference`, output by output.
 pub fn outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
@@ -39,17 +40,18 @@ pub fn outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
 /// Accuracy of `candidate` against `fp32` over several samples: output i
 /// of every sample is stacked along the batch dimension, so each output is
 /// compared over all samples at once.
-pub fn on_samples(fp32: &CModule, candidate: &CModule, samples: &[Vec<Tensor>]) -> Accuracy {
+pub fn on_samples(
+    fp32: &dyn Forward,
+    candidate: &dyn Forward,
+    samples: &[Vec<Tensor>],
+) -> Accuracy {
     let mut reference: Vec<Vec<Tensor>> = Vec::new();
     let mut measured: Vec<Vec<Tensor>> = Vec::new();
     for inputs in samples {
-        match (
-            model::forward(fp32, inputs),
-            model::forward(candidate, inputs),
-        ) {
+        match (fp32.run(inputs), candidate.run(inputs)) {
             (Ok(r), Ok(o)) => {
-                reference.push(model::output_tensors(&r));
-                measured.push(model::output_tensors(&o));
+                reference.push(r);
+                measured.push(o);
             }
             (Err(e), _) | (_, Err(e)) => {
                 let mut acc = Accuracy::default();

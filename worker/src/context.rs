@@ -2,6 +2,7 @@
 //! FP32 reference (one [`Job`]), and the device being measured (one
 //! [`Context`] per device).
 
+use crate::forward::Forward;
 use precisiond::bench::BenchConfig;
 use precisiond::devices::Device;
 use precisiond::hardware::Hardware;
@@ -11,7 +12,7 @@ use precisiond::settings::{InputSpec, ModelSettings, SettingsDir};
 use precisiond::tensorrt::Trtexec;
 use std::cell::OnceCell;
 use std::path::PathBuf;
-use tch::{CModule, Tensor};
+use tch::Tensor;
 
 /// How the worker was asked to run one job.
 #[derive(Debug, Clone)]
@@ -70,9 +71,12 @@ pub struct Job<'a> {
     /// FP32's outputs on the CPU: every device and precision is compared with them.
     pub reference: &'a [Tensor],
     /// The model as loaded, on the CPU.
-    pub fp32_module: &'a CModule,
-    /// The model calls `quantized::` operators: it runs only as INT8.
-    pub prequantized: bool,
+    pub fp32_module: &'a dyn Forward,
+    /// TorchScript, prequantized TorchScript (it runs only as INT8), or an
+    /// AOTInductor family.
+    pub kind: crate::plan::ModelKind,
+    /// The family's packages, for an AOTInductor model.
+    pub family: Option<&'a crate::family::Family>,
     pub settings: &'a ModelSettings,
     pub settings_dir: &'a SettingsDir,
     pub specs: &'a [InputSpec],

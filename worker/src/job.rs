@@ -9,6 +9,8 @@
 
 use crate::context::{Context, Job, JobOptions};
 use crate::cuda::{self, CudaLoad, MemoryWindow};
+use crate::family::{self, Family};
+use crate::forward::Forward;
 use crate::measure::{self, panic_message};
 use crate::supervisor::say;
 use crate::{method, model, plan, shim, verdict};
@@ -66,6 +68,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             format: "torchscript".into(),
             settings_file: None,
             settings_sha256: None,
+            variants: Vec::new(),
         },
         run: RunFacts {
             started,
@@ -186,59 +189,21 @@ fn measure_all(
     hardware.notes.push(cuda::libraries_note(cuda_load));
     report.hardware = Some(hardware.clone());
 
-    let fp32_module = model::load(&opts.model, bytes)?;
-    let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
-
-    let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
-        report.input_source = Some("inferred".into());
-        vec![model::infer_input(
-            &fp32_module,
-            info.num_required,
-            &settings_path,
-        )?]
+    let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
+    let loaded = if precisiond::aoti::is_pt2(&opts.model) {
+        report.model.format = "aoti".into();
+        load_family(opts, bytes, &settings, &settings_dir, &hardware, report)?
     } else {
-        report.input_source = Some("settings".into());
-        let given = settings.inputs.len();
-        if given < info.num_required || given > info.num_inputs {
-            return Err(format!(
-                "{} describes {given} inputs but the model's forward() takes {}",
-                settings_path.display(),
-                if info.num_required == info.num_inputs {
-                    info.num_inputs.to_string()
-                } else {
-                    format!("{} to {}", info.num_required, info.num_inputs)
-                }
-            ));
-        }
-        settings.inputs.clone()
+        load_torchscript(opts, bytes, &settings, &settings_path, report)?
     };
-    // The FP32 reference: also the check that these inputs fit the model.
-    let inferred = settings.inputs.is_empty();
-    let (specs, inputs, reference, also_tried) = first_forward(
-        &fp32_module,
+    let Loaded {
+        module: fp32_module,
         specs,
-        inferred,
-        &settings_path,
-        &mut report.notes,
-    );
-    report.inputs = specs.clone();
-    let reference = reference.map_err(|e| {
-        let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
-        format!(
-            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not \
-             the model's inputs, describe them in {}, for example:\n\n{}\n",
-            shapes.join(", "),
-            report.input_source.as_deref().unwrap_or_default(),
-            settings_path.display(),
-            settings::EXAMPLE
-        )
-    })?;
-    let reference = model::output_tensors(&reference);
-    if reference.is_empty() {
-        return Err(
-            "the model's forward() returned no tensors: there is nothing to compare".into(),
-        );
-    }
+        inputs,
+        reference,
+        kind,
+        family,
+    } = loaded;
 
     // Which devices: what was asked for, against what libtorch sees.
     let cuda_count = cuda::usable_devices();
@@ -251,7 +216,6 @@ fn measure_all(
         ));
     }
 
-    let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
     // Hashed once, when the model was read; the report already holds it.
     let model_sha256 = report.model.sha256.clone();
     let accuracy_thresholds = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
@@ -263,8 +227,9 @@ fn measure_all(
         hardware: &hardware,
         bench: bench_config,
         reference: &reference,
-        fp32_module: &fp32_module,
-        prequantized: info.has_quantized_ops,
+        fp32_module: fp32_module.as_ref(),
+        kind,
+        family: family.as_ref(),
         settings: &settings,
         settings_dir: &settings_dir,
         accuracy: accuracy_thresholds,
@@ -310,6 +275,188 @@ fn measure_all(
         none_measured(device, &ordered, unsupported, &mut progress, report);
     }
     Ok(())
+}
+
+/// The model as loaded, with the inputs every precision runs on and its
+/// FP32 outputs, which every precision is compared with.
+struct Loaded {
+    module: Box<dyn Forward>,
+    specs: Vec<InputSpec>,
+    inputs: Vec<Tensor>,
+    reference: Vec<Tensor>,
+    kind: plan::ModelKind,
+    family: Option<Family>,
+}
+
+fn load_torchscript(
+    opts: &JobOptions,
+    bytes: &[u8],
+    settings: &ModelSettings,
+    settings_path: &std::path::Path,
+    report: &mut Report,
+) -> Result<Loaded, String> {
+    let fp32_module = model::load(&opts.model, bytes)?;
+    let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
+
+    let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
+        report.input_source = Some("inferred".into());
+        vec![model::infer_input(
+            &fp32_module,
+            info.num_required,
+            settings_path,
+        )?]
+    } else {
+        report.input_source = Some("settings".into());
+        let given = settings.inputs.len();
+        if given < info.num_required || given > info.num_inputs {
+            return Err(format!(
+                "{} describes {given} inputs but the model's forward() takes {}",
+                settings_path.display(),
+                if info.num_required == info.num_inputs {
+                    info.num_inputs.to_string()
+                } else {
+                    format!("{} to {}", info.num_required, info.num_inputs)
+                }
+            ));
+        }
+        settings.inputs.clone()
+    };
+    // The FP32 reference: also the check that these inputs fit the model.
+    let inferred = settings.inputs.is_empty();
+    let (specs, inputs, reference, also_tried) = first_forward(
+        &fp32_module,
+        specs,
+        inferred,
+        settings_path,
+        &mut report.notes,
+    );
+    report.inputs = specs.clone();
+    let reference = reference.map_err(|e| {
+        let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        format!(
+            "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not \
+             the model's inputs, describe them in {}, for example:\n\n{}\n",
+            shapes.join(", "),
+            report.input_source.as_deref().unwrap_or_default(),
+            settings_path.display(),
+            settings::EXAMPLE
+        )
+    })?;
+    let reference = model::output_tensors(&reference);
+    if reference.is_empty() {
+        return Err(
+            "the model's forward() returned no tensors: there is nothing to compare".into(),
+        );
+    }
+
+    Ok(Loaded {
+        module: Box::new(fp32_module),
+        specs,
+        inputs,
+        reference,
+        kind: if info.has_quantized_ops {
+            plan::ModelKind::Prequantized
+        } else {
+            plan::ModelKind::TorchScript
+        },
+        family: None,
+    })
+}
+
+/// An AOTInductor family: its packages read and judged, the FP32 package
+/// loaded (from a private copy of what was hashed) and run on the inputs
+/// the settings file or the package's metadata describe.
+fn load_family(
+    opts: &JobOptions,
+    bytes: &[u8],
+    settings: &ModelSettings,
+    settings_dir: &SettingsDir,
+    hardware: &precisiond::hardware::Hardware,
+    report: &mut Report,
+) -> Result<Loaded, String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").map_err(|e| {
+        format!("cannot read /proc/cpuinfo to check the packages' instruction sets: {e}")
+    })?;
+    let cpu = precisiond::hardware::cpuinfo::parse_cpuinfo(&cpuinfo);
+    let capabilities: Vec<String> = hardware
+        .gpus
+        .values()
+        .map(|g| g.compute_capability.clone())
+        .collect();
+    let target = precisiond::aoti::Target {
+        cpu: &cpu,
+        machine: std::env::consts::ARCH,
+        cuda_capabilities: &capabilities,
+    };
+    let family = Family::read(
+        &opts.model,
+        bytes.to_vec(),
+        settings,
+        settings_dir,
+        opts.untrusted_folder,
+        &target,
+    )?;
+    report.model.variants = family.facts();
+    if let Err(why) = &family.head.runnable {
+        return Err(format!(
+            "{}: {why}. Every precision of the family is compared with this FP32 package, so \
+             none was measured",
+            family.head.file
+        ));
+    }
+    let specs = if !settings.inputs.is_empty() {
+        report.input_source = Some("settings".into());
+        settings.inputs.clone()
+    } else if let Some(text) = family.head.metadata.get(precisiond::aoti::keys::INPUTS) {
+        report.input_source = Some("package metadata".into());
+        ModelSettings::parse(text)
+            .map_err(|e| {
+                format!(
+                    "{}: its `{}` metadata: {e}",
+                    family.head.file,
+                    precisiond::aoti::keys::INPUTS
+                )
+            })?
+            .inputs
+    } else {
+        return Err(format!(
+            "cannot tell the inputs of {}: an AOTInductor package does not describe them \
+             (packages made by scripts/precisiond-export.py do). Describe them in {}, for \
+             example:\n\n{}\n",
+            family.head.file,
+            settings_dir.settings_path().display(),
+            settings::EXAMPLE
+        ));
+    };
+    let module = family::load(&family.head, &opts.state_dir())?;
+    let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
+    let reference = module.run(&inputs).map_err(|e| {
+        let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        format!(
+            "{} failed on inputs {} ({}): {e}. If these are not its inputs, describe them in \
+             {}, for example:\n\n{}\n",
+            family.head.file,
+            shapes.join(", "),
+            report.input_source.as_deref().unwrap_or_default(),
+            settings_dir.settings_path().display(),
+            settings::EXAMPLE
+        )
+    })?;
+    if reference.is_empty() {
+        return Err(format!(
+            "{} returned no tensors: there is nothing to compare",
+            family.head.file
+        ));
+    }
+    report.inputs = specs.clone();
+    Ok(Loaded {
+        module: Box::new(module),
+        specs,
+        inputs,
+        reference,
+        kind: plan::ModelKind::AotiFamily,
+        family: Some(family),
+    })
 }
 
 /// The model's first forward() in FP32, on `specs`' synthetic inputs. An
@@ -426,7 +573,9 @@ fn measure_device(
             verdict::judge(ctx, &mut result, fp32.as_ref());
         }
         report.results.push(result);
-        if let Some(other) = plan::comparison_for(ctx.device, precision) {
+        let beside = plan::comparison_for(ctx.device, precision)
+            .filter(|_| ctx.job.kind != plan::ModelKind::AotiFamily);
+        if let Some(other) = beside {
             if method::tensorrt::present(ctx) {
                 progress.total += 1;
                 progress.step(ctx.device, precision, Some(Method::Tensorrt), report);

@@ -5,6 +5,8 @@ mod calibration;
 mod compare;
 mod context;
 mod cuda;
+mod family;
+mod forward;
 mod job;
 mod measure;
 mod method;

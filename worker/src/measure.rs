@@ -13,7 +13,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 /// The planned result for `precision` on the context's device.
 pub fn planned(ctx: &Context, precision: Precision) -> PrecisionResult {
-    let mut result = match plan::method_for(ctx.device, precision, ctx.job.prequantized) {
+    let mut result = match plan::method_for(ctx.device, precision, ctx.job.kind) {
         Planned::Measure(method) => guarded(ctx, method, precision),
         Planned::NotMeasured {
             status,
@@ -82,8 +82,8 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
     // The outputs compared with FP32's: also the check that the prepared
     // model runs at all, before it is timed.
     let outputs = match runnable.comparison {
-        Comparison::Reference => match model::forward(module, &runnable.inputs) {
-            Ok(out) => Some(model::output_tensors(&out)),
+        Comparison::Reference => match module.run(&runnable.inputs) {
+            Ok(out) => Some(out),
             Err(e) => {
                 let mut failed = runnable.result;
                 failed.status = Status::Failed;

@@ -1,6 +1,7 @@
 //! Which method serves which (device, precision), and what is not measured
 //! at all: the one table of the design notes' "precision methods", as code.
 
+use crate::method::aoti::Aoti;
 use crate::method::cast::Cast;
 use crate::method::prequantized::Prequantized;
 use crate::method::static_ptq::StaticPtq;
@@ -21,9 +22,22 @@ pub enum Planned {
     },
 }
 
-/// How `precision` is measured on `device`; `prequantized`: the model
-/// calls `quantized::` operators.
-pub fn method_for(device: Device, precision: Precision, prequantized: bool) -> Planned {
+/// The kind of model a job measures, as far as the plan cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    TorchScript,
+    /// A TorchScript model that calls `quantized::` operators.
+    Prequantized,
+    /// An AOTInductor family: one package per precision.
+    AotiFamily,
+}
+
+/// How `precision` is measured on `device` for a model of `kind`.
+pub fn method_for(device: Device, precision: Precision, kind: ModelKind) -> Planned {
+    if kind == ModelKind::AotiFamily {
+        return Planned::Measure(&Aoti);
+    }
+    let prequantized = kind == ModelKind::Prequantized;
     let cuda = matches!(device, Device::Cuda(_));
     match precision {
         Precision::Int8 if cuda && prequantized => Planned::NotMeasured {
@@ -73,7 +87,12 @@ mod tests {
     use super::*;
 
     fn method(device: Device, precision: Precision, prequantized: bool) -> Method {
-        match method_for(device, precision, prequantized) {
+        let kind = if prequantized {
+            ModelKind::Prequantized
+        } else {
+            ModelKind::TorchScript
+        };
+        match method_for(device, precision, kind) {
             Planned::Measure(m) => m.method(),
             Planned::NotMeasured { method, .. } => method,
         }
@@ -96,19 +115,27 @@ mod tests {
         );
         assert_eq!(method(gpu, Precision::Int8, false), Method::Tensorrt);
         assert!(matches!(
-            method_for(gpu, Precision::Int8, true),
+            method_for(gpu, Precision::Int8, ModelKind::Prequantized),
             Planned::NotMeasured {
                 status: Status::Unsupported,
                 ..
             }
         ));
         assert!(matches!(
-            method_for(Device::Cpu, Precision::Fp16, true),
+            method_for(Device::Cpu, Precision::Fp16, ModelKind::Prequantized),
             Planned::NotMeasured {
                 status: Status::Skipped,
                 ..
             }
         ));
+        for p in Precision::ALL {
+            for d in [Device::Cpu, gpu] {
+                let Planned::Measure(m) = method_for(d, p, ModelKind::AotiFamily) else {
+                    panic!("a family's every precision is measured from its package");
+                };
+                assert_eq!(m.method(), Method::Aoti);
+            }
+        }
         assert!(comparison_for(gpu, Precision::Fp16).is_some());
         assert!(comparison_for(gpu, Precision::Int8).is_none());
         assert!(comparison_for(Device::Cpu, Precision::Bf16).is_none());

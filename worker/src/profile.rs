@@ -5,13 +5,13 @@
 //! operators that still run in floating point.
 
 use crate::context::Context;
-use crate::model;
+use crate::forward::Forward;
 use crate::shim::ProfileSession;
 use precisiond::precision::Precision;
 use precisiond::report::{OperatorProfile, OperatorTime, PrecisionResult};
 use std::collections::HashMap;
 use std::time::Instant;
-use tch::{CModule, Tensor};
+use tch::Tensor;
 
 /// At most this many forward() calls are profiled...
 const MAX_CALLS: usize = 10;
@@ -20,7 +20,12 @@ const BUDGET_SHARE: f64 = 0.2;
 
 /// Profiles `module` when the job asks for it, into `result` (which must
 /// hold its timing: the median decides how many calls fit).
-pub fn attach(ctx: &Context, module: &CModule, inputs: &[Tensor], result: &mut PrecisionResult) {
+pub fn attach(
+    ctx: &Context,
+    module: &dyn Forward,
+    inputs: &[Tensor],
+    result: &mut PrecisionResult,
+) {
     if !ctx.job.opts.profile {
         return;
     }
@@ -62,12 +67,12 @@ fn calls_within(median_ms: f64, max_seconds: f64) -> usize {
 
 /// `calls` forward() calls, each in its own profile session (so a span
 /// between quantize and dequantize never runs from one call into the next).
-fn record(module: &CModule, inputs: &[Tensor], calls: usize) -> Result<Tally, String> {
+fn record(module: &dyn Forward, inputs: &[Tensor], calls: usize) -> Result<Tally, String> {
     let mut tally = Tally::default();
     for _ in 0..calls {
         let session = ProfileSession::start()?;
         let started = Instant::now();
-        let outcome = model::forward(module, inputs);
+        let outcome = module.run(inputs);
         let wall = started.elapsed();
         let text = session.finish()?;
         drop(outcome?);

@@ -47,6 +47,16 @@ mod ffi {
         pub fn pd_cuda_start_memory_window(device: c_int) -> *mut c_char;
         pub fn pd_profile_start() -> *mut c_char;
         pub fn pd_profile_stop(out: *mut *mut c_char) -> *mut c_char;
+        pub fn pd_aoti_load(path: *const c_char, handle: *mut *mut std::ffi::c_void)
+            -> *mut c_char;
+        pub fn pd_aoti_run(
+            handle: *mut std::ffi::c_void,
+            inputs: *const *mut std::ffi::c_void,
+            num_inputs: i64,
+            outputs: *mut *mut *mut std::ffi::c_void,
+            count: *mut i64,
+        ) -> *mut c_char;
+        pub fn pd_aoti_free(handle: *mut std::ffi::c_void);
     }
 }
 
@@ -244,11 +254,64 @@ pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, String> {
             &mut array,
             &mut count,
         ))?;
-        let tensors = (0..count.max(0) as usize)
-            .map(|i| tch::Tensor::from_ptr(*array.add(i) as *mut torch_sys::C_tensor))
-            .collect();
-        ffi::pd_free_pointer_array(array);
-        Ok(tensors)
+        Ok(take_tensors(array, count))
+    }
+}
+
+/// Takes ownership of the tensors in an array the shim handed over, and
+/// frees the array.
+///
+/// # Safety
+/// `array` holds `count` new torch::Tensor pointers from the shim's `hand_over`.
+unsafe fn take_tensors(array: *mut *mut std::ffi::c_void, count: i64) -> Vec<tch::Tensor> {
+    let tensors = (0..count.max(0) as usize)
+        .map(|i| tch::Tensor::from_ptr(*array.add(i) as *mut torch_sys::C_tensor))
+        .collect();
+    ffi::pd_free_pointer_array(array);
+    tensors
+}
+
+/// An AOTInductor package loaded by libtorch's AOTIModelPackageLoader.
+pub struct AotiPackage {
+    handle: *mut std::ffi::c_void,
+}
+
+impl AotiPackage {
+    /// Loads the package at `path`: libtorch unpacks it and dlopens its
+    /// compiled code, so the caller has checked that this machine can run
+    /// that code (`precisiond::aoti::can_run`).
+    pub fn load(path: &Path) -> Result<AotiPackage, String> {
+        let c = c_path(path)?;
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: on success the shim hands over a loader this value owns.
+        unsafe { check(ffi::pd_aoti_load(c.as_ptr(), &mut handle))? };
+        Ok(AotiPackage { handle })
+    }
+
+    /// One call of the compiled model.
+    pub fn run(&self, inputs: &[tch::Tensor]) -> Result<Vec<tch::Tensor>, String> {
+        let pointers: Vec<*mut std::ffi::c_void> =
+            inputs.iter().map(|t| t.as_ptr() as *mut _).collect();
+        let mut array: *mut *mut std::ffi::c_void = std::ptr::null_mut();
+        let mut count: i64 = 0;
+        // SAFETY: the inputs outlive the call; the outputs are handed over.
+        unsafe {
+            check(ffi::pd_aoti_run(
+                self.handle,
+                pointers.as_ptr(),
+                pointers.len() as i64,
+                &mut array,
+                &mut count,
+            ))?;
+            Ok(take_tensors(array, count))
+        }
+    }
+}
+
+impl Drop for AotiPackage {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from pd_aoti_load and is freed once.
+        unsafe { ffi::pd_aoti_free(self.handle) }
     }
 }
 

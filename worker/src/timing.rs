@@ -3,14 +3,14 @@
 //! the device synchronised around each call on CUDA.
 
 use crate::context::Context;
-use crate::model;
+use crate::forward::Forward;
 use precisiond::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
 use precisiond::conditions::{Conditions, Limits, Quality, Watch};
 use precisiond::devices::Device;
 use precisiond::precision::Precision;
 use precisiond::report::{PrecisionResult, Status};
 use std::path::Path;
-use tch::{CModule, Tensor};
+use tch::Tensor;
 
 /// How CUDA timings are taken, for the report.
 const CUDA_TIMING: &str = "host clock around each forward() call, with the CUDA device \
@@ -22,7 +22,7 @@ const CUDA_TIMING: &str = "host clock around each forward() call, with the CUDA 
 /// their launch alone.
 pub fn time(
     ctx: &Context,
-    module: &CModule,
+    module: &dyn Forward,
     inputs: &[Tensor],
     mut result: PrecisionResult,
 ) -> PrecisionResult {
@@ -35,7 +35,7 @@ pub fn time(
         tch::Cuda::synchronize(i);
     }
     let call = || {
-        model::forward(module, inputs).map(drop)?;
+        module.run(inputs).map(drop)?;
         if let Some(i) = cuda {
             tch::Cuda::synchronize(i);
         }

@@ -33,7 +33,7 @@ impl PrecisionMethod for Cast {
             let mut m = model::load(&ctx.job.opts.model, ctx.job.bytes)
                 .map_err(|e| ctx.failed(precision, Method::Cast, e))?;
             m.to(ctx.tch_device(), kind, false);
-            ModuleRef::Owned(m)
+            ModuleRef::Owned(Box::new(m))
         };
         let mut result = ctx.result(precision, Status::Ok, Method::Cast, String::new());
         if precision == Precision::Fp32 && !reference {

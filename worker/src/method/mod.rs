@@ -8,17 +8,20 @@
 //!   graph-mode static post-training quantization;
 //! - [`prequantized::Prequantized`]: a model already quantized, as it is;
 //! - [`tensorrt::Tensorrt`]: INT8 (and FP16/BF16 beside libtorch's) on a
-//!   CUDA device through TensorRT's trtexec.
+//!   CUDA device through TensorRT's trtexec;
+//! - [`aoti::Aoti`]: an AOTInductor package compiled for the precision.
 
+pub mod aoti;
 pub mod cast;
 pub mod prequantized;
 pub mod static_ptq;
 pub mod tensorrt;
 
 use crate::context::Context;
+use crate::forward::Forward;
 use precisiond::precision::Precision;
 use precisiond::report::{Method, PrecisionResult};
-use tch::{CModule, Tensor};
+use tch::Tensor;
 
 /// One way of preparing a model for a precision on a device.
 pub trait PrecisionMethod {
@@ -57,19 +60,19 @@ pub struct Runnable<'a> {
     pub result: PrecisionResult,
 }
 
-/// The module as loaded (CPU FP32, a prequantized model) or a prepared copy.
+/// The model as loaded (CPU FP32, a prequantized model) or a prepared copy.
 pub enum ModuleRef<'a> {
-    Borrowed(&'a CModule),
-    Owned(CModule),
+    Borrowed(&'a dyn Forward),
+    Owned(Box<dyn Forward>),
 }
 
-impl std::ops::Deref for ModuleRef<'_> {
-    type Target = CModule;
+impl<'a> std::ops::Deref for ModuleRef<'a> {
+    type Target = dyn Forward + 'a;
 
-    fn deref(&self) -> &CModule {
+    fn deref(&self) -> &Self::Target {
         match self {
-            ModuleRef::Borrowed(m) => m,
-            ModuleRef::Owned(m) => m,
+            ModuleRef::Borrowed(m) => *m,
+            ModuleRef::Owned(m) => m.as_ref(),
         }
     }
 }

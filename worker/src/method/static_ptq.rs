@@ -122,7 +122,7 @@ impl PrecisionMethod for StaticPtq {
         });
         result.notes.extend(warnings);
         Ok(Prepared::Module(Runnable {
-            module: ModuleRef::Owned(quantized),
+            module: ModuleRef::Owned(Box::new(quantized)),
             inputs: ctx.inputs.iter().map(Tensor::shallow_clone).collect(),
             comparison: held_out(samples),
             result,

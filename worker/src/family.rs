@@ -1,0 +1,191 @@
+//! An AOTInductor family: the FP32 package `NAME.pt2` that was asked for,
+//! and the packages of its other precisions (`NAME.bf16.pt2`, ... beside
+//! it, or where the settings file's `variants` says). Each package is read
+//! once, hashed, inspected and judged against this machine here, before
+//! libtorch loads any of them; loading goes through a private copy of the
+//! very bytes that were hashed (`load`).
+
+use crate::shim::AotiPackage;
+use precisiond::aoti::{self, Metadata, Pt2, Target};
+use precisiond::fsutil::{self, hex_sha256};
+use precisiond::precision::Precision;
+use precisiond::report::{PackageFacts, VariantFacts};
+use precisiond::settings::{ModelSettings, SettingsDir};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// One package of the family.
+pub struct Variant {
+    pub precision: Precision,
+    /// As the report names it: the file name, or the settings file's path.
+    pub file: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+    pub metadata: Metadata,
+    /// Err: why this machine cannot run its compiled code.
+    pub runnable: Result<(), String>,
+}
+
+impl Variant {
+    pub fn facts(&self) -> PackageFacts {
+        let get = |k: &str| self.metadata.get(k).map(str::to_owned);
+        PackageFacts {
+            file: self.file.clone(),
+            cpu_isa: get(aoti::keys::CPU_ISA),
+            device: self.metadata.device_key().to_owned(),
+            compute_capability: get(aoti::keys::COMPUTE_CAPABILITY),
+            exporter: get("precisiond.exporter"),
+        }
+    }
+
+    /// The device kind its code runs on: "cpu" or "cuda".
+    pub fn device_key(&self) -> &str {
+        self.metadata.device_key()
+    }
+}
+
+pub struct Family {
+    /// The FP32 package: the model the job was asked for.
+    pub head: Variant,
+    /// The other precisions' packages that exist.
+    pub others: BTreeMap<Precision, Variant>,
+    /// Where each missing variant was looked for.
+    pub looked_for: BTreeMap<Precision, PathBuf>,
+}
+
+impl Family {
+    /// Reads the family of `head_path`, whose bytes the job already read.
+    /// Err: the head is not an AOTInductor package (an exported program,
+    /// not a zip), with what to do.
+    pub fn read(
+        head_path: &Path,
+        head_bytes: Vec<u8>,
+        settings: &ModelSettings,
+        settings_dir: &SettingsDir,
+        untrusted: bool,
+        target: &Target,
+    ) -> Result<Family, String> {
+        let head = Variant::read(head_path, head_bytes, Precision::Fp32, target)?;
+        let mut others = BTreeMap::new();
+        let mut looked_for = BTreeMap::new();
+        for precision in aoti::VARIANTS {
+            let named = settings
+                .variants
+                .as_ref()
+                .and_then(|v| v.get(&precision).cloned());
+            let path = match &named {
+                Some(p) => settings_dir.resolve(&format!("variants.{precision}"), p)?,
+                None => aoti::variant_path(head_path, precision),
+            };
+            match fsutil::read(&path, untrusted) {
+                Ok(bytes) => {
+                    let mut v = Variant::read(&path, bytes, precision, target)?;
+                    if let Some(p) = named {
+                        v.file = p.display().to_string();
+                    }
+                    others.insert(precision, v);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && named.is_none() => {
+                    looked_for.insert(precision, path);
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read the {precision} package {}: {e}",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        Ok(Family {
+            head,
+            others,
+            looked_for,
+        })
+    }
+
+    pub fn variant(&self, precision: Precision) -> Option<&Variant> {
+        if precision == Precision::Fp32 {
+            Some(&self.head)
+        } else {
+            self.others.get(&precision)
+        }
+    }
+
+    /// The report's list of the other packages.
+    pub fn facts(&self) -> Vec<VariantFacts> {
+        self.others
+            .values()
+            .map(|v| VariantFacts {
+                precision: v.precision,
+                file: v.file.clone(),
+                sha256: v.sha256.clone(),
+                bytes: v.bytes.len() as u64,
+            })
+            .collect()
+    }
+}
+
+impl Variant {
+    fn read(
+        path: &Path,
+        bytes: Vec<u8>,
+        precision: Precision,
+        target: &Target,
+    ) -> Result<Variant, String> {
+        let file = fsutil::file_name(path);
+        let metadata = match aoti::inspect(&bytes).map_err(|e| format!("{file}: {e}"))? {
+            Pt2::Package(m) => m,
+            Pt2::ExportedProgram => return Err(aoti::exported_program_refusal(&file)),
+        };
+        // A package that declares another precision than its place in the
+        // family would be compared as something it is not.
+        if let Some(declared) = metadata.precision() {
+            if declared != precision {
+                return Err(format!(
+                    "{file} declares precision {declared} in its metadata but stands for \
+                     {precision} in the family: rename it NAME.{declared}.pt2 (or list it under \
+                     `variants` in the settings file)",
+                ));
+            }
+        }
+        let runnable = aoti::can_run(&metadata, target);
+        Ok(Variant {
+            precision,
+            file,
+            sha256: hex_sha256(&bytes),
+            bytes,
+            metadata,
+            runnable,
+        })
+    }
+}
+
+/// Loads `variant` through a private copy of the bytes that were read and
+/// hashed: an unlinked file in the state folder, which no one else can
+/// name, let alone replace, between the check and the load (libtorch's
+/// loader takes a path, not bytes).
+pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> {
+    variant.runnable.clone()?;
+    let copy_error = |e: std::io::Error| {
+        format!(
+            "cannot make a private copy of {} in {}: {e}",
+            variant.file,
+            state_dir.display()
+        )
+    };
+    std::fs::create_dir_all(state_dir).map_err(copy_error)?;
+    let mut copy = tempfile::tempfile_in(state_dir).map_err(copy_error)?;
+    copy.write_all(&variant.bytes).map_err(copy_error)?;
+    copy.flush().map_err(copy_error)?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", copy.as_raw_fd()));
+    // libtorch unpacks the package while loading: the copy can go after.
+    AotiPackage::load(&path).map_err(|e| {
+        format!(
+            "libtorch could not load {}: {}",
+            variant.file,
+            crate::model::clean_torch_error(&e)
+        )
+    })
+}
