@@ -439,7 +439,7 @@ impl Daemon {
                     self.retries.forget(&path);
                     self.settler.written(path, now, settle)
                 }
-                Kind::Settings(_) => self.settler.written(path, now, settle),
+                Kind::Settings(_) | Kind::Variant(_) => self.settler.written(path, now, settle),
                 Kind::Report(_) | Kind::Ignored => {}
             },
             Change::Writing(path) => self.settler.writing(&path, now, settle),
@@ -481,7 +481,10 @@ impl Daemon {
             }
             // A settings file gone changes what is measured; a report gone
             // asks for a new one.
-            Kind::Settings(model) | Kind::Report(model) => self.check(model, false),
+            // A variant gone changes its family's report.
+            Kind::Settings(model) | Kind::Report(model) | Kind::Variant(model) => {
+                self.check(model, false)
+            }
             Kind::Ignored => {}
         }
     }
@@ -494,7 +497,7 @@ impl Daemon {
                 let quiet = self.scanned.remove(&path);
                 self.check(path, quiet)
             }
-            Kind::Settings(model) => self.check(model, false),
+            Kind::Settings(model) | Kind::Variant(model) => self.check(model, false),
             Kind::Report(_) | Kind::Ignored => {}
         }
     }

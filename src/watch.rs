@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 /// File name endings of models precisiond measures (TorchScript archives).
-pub const MODEL_EXTENSIONS: [&str; 4] = ["pt", "pth", "ts", "torchscript"];
+/// TorchScript models and AOTInductor packages (`.pt2`).
+pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", "pt2"];
 
 /// What a file in a drop folder is, by its name alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub enum Kind {
     Settings(PathBuf),
     /// `MODEL.report.toml`: the report of this model.
     Report(PathBuf),
+    /// `NAME.bf16.pt2` (or `.fp16`, `.int8`): a package of the AOTInductor
+    /// family of `NAME.pt2`, measured with it, into its report.
+    Variant(PathBuf),
     /// Anything else: hidden or temporary files, other file types.
     Ignored,
 }
@@ -53,7 +57,8 @@ pub fn kind(path: &Path) -> Kind {
         return Kind::Ignored;
     }
     let sidecar = |model: &[u8], make: fn(PathBuf) -> Kind| {
-        if is_model_name(model) {
+        let variant = crate::aoti::variant_of(Path::new(OsStr::from_bytes(model))).is_some();
+        if is_model_name(model) && !variant {
             make(path.with_file_name(OsStr::from_bytes(model)))
         } else {
             Kind::Ignored
@@ -64,6 +69,9 @@ pub fn kind(path: &Path) -> Kind {
     }
     if let Some(model) = name.strip_suffix(b".toml") {
         return sidecar(model, Kind::Settings);
+    }
+    if let Some((head, _)) = crate::aoti::variant_of(path) {
+        return Kind::Variant(head);
     }
     if is_model_name(name) {
         Kind::Model
@@ -280,6 +288,20 @@ mod tests {
         assert_eq!(k("m.pt.toml"), Kind::Settings("/d/m.pt".into()));
         assert_eq!(k("m.pt.report.toml"), Kind::Report("/d/m.pt".into()));
         assert_eq!(k("m.pt.report.toml.part"), Kind::Ignored);
+    }
+
+    #[test]
+    fn a_pt2_family_is_one_model_whose_variants_lead_to_it() {
+        let k = |name: &str| kind(Path::new("/d").join(name).as_path());
+        assert_eq!(k("resnet.pt2"), Kind::Model);
+        assert_eq!(k("resnet.bf16.pt2"), Kind::Variant("/d/resnet.pt2".into()));
+        assert_eq!(k("resnet.INT8.pt2"), Kind::Variant("/d/resnet.pt2".into()));
+        assert_eq!(k("resnet.pt2.toml"), Kind::Settings("/d/resnet.pt2".into()));
+        assert_eq!(k("resnet.pt2.report.toml"), Kind::Report("/d/resnet.pt2".into()));
+        // A variant has no settings or report of its own: its family's are used.
+        assert_eq!(k("resnet.bf16.pt2.toml"), Kind::Ignored);
+        assert_eq!(k("resnet.bf16.pt2.report.toml"), Kind::Ignored);
+        assert_eq!(k("resnet.bf16.pt2.part"), Kind::Ignored);
     }
 
     #[test]

@@ -1571,3 +1571,76 @@ fn a_busy_machine_delays_the_job_then_it_is_measured_once_and_marked() {
     assert_eq!(measuring, 1);
     d.stop();
 }
+
+fn aoti_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/aoti")
+        .join(name)
+}
+
+#[test]
+fn an_aoti_family_gets_one_report_and_a_variant_dropped_later_updates_it() {
+    let s = Setup::new(&fast_config());
+    let d = s.start();
+    d.wait_ready();
+    let head = s.drop.join("tiny.pt2");
+    std::fs::copy(aoti_fixture("tiny_cnn.pt2"), &head).unwrap();
+    wait_for("the family's report", JOB, || report_path(&head).exists());
+    d.wait_log("tiny.pt2\": measured", JOB);
+    let first = load_report(&head);
+    assert_eq!(first["model"]["format"].as_str(), Some("aoti"));
+    assert!(first["model"].get("variants").is_none());
+    // The BF16 package arrives later: the same report is brought up to
+    // date, and no report of its own appears.
+    let bf16 = s.drop.join("tiny.bf16.pt2");
+    std::fs::copy(aoti_fixture("tiny_cnn.bf16.pt2"), &bf16).unwrap();
+    wait_for("the family measured again", JOB, || s.starts_of(&head) == 2);
+    wait_for("the report naming the BF16 package", JOB, || {
+        load_report(&head)["model"]
+            .get("variants")
+            .and_then(|v| v.as_array())
+            .is_some_and(|v| v.len() == 1)
+    });
+    let report = load_report(&head);
+    assert_eq!(
+        report["model"]["variants"][0]["sha256"].as_str(),
+        Some(sha256_hex(&bf16).as_str())
+    );
+    let bf16_result = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["precision"].as_str() == Some("bf16"))
+        .unwrap();
+    let status = bf16_result["status"].as_str().unwrap();
+    // Where the AVX2 fixtures cannot run, the verdict says unsupported.
+    assert!(status == "ok" || status == "unsupported", "{bf16_result:?}");
+    assert_ne!(
+        first["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["precision"].as_str() == Some("bf16"))
+            .unwrap()["status"]
+            .as_str(),
+        Some("ok"),
+        "before the BF16 package came there was no BF16 result"
+    );
+    assert_eq!(s.starts_of(&bf16), 0);
+    assert!(!report_path(&bf16).exists());
+    // A restart finds the family's report current.
+    d.stop();
+    let d = s.start();
+    d.wait_ready();
+    std::thread::sleep(Duration::from_millis(3 * SETTLE_MS));
+    assert_eq!(s.starts_of(&head), 2, "the report is current");
+    // Deleting the variant brings the report up to date again.
+    std::fs::remove_file(&bf16).unwrap();
+    wait_for("the family measured without BF16", JOB, || {
+        s.starts_of(&head) == 3
+    });
+    wait_for("the report without variants", JOB, || {
+        load_report(&head)["model"].get("variants").is_none()
+    });
+    d.stop();
+}

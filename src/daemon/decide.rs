@@ -66,6 +66,12 @@ pub fn decide(model: &Path, inputs: &Inputs) -> Decision {
     if !meta.is_file() {
         return Decision::Skip("it is not a regular file".into());
     }
+    if let Some((head, precision)) = crate::aoti::variant_of(model) {
+        return Decision::Skip(format!(
+            "it is the {precision} package of {}'s family, measured with it into its report",
+            facts_name(&head)
+        ));
+    }
     let report_path = report::default_path(model);
     let current = supervise::load_report(&report_path).ok();
     if meta.len() > config.max_model_bytes {
@@ -200,6 +206,9 @@ fn is_current(
     if r.model.sha256 != sha || r.model.settings_sha256 != settings_sha {
         return false;
     }
+    if crate::aoti::is_pt2(model) && !variants_current(r, model, model_settings, inputs.hashes) {
+        return false;
+    }
     if r.status == Status::Failed {
         return !(inputs.retry_failures && r.attempts.is_some());
     }
@@ -224,6 +233,43 @@ fn is_current(
         && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
         && r.run.threads == config.effective_threads()
         && (!config.profile || has_profile_where_possible(r))
+}
+
+/// Whether an AOTInductor family's report lists exactly the packages of
+/// its other precisions that are there now, each as it is now: a variant
+/// dropped, replaced or deleted later brings the report up to date.
+fn variants_current(
+    r: &Report,
+    head: &Path,
+    model_settings: Option<&ModelSettings>,
+    hashes: &HashCache,
+) -> bool {
+    let named = model_settings.and_then(|s| s.variants.as_ref());
+    let mut now = BTreeSet::new();
+    for precision in crate::aoti::VARIANTS {
+        let path = match named.and_then(|v| v.get(&precision)) {
+            // Checked by the worker when it reads them (no link, no `..`);
+            // here only whether they changed.
+            Some(p) => head.with_file_name(p),
+            None => crate::aoti::variant_path(head, precision),
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => match hashes.sha256(&path) {
+                Ok((sha, _)) => {
+                    now.insert((precision, sha));
+                }
+                Err(_) => return false,
+            },
+            _ => {}
+        }
+    }
+    let measured: BTreeSet<(Precision, String)> = r
+        .model
+        .variants
+        .iter()
+        .map(|v| (v.precision, v.sha256.clone()))
+        .collect();
+    now == measured
 }
 
 /// With `profile` on, a report measured without it is measured again: it

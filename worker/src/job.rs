@@ -242,6 +242,7 @@ fn measure_all(
     let mut progress = Progress {
         done: 0,
         total: (resolved.devices.len() + resolved.missing.len()) * ordered.len(),
+        kind,
     };
     for &device in &resolved.devices {
         match on_device(&inputs, device) {
@@ -523,7 +524,7 @@ fn none_measured(
             &device.name(),
             precision,
             status,
-            plan::nominal_method(device, precision),
+            plan::nominal_method(device, precision, progress.kind),
             why.to_owned(),
         ));
     }
@@ -592,6 +593,7 @@ fn measure_device(
 struct Progress {
     done: usize,
     total: usize,
+    kind: plan::ModelKind,
 }
 
 impl Progress {
@@ -617,7 +619,7 @@ impl Progress {
             &device.name(),
             precision,
             Status::Failed,
-            method.unwrap_or_else(|| plan::nominal_method(device, precision)),
+            method.unwrap_or_else(|| plan::nominal_method(device, precision, self.kind)),
             "the worker ended while measuring this precision".into(),
         );
         let partial = protocol::Partial {

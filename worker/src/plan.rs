@@ -74,7 +74,10 @@ pub fn comparison_for(
 
 /// The method a result names when it could not even be planned (its
 /// device is missing) or when preparing it panicked.
-pub fn nominal_method(device: Device, precision: Precision) -> Method {
+pub fn nominal_method(device: Device, precision: Precision, kind: ModelKind) -> Method {
+    if kind == ModelKind::AotiFamily {
+        return Method::Aoti;
+    }
     match (device, precision) {
         (Device::Cuda(_), Precision::Int8) => Method::Tensorrt,
         (Device::Cpu, Precision::Int8) => Method::StaticPtq,

@@ -68,9 +68,10 @@ impl PrecisionMethod for Aoti {
         }
         let mut result = ctx.result(precision, Status::Ok, Method::Aoti, String::new());
         result.package = Some(variant.facts());
-        result
-            .notes
-            .extend(aoti::unchecked_isa_note(&variant.metadata));
+        result.notes.extend(aoti::unchecked_isa_note(&variant.metadata));
+        if !ctx.is_cuda() {
+            result.notes.extend(compiled_without_arithmetic(ctx, variant, precision));
+        }
         // FP32's package is the one the reference came from, on this kind
         // of device: it is the reference itself.
         if precision == Precision::Fp32 {
@@ -98,4 +99,41 @@ impl PrecisionMethod for Aoti {
             result,
         }))
     }
+}
+
+/// Where this CPU has arithmetic for `precision` but the package's own
+/// kernels were compiled for an instruction set without it (an AVX2
+/// package on an AVX-512 BF16 CPU): said, because then only the libtorch
+/// kernels the package calls (convolutions and matrix products, through
+/// oneDNN) use that arithmetic, and Inductor's generated kernels convert.
+fn compiled_without_arithmetic(
+    ctx: &Context,
+    variant: &crate::family::Variant,
+    precision: Precision,
+) -> Option<String> {
+    let arithmetic: &[&str] = match precision {
+        Precision::Bf16 => &["avx512_bf16", "amx_bf16", "bf16"],
+        Precision::Fp16 => &["avx512_fp16", "amx_fp16", "fphp", "asimdhp"],
+        Precision::Int8 => &["avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"],
+        Precision::Fp32 => return None,
+    };
+    let native = ctx
+        .job
+        .hardware
+        .verdict(&ctx.device.hardware_key(), precision.name())
+        .is_some_and(|v| v.native);
+    let (needed, _) = aoti::required_flags(&variant.metadata);
+    if !native || needed.iter().any(|f| arithmetic.contains(f)) {
+        return None;
+    }
+    let isa = variant
+        .metadata
+        .get(aoti::keys::CPU_ISA)
+        .unwrap_or("an unrecorded instruction set");
+    Some(format!(
+        "{}'s own kernels were compiled for {isa}, which has no {precision} arithmetic: only the \
+         libtorch kernels it calls (convolutions, matrix products) use this CPU's; export it \
+         on this machine with `--isa native` for Inductor's kernels to use it too",
+        variant.file
+    ))
 }
