@@ -466,6 +466,11 @@ def get_quantizer(device):
     if device != "cpu":
         raise SkipVariant("INT8: torchao's PT2E Inductor quantizers (X86/ARM) produce CPU "
                           "int8 kernels (oneDNN); there is no CUDA PT2E path to package here")
+    # torchao 0.18.0's import makes torch 2.13 log a deprecation warning about
+    # register_constant() on an Enum; it is torchao's business, keep it quiet
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
     try:
         import torchao
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e  # noqa: F401
@@ -474,7 +479,10 @@ def get_quantizer(device):
             "INT8 needs torchao (PT2E quantization left torch.ao.quantization in torch 2.13): "
             f"import failed ({type(e).__name__}: {e}). Install it with "
             "`pip install --no-deps --target ${XDG_CACHE_HOME:-$HOME/.cache}/precisiond/"
-            "torchao-0.18.0 torchao==0.18.0` and add that folder to PYTHONPATH")
+            "torchao-0.18.0 torchao==0.18.0` (scripts/install-torchao.sh does that) and add "
+            "that folder to PYTHONPATH")
+    finally:
+        pytree_log.setLevel(level)
     machine = platform.machine().lower()
     if machine in ("x86_64", "amd64", "i686", "x86"):
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
