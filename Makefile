@@ -110,6 +110,7 @@ lint:
 # Regenerates the committed TorchScript fixtures (needs the cached wheel's Python).
 fixtures:
 	PYTHONPATH=$(TORCH_PYTHONPATH) python3 scripts/make_fixtures.py
+	scripts/make_aoti_fixtures.sh
 
 bench: build
 	$(CARGO) bench --locked --bench analysis

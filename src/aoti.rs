@@ -140,9 +140,10 @@ pub struct Target<'a> {
 pub fn can_run(metadata: &Metadata, target: &Target) -> Result<(), String> {
     if let Some(machine) = metadata.get(keys::MACHINE) {
         if !same_machine(machine, target.machine) {
+            let isa = metadata.get(keys::CPU_ISA).unwrap_or("no AOTI_CPU_ISA");
             return Err(format!(
-                "the package was compiled for {machine} CPUs and this machine is {}: compile it \
-                 on (or for) this machine",
+                "the package was compiled for {machine} CPUs ({isa}) and this machine is {}: \
+                 compile it on (or for) this machine",
                 target.machine
             ));
         }

@@ -63,6 +63,10 @@ pub struct Report {
     pub hardware: Option<Hardware>,
     #[serde(default)]
     pub results: Vec<PrecisionResult>,
+    /// An AOTInductor family measured beside its TorchScript model: both
+    /// runtimes' medians per device and precision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_by_side: Vec<RuntimeComparison>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +84,30 @@ pub struct ModelFacts {
     /// the FP32 one (`file`), as they were when measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<VariantFacts>,
+    /// The TorchScript model the settings file links to an AOTInductor
+    /// family, measured beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torchscript: Option<LinkedFile>,
+}
+
+/// A file measured with the model, as it was when measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedFile {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One (device, precision) measured by both runtimes: the AOTInductor
+/// package and the TorchScript model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeComparison {
+    pub device: String,
+    pub precision: Precision,
+    pub aoti_median_ms: f64,
+    pub torchscript_median_ms: f64,
+    /// torchscript_median_ms / aoti_median_ms: above 1, the package is faster.
+    pub aoti_speedup_vs_torchscript: f64,
 }
 
 /// One package of an AOTInductor family, other than the FP32 head.
@@ -167,6 +195,10 @@ pub struct PrecisionResult {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// "torchscript" on the results of the TorchScript model measured
+    /// beside an AOTInductor family; absent on the model's own results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// The AOTInductor package timed (`method = "aoti"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageFacts>,
@@ -298,7 +330,9 @@ pub struct CalibrationFacts {
 impl PrecisionResult {
     /// "fp16", or "fp16 (tensorrt)" for TensorRT's result beside libtorch's.
     pub fn precision_label(&self) -> String {
-        if self.method == Method::Tensorrt {
+        if let Some(runtime) = &self.runtime {
+            format!("{} ({runtime})", self.precision)
+        } else if self.method == Method::Tensorrt {
             format!("{} (tensorrt)", self.precision)
         } else {
             self.precision.to_string()
@@ -329,6 +363,7 @@ impl PrecisionResult {
             notes: Vec::new(),
             engine: None,
             package: None,
+            runtime: None,
             quantization_seconds: None,
             quantized_model: None,
             timing: None,

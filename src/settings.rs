@@ -43,6 +43,11 @@ pub struct ModelSettings {
     /// `NAME.bf16.pt2`, `NAME.fp16.pt2`, `NAME.int8.pt2` beside it.
     #[serde(default)]
     pub variants: Option<std::collections::BTreeMap<Precision, PathBuf>>,
+    /// For an AOTInductor family: the same model as TorchScript, relative
+    /// to the settings file. It is measured in the same job on the same
+    /// inputs, and the report sets both runtimes' medians side by side.
+    #[serde(default)]
+    pub torchscript: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

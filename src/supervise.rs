@@ -165,6 +165,7 @@ pub fn failed_report_for(
             settings_file: None,
             settings_sha256: None,
             variants: Vec::new(),
+            torchscript: None,
         },
         run: RunFacts {
             started,
@@ -185,6 +186,7 @@ pub fn failed_report_for(
         notes: Vec::new(),
         hardware: None,
         results: Vec::new(),
+        side_by_side: Vec::new(),
     }
 }
 

@@ -297,7 +297,10 @@ mod tests {
         assert_eq!(k("resnet.bf16.pt2"), Kind::Variant("/d/resnet.pt2".into()));
         assert_eq!(k("resnet.INT8.pt2"), Kind::Variant("/d/resnet.pt2".into()));
         assert_eq!(k("resnet.pt2.toml"), Kind::Settings("/d/resnet.pt2".into()));
-        assert_eq!(k("resnet.pt2.report.toml"), Kind::Report("/d/resnet.pt2".into()));
+        assert_eq!(
+            k("resnet.pt2.report.toml"),
+            Kind::Report("/d/resnet.pt2".into())
+        );
         // A variant has no settings or report of its own: its family's are used.
         assert_eq!(k("resnet.bf16.pt2.toml"), Kind::Ignored);
         assert_eq!(k("resnet.bf16.pt2.report.toml"), Kind::Ignored);

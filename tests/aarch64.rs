@@ -313,3 +313,32 @@ fn armv8_0_cores_run_with_debians_libtorch() {
     let cosine = int8["accuracy"]["cosine"].as_float().unwrap();
     assert!(cosine > 0.99, "int8 cosine {cosine}");
 }
+
+#[test]
+#[ignore = "needs the aarch64 build and qemu: make test-aarch64"]
+fn an_x86_aoti_package_is_refused_on_arm_before_it_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("tiny.pt2");
+    std::fs::copy(root().join("tests/fixtures/aoti/tiny_cnn.pt2"), &head).unwrap();
+    let out = emulated(
+        "cortex-a76",
+        &[
+            "run",
+            head.to_str().unwrap(),
+            "--no-probe",
+            "--devices",
+            "cpu",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: toml::Table = std::fs::read_to_string(dir.path().join("tiny.pt2.report.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let error = report["error"].as_str().unwrap();
+    for words in ["x86_64", "AVX2", "aarch64", "none was measured"] {
+        assert!(error.contains(words), "{words:?} missing from: {error}");
+    }
+}

@@ -146,7 +146,10 @@ fn a_family_gets_one_report_with_each_package_timed_and_compared_with_fp32() {
     let state = dir.path().join(".precisiond");
     for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(!name.ends_with(".pt2") && !name.starts_with(".tmp"), "{name}");
+        assert!(
+            !name.ends_with(".pt2") && !name.starts_with(".tmp"),
+            "{name}"
+        );
     }
 }
 
@@ -265,8 +268,5 @@ fn a_package_without_input_metadata_asks_for_a_settings_file_and_then_uses_it() 
     .unwrap();
     let out = run_quick(&head, &["--precisions", "fp32"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        report_of(&head)["input_source"].as_str(),
-        Some("settings")
-    );
+    assert_eq!(report_of(&head)["input_source"].as_str(), Some("settings"));
 }

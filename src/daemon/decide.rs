@@ -236,8 +236,9 @@ fn is_current(
 }
 
 /// Whether an AOTInductor family's report lists exactly the packages of
-/// its other precisions that are there now, each as it is now: a variant
-/// dropped, replaced or deleted later brings the report up to date.
+/// its other precisions that are there now, each as it is now (a variant
+/// dropped, replaced or deleted later brings the report up to date), and
+/// the TorchScript model the settings link, as it is now.
 fn variants_current(
     r: &Report,
     head: &Path,
@@ -262,6 +263,17 @@ fn variants_current(
             },
             _ => {}
         }
+    }
+    let linked = model_settings.and_then(|s| s.torchscript.as_ref());
+    let linked_now = match linked {
+        Some(p) => match hashes.sha256(&head.with_file_name(p)) {
+            Ok((sha, _)) => Some(sha),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    if linked_now != r.model.torchscript.as_ref().map(|t| t.sha256.clone()) {
+        return false;
     }
     let measured: BTreeSet<(Precision, String)> = r
         .model

@@ -76,6 +76,25 @@ pub fn report_summary(report: &Report) -> String {
         ]);
     }
     out.push_str(&grid(header, &rows, false));
+    if !report.side_by_side.is_empty() {
+        out.push_str("\nAOTInductor package vs TorchScript, median ms:\n");
+        let rows: Vec<[String; 5]> = report
+            .side_by_side
+            .iter()
+            .map(|c| {
+                [
+                    c.device.clone(),
+                    c.precision.to_string(),
+                    format!("{:.3}", c.aoti_median_ms),
+                    format!("{:.3}", c.torchscript_median_ms),
+                    crate::speedup::format_x(c.aoti_speedup_vs_torchscript),
+                ]
+            })
+            .collect();
+        let header = ["device", "precision", "aoti", "torchscript", "aoti speedup"];
+        out.push_str(&grid(header, &rows, false));
+        out.push('\n');
+    }
     for r in report.results.iter().filter(|r| !r.reason.is_empty()) {
         out.push_str(&format!(
             "{} {}: {}\n",

@@ -69,6 +69,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             settings_file: None,
             settings_sha256: None,
             variants: Vec::new(),
+            torchscript: None,
         },
         run: RunFacts {
             started,
@@ -88,6 +89,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
         notes: Vec::new(),
         hardware: None,
         results: Vec::new(),
+        side_by_side: Vec::new(),
     };
 
     if let Some(emulator) = &report.run.emulator {
@@ -244,19 +246,68 @@ fn measure_all(
         total: (resolved.devices.len() + resolved.missing.len()) * ordered.len(),
         kind,
     };
+    let targets = Targets {
+        resolved: &resolved,
+        cuda_count,
+        hardware: &hardware,
+        ordered: &ordered,
+    };
+    measure_devices(&job, &inputs, &targets, &mut progress, report);
+    match (&settings.torchscript, kind) {
+        (Some(named), plan::ModelKind::AotiFamily) => {
+            if let Err(why) =
+                beside_torchscript(&job, named, &inputs, &targets, &mut progress, report)
+            {
+                report.notes.push(format!(
+                    "the TorchScript model the settings file links (torchscript = {named:?}) was \
+                     not measured beside the packages: {why}"
+                ));
+            }
+        }
+        (Some(named), _) => report.notes.push(format!(
+            "`torchscript = {named:?}` in the settings file is for an AOTInductor family \
+             (NAME.pt2); this model is TorchScript already, so it was ignored"
+        )),
+        (None, _) => {}
+    }
+    Ok(())
+}
+
+/// The devices a job measures and how to say why the others are missing.
+struct Targets<'a> {
+    resolved: &'a devices::Resolved,
+    cuda_count: usize,
+    hardware: &'a precisiond::hardware::Hardware,
+    ordered: &'a [Precision],
+}
+
+/// Every precision of `job` on every device it measures, into `report`.
+fn measure_devices(
+    job: &Job,
+    inputs: &[Tensor],
+    targets: &Targets,
+    progress: &mut Progress,
+    report: &mut Report,
+) {
+    let (resolved, cuda_count, hardware, ordered) = (
+        targets.resolved,
+        targets.cuda_count,
+        targets.hardware,
+        targets.ordered,
+    );
     for &device in &resolved.devices {
         match on_device(&inputs, device) {
             Ok(device_inputs) => {
                 let ctx = Context {
-                    job: &job,
+                    job,
                     device,
                     inputs: &device_inputs,
                 };
-                measure_device(&ctx, &ordered, &mut progress, report);
+                measure_device(&ctx, ordered, progress, report);
             }
             Err(why) => {
                 let failed = (Status::Failed, why.as_str());
-                none_measured(device, &ordered, failed, &mut progress, report);
+                none_measured(device, ordered, failed, progress, report);
             }
         }
     }
@@ -273,9 +324,116 @@ fn measure_all(
             )
         };
         let unsupported = (Status::Unsupported, why.as_str());
-        none_measured(device, &ordered, unsupported, &mut progress, report);
+        none_measured(device, ordered, unsupported, progress, report);
     }
+}
+
+/// The TorchScript model the settings file links to an AOTInductor family,
+/// measured in the same job on the same inputs with the TorchScript
+/// methods (its results say `runtime = "torchscript"`), and both runtimes'
+/// medians set side by side.
+fn beside_torchscript(
+    family_job: &Job,
+    named: &std::path::Path,
+    inputs: &[Tensor],
+    targets: &Targets,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<(), String> {
+    let opts = family_job.opts;
+    let path = family_job.settings_dir.resolve("torchscript", named)?;
+    let bytes = fsutil::read(&path, opts.untrusted_folder)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let sha256 = hex_sha256(&bytes);
+    report.model.torchscript = Some(report::LinkedFile {
+        file: named.display().to_string(),
+        sha256: sha256.clone(),
+        bytes: bytes.len() as u64,
+    });
+    let module = model::load(&path, &bytes)?;
+    let info = shim::module_info(&bytes).map_err(|e| model::clean_torch_error(&e))?;
+    let reference = module
+        .run(inputs)
+        .map_err(|e| format!("its forward() failed on the family's inputs: {e}"))?;
+    // Two files of one model should give one answer in FP32: said, so a
+    // link to another model shows.
+    let agreement = crate::compare::outputs(family_job.reference, &reference);
+    if let Some(cosine) = agreement.worst.cosine {
+        report.notes.push(format!(
+            "{} (TorchScript) against the FP32 package in FP32 on the same inputs: cosine \
+             {cosine:.6}{}",
+            named.display(),
+            if cosine < 0.999 {
+                "; they do not look like the same model, so the side-by-side medians compare \
+                 two different models"
+            } else {
+                ""
+            }
+        ));
+    }
+    let kind = if info.has_quantized_ops {
+        plan::ModelKind::Prequantized
+    } else {
+        plan::ModelKind::TorchScript
+    };
+    let ts_opts = JobOptions {
+        model: path.clone(),
+        ..opts.clone()
+    };
+    let job = Job {
+        opts: &ts_opts,
+        bytes: &bytes,
+        sha256: &sha256,
+        hardware: family_job.hardware,
+        bench: family_job.bench,
+        reference: &reference,
+        fp32_module: &module,
+        kind,
+        family: None,
+        settings: family_job.settings,
+        settings_dir: family_job.settings_dir,
+        accuracy: family_job.accuracy,
+        specs: family_job.specs,
+        trtexec: OnceCell::new(),
+    };
+    let first = report.results.len();
+    progress.total +=
+        (targets.resolved.devices.len() + targets.resolved.missing.len()) * targets.ordered.len();
+    progress.kind = kind;
+    measure_devices(&job, inputs, targets, progress, report);
+    for result in &mut report.results[first..] {
+        result.runtime = Some("torchscript".into());
+    }
+    report.side_by_side = side_by_side(&report.results);
     Ok(())
+}
+
+/// Each (device, precision) both runtimes measured: their medians.
+fn side_by_side(results: &[PrecisionResult]) -> Vec<report::RuntimeComparison> {
+    let median = |r: &PrecisionResult| {
+        (r.status == Status::Ok)
+            .then(|| r.latency_ms.as_ref().map(|l| l.median))
+            .flatten()
+    };
+    results
+        .iter()
+        .filter(|r| r.method == Method::Aoti)
+        .filter_map(|aoti| {
+            let ts = results.iter().find(|t| {
+                t.runtime.as_deref() == Some("torchscript")
+                    && t.device == aoti.device
+                    && t.precision == aoti.precision
+            })?;
+            let (a, t) = (median(aoti)?, median(ts)?);
+            Some(report::RuntimeComparison {
+                device: aoti.device.clone(),
+                precision: aoti.precision,
+                aoti_median_ms: a,
+                torchscript_median_ms: t,
+                aoti_speedup_vs_torchscript: t / a,
+            })
+        })
+        .collect()
 }
 
 /// The model as loaded, with the inputs every precision runs on and its
@@ -375,7 +533,7 @@ fn load_family(
     hardware: &precisiond::hardware::Hardware,
     report: &mut Report,
 ) -> Result<Loaded, String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").map_err(|e| {
+    let cpuinfo = std::fs::read_to_string(precisiond::hardware::LIVE_CPUINFO).map_err(|e| {
         format!("cannot read /proc/cpuinfo to check the packages' instruction sets: {e}")
     })?;
     let cpu = precisiond::hardware::cpuinfo::parse_cpuinfo(&cpuinfo);

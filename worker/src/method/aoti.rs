@@ -68,9 +68,13 @@ impl PrecisionMethod for Aoti {
         }
         let mut result = ctx.result(precision, Status::Ok, Method::Aoti, String::new());
         result.package = Some(variant.facts());
-        result.notes.extend(aoti::unchecked_isa_note(&variant.metadata));
+        result
+            .notes
+            .extend(aoti::unchecked_isa_note(&variant.metadata));
         if !ctx.is_cuda() {
-            result.notes.extend(compiled_without_arithmetic(ctx, variant, precision));
+            result
+                .notes
+                .extend(compiled_without_arithmetic(ctx, variant, precision));
         }
         // FP32's package is the one the reference came from, on this kind
         // of device: it is the reference itself.
