@@ -270,3 +270,57 @@ fn a_package_without_input_metadata_asks_for_a_settings_file_and_then_uses_it() 
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(report_of(&head)["input_source"].as_str(), Some("settings"));
 }
+
+#[test]
+fn a_family_linked_to_its_torchscript_model_sets_both_runtimes_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = copy_family(dir.path(), "tiny", &["bf16"]);
+    std::fs::copy(aoti_fixture("tiny_cnn.pt"), dir.path().join("tiny.pt")).unwrap();
+    std::fs::write(dir.path().join("tiny.pt2.toml"), "torchscript = \"tiny.pt\"\n").unwrap();
+    let out = run_quick(&head, &["--precisions", "fp32,bf16"]);
+    if !runs_avx2_packages() {
+        return;
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("AOTInductor package vs TorchScript"),
+        "{stdout}"
+    );
+    let report = report_of(&head);
+    assert_eq!(report["model"]["torchscript"]["file"].as_str(), Some("tiny.pt"));
+    let results = report["results"].as_array().unwrap();
+    let torchscript: Vec<&toml::Value> = results
+        .iter()
+        .filter(|r| r.get("runtime").and_then(|v| v.as_str()) == Some("torchscript"))
+        .collect();
+    assert_eq!(torchscript.len(), 2, "{results:#?}");
+    for r in &torchscript {
+        assert_eq!(r["status"].as_str(), Some("ok"), "{r:?}");
+        assert_eq!(r["method"].as_str(), Some("cast"));
+    }
+    let rows = report["side_by_side"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in rows {
+        let (a, t) = (
+            row["aoti_median_ms"].as_float().unwrap(),
+            row["torchscript_median_ms"].as_float().unwrap(),
+        );
+        let ratio = row["aoti_speedup_vs_torchscript"].as_float().unwrap();
+        assert!((ratio - t / a).abs() < 1e-9 * ratio.max(1.0));
+    }
+    // The two files are one model: their FP32 outputs agree, and the
+    // report says so.
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    let agreement = notes
+        .iter()
+        .find(|n| n.contains("against the FP32 package"))
+        .unwrap_or_else(|| panic!("{notes:?}"));
+    assert!(agreement.contains("cosine 1.0000") || agreement.contains("cosine 0.9999"), "{agreement}");
+    assert!(!agreement.contains("do not look like the same model"));
+}

@@ -368,6 +368,48 @@ mod tests {
     }
 
     #[test]
+    fn a_family_report_is_stale_when_a_variant_or_the_linked_torchscript_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = dir.path().join("m.pt2");
+        std::fs::write(&head, b"fp32 package").unwrap();
+        let ts = dir.path().join("m.pt");
+        std::fs::write(&ts, b"torchscript v1").unwrap();
+        std::fs::write(dir.path().join("m.pt2.toml"), "torchscript = \"m.pt\"\n").unwrap();
+        let config = Config::default();
+        let hashes = HashCache::new();
+        let (sha, bytes) = hashes.sha256(&head).unwrap();
+        // A failed report the worker wrote itself stays current while
+        // nothing it describes changes.
+        let mut r = supervise::failed_report(&head, "bad".into(), report::now(), 1);
+        r.model.sha256 = sha;
+        r.model.bytes = bytes;
+        r.model.settings_sha256 = Some(
+            open_regular(&dir.path().join("m.pt2.toml"))
+                .and_then(sha256_of)
+                .unwrap()
+                .0,
+        );
+        r.model.torchscript = Some(report::LinkedFile {
+            file: "m.pt".into(),
+            sha256: hashes.sha256(&ts).unwrap().0,
+            bytes: 14,
+        });
+        crate::output::toml::write(&r, &report::default_path(&head)).unwrap();
+        assert!(matches!(check(&head, &config), Decision::Skip(_)));
+        // A BF16 package dropped beside it.
+        let bf16 = dir.path().join("m.bf16.pt2");
+        std::fs::write(&bf16, b"bf16 package").unwrap();
+        assert!(matches!(check(&head, &config), Decision::Run(_)));
+        // The variant itself is never measured on its own.
+        assert!(matches!(check(&bf16, &config), Decision::Skip(_)));
+        std::fs::remove_file(&bf16).unwrap();
+        assert!(matches!(check(&head, &config), Decision::Skip(_)));
+        // The linked TorchScript model replaced.
+        std::fs::write(&ts, b"torchscript v2").unwrap();
+        assert!(matches!(check(&head, &config), Decision::Run(_)));
+    }
+
+    #[test]
     fn missing_report_runs_and_symlinks_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.pt");
