@@ -58,11 +58,6 @@ fn main() {
     // cannot read the build user's cache), then the libtorch built against.
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/precisiond/torch/lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    // libtorch.so itself (a small library over libtorch_cpu) is linked even
-    // though the worker calls nothing in it: the compiled code inside an
-    // AOTInductor package names it, has no rpath of its own, and is
-    // dlopened by libtorch; a library already loaded satisfies it.
-    println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed,-ltorch,--pop-state");
     // libtorch_cuda is not linked: the worker loads it at run time, and
     // only where the CUDA driver reports a GPU (worker/src/cuda.rs), so a
     // CPU-only machine never maps it or the CUDA libraries behind it.

@@ -53,6 +53,10 @@ pub struct Family {
     pub others: BTreeMap<Precision, Variant>,
     /// Where each missing variant was looked for.
     pub looked_for: BTreeMap<Precision, PathBuf>,
+    /// Where libtorch unpacks the packages (it honours TMPDIR): one folder
+    /// per job, removed with the family, so a job leaves no unpacked
+    /// compiled code behind.
+    _unpacked: tempfile::TempDir,
 }
 
 impl Family {
@@ -68,6 +72,18 @@ impl Family {
         target: &Target,
     ) -> Result<Family, String> {
         let head = Variant::read(head_path, head_bytes, Precision::Fp32, target)?;
+        let unpacked = tempfile::Builder::new()
+            .prefix("precisiond-aoti-")
+            .tempdir()
+            .map_err(|e| {
+                format!(
+                    "cannot make a folder to unpack the packages in {}: {e}",
+                    std::env::temp_dir().display()
+                )
+            })?;
+        // Before libtorch reads TMPDIR, and only here: this process runs
+        // one job, and nothing else in it makes temporary files meanwhile.
+        std::env::set_var("TMPDIR", unpacked.path());
         let mut others = BTreeMap::new();
         let mut looked_for = BTreeMap::new();
         for precision in aoti::VARIANTS {
@@ -102,6 +118,7 @@ impl Family {
             head,
             others,
             looked_for,
+            _unpacked: unpacked,
         })
     }
 
@@ -168,6 +185,7 @@ impl Variant {
 /// loader takes a path, not bytes).
 pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> {
     variant.runnable.clone()?;
+    load_libtorch_so()?;
     let copy_error = |e: std::io::Error| {
         format!(
             "cannot make a private copy of {} in {}: {e}",
@@ -188,4 +206,31 @@ pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> 
             crate::model::clean_torch_error(&e)
         )
     })
+}
+
+/// The compiled code in a package names `libtorch.so`, has no rpath of its
+/// own, and is dlopened by libtorch: it finds libtorch.so only when this
+/// process has it loaded already. The worker does not link it, because
+/// the full wheel's libtorch.so needs libtorch_cuda (which `crate::cuda`
+/// loads only where there is a GPU); so it is loaded here, through the
+/// worker's rpath, when the first package is. (With the full wheel that
+/// maps libtorch_cuda too; the lean CPU libtorch has a stub libtorch.so.)
+fn load_libtorch_so() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+            // SAFETY: libtorch.so's initialisers only register with the
+            // libtorch already loaded; it is never unloaded.
+            match unsafe { libloading::os::unix::Library::open(Some("libtorch.so"), flags) } {
+                Ok(library) => {
+                    std::mem::forget(library);
+                    Ok(())
+                }
+                Err(e) => Err(format!(
+                    "cannot load libtorch.so, which AOTInductor packages need: {e}"
+                )),
+            }
+        })
+        .clone()
 }
