@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The TorchScript model to measure (.pt, .pth, .ts, .torchscript).
+    /// The model to measure: TorchScript (.pt, .pth, .ts, .torchscript) or the FP32
+    /// AOTInductor package of a family (NAME.pt2, with NAME.bf16.pt2 ... beside it).
     pub model: PathBuf,
     /// Precisions to measure, comma separated [default: the settings file's, else fp32,fp16,bf16,int8].
     #[arg(long, value_parser = parse_precisions)]

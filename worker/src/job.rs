@@ -547,6 +547,15 @@ fn load_family(
         machine: std::env::consts::ARCH,
         cuda_capabilities: &capabilities,
     };
+    if let Some((head, precision)) = precisiond::aoti::variant_of(&opts.model) {
+        return Err(format!(
+            "{} is the {precision} package of the family of {}: measure the family with \
+             `precisiond run {}` (its FP32 package), which times every package beside it",
+            fsutil::file_name(&opts.model),
+            fsutil::file_name(&head),
+            head.display()
+        ));
+    }
     let family = Family::read(
         &opts.model,
         bytes.to_vec(),
