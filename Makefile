@@ -28,7 +28,7 @@ TORCH_PYTHONPATH = $(shell scripts/install-torch-full.sh)
 # build user's cache.
 LIBDIR ?= $(PREFIX)/lib/precisiond
 
-.PHONY: all build demo test test-deps fixtures bench install uninstall clean lint \
+.PHONY: all build demo demo-aoti test test-deps fixtures bench install uninstall clean lint \
 	aarch64-deps build-aarch64 build-aarch64-armv8.0 test-aarch64 deb test-deb
 
 all: build
@@ -40,6 +40,22 @@ build:
 
 demo: build
 	target/release/precisiond run examples/demo/tiny_resnet.pt
+
+# The demo model as an AOTInductor family (FP32, BF16, FP16, INT8 packages,
+# examples/demo/tiny_resnet.py) measured beside its TorchScript file in one
+# job: the table gets an "AOTInductor package vs TorchScript" section. Needs
+# Python with the full torch wheel (4.7 GB, installed into the cache on first
+# use) and torchao (30 MB); the packages are compiled for THIS machine's CPU
+# (--isa native), about a minute or two, into target/demo-aoti/.
+DEMO_AOTI_DIR := target/demo-aoti
+
+demo-aoti: build
+	PYTHONPATH="$(TORCH_PYTHONPATH):$$(scripts/install-torchao.sh)" \
+	  python3 scripts/precisiond-export.py examples/demo/tiny_resnet.py \
+	  --name tiny_resnet --out-dir $(DEMO_AOTI_DIR) --isa native
+	cp examples/demo/tiny_resnet.pt $(DEMO_AOTI_DIR)/
+	echo 'torchscript = "tiny_resnet.pt"' > $(DEMO_AOTI_DIR)/tiny_resnet.pt2.toml
+	target/release/precisiond run $(DEMO_AOTI_DIR)/tiny_resnet.pt2
 
 # systemd-analyze checks the unit; readelf (binutils) and cc come with the
 # Rust toolchain's prerequisites.
