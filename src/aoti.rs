@@ -159,7 +159,7 @@ pub fn can_run(metadata: &Metadata, target: &Target) -> Result<(), String> {
                      libtorch sees no CUDA device here"
                 ));
             }
-            if !target.cuda_capabilities.iter().any(|c| *c == wanted) {
+            if !target.cuda_capabilities.contains(&wanted) {
                 return Err(format!(
                     "the package was compiled for CUDA compute capability {wanted} and this \
                      machine's GPUs have {}: compile it on (or for) this GPU",

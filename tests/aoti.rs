@@ -276,7 +276,11 @@ fn a_family_linked_to_its_torchscript_model_sets_both_runtimes_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let head = copy_family(dir.path(), "tiny", &["bf16"]);
     std::fs::copy(aoti_fixture("tiny_cnn.pt"), dir.path().join("tiny.pt")).unwrap();
-    std::fs::write(dir.path().join("tiny.pt2.toml"), "torchscript = \"tiny.pt\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("tiny.pt2.toml"),
+        "torchscript = \"tiny.pt\"\n",
+    )
+    .unwrap();
     let out = run_quick(&head, &["--precisions", "fp32,bf16"]);
     if !runs_avx2_packages() {
         return;
@@ -288,7 +292,10 @@ fn a_family_linked_to_its_torchscript_model_sets_both_runtimes_side_by_side() {
         "{stdout}"
     );
     let report = report_of(&head);
-    assert_eq!(report["model"]["torchscript"]["file"].as_str(), Some("tiny.pt"));
+    assert_eq!(
+        report["model"]["torchscript"]["file"].as_str(),
+        Some("tiny.pt")
+    );
     let results = report["results"].as_array().unwrap();
     let torchscript: Vec<&toml::Value> = results
         .iter()
@@ -321,6 +328,9 @@ fn a_family_linked_to_its_torchscript_model_sets_both_runtimes_side_by_side() {
         .iter()
         .find(|n| n.contains("against the FP32 package"))
         .unwrap_or_else(|| panic!("{notes:?}"));
-    assert!(agreement.contains("cosine 1.0000") || agreement.contains("cosine 0.9999"), "{agreement}");
+    assert!(
+        agreement.contains("cosine 1.0000") || agreement.contains("cosine 0.9999"),
+        "{agreement}"
+    );
     assert!(!agreement.contains("do not look like the same model"));
 }

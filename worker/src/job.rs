@@ -296,7 +296,7 @@ fn measure_devices(
         targets.ordered,
     );
     for &device in &resolved.devices {
-        match on_device(&inputs, device) {
+        match on_device(inputs, device) {
             Ok(device_inputs) => {
                 let ctx = Context {
                     job,
@@ -315,7 +315,7 @@ fn measure_devices(
         let why = if cuda_count == 0 {
             format!(
                 "{device} was asked for, but libtorch sees no CUDA device: {}",
-                cuda::no_cuda_cause(&hardware)
+                cuda::no_cuda_cause(hardware)
             )
         } else {
             format!(
