@@ -65,6 +65,7 @@ test-deps:
 test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1
 	scripts/check-systemd.sh target/release/precisiond
+	scripts/check-tmpfiles.sh
 	scripts/check-mdwe.sh target/release/precisiond-worker
 
 # ARM boards from this x86 machine: cross-built for aarch64 against the
@@ -146,6 +147,7 @@ install: build
 	  > $(DESTDIR)$(UNITDIR)/precisiond.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/precisiond.service
 	install -Dm644 systemd/precisiond.sysusers $(DESTDIR)/usr/lib/sysusers.d/precisiond.conf
+	install -Dm644 systemd/precisiond.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/precisiond.conf
 	install -Dm644 systemd/precisiond-cuda.conf $(DESTDIR)$(PREFIX)/share/doc/precisiond/precisiond-cuda.conf
 	# The libtorch the worker loads, in the layout its own $$ORIGIN rpaths
 	# expect (lib/precisiond/{torch/lib,nvidia}): on a CPU-only machine the
@@ -155,11 +157,13 @@ install: build
 	cp -a $$(ls -d $(LIBTORCH)/lib/*.so* | grep -v -e libtorch_python -e libshm) $(DESTDIR)$(LIBDIR)/torch/lib/
 	if [ -d $(LIBTORCH)/../nvidia ]; then cp -a $(LIBTORCH)/../nvidia $(DESTDIR)$(LIBDIR)/; fi
 	@echo "installed; create the service user and start the service with:"
-	@echo "  systemd-sysusers && systemctl daemon-reload && systemctl enable --now precisiond"
+	@echo "  systemd-sysusers && systemd-tmpfiles --create /usr/lib/tmpfiles.d/precisiond.conf"
+	@echo "  systemctl daemon-reload && systemctl enable --now precisiond"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/precisiond $(DESTDIR)$(BINDIR)/precisiond-worker
 	rm -f $(DESTDIR)$(UNITDIR)/precisiond.service $(DESTDIR)/usr/lib/sysusers.d/precisiond.conf
+	rm -f $(DESTDIR)/usr/lib/tmpfiles.d/precisiond.conf
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/share/doc/precisiond
 
 clean:

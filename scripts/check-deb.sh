@@ -32,6 +32,7 @@ for arch in amd64 arm64; do
     done
     [ "$(stat -c %a "$r/etc/precisiond/precisiond.toml")" = 644 ] || fail "$arch: config is not 0644"
     for f in usr/lib/systemd/system/precisiond.service usr/lib/sysusers.d/precisiond.conf \
+             usr/lib/tmpfiles.d/precisiond.conf \
              usr/share/doc/precisiond/examples/precisiond-cuda.conf usr/lib/precisiond/torch/lib/libtorch_cpu.so; do
         [ -f "$r/$f" ] || fail "$arch: $f is missing"
     done

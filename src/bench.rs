@@ -71,7 +71,30 @@ pub struct Measurement {
 /// spent. At least one timed call is always made.
 pub fn measure<E>(
     config: &BenchConfig,
+    call: impl FnMut() -> Result<(), E>,
+) -> Result<Measurement, E> {
+    measure_observed(config, call, &mut NoObserver)
+}
+
+/// Told when the timed calls start and end (after the warm-up): what must
+/// cover exactly the timed window (an energy counter) hooks in here.
+pub trait TimedWindow {
+    fn started(&mut self);
+    fn ended(&mut self);
+}
+
+struct NoObserver;
+
+impl TimedWindow for NoObserver {
+    fn started(&mut self) {}
+    fn ended(&mut self) {}
+}
+
+/// [`measure`], telling `window` when the timed calls start and end.
+pub fn measure_observed<E>(
+    config: &BenchConfig,
     mut call: impl FnMut() -> Result<(), E>,
+    window: &mut dyn TimedWindow,
 ) -> Result<Measurement, E> {
     let start = Instant::now();
     let budget = Duration::from_secs_f64(config.max_seconds.max(0.0));
@@ -89,6 +112,7 @@ pub fn measure<E>(
     }
 
     let mut samples_ms = Vec::new();
+    window.started();
     let stop_reason = loop {
         let t0 = Instant::now();
         call()?;
@@ -116,6 +140,7 @@ pub fn measure<E>(
             };
         }
     };
+    window.ended();
 
     Ok(Measurement {
         samples_ms,

@@ -110,6 +110,46 @@ pub struct RuntimeComparison {
     pub aoti_speedup_vs_torchscript: f64,
 }
 
+/// Energy of one result, read from a sensor across its timed calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnergyFacts {
+    /// "RAPL package-0+dram", "INA3221 VDD_IN", "NVML cuda0", ...
+    pub sensor: String,
+    /// The rails or domains the reading covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rails: Vec<String>,
+    /// Millijoules per inference (per forward() call divided by the batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_mj_per_inference: Option<f64>,
+    /// Mean power over the window, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_power_w: Option<f64>,
+    /// Power over a short idle window just before, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
+    /// This precision's energy per inference over FP32's on the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_vs_fp32: Option<f64>,
+    /// Seconds the energy window lasted: the timed calls, extended with
+    /// further calls when they were too short for the sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+    /// forward() calls in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Readings the figure rests on: 2 for a counter (start, end), the
+    /// sample count for a sampled power sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// Sampling rate of a sampled sensor, Hz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_hz: Option<f64>,
+    /// Why there is no figure ("energy: not readable (permission)", "no
+    /// energy sensor found ...").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_read: Option<String>,
+}
+
 /// One package of an AOTInductor family, other than the FP32 head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantFacts {
@@ -199,6 +239,10 @@ pub struct PrecisionResult {
     /// beside an AOTInductor family; absent on the model's own results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// Energy per inference over the timed calls, where a sensor is
+    /// readable; otherwise why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyFacts>,
     /// The AOTInductor package timed (`method = "aoti"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageFacts>,
@@ -364,6 +408,7 @@ impl PrecisionResult {
             engine: None,
             package: None,
             runtime: None,
+            energy: None,
             quantization_seconds: None,
             quantized_model: None,
             timing: None,

@@ -48,6 +48,10 @@ pub struct Hardware {
     /// tables `[cuda0]`, `[cuda0.fp16]`, ... beside `[cpu]`.
     #[serde(flatten)]
     pub gpus: BTreeMap<String, GpuReport>,
+    /// The energy sensors found on this machine, readable or not (live
+    /// detection only: a capture describes another machine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub energy_sensors: Vec<crate::energy::SensorInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,7 +207,20 @@ pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hard
         notes.push("GPUs not queried: --cpuinfo describes another machine".to_string());
     }
 
-    Ok(Hardware { notes, cpu, gpus })
+    let energy_sensors = if live {
+        crate::energy::find_all(Path::new("/"))
+            .iter()
+            .map(|s| s.info())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Hardware {
+        notes,
+        cpu,
+        gpus,
+        energy_sensors,
+    })
 }
 
 /// The CPU report from flags alone (no libtorch, no probe): pure, so the

@@ -76,6 +76,7 @@ pub fn report_summary(report: &Report) -> String {
         ]);
     }
     out.push_str(&grid(header, &rows, false));
+    out.push_str(&energy_section(report));
     if !report.side_by_side.is_empty() {
         out.push_str("\nAOTInductor package vs TorchScript, median ms:\n");
         let rows: Vec<[String; 5]> = report
@@ -130,6 +131,65 @@ pub fn report_summary(report: &Report) -> String {
         if let Some(profile) = &r.profile {
             out.push_str(&profile_lines(&r.device, &r.precision_label(), profile));
         }
+    }
+    out
+}
+
+/// Energy per inference where a sensor was read (and its ratio to FP32's),
+/// else one line per distinct reason it was not.
+fn energy_section(report: &Report) -> String {
+    let mut out = String::new();
+    let read: Vec<_> = report
+        .results
+        .iter()
+        .filter_map(|r| r.energy.as_ref().map(|e| (r, e)))
+        .filter(|(_, e)| e.energy_mj_per_inference.is_some())
+        .collect();
+    if !read.is_empty() {
+        out.push_str("\nenergy per inference:\n");
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map(|x| format!("{x:.digits$}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        let rows: Vec<[String; 7]> = read
+            .iter()
+            .map(|(r, e)| {
+                [
+                    r.device.clone(),
+                    r.precision_label(),
+                    opt(e.energy_mj_per_inference, 3),
+                    e.energy_vs_fp32
+                        .map(crate::speedup::format_x)
+                        .unwrap_or_else(|| "-".into()),
+                    opt(e.mean_power_w, 2),
+                    opt(e.idle_power_w, 2),
+                    e.sensor.clone(),
+                ]
+            })
+            .collect();
+        let header = [
+            "device",
+            "precision",
+            "mJ/inference",
+            "energy vs fp32",
+            "mean W",
+            "idle W",
+            "sensor",
+        ];
+        out.push_str(&grid(header, &rows, false));
+    }
+    let mut reasons: Vec<&str> = Vec::new();
+    for why in report
+        .results
+        .iter()
+        .filter_map(|r| r.energy.as_ref()?.not_read.as_deref())
+    {
+        if !reasons.contains(&why) {
+            reasons.push(why);
+        }
+    }
+    for why in reasons {
+        out.push_str(&format!("energy: {why}\n"));
     }
     out
 }
@@ -248,6 +308,31 @@ pub fn hardware(hw: &Hardware) -> String {
         }
     }
     out.push_str(&grid(header, &rows, true));
+    if c.source == crate::hardware::LIVE_CPUINFO {
+        if hw.energy_sensors.is_empty() {
+            let _ = writeln!(
+                out,
+                "energy sensors: none found (no RAPL powercap zones, no INA3221/INA238 rails, no NVML)"
+            );
+        }
+        for s in &hw.energy_sensors {
+            let state = match (&s.why_not, s.readable) {
+                (_, true) => "readable".to_owned(),
+                (Some(why), false) => format!("not readable: {why}"),
+                (None, false) => "not readable".to_owned(),
+            };
+            let rails = if s.rails.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", s.rails.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "energy sensor: {} ({}, covers {}){rails}: {state}",
+                s.name, s.kind, s.covers
+            );
+        }
+    }
     out
 }
 

@@ -735,6 +735,10 @@ fn measure_device(
             fp32 = result.latency_ms.clone().map(|l| verdict::Fp32Timing {
                 latency: l,
                 quality: result.quality,
+                energy_mj: result
+                    .energy
+                    .as_ref()
+                    .and_then(|e| e.energy_mj_per_inference),
             });
             verdict::judge(ctx, &mut result, None);
         } else {

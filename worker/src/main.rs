@@ -5,6 +5,7 @@ mod calibration;
 mod compare;
 mod context;
 mod cuda;
+mod energy;
 mod family;
 mod forward;
 mod job;

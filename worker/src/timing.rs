@@ -3,13 +3,16 @@
 //! the device synchronised around each call on CUDA.
 
 use crate::context::Context;
+use crate::energy;
 use crate::forward::Forward;
 use precisiond::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
 use precisiond::conditions::{Conditions, Limits, Quality, Watch};
 use precisiond::devices::Device;
 use precisiond::precision::Precision;
 use precisiond::report::{PrecisionResult, Status};
+use precisiond::energy::{Energy, Sensor};
 use std::path::Path;
+use std::time::{Duration, Instant};
 use tch::Tensor;
 
 /// How CUDA timings are taken, for the report.
@@ -43,7 +46,12 @@ pub fn time(
     };
     let bench_config = ctx.job.bench;
     let limits = ctx.job.opts.limits;
-    let mut timed = match Timed::take(&bench_config, &limits, call) {
+    // Energy: the sensor that covers this device, its idle power just
+    // before, then a reading across the timed calls.
+    let sensor = energy::sensor_for(ctx.device);
+    let idle = sensor.as_ref().map_err(Clone::clone).and_then(energy::idle_power);
+    let meter = sensor.as_ref().ok();
+    let mut timed = match Timed::take(&bench_config, &limits, call, meter) {
         Ok(t) => t,
         Err(e) => {
             result.status = Status::Failed;
@@ -54,7 +62,7 @@ pub fn time(
     // Once, inside the same job: the other load may have been brief.
     if timed.quality == Some(Quality::Contended) {
         let first = timed.summary();
-        match Timed::take(&bench_config, &limits, call) {
+        match Timed::take(&bench_config, &limits, call, meter) {
             Ok(again) => {
                 result.notes.push(format!(
                     "timed twice: the first timing was contended ({first}); this is the second"
@@ -74,7 +82,16 @@ pub fn time(
         median_rel_ci,
         conditions,
         quality,
+        energy: reading,
     } = timed;
+    result.energy = Some(match (&sensor, reading) {
+        (Err(why), _) => energy::not_read(None, why.clone()),
+        (Ok(s), Some(Ok((reading, calls)))) => {
+            energy::facts(s, &reading, calls, ctx.batch(), idle)
+        }
+        (Ok(s), Some(Err(why))) => energy::not_read(Some(s), why),
+        (Ok(s), None) => energy::not_read(Some(s), "the sensor was not read".into()),
+    });
     if cuda.is_some() {
         result.timing = Some(CUDA_TIMING.to_owned());
     }
@@ -111,6 +128,9 @@ struct Timed {
     /// None when /proc/stat could not be read.
     conditions: Option<Conditions>,
     quality: Option<Quality>,
+    /// The sensor's reading across the timed calls (and the calls it
+    /// covers), when there is a sensor.
+    energy: Option<Result<(Energy, u64), String>>,
 }
 
 impl Timed {
@@ -118,9 +138,20 @@ impl Timed {
         config: &BenchConfig,
         limits: &Limits,
         call: impl Fn() -> Result<(), String>,
+        meter: Option<&Sensor>,
     ) -> Result<Timed, String> {
         let watch = Watch::start(Path::new("/"));
-        let measurement = bench::measure(config, call)?;
+        let started = Instant::now();
+        let (measurement, energy) = match meter {
+            None => (bench::measure(config, &call)?, None),
+            Some(sensor) => {
+                let mut window = energy::Window::new(sensor);
+                let measurement = bench::measure_observed(config, &call, &mut window)?;
+                let deadline = started + Duration::from_secs_f64(config.max_seconds.max(0.0));
+                let timed_calls = measurement.samples_ms.len() as u64;
+                (measurement, Some(window.close(timed_calls, &call, deadline)))
+            }
+        };
         let mut conditions = watch.finish();
         let stats =
             LatencyStats::from_samples(&measurement.samples_ms).expect("at least one timed call");
@@ -134,6 +165,7 @@ impl Timed {
             median_rel_ci,
             conditions,
             quality,
+            energy,
         })
     }
 

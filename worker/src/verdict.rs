@@ -16,6 +16,8 @@ pub struct Fp32Timing {
     pub latency: LatencyStats,
     /// Whether it is the model's speed (`precisiond::conditions`).
     pub quality: Option<Quality>,
+    /// Its energy per inference, where a sensor was read.
+    pub energy_mj: Option<f64>,
 }
 
 /// Sets `result`'s speedup against `fp32` (libtorch's FP32 timing on this
@@ -26,6 +28,10 @@ pub struct Fp32Timing {
 /// acceleration verdict then falls back to hardware detection's.
 pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timing>) {
     judge_accuracy(ctx, result);
+    let fp32_energy = fp32.and_then(|f| f.energy_mj);
+    if let (Some(base), Some(e)) = (fp32_energy, result.energy.as_mut()) {
+        e.energy_vs_fp32 = e.energy_mj_per_inference.map(|mj| mj / base);
+    }
     let (Some(fp32), Some(lat)) = (fp32, &result.latency_ms) else {
         return;
     };
