@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod emulation;
+pub mod energy;
 pub mod fsutil;
 pub mod hardware;
 pub mod hashcache;
