@@ -147,6 +147,15 @@ impl Energy {
 
 /// Every sensor found under `root`, readable or not (for detect), plus the
 /// NVIDIA GPUs that `libnvidia-ml.so.1` (or `PRECISIOND_NVML_LIB`) lists.
+/// Where the sensors' files are: `/`, or a recorded tree named by
+/// `PRECISIOND_SYSFS_ROOT` (for the tests: the project's build machine has
+/// no energy sensor).
+pub fn sysfs_root() -> std::path::PathBuf {
+    std::env::var_os("PRECISIOND_SYSFS_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/"))
+}
+
 pub fn find_all(root: &Path) -> Vec<Sensor> {
     find_all_with(root, &nvml::library_name())
 }
@@ -222,8 +231,10 @@ fn read_error(path: &Path, e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         format!(
             "energy: not readable (permission): {} is root-only since Linux 5.10; \
-             run precisiond as root or make the file readable at boot \
-             (e.g. a systemd-tmpfiles `z` line with mode 0444); see README",
+             install the rule precisiond ships, which gives its group read access \
+             (/usr/lib/tmpfiles.d/precisiond.conf, applied with `systemd-tmpfiles --create \
+             /usr/lib/tmpfiles.d/precisiond.conf`), and add yourself to the precisiond \
+             group, or run as root; see the README's \"Energy per inference\"",
             path.display()
         )
     } else {

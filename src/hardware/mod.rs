@@ -208,7 +208,7 @@ pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hard
     }
 
     let energy_sensors = if live {
-        crate::energy::find_all(Path::new("/"))
+        crate::energy::find_all(&crate::energy::sysfs_root())
             .iter()
             .map(|s| s.info())
             .collect()

@@ -7,7 +7,6 @@ use precisiond::bench::TimedWindow;
 use precisiond::devices::Device;
 use precisiond::energy::{self, Energy, Running, Sensor};
 use precisiond::report::EnergyFacts;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Shortest energy window: a counter updated about every millisecond
@@ -17,19 +16,11 @@ const MIN_WINDOW: Duration = Duration::from_millis(500);
 /// The idle power's window, before the warm-up: bounded and short.
 const IDLE_WINDOW: Duration = Duration::from_millis(200);
 
-/// Where sysfs is: `/`, or a recorded tree (`PRECISIOND_SYSFS_ROOT`, for
-/// the tests: this project's build machine has no energy sensor).
-fn root() -> PathBuf {
-    std::env::var_os("PRECISIOND_SYSFS_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
 /// The sensor whose reading covers work on `device`, or why there is none.
 pub fn sensor_for(device: Device) -> Result<Sensor, String> {
     match device {
-        Device::Cpu => energy::for_cpu(&root()),
-        Device::Cuda(index) => energy::for_cuda(&root(), index),
+        Device::Cpu => energy::for_cpu(&energy::sysfs_root()),
+        Device::Cuda(index) => energy::for_cuda(&energy::sysfs_root(), index),
     }
 }
 
@@ -67,9 +58,7 @@ impl<'a> Window<'a> {
         call: impl Fn() -> Result<(), String>,
         deadline: Instant,
     ) -> Result<(Energy, u64), String> {
-        let running = self
-            .running
-            .ok_or("the timed calls never started")??;
+        let running = self.running.ok_or("the timed calls never started")??;
         let opened = self.opened.expect("set with running");
         let mut calls = timed_calls;
         while opened.elapsed() < MIN_WINDOW && Instant::now() < deadline {

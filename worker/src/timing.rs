@@ -8,9 +8,9 @@ use crate::forward::Forward;
 use precisiond::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
 use precisiond::conditions::{Conditions, Limits, Quality, Watch};
 use precisiond::devices::Device;
+use precisiond::energy::{Energy, Sensor};
 use precisiond::precision::Precision;
 use precisiond::report::{PrecisionResult, Status};
-use precisiond::energy::{Energy, Sensor};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::Tensor;
@@ -49,7 +49,10 @@ pub fn time(
     // Energy: the sensor that covers this device, its idle power just
     // before, then a reading across the timed calls.
     let sensor = energy::sensor_for(ctx.device);
-    let idle = sensor.as_ref().map_err(Clone::clone).and_then(energy::idle_power);
+    let idle = sensor
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(energy::idle_power);
     let meter = sensor.as_ref().ok();
     let mut timed = match Timed::take(&bench_config, &limits, call, meter) {
         Ok(t) => t,
@@ -86,9 +89,7 @@ pub fn time(
     } = timed;
     result.energy = Some(match (&sensor, reading) {
         (Err(why), _) => energy::not_read(None, why.clone()),
-        (Ok(s), Some(Ok((reading, calls)))) => {
-            energy::facts(s, &reading, calls, ctx.batch(), idle)
-        }
+        (Ok(s), Some(Ok((reading, calls)))) => energy::facts(s, &reading, calls, ctx.batch(), idle),
         (Ok(s), Some(Err(why))) => energy::not_read(Some(s), why),
         (Ok(s), None) => energy::not_read(Some(s), "the sensor was not read".into()),
     });
@@ -149,7 +150,10 @@ impl Timed {
                 let measurement = bench::measure_observed(config, &call, &mut window)?;
                 let deadline = started + Duration::from_secs_f64(config.max_seconds.max(0.0));
                 let timed_calls = measurement.samples_ms.len() as u64;
-                (measurement, Some(window.close(timed_calls, &call, deadline)))
+                (
+                    measurement,
+                    Some(window.close(timed_calls, &call, deadline)),
+                )
             }
         };
         let mut conditions = watch.finish();
