@@ -25,6 +25,7 @@ pub mod output;
 pub mod precision;
 pub mod protocol;
 pub mod queue;
+pub mod regression;
 pub mod report;
 pub mod settings;
 pub mod speedup;

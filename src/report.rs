@@ -110,6 +110,18 @@ pub struct RuntimeComparison {
     pub aoti_speedup_vs_torchscript: f64,
 }
 
+/// A result's median in the report it replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousRun {
+    pub median_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_ci: Option<[f64; 2]>,
+    /// When that run finished.
+    pub finished: Datetime,
+    /// The model file that run measured (the same, or an older version).
+    pub model_sha256: String,
+}
+
 /// Energy of one result, read from a sensor across its timed calls.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnergyFacts {
@@ -239,6 +251,15 @@ pub struct PrecisionResult {
     /// beside an AOTInductor family; absent on the model's own results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// The same result in the report this one replaced (the model measured
+    /// again): its median and interval, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRun>,
+    /// True when the median is above the previous run's 95% confidence
+    /// interval; absent without a previous run or when either timing was
+    /// contended or throttled (`crate::regression`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<bool>,
     /// Energy per inference over the timed calls, where a sensor is
     /// readable; otherwise why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -409,6 +430,8 @@ impl PrecisionResult {
             package: None,
             runtime: None,
             energy: None,
+            previous: None,
+            regression: None,
             quantization_seconds: None,
             quantized_model: None,
             timing: None,

@@ -105,6 +105,17 @@ pub fn report_summary(report: &Report) -> String {
         ));
     }
     for r in &report.results {
+        if let (Some(true), Some(before), Some(now)) = (r.regression, &r.previous, &r.latency_ms) {
+            out.push_str(&format!(
+                "{} {}: REGRESSION: median {:.3} ms, the previous run's {:.3} ms\n",
+                r.device,
+                r.precision_label(),
+                now.median,
+                before.median_ms
+            ));
+        }
+    }
+    for r in &report.results {
         if let Some(why) = &r.accuracy_reason {
             out.push_str(&format!(
                 "{} {}: accuracy LOST: {why}\n",

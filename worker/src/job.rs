@@ -116,6 +116,10 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
         report.notes.push(format!("libtorch warned: {warning}"));
     }
     report.run.finished = report::now();
+    // The report this one replaces: its medians stay beside the new ones.
+    if let Ok(previous) = precisiond::supervise::load_report(&opts.report) {
+        precisiond::regression::attach(&previous, &mut report);
+    }
     precisiond::output::toml::write(&report, &opts.report).map_err(|e| {
         let message = format!("cannot write report {}: {e}", opts.report.display());
         if fsutil::is_disk_full(&e) {
