@@ -2,5 +2,6 @@
 //! destination, so that a change to one format never touches another.
 
 pub mod status; // the daemon's `.precisiond/status.toml` and systemd's STATUS= line
+pub mod svg; // the chart of a report, `NAME.pt.report.svg` beside the TOML report
 pub mod table; // the terminal tables of `precisiond run` and `precisiond detect`
 pub mod toml; // the TOML report written beside each model
