@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// INT8 the ones that still run in floating point, go into the report.
     #[arg(long)]
     pub profile: bool,
+    /// Do not write the report's chart, REPORT.svg beside REPORT.toml
+    /// (`NAME.pt.report.svg`).
+    #[arg(long)]
+    pub no_chart: bool,
     /// Accuracy verdict: the worst output's cosine with FP32's must be at
     /// least this (a settings file's [accuracy] min_cosine wins).
     #[arg(long, default_value_t = AccuracyThresholds::default().min_cosine)]
@@ -235,6 +239,9 @@ impl RunArgs {
         }
         if self.profile {
             args.push("--profile".into());
+        }
+        if self.no_chart {
+            args.push("--no-chart".into());
         }
         args
     }

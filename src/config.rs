@@ -58,6 +58,8 @@ pub struct Config {
     pub trtexec: Option<PathBuf>,
     /// Profile each result operator by operator (`precisiond run --profile`).
     pub profile: bool,
+    /// Write the chart `NAME.pt.report.svg` beside each report.
+    pub chart: bool,
     /// The `[accuracy]` table: the bounds of each result's accuracy verdict.
     pub accuracy: AccuracyThresholds,
     /// A job starts once other processes use less than this share (0 to 1)
@@ -121,6 +123,7 @@ impl Default for Config {
             devices: crate::devices::default_requests(),
             trtexec: None,
             profile: false,
+            chart: true,
             accuracy: AccuracyThresholds::default(),
             busy_threshold: limits.busy_threshold,
             busy_wait_seconds: 120.0,

@@ -316,7 +316,11 @@ fn job_thread(
     match decide::decide(model, inputs) {
         Decision::Skip(why) => JobEnd::Skipped(why),
         Decision::Reject(report) => {
-            let written = crate::output::toml::write(&report, &report::default_path(model));
+            let written = crate::output::write_report(
+                &report,
+                &report::default_path(model),
+                inputs.config.chart,
+            );
             JobEnd::Rejected(*report, written)
         }
         Decision::Run(mut args) => {

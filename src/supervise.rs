@@ -270,7 +270,7 @@ pub fn measure(
         None => fresh_failed_report(args, &end, started, libtorch),
     };
     report.attempts = Some(attempt);
-    if let Err(e) = crate::output::toml::write(&report, &report_path) {
+    if let Err(e) = crate::output::write_report(&report, &report_path, !args.no_chart) {
         if crate::fsutil::is_disk_full(&e) {
             log::warn!("cannot write report {}: {e}", report_path.display());
             return Ok(Measured {

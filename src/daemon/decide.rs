@@ -177,6 +177,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
         trtexec: config.trtexec.clone(),
         profile: config.profile,
+        no_chart: !config.chart,
         min_cosine: config.accuracy.min_cosine,
         min_sqnr_db: config.accuracy.min_sqnr_db,
         min_top1_agreement: config.accuracy.min_top1_agreement,

@@ -40,6 +40,8 @@ pub struct JobOptions {
     pub build_timeout: std::time::Duration,
     /// Profile each result operator by operator after timing it.
     pub profile: bool,
+    /// Write the report's chart beside it.
+    pub chart: bool,
     /// The accuracy verdict's thresholds from the command line (the
     /// settings file's `[accuracy]` overrides them in [`Job::accuracy`]).
     pub accuracy: precisiond::accuracy::AccuracyThresholds,

@@ -120,7 +120,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     if let Ok(previous) = precisiond::supervise::load_report(&opts.report) {
         precisiond::regression::attach(&previous, &mut report);
     }
-    precisiond::output::toml::write(&report, &opts.report).map_err(|e| {
+    precisiond::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
         let message = format!("cannot write report {}: {e}", opts.report.display());
         if fsutil::is_disk_full(&e) {
             JobError::DiskFull(message)

@@ -120,6 +120,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         untrusted_folder: args.no_follow_symlinks,
         build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
         profile: args.profile,
+        chart: !args.no_chart,
         accuracy,
         limits,
         started_busy: args.started_busy,
