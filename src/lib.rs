@@ -30,6 +30,7 @@ pub mod report;
 pub mod settings;
 pub mod speedup;
 pub mod state_files;
+pub mod summarize;
 pub mod supervise;
 pub mod tensorrt;
 pub mod watch;

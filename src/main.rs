@@ -2,7 +2,7 @@
 //! in `precisiond-worker` child processes.
 
 use clap::{Parser, Subcommand};
-use precisiond::cli::{DetectArgs, RunArgs};
+use precisiond::cli::{DetectArgs, RunArgs, SummarizeArgs, SummaryBy, SummaryFormat};
 use precisiond::daemon::{self, WatchArgs};
 use precisiond::output;
 use precisiond::protocol::{self, exit};
@@ -30,6 +30,9 @@ enum Command {
     Detect(DetectArgs),
     /// Watch drop folders and measure every model copied into them (the daemon).
     Watch(WatchArgs),
+    /// Line up the reports copied back from many machines: one row per
+    /// model, device and precision, and the best precision per device.
+    Summarize(SummarizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Detect(args) => detect(args),
         Command::Watch(args) => daemon::run(args),
+        Command::Summarize(args) => summarize(args),
     };
     ExitCode::from(code as u8)
 }
@@ -109,4 +113,37 @@ fn detect(args: DetectArgs) -> i32 {
         Ok(end) => fail(end.describe()),
         Err(e) => fail(format!("cannot start the worker {}: {e}", worker.display())),
     }
+}
+
+fn summarize(args: SummarizeArgs) -> i32 {
+    use precisiond::summarize::{self, GroupBy};
+    let floor = match args.floor() {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let paths = args.paths();
+    let (loaded, skipped) = summarize::collect(&paths);
+    let by = match args.by {
+        SummaryBy::Model => GroupBy::Model,
+        SummaryBy::Device => GroupBy::Device,
+    };
+    let summary = summarize::summarize(loaded, skipped, floor, by);
+    for s in &summary.skipped {
+        eprintln!("precisiond: skipped {}: {}", s.path, s.why);
+    }
+    if summary.reports_read == 0 {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return fail(format!(
+            "no readable precisiond report (*.report.toml) in {}",
+            shown.join(", ")
+        ));
+    }
+    let text = match args.format {
+        SummaryFormat::Table => output::summary::table(&summary, floor),
+        SummaryFormat::Markdown => output::summary::markdown(&summary, floor),
+        SummaryFormat::Csv => output::summary::csv(&summary),
+        SummaryFormat::Json => output::summary::json(&summary),
+    };
+    print!("{text}");
+    exit::OK
 }

@@ -361,7 +361,7 @@ fn yes_no(b: bool) -> &'static str {
 /// does not widen every line. With `rule`, a line of dashes under the
 /// header; the last column's rule is as long as its title, since that
 /// column is not padded.
-fn grid<const N: usize>(header: [&str; N], rows: &[[String; N]], rule: bool) -> String {
+pub(crate) fn grid<const N: usize>(header: [&str; N], rows: &[[String; N]], rule: bool) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

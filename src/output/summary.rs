@@ -1,0 +1,288 @@
+//! `precisiond summarize`'s four formats, after hyperfine's exports:
+//! `table` (aligned columns for a terminal), `markdown` (a GitHub table,
+//! numbers right-aligned), `csv` (RFC 4180, one header row of snake_case
+//! field names) and `json` (`{"rows": [...], "best": [...], "skipped":
+//! [...]}`). The field names of CSV and JSON are stable; scripts read them.
+
+use crate::summarize::{Best, Floor, Row, Summary};
+use std::fmt::Write as _;
+
+/// The CSV header: the JSON rows' field names, in the same order.
+pub const CSV_FIELDS: [&str; 19] = [
+    "model",
+    "model_sha256",
+    "host",
+    "cpu_model",
+    "device",
+    "device_name",
+    "precision",
+    "status",
+    "median_ms",
+    "speedup_vs_fp32",
+    "cosine",
+    "sqnr_db",
+    "native",
+    "accelerated",
+    "quality",
+    "emulated",
+    "energy_mj_per_inference",
+    "best",
+    "report",
+];
+
+const TABLE_HEADER: [&str; 16] = [
+    "model",
+    "host",
+    "device",
+    "hardware",
+    "precision",
+    "status",
+    "median ms",
+    "speedup",
+    "cosine",
+    "sqnr dB",
+    "native",
+    "accelerated",
+    "quality",
+    "emulated",
+    "mJ/inference",
+    "best",
+];
+
+/// Which of `TABLE_HEADER`'s columns hold numbers (right-aligned in Markdown).
+const TABLE_NUMERIC: [bool; 16] = [
+    false, false, false, false, false, false, true, true, true, true, false, false, false, false,
+    true, false,
+];
+
+const BEST_HEADER: [&str; 10] = [
+    "model",
+    "host",
+    "device",
+    "hardware",
+    "best precision",
+    "median ms",
+    "speedup",
+    "cosine",
+    "sqnr dB",
+    "notes",
+];
+
+const BEST_NUMERIC: [bool; 10] = [
+    false, false, false, false, false, true, true, true, true, false,
+];
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn table_cells(r: &Row) -> [String; 16] {
+    [
+        r.model.clone(),
+        r.host.clone(),
+        r.device.clone(),
+        dash(&r.device_name),
+        r.precision.clone(),
+        r.status.clone(),
+        opt(r.median_ms, 3),
+        r.speedup_vs_fp32
+            .map(crate::speedup::format_x)
+            .unwrap_or_else(|| "-".into()),
+        opt(r.cosine, 6),
+        opt(r.sqnr_db, 1),
+        yes_no(r.native).into(),
+        r.accelerated.map_or("-", yes_no).into(),
+        r.quality.clone().unwrap_or_else(|| "-".into()),
+        if r.emulated { "EMULATED" } else { "no" }.into(),
+        opt(r.energy_mj_per_inference, 3),
+        if r.best { "BEST" } else { "" }.into(),
+    ]
+}
+
+fn best_notes(b: &Best) -> String {
+    let mut notes = Vec::new();
+    if b.emulated {
+        notes.push("EMULATED format (no native arithmetic), yet the fastest".to_owned());
+    }
+    if let Some(q) = b.quality.as_deref().filter(|q| *q != "clean") {
+        notes.push(format!("timing {q}"));
+    }
+    if !b.faster_excluded.is_empty() {
+        notes.push(format!(
+            "faster but excluded: {}",
+            b.faster_excluded.join("; ")
+        ));
+    }
+    notes.join("; ")
+}
+
+fn best_cells(b: &Best) -> [String; 10] {
+    [
+        b.model.clone(),
+        b.host.clone(),
+        b.device.clone(),
+        dash(&b.device_name),
+        b.precision.clone(),
+        format!("{:.3}", b.median_ms),
+        b.speedup_vs_fp32
+            .map(crate::speedup::format_x)
+            .unwrap_or_else(|| "-".into()),
+        opt(b.cosine, 6),
+        opt(b.sqnr_db, 1),
+        best_notes(b),
+    ]
+}
+
+fn floor_line(floor: Floor) -> String {
+    format!(
+        "best per device (fastest ok result with cosine >= {} and SQNR >= {} dB; FP32 always qualifies)",
+        floor.min_cosine, floor.min_sqnr_db
+    )
+}
+
+/// Aligned columns, then the best precision per model and device.
+pub fn table(summary: &Summary, floor: Floor) -> String {
+    let rows: Vec<[String; 16]> = summary.rows.iter().map(table_cells).collect();
+    let mut out = crate::output::table::grid(TABLE_HEADER, &rows, true);
+    out.push('\n');
+    let _ = writeln!(out, "{}:", floor_line(floor));
+    let best: Vec<[String; 10]> = summary.best.iter().map(best_cells).collect();
+    out.push_str(&crate::output::table::grid(BEST_HEADER, &best, true));
+    out
+}
+
+/// A Markdown cell: `|` escaped, line breaks as spaces.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn md_table<const N: usize>(header: [&str; N], numeric: [bool; N], rows: &[[String; N]]) -> String {
+    let mut out = String::new();
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    out.push_str(&line(header.iter().map(|h| md_cell(h)).collect()));
+    out.push_str(&line(
+        numeric
+            .iter()
+            .map(|&n| if n { "---:" } else { ":---" }.to_owned())
+            .collect(),
+    ));
+    for row in rows {
+        out.push_str(&line(row.iter().map(|c| md_cell(c)).collect()));
+    }
+    out
+}
+
+/// A GitHub table, then a heading and table of the best per device.
+pub fn markdown(summary: &Summary, floor: Floor) -> String {
+    let rows: Vec<[String; 16]> = summary.rows.iter().map(table_cells).collect();
+    let mut out = md_table(TABLE_HEADER, TABLE_NUMERIC, &rows);
+    out.push('\n');
+    let mut title = floor_line(floor);
+    if let Some(first) = title.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    let _ = writeln!(out, "### {title}\n");
+    let best: Vec<[String; 10]> = summary.best.iter().map(best_cells).collect();
+    out.push_str(&md_table(BEST_HEADER, BEST_NUMERIC, &best));
+    out
+}
+
+/// One CSV field, quoted (RFC 4180) where it holds a comma, a quote or a
+/// line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn boolean(b: bool) -> String {
+    b.to_string()
+}
+
+/// A header row of [`CSV_FIELDS`], then one row per result; empty where a
+/// value is absent. Fields are quoted as RFC 4180 has it; lines end in
+/// `\n` (RFC 4180 readers take it as well as CRLF).
+pub fn csv(summary: &Summary) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let fields: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    };
+    let header: Vec<String> = CSV_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+    line(&mut out, &header);
+    for r in &summary.rows {
+        let cells: [String; 19] = [
+            r.model.clone(),
+            r.model_sha256.clone(),
+            r.host.clone(),
+            r.cpu_model.clone(),
+            r.device.clone(),
+            r.device_name.clone(),
+            r.precision.clone(),
+            r.status.clone(),
+            num(r.median_ms),
+            num(r.speedup_vs_fp32),
+            num(r.cosine),
+            num(r.sqnr_db),
+            boolean(r.native),
+            r.accelerated.map(boolean).unwrap_or_default(),
+            r.quality.clone().unwrap_or_default(),
+            boolean(r.emulated),
+            num(r.energy_mj_per_inference),
+            boolean(r.best),
+            r.report.clone(),
+        ];
+        line(&mut out, &cells);
+    }
+    out
+}
+
+/// `{"rows": [...], "best": [...], "skipped": [...]}`, pretty-printed.
+/// Non-finite numbers (an infinite SQNR) become null.
+pub fn json(summary: &Summary) -> String {
+    let mut s = serde_json::to_string_pretty(summary).expect("the summary serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn markdown_escapes_pipes() {
+        assert_eq!(md_cell("a|b"), "a\\|b");
+    }
+}
