@@ -61,6 +61,7 @@ demo-aoti: build
 # Rust toolchain's prerequisites.
 test-deps:
 	@scripts/need-deb.sh systemd-analyze systemd
+	@scripts/need-deb.sh chromium chromium
 
 test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1

@@ -314,6 +314,8 @@ pub enum SummaryFormat {
     Csv,
     /// {"rows": [...], "best": [...], "skipped": [...]}.
     Json,
+    /// One static page: the table, the best per device, every report's chart.
+    Html,
 }
 
 /// How `precisiond summarize` orders its rows.
@@ -331,6 +333,9 @@ pub struct SummarizeArgs {
     pub paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: SummaryFormat,
+    /// Write the output to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Order and group rows by model or by device.
     #[arg(long, value_enum, default_value = "model")]
     pub by: SummaryBy,

@@ -127,6 +127,8 @@ fn summarize(args: SummarizeArgs) -> i32 {
         SummaryBy::Model => GroupBy::Model,
         SummaryBy::Device => GroupBy::Device,
     };
+    // The page's charts: every report read and used (not superseded).
+    let charted = (args.format == SummaryFormat::Html).then(|| loaded.clone());
     let summary = summarize::summarize(loaded, skipped, floor, by);
     for s in &summary.skipped {
         eprintln!("precisiond: skipped {}: {}", s.path, s.why);
@@ -143,7 +145,32 @@ fn summarize(args: SummarizeArgs) -> i32 {
         SummaryFormat::Markdown => output::summary::markdown(&summary, floor),
         SummaryFormat::Csv => output::summary::csv(&summary),
         SummaryFormat::Json => output::summary::json(&summary),
+        SummaryFormat::Html => {
+            let unused: Vec<&str> = summary.skipped.iter().map(|s| s.path.as_str()).collect();
+            let charts: Vec<(String, String)> = charted
+                .unwrap_or_default()
+                .iter()
+                .filter(|l| !unused.contains(&l.path.display().to_string().as_str()))
+                .filter_map(|l| {
+                    let svg = output::svg::report_svg(&l.report)
+                        .map_err(|e| eprintln!("precisiond: no chart for {}: {e}", l.path.display()))
+                        .ok()?;
+                    Some((
+                        format!("{} on {}", l.report.model.file, l.report.run.host),
+                        svg,
+                    ))
+                })
+                .collect();
+            output::summary::html(&summary, floor, &charts)
+        }
     };
-    print!("{text}");
+    match &args.out {
+        None => print!("{text}"),
+        Some(path) => {
+            if let Err(e) = precisiond::fsutil::write_atomic(path, text.as_bytes()) {
+                return fail(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
     exit::OK
 }

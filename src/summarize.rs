@@ -86,6 +86,11 @@ pub struct Row {
     pub best: bool,
     /// The report the row comes from.
     pub report: String,
+    /// The median of the report this one replaced (`[results.previous]`).
+    pub previous_median_ms: Option<f64>,
+    /// Slower than the previous run beyond its confidence interval
+    /// (`crate::regression`); absent where there is no verdict.
+    pub regression: Option<bool>,
     #[serde(skip)]
     pub(crate) precision_order: Precision,
 }
@@ -376,6 +381,8 @@ pub fn summarize(
                     .and_then(|e| e.energy_mj_per_inference),
                 best: false,
                 report: l.path.display().to_string(),
+                previous_median_ms: res.previous.as_ref().map(|p| p.median_ms),
+                regression: res.regression,
                 precision_order: res.precision,
             });
         }

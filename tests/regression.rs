@@ -55,6 +55,16 @@ fn a_slower_rerun_is_flagged_and_a_faster_one_is_not() {
         assert_eq!(result["regression"].as_bool(), Some(true), "{result:#?}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("REGRESSION"), "{stdout}");
+        // summarize says so too.
+        let summary = precisiond()
+            .arg("summarize")
+            .arg(dir.path())
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+        assert_eq!(json["rows"][0]["regression"], serde_json::Value::Bool(true));
+        assert_eq!(json["rows"][0]["previous_median_ms"].as_f64(), Some(previous));
     } else {
         // A contended timing gets no verdict, and says so.
         assert!(result.get("regression").is_none(), "{result:#?}");

@@ -199,6 +199,8 @@ fn csv_parses_back_with_stable_header_and_a_best_column() {
             "energy_mj_per_inference",
             "best",
             "report",
+            "previous_median_ms",
+            "regression",
         ]
     );
     let data = &rows[1..];

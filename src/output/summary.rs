@@ -8,7 +8,7 @@ use crate::summarize::{Best, Floor, Row, Summary};
 use std::fmt::Write as _;
 
 /// The CSV header: the JSON rows' field names, in the same order.
-pub const CSV_FIELDS: [&str; 19] = [
+pub const CSV_FIELDS: [&str; 21] = [
     "model",
     "model_sha256",
     "host",
@@ -28,6 +28,8 @@ pub const CSV_FIELDS: [&str; 19] = [
     "energy_mj_per_inference",
     "best",
     "report",
+    "previous_median_ms",
+    "regression",
 ];
 
 const TABLE_HEADER: [&str; 16] = [
@@ -100,7 +102,11 @@ fn table_cells(r: &Row) -> [String; 16] {
         r.device.clone(),
         dash(&r.device_name),
         r.precision.clone(),
-        r.status.clone(),
+        if r.regression == Some(true) {
+            format!("{} REGRESSION", r.status)
+        } else {
+            r.status.clone()
+        },
         opt(r.median_ms, 3),
         r.speedup_vs_fp32
             .map(crate::speedup::format_x)
@@ -235,7 +241,7 @@ pub fn csv(summary: &Summary) -> String {
     let header: Vec<String> = CSV_FIELDS.iter().map(|s| (*s).to_owned()).collect();
     line(&mut out, &header);
     for r in &summary.rows {
-        let cells: [String; 19] = [
+        let cells: [String; 21] = [
             r.model.clone(),
             r.model_sha256.clone(),
             r.host.clone(),
@@ -255,6 +261,8 @@ pub fn csv(summary: &Summary) -> String {
             num(r.energy_mj_per_inference),
             boolean(r.best),
             r.report.clone(),
+            num(r.previous_median_ms),
+            r.regression.map(boolean).unwrap_or_default(),
         ];
         line(&mut out, &cells);
     }
@@ -267,6 +275,79 @@ pub fn json(summary: &Summary) -> String {
     let mut s = serde_json::to_string_pretty(summary).expect("the summary serializes");
     s.push('\n');
     s
+}
+
+/// Text for HTML: `&`, `<`, `>` and quotes escaped.
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_table<const N: usize>(
+    id: &str,
+    header: [&str; N],
+    numeric: [bool; N],
+    rows: &[[String; N]],
+) -> String {
+    let mut out = format!("<table id=\"{id}\">\n<thead><tr>");
+    for h in header {
+        out.push_str(&format!("<th>{}</th>", html_escape(h)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for (cell, &n) in row.iter().zip(numeric.iter()) {
+            let class = if n { " class=\"n\"" } else { "" };
+            out.push_str(&format!("<td{class}>{}</td>", html_escape(cell)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// One static page: the fleet table, the best per device, and the chart
+/// of every report read (`charts`: a heading and the SVG text), inline,
+/// so the page is one file that opens anywhere.
+pub fn html(summary: &Summary, floor: Floor, charts: &[(String, String)]) -> String {
+    let rows: Vec<[String; 16]> = summary.rows.iter().map(table_cells).collect();
+    let best: Vec<[String; 10]> = summary.best.iter().map(best_cells).collect();
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>precisiond: fleet summary</title>\n<style>\n\
+         body { font-family: sans-serif; margin: 1.5em; }\n\
+         table { border-collapse: collapse; margin-bottom: 1.5em; }\n\
+         th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; }\n\
+         th { background: #eef; } td.n { text-align: right; }\n\
+         section.chart { margin: 1em 0; }\n</style>\n</head>\n<body>\n",
+    );
+    out.push_str(&format!(
+        "<h1>precisiond: {} report(s)</h1>\n<h2>Results</h2>\n",
+        summary.reports_read
+    ));
+    out.push_str(&html_table("results", TABLE_HEADER, TABLE_NUMERIC, &rows));
+    let mut title = floor_line(floor);
+    if let Some(first) = title.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    out.push_str(&format!("<h2>{}</h2>\n", html_escape(&title)));
+    out.push_str(&html_table("best", BEST_HEADER, BEST_NUMERIC, &best));
+    out.push_str("<h2>Charts</h2>\n");
+    for (heading, svg) in charts {
+        // The SVG inline: drop an XML declaration, which HTML does not take.
+        let svg = match svg.find("<svg") {
+            Some(i) => &svg[i..],
+            None => svg.as_str(),
+        };
+        out.push_str(&format!(
+            "<section class=\"chart\">\n<h3>{}</h3>\n{svg}\n</section>\n",
+            html_escape(heading)
+        ));
+    }
+    out.push_str("</body>\n</html>\n");
+    out
 }
 
 #[cfg(test)]
