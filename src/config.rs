@@ -76,6 +76,9 @@ pub struct Config {
     /// A result during which the CPU clock fell by more than this many
     /// percent is marked throttled.
     pub clock_drop_percent: f64,
+    /// A folder where the daemon keeps `precisiond.prom`, its metrics for
+    /// node_exporter's textfile collector; absent: no metrics file.
+    pub textfile_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +133,7 @@ impl Default for Config {
             contended_ci_percent: limits.max_rel_ci * 100.0,
             contended_p90_ratio: limits.max_p90_ratio,
             clock_drop_percent: limits.max_clock_drop * 100.0,
+            textfile_dir: None,
         }
     }
 }
@@ -265,6 +269,14 @@ impl Config {
         if self.max_model_bytes == 0 {
             return Err("`max_model_bytes` must be above 0".into());
         }
+        if let Some(dir) = &self.textfile_dir {
+            if !dir.is_absolute() {
+                return Err(format!(
+                    "`textfile_dir` must be an absolute path (node_exporter's \
+                     --collector.textfile.directory), got {dir:?}"
+                ));
+            }
+        }
         // The settle time is how long a quiet file waits; beyond a minute a
         // user would think the daemon is not watching.
         if self.settle_ms > 60_000 {
@@ -363,10 +375,26 @@ mod tests {
             ("contended_ci_percent = 0.0\n", "contended_ci_percent"),
             ("contended_p90_ratio = 0.5\n", "contended_p90_ratio"),
             ("clock_drop_percent = 200.0\n", "clock_drop_percent"),
+            ("textfile_dir = \"metrics\"\n", "textfile_dir"),
+            ("textfile_dir = 3\n", "textfile_dir"),
         ] {
             let e = Config::parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn textfile_dir_is_off_unless_set() {
+        assert_eq!(Config::default().textfile_dir, None);
+        let c = Config::parse(
+            "textfile_dir = \"/var/lib/prometheus/node-exporter\"\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            c.textfile_dir,
+            Some(PathBuf::from("/var/lib/prometheus/node-exporter"))
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod check;
 mod decide;
 // The status file (crate::output::status) makes sure of the state folder too.
 mod folders;
+mod metrics;
 mod quiet;
 mod retry;
 mod systemd;
@@ -24,6 +25,7 @@ mod systemd;
 use crate::cli::PrecisionList;
 use crate::config::{Config, Overrides};
 use crate::hashcache::HashCache;
+use crate::output::prometheus::DaemonFacts;
 use crate::output::status::{self, Current, Finished, Snapshot};
 use crate::precision;
 use crate::protocol::{self, exit};
@@ -167,6 +169,11 @@ pub fn run(args: WatchArgs) -> i32 {
         notifier: Notifier::from_env(),
         finished: VecDeque::new(),
         dirty: true,
+        metrics: metrics::Metrics::default(),
+        metrics_dirty: true,
+        last_metrics: None,
+        written_facts: None,
+        failures_total: 0,
     };
     for folder in folders {
         if let Err(e) = daemon.add_folder(folder) {
@@ -182,6 +189,7 @@ pub fn run(args: WatchArgs) -> i32 {
     // on the checker's thread, and may take minutes of hashing.
     daemon.start_next_job();
     let line = daemon.flush_status(true);
+    daemon.flush_metrics(true);
     daemon.notifier.ready(&line);
     daemon.run(rx);
     exit::OK
@@ -301,6 +309,15 @@ struct Daemon {
     finished: VecDeque<Finished>,
     /// The status files and line need rewriting.
     dirty: bool,
+    /// The metrics textfile (`textfile_dir`).
+    metrics: metrics::Metrics,
+    /// A report changed: the metrics textfile needs rewriting.
+    metrics_dirty: bool,
+    last_metrics: Option<Instant>,
+    /// What the metrics textfile last said of the daemon itself.
+    written_facts: Option<DaemonFacts>,
+    /// Workers that crashed or ran past their limit since the start.
+    failures_total: u64,
 }
 
 /// A job's thread: decides again (the model may have changed while it was
@@ -354,11 +371,16 @@ impl Daemon {
                 .dirty
                 .then(|| self.last_flush.map(|t| t + STATUS_INTERVAL))
                 .flatten();
+            let metrics_due = self
+                .metrics_pending()
+                .then(|| self.last_metrics.map(|t| t + STATUS_INTERVAL))
+                .flatten();
             let wake = [
                 self.settler.next_due(),
                 self.notifier.next_ping(),
                 self.retries.next_due(),
                 flush_due,
+                metrics_due,
             ]
             .into_iter()
             .flatten()
@@ -384,6 +406,7 @@ impl Daemon {
             self.notifier.ping_if_due(now);
             self.start_next_job();
             self.flush_status(false);
+            self.flush_metrics(false);
         }
         self.shut_down();
     }
@@ -444,7 +467,8 @@ impl Daemon {
                     self.settler.written(path, now, settle)
                 }
                 Kind::Settings(_) | Kind::Variant(_) => self.settler.written(path, now, settle),
-                Kind::Report(_) | Kind::Ignored => {}
+                Kind::Report(_) => self.metrics_dirty = true,
+                Kind::Ignored => {}
             },
             Change::Writing(path) => self.settler.writing(&path, now, settle),
             Change::Removed(path) if self.folders.contains(&path) => {
@@ -471,6 +495,7 @@ impl Daemon {
     fn removed(&mut self, path: PathBuf) {
         match watch::kind(&path) {
             Kind::Model => {
+                self.metrics_dirty = true;
                 self.settler.forget(&path);
                 self.retries.forget(&path);
                 self.scanned.remove(&path);
@@ -487,6 +512,7 @@ impl Daemon {
             // asks for a new one.
             // A variant gone changes its family's report.
             Kind::Settings(model) | Kind::Report(model) | Kind::Variant(model) => {
+                self.metrics_dirty = true;
                 self.check(model, false)
             }
             Kind::Ignored => {}
@@ -656,6 +682,7 @@ impl Daemon {
         };
         let _ = job.thread.join();
         self.dirty = true;
+        self.metrics_dirty = true;
         let model = job.current.path;
         let measured = match end {
             JobEnd::Skipped(why) => {
@@ -691,6 +718,11 @@ impl Daemon {
                     None => log::info!("{model:?}: measured, report written"),
                 }
                 self.remember(&model, &report);
+                // Only the supervisor sets `attempts`, on the failed report
+                // of a worker that crashed or ran past its limit.
+                if report.attempts.is_some() {
+                    self.failures_total += 1;
+                }
                 match report.attempts {
                     Some(attempt) if !job.deleted => self.failed_attempt(&model, attempt),
                     _ => self.retries.forget(&model),
@@ -811,6 +843,7 @@ impl Daemon {
         // reload is a fresh start for failures worth retrying.
         self.rescan_all(true);
         self.dirty = true;
+        self.metrics_dirty = true;
         log::info!(
             "configuration reloaded from {}",
             file.map_or_else(|| "the built-in defaults".into(), |f| format!("{f:?}"))
@@ -856,12 +889,48 @@ impl Daemon {
         line
     }
 
+    fn daemon_facts(&self) -> DaemonFacts {
+        DaemonFacts {
+            queue_length: self.queue.len(),
+            failures_total: self.failures_total,
+            measuring: self.job.is_some(),
+        }
+    }
+
+    /// The metrics textfile is on and out of date: a report changed, or
+    /// the queue, the job or the failure count did.
+    fn metrics_pending(&self) -> bool {
+        self.config.textfile_dir.is_some()
+            && (self.metrics_dirty || self.written_facts.as_ref() != Some(&self.daemon_facts()))
+    }
+
+    /// Rewrites the metrics textfile when it is out of date, at most every
+    /// STATUS_INTERVAL unless `now`. Reports unchanged since the last time
+    /// are not read again.
+    fn flush_metrics(&mut self, now: bool) {
+        let Some(dir) = self.config.textfile_dir.clone() else {
+            return;
+        };
+        let recent = self
+            .last_metrics
+            .is_some_and(|t| t.elapsed() < STATUS_INTERVAL);
+        if !self.metrics_pending() || (recent && !now) {
+            return;
+        }
+        self.metrics_dirty = false;
+        self.last_metrics = Some(Instant::now());
+        let facts = self.daemon_facts();
+        self.metrics.write(&dir, &self.folders, &facts);
+        self.written_facts = Some(facts);
+    }
+
     fn shut_down(&mut self) {
         for folder in &self.folders {
             folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
         }
         self.dirty = true;
         self.flush_status(true);
+        self.flush_metrics(true);
         self.hashes.save();
         log::info!("stopped");
     }

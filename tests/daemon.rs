@@ -1644,3 +1644,90 @@ fn an_aoti_family_gets_one_report_and_a_variant_dropped_later_updates_it() {
     });
     d.stop();
 }
+
+#[test]
+fn the_metrics_textfile_follows_reports_queue_and_worker_failures() {
+    let metrics = tempfile::tempdir().unwrap();
+    let s = Setup::new(&format!(
+        "{}max_attempts = 1\ntextfile_dir = \"{}\"\n",
+        slow_config(1.0),
+        metrics.path().display()
+    ));
+    let prom = metrics.path().join("precisiond.prom");
+    let read = || std::fs::read_to_string(&prom).unwrap_or_default();
+    let d = s.start();
+    d.wait_ready();
+    // Written at start-up, once the folder is listed: nothing measured yet.
+    wait_for("the metrics file", Duration::from_secs(10), || {
+        read().contains("precisiond_queue_length 0")
+    });
+    common::check_prometheus_text(&read());
+    assert!(read().contains("precisiond_reports{status=\"ok\"} 0"));
+
+    let model = s.copy("mlp.pt", "first model.pt");
+    wait_for("the report", JOB, || report_path(&model).exists());
+    assert_eq!(report_status(&model), "ok");
+    wait_for("the model's latency in the metrics", JOB, || {
+        let text = read();
+        text.contains("precisiond_latency_seconds{model=\"first model.pt\",device=\"cpu\"")
+            && text.contains("precisiond_measuring 0")
+    });
+    let text = read();
+    common::check_prometheus_text(&text);
+    let medians: Vec<(String, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("precisiond_latency_seconds{"))
+        .map(|l| common::parse_prometheus_sample(l).unwrap())
+        .filter(|(_, labels, _)| labels.iter().any(|(k, v)| k == "quantile" && v == "0.5"))
+        .map(|(_, labels, v)| {
+            let get = |key: &str| {
+                labels
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            assert_eq!(
+                get("model"),
+                "first model.pt",
+                "the file name, not the path"
+            );
+            assert_eq!(get("runtime"), "native");
+            (get("precision"), v)
+        })
+        .collect();
+    let mut precisions: Vec<&str> = medians.iter().map(|(p, _)| p.as_str()).collect();
+    precisions.sort();
+    assert_eq!(precisions, report_precisions(&model));
+    // Seconds: this model's calls take well under a second.
+    assert!(medians.iter().all(|(_, s)| *s > 0.0 && *s < 0.5), "{text}");
+    assert!(text.contains("precisiond_reports{status=\"ok\"} 1\n"));
+    assert!(text.contains("precisiond_failures_total 0\n"));
+
+    // A worker killed mid-run: a failed report, counted as a failure.
+    let crashy = s.copy("cnn_residual.pt", "crashy.pt");
+    wait_for("the worker of crashy.pt", JOB, || s.starts_of(&crashy) == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(s.starts().last().unwrap().pid, libc::SIGKILL);
+    wait_for("the failed report", JOB, || {
+        report_path(&crashy).exists() && report_status(&crashy) == "failed"
+    });
+    wait_for(
+        "the failure in the metrics",
+        Duration::from_secs(10),
+        || {
+            let text = read();
+            text.contains("precisiond_failures_total 1\n")
+                && text.contains("precisiond_reports{status=\"failed\"} 1\n")
+                && text.contains("precisiond_measuring 0\n")
+        },
+    );
+    common::check_prometheus_text(&read());
+    // Only the file node_exporter reads: no temporary file left beside it.
+    let names: Vec<String> = std::fs::read_dir(metrics.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["precisiond.prom".to_owned()]);
+    d.stop();
+}

@@ -1,6 +1,7 @@
 //! What precisiond writes for people and scripts to read, one file per
 //! destination, so that a change to one format never touches another.
 
+pub mod prometheus; // the daemon's node_exporter textfile (`textfile_dir`)
 pub mod status; // the daemon's `.precisiond/status.toml` and systemd's STATUS= line
 pub mod summary; // `precisiond summarize`: table, markdown, CSV, JSON
 pub mod svg; // the chart of a report, `NAME.pt.report.svg` beside the TOML report
