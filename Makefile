@@ -62,6 +62,7 @@ demo-aoti: build
 test-deps:
 	@scripts/need-deb.sh systemd-analyze systemd
 	@scripts/need-deb.sh chromium chromium
+	@scripts/need-deb.sh promtool prometheus
 
 test: build test-deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1

@@ -153,7 +153,9 @@ fn summarize(args: SummarizeArgs) -> i32 {
                 .filter(|l| !unused.contains(&l.path.display().to_string().as_str()))
                 .filter_map(|l| {
                     let svg = output::svg::report_svg(&l.report)
-                        .map_err(|e| eprintln!("precisiond: no chart for {}: {e}", l.path.display()))
+                        .map_err(|e| {
+                            eprintln!("precisiond: no chart for {}: {e}", l.path.display())
+                        })
                         .ok()?;
                     Some((
                         format!("{} on {}", l.report.model.file, l.report.run.host),

@@ -299,3 +299,29 @@ fn label_values_are_escaped_and_series_stay_unique() {
     series.dedup();
     assert_eq!(series.len(), n, "duplicate series:\n{text}");
 }
+
+#[test]
+fn a_slower_rerun_shows_as_a_regression_sample() {
+    let mut mlp = report("mlp-report.toml");
+    mlp.results[0].regression = Some(true);
+    if let Some(second) = mlp.results.get_mut(1) {
+        second.regression = Some(false);
+    }
+    let text = exposition(&[("mlp.pt".to_owned(), mlp.clone())], &facts());
+    common::check_prometheus_text(&text);
+    let flagged = samples(&text, "precisiond_regression");
+    let p0 = mlp.results[0].precision.name();
+    assert!(
+        flagged
+            .iter()
+            .any(|(l, v)| l["precision"] == p0 && *v == 1.0),
+        "{text}"
+    );
+    // Results without a verdict have no sample.
+    let with_verdict = mlp
+        .results
+        .iter()
+        .filter(|r| r.regression.is_some())
+        .count();
+    assert_eq!(flagged.len(), with_verdict);
+}

@@ -95,6 +95,12 @@ pub fn exposition(reports: &[(String, Report)], daemon: &DaemonFacts) -> String 
         "gauge",
         "1 when this precision is really faster for this model (the report's `accelerated`).",
     );
+    let mut regression = Family::new(
+        "precisiond_regression",
+        "gauge",
+        "1 when the median is above the previous run's 95% confidence interval (the model \
+         was measured again and got slower), 0 when it is not; absent without a verdict.",
+    );
     let mut result_ok = Family::new(
         "precisiond_result_ok",
         "gauge",
@@ -145,6 +151,9 @@ pub fn exposition(reports: &[(String, Report)], daemon: &DaemonFacts) -> String 
             if let Some(a) = r.accelerated {
                 accelerated.push(labels.clone(), flag(a));
             }
+            if let Some(slower) = r.regression {
+                regression.push(labels.clone(), flag(slower));
+            }
             if let Some(l) = r.latency_ms.as_ref().filter(|l| l.iterations > 0) {
                 for (q, ms) in [("0.5", l.median), ("0.9", l.p90), ("0.99", l.p99)] {
                     let with_q = format!("{labels},quantile=\"{q}\"");
@@ -183,6 +192,7 @@ pub fn exposition(reports: &[(String, Report)], daemon: &DaemonFacts) -> String 
         energy,
         emulated,
         accelerated,
+        regression,
         result_ok,
         report_count,
         failures,
