@@ -534,9 +534,12 @@ fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
 #[test]
 fn worker_over_its_time_limit_gets_a_failed_report() {
     // fp32 takes its 3 s and is done; the limit falls inside bf16 (with
-    // 1.5 s to spare for the worker's start on a loaded machine).
+    // 1.5 s to spare for the worker's start on a loaded machine). No
+    // timing counts as contended here: a contended one is taken again,
+    // which on a loaded machine would put the limit inside fp32.
     let s = Setup::new(&format!(
-        "{}worker_timeout_seconds = 4.5\n",
+        "{}worker_timeout_seconds = 4.5\nbusy_threshold = 1.0\ncontended_ci_percent = 100\n\
+         contended_p90_ratio = 1000\n",
         slow_config(3.0)
     ));
     let d = s.start();
