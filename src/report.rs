@@ -479,3 +479,12 @@ pub fn default_path(model: &Path) -> PathBuf {
     name.push(".report.toml");
     PathBuf::from(name)
 }
+
+/// Reads a report without following a symlink at its path.
+pub fn load(path: &Path) -> Result<Report, String> {
+    let mut text = String::new();
+    crate::fsutil::open_regular(path)
+        .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+        .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
+}

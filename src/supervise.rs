@@ -11,7 +11,6 @@ use crate::protocol::{self, exit, Partial};
 use crate::report::{self, ModelFacts, Report, RunFacts, Status};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -344,11 +343,5 @@ fn fresh_failed_report(
     report
 }
 
-/// Reads a report without following a symlink at its path.
-pub fn load_report(path: &Path) -> Result<Report, String> {
-    let mut text = String::new();
-    open_regular(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
-}
+/// A report as written beside a model (one home: `crate::report::load`).
+pub use crate::report::load as load_report;

@@ -1592,6 +1592,8 @@ fn an_aoti_family_gets_one_report_and_a_variant_dropped_later_updates_it() {
     d.wait_log("tiny.pt2\": measured", JOB);
     let first = load_report(&head);
     assert_eq!(first["model"]["format"].as_str(), Some("aoti"));
+    // The daemon writes the chart beside the report (chart = true by default).
+    assert!(s.drop.join("tiny.pt2.report.svg").is_file());
     assert!(first["model"].get("variants").is_none());
     // The BF16 package arrives later: the same report is brought up to
     // date, and no report of its own appears.

@@ -842,3 +842,35 @@ fn a_contention_threshold_out_of_range_is_refused_naming_the_flag() {
         );
     }
 }
+
+#[test]
+fn a_chart_is_written_beside_the_report_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("mlp.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,fp16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let svg_path = dir.path().join("mlp.pt.report.svg");
+    let svg = std::fs::read_to_string(&svg_path).expect("the chart beside the report");
+    let doc = roxmltree::Document::parse(&svg).expect("the chart is well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(svg.contains("mlp.pt"), "titled with the model");
+    for p in ["fp32", "fp16"] {
+        assert!(svg.contains(p), "{p} drawn");
+    }
+    // Emulated FP16 (where this CPU has no FP16 arithmetic) is drawn apart.
+    let report = report_of(&model);
+    let fp16 = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["precision"].as_str() == Some("fp16"))
+        .unwrap();
+    if fp16["status"].as_str() == Some("ok") && fp16["native"].as_bool() == Some(false) {
+        assert!(svg.contains("EMULATED"));
+    }
+
+    std::fs::remove_file(&svg_path).unwrap();
+    let out = run_quick(&model, &["--precisions", "fp32", "--no-chart"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!svg_path.exists(), "--no-chart writes no chart");
+}

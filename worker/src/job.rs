@@ -117,7 +117,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     }
     report.run.finished = report::now();
     // The report this one replaces: its medians stay beside the new ones.
-    if let Ok(previous) = precisiond::supervise::load_report(&opts.report) {
+    if let Ok(previous) = precisiond::report::load(&opts.report) {
         precisiond::regression::attach(&previous, &mut report);
     }
     precisiond::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
