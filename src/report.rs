@@ -27,6 +27,19 @@ pub enum Status {
     Skipped,
 }
 
+impl Status {
+    /// The status as the report writes it ("ok", "unsupported", ...), for
+    /// tables, summaries and charts.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Unsupported => "unsupported",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {

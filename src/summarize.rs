@@ -321,15 +321,6 @@ fn model_names(loaded: &[Loaded]) -> BTreeMap<String, String> {
     shown
 }
 
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Unsupported => "unsupported",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
-}
-
 /// Lines up the reports' results and picks the best per model and device.
 pub fn summarize(
     loaded: Vec<Loaded>,
@@ -364,7 +355,7 @@ pub fn summarize(
                 device: res.device.clone(),
                 device_name,
                 precision: res.precision_label(),
-                status: status_word(res.status).to_owned(),
+                status: res.status.word().to_owned(),
                 median_ms: res.latency_ms.as_ref().map(|l| l.median),
                 speedup_vs_fp32: res.speedup_vs_fp32,
                 cosine: worst.and_then(|w| w.cosine),

@@ -145,12 +145,7 @@ pub fn report_svg(report: &Report) -> Result<String, String> {
             } else {
                 &r.reason
             };
-            not_drawn.push(format!(
-                "{}: {}: {}",
-                row_label(r),
-                status_word(r.status),
-                why
-            ));
+            not_drawn.push(format!("{}: {}: {}", row_label(r), r.status.word(), why));
             continue;
         }
         match &r.latency_ms {
@@ -223,15 +218,6 @@ pub fn report_svg(report: &Report) -> Result<String, String> {
         root.present().map_err(err)?;
     }
     Ok(svg)
-}
-
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Unsupported => "unsupported",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
 }
 
 fn draw_header<DB: DrawingBackend>(

@@ -14,7 +14,7 @@ pub fn report_summary(report: &Report) -> String {
     out.push_str(&format!(
         "{} ({})\n",
         report.model.file,
-        short_status(report.status)
+        report.status.word()
     ));
     if let Some(error) = &report.error {
         out.push_str(&format!("error: {error}\n"));
@@ -50,8 +50,8 @@ pub fn report_summary(report: &Report) -> String {
             r.device.clone(),
             r.precision_label(),
             match r.quality {
-                Some(q) if q != Quality::Clean => format!("{} ({q})", short_status(r.status)),
-                _ => short_status(r.status).to_owned(),
+                Some(q) if q != Quality::Clean => format!("{} ({q})", r.status.word()),
+                _ => r.status.word().to_owned(),
             },
             lat.map(|l| format!("{:.3}", l.median))
                 .unwrap_or_else(|| "-".into()),
@@ -231,15 +231,6 @@ fn profile_lines(device: &str, precision: &str, profile: &OperatorProfile) -> St
         None => {}
     }
     out
-}
-
-fn short_status(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Unsupported => "unsupported",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
 }
 
 /// The `detect --format text` output: what each device is, then a table
