@@ -336,44 +336,74 @@ fn log_range(lo: f64, hi: f64, pad_low: f64, pad_high: f64) -> (f64, f64) {
     (lo, hi)
 }
 
-fn draw_latency<DB: DrawingBackend>(
+/// A panel with nothing to draw: its caption, and why.
+fn draw_empty_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    rows: &[LatencyRow],
+    caption: &str,
+    why: &str,
 ) -> Result<(), String> {
-    let caption = "Latency per result, ms (log scale)";
-    if rows.is_empty() {
-        area.draw_text(caption, &TextStyle::from((FONT, 18).into_font()), (16, 10))
-            .map_err(err)?;
-        area.draw_text(
-            "no result has a latency",
-            &TextStyle::from((FONT, 15).into_font()),
-            (16, 40),
-        )
+    area.draw_text(caption, &TextStyle::from((FONT, 18).into_font()), (16, 10))
         .map_err(err)?;
-        return Ok(());
-    }
-    let lo = rows.iter().map(|r| r.min).fold(f64::INFINITY, f64::min);
-    let hi = rows.iter().map(|r| r.p90).fold(0.0, f64::max);
-    // Room on the right for the speedup labels.
-    let (lo, hi) = log_range(lo, hi, 2.0, 6.0);
-    let n = rows.len();
+    area.draw_text(why, &TextStyle::from((FONT, 15).into_font()), (16, 40))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// A panel's axes, drawn: one row per result (y from -0.5 to rows - 0.5,
+/// no y labels: the rows label themselves) against a log-scale x from
+/// `lo` to `hi`.
+fn row_axes<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    (lo, hi): (f64, f64),
+    rows: usize,
+    x_desc: &str,
+    x_format: &dyn Fn(&f64) -> String,
+) -> Result<
+    ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, plotters::coord::types::RangedCoordf64>>,
+    String,
+> {
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(0)
-        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))
+        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(rows as f64 - 0.5))
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(0)
         .x_labels(8)
-        .x_label_formatter(&|v| fmt_ms(*v))
-        .x_desc("milliseconds per forward() call")
+        .x_label_formatter(x_format)
+        .x_desc(x_desc)
         .label_style((FONT, 14))
         .draw()
         .map_err(err)?;
+    Ok(chart)
+}
+
+fn draw_latency<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[LatencyRow],
+) -> Result<(), String> {
+    let caption = "Latency per result, ms (log scale)";
+    if rows.is_empty() {
+        return draw_empty_panel(area, caption, "no result has a latency");
+    }
+    let lo = rows.iter().map(|r| r.min).fold(f64::INFINITY, f64::min);
+    let hi = rows.iter().map(|r| r.p90).fold(0.0, f64::max);
+    // Room on the right for the speedup labels.
+    let (lo, hi) = log_range(lo, hi, 2.0, 6.0);
+    let n = rows.len();
+    let chart = row_axes(
+        area,
+        caption,
+        (lo, hi),
+        n,
+        "milliseconds per forward() call",
+        &|v| fmt_ms(*v),
+    )?;
     let plot = chart.plotting_area();
     for (i, row) in rows.iter().enumerate() {
         // First result at the top.
@@ -483,15 +513,7 @@ fn draw_drift<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let caption = "Accuracy drift from FP32: 1 - cosine of the outputs (log scale; shorter is closer to FP32)";
     if rows.is_empty() {
-        area.draw_text(caption, &TextStyle::from((FONT, 18).into_font()), (16, 10))
-            .map_err(err)?;
-        area.draw_text(
-            "no result was compared with FP32",
-            &TextStyle::from((FONT, 15).into_font()),
-            (16, 40),
-        )
-        .map_err(err)?;
-        return Ok(());
+        return draw_empty_panel(area, caption, "no result was compared with FP32");
     }
     let limit = report
         .run
@@ -507,23 +529,14 @@ fn draw_drift<DB: DrawingBackend>(
         .max(limit.unwrap_or(0.0));
     let (lo, hi) = log_range(lo.min(hi), hi, 10.0, 10.0);
     let n = rows.len();
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, (FONT, 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(0)
-        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(0)
-        .x_labels(8)
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .x_desc("1 - cosine (worst output)")
-        .label_style((FONT, 14))
-        .draw()
-        .map_err(err)?;
+    let chart = row_axes(
+        area,
+        caption,
+        (lo, hi),
+        n,
+        "1 - cosine (worst output)",
+        &|v| format!("{v:.0e}"),
+    )?;
     let plot = chart.plotting_area();
     if let Some(limit) = limit {
         plot.draw(&PathElement::new(
