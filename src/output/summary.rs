@@ -4,6 +4,7 @@
 //! field names) and `json` (`{"rows": [...], "best": [...], "skipped":
 //! [...]}`). The field names of CSV and JSON are stable; scripts read them.
 
+use crate::output::table::{opt, yes_no};
 use crate::summarize::{Best, Floor, Row, Summary};
 use std::fmt::Write as _;
 
@@ -73,19 +74,6 @@ const BEST_HEADER: [&str; 10] = [
 const BEST_NUMERIC: [bool; 10] = [
     false, false, false, false, false, true, true, true, true, false,
 ];
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
 
 fn dash(s: &str) -> String {
     if s.is_empty() {

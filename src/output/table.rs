@@ -158,10 +158,6 @@ fn energy_section(report: &Report) -> String {
         .collect();
     if !read.is_empty() {
         out.push_str("\nenergy per inference:\n");
-        let opt = |v: Option<f64>, digits: usize| {
-            v.map(|x| format!("{x:.digits$}"))
-                .unwrap_or_else(|| "-".into())
-        };
         let rows: Vec<[String; 7]> = read
             .iter()
             .map(|(r, e)| {
@@ -338,12 +334,18 @@ pub fn hardware(hw: &Hardware) -> String {
     out
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub(crate) fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
         "no"
     }
+}
+
+/// A number with `digits` decimals, or "-" when there is none.
+pub(crate) fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Lays out `header` and `rows` in columns as wide as their widest cell
