@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime};
 
 /// File name endings of models precisiond measures (TorchScript archives).
 /// TorchScript models and AOTInductor packages (`.pt2`).
-pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", "pt2"];
+pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", crate::aoti::EXTENSION];
 
 /// What a file in a drop folder is, by its name alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
