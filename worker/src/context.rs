@@ -95,6 +95,9 @@ pub struct Context<'a> {
     pub device: Device,
     /// The job's inputs, on `device`.
     pub inputs: &'a [Tensor],
+    /// The energy sensor that covers `device`, looked for once per device,
+    /// or why there is none.
+    pub sensor: &'a Result<precisiond::energy::Sensor, String>,
 }
 
 impl Context<'_> {

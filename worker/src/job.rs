@@ -302,10 +302,12 @@ fn measure_devices(
     for &device in &resolved.devices {
         match on_device(inputs, device) {
             Ok(device_inputs) => {
+                let sensor = crate::energy::sensor_for(device);
                 let ctx = Context {
                     job,
                     device,
                     inputs: &device_inputs,
+                    sensor: &sensor,
                 };
                 measure_device(&ctx, ordered, progress, report);
             }

@@ -48,7 +48,7 @@ pub fn time(
     let limits = ctx.job.opts.limits;
     // Energy: the sensor that covers this device, its idle power just
     // before, then a reading across the timed calls.
-    let sensor = energy::sensor_for(ctx.device);
+    let sensor = ctx.sensor;
     let idle = sensor
         .as_ref()
         .map_err(Clone::clone)
@@ -87,7 +87,7 @@ pub fn time(
         quality,
         energy: reading,
     } = timed;
-    result.energy = Some(match (&sensor, reading) {
+    result.energy = Some(match (sensor, reading) {
         (Err(why), _) => energy::not_read(None, why.clone()),
         (Ok(s), Some(Ok((reading, calls)))) => energy::facts(s, &reading, calls, ctx.batch(), idle),
         (Ok(s), Some(Err(why))) => energy::not_read(Some(s), why),
