@@ -246,13 +246,17 @@ fn variants_current(
     model_settings: Option<&ModelSettings>,
     hashes: &HashCache,
 ) -> bool {
+    // The paths the settings name, resolved as the worker resolves them; a
+    // refused one (a link, `..`) is the worker's to report.
+    let dir = settings::SettingsDir::of(&settings::default_path(head), true);
     let named = model_settings.and_then(|s| s.variants.as_ref());
     let mut now = BTreeSet::new();
     for precision in crate::aoti::VARIANTS {
         let path = match named.and_then(|v| v.get(&precision)) {
-            // Checked by the worker when it reads them (no link, no `..`);
-            // here only whether they changed.
-            Some(p) => head.with_file_name(p),
+            Some(p) => match dir.resolve(&format!("variants.{precision}"), p) {
+                Ok(path) => path,
+                Err(_) => return false,
+            },
             None => crate::aoti::variant_path(head, precision),
         };
         match std::fs::symlink_metadata(&path) {
@@ -267,7 +271,10 @@ fn variants_current(
     }
     let linked = model_settings.and_then(|s| s.torchscript.as_ref());
     let linked_now = match linked {
-        Some(p) => match hashes.sha256(&head.with_file_name(p)) {
+        Some(p) => match dir
+            .resolve("torchscript", p)
+            .and_then(|path| hashes.sha256(&path).map_err(|e| e.to_string()))
+        {
             Ok((sha, _)) => Some(sha),
             Err(_) => return false,
         },
