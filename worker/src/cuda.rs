@@ -46,16 +46,9 @@ pub fn load_libtorch_cuda() -> CudaLoad {
             .unwrap_or_else(|| "no CUDA device found".to_owned());
         return CudaLoad::NotLoaded(format!("libtorch_cuda.so not loaded: {cause}"));
     };
-    // Found through the worker's rpath (DT_RUNPATH is searched by dlopen
-    // from the executable), like its other libtorch libraries.
-    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-    // SAFETY: libtorch_cuda's initialisers only register CUDA with
-    // libtorch, which is already loaded; the library is never unloaded.
-    match unsafe { libloading::os::unix::Library::open(Some("libtorch_cuda.so"), flags) } {
-        Ok(library) => {
-            std::mem::forget(library);
-            CudaLoad::Loaded(format!("libtorch_cuda.so loaded: {why}"))
-        }
+    // Its initialisers register CUDA with libtorch, as linking would have.
+    match crate::libs::load_for_good("libtorch_cuda.so") {
+        Ok(()) => CudaLoad::Loaded(format!("libtorch_cuda.so loaded: {why}")),
         Err(e) => CudaLoad::NotLoaded(format!(
             "libtorch_cuda.so not loaded although {why}: {e} (a CPU-only libtorch?); CUDA \
              devices get no results"

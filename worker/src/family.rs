@@ -219,18 +219,9 @@ fn load_libtorch_so() -> Result<(), String> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-            // SAFETY: libtorch.so's initialisers only register with the
-            // libtorch already loaded; it is never unloaded.
-            match unsafe { libloading::os::unix::Library::open(Some("libtorch.so"), flags) } {
-                Ok(library) => {
-                    std::mem::forget(library);
-                    Ok(())
-                }
-                Err(e) => Err(format!(
-                    "cannot load libtorch.so, which AOTInductor packages need: {e}"
-                )),
-            }
+            crate::libs::load_for_good("libtorch.so").map_err(|e| {
+                format!("cannot load libtorch.so, which AOTInductor packages need: {e}")
+            })
         })
         .clone()
 }

@@ -9,6 +9,7 @@ mod energy;
 mod family;
 mod forward;
 mod job;
+mod libs;
 mod measure;
 mod method;
 mod model;
