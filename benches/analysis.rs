@@ -4,8 +4,8 @@
 //! timing itself (`make bench` / `cargo bench --bench analysis`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use precisiond::accuracy::{compare_values, top1_agreement};
-use precisiond::bench::{median_relative_ci, LatencyStats};
+use precisiond_core::accuracy::{compare_values, top1_agreement};
+use precisiond_core::bench::{median_relative_ci, LatencyStats};
 
 fn samples(n: usize) -> Vec<f64> {
     // Deterministic, latency-like: a base with a long right tail.

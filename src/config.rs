@@ -5,10 +5,10 @@
 //! keys and bad values are errors that name the key and the file: a typo in a
 //! config must not silently fall back to a default.
 
-use crate::accuracy::AccuracyThresholds;
-use crate::bench::BenchConfig;
-use crate::devices::DeviceRequest;
-use crate::precision::Precision;
+use precisiond_core::accuracy::AccuracyThresholds;
+use precisiond_core::bench::BenchConfig;
+use precisiond_core::devices::DeviceRequest;
+use precisiond_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,7 +108,7 @@ impl LogLevel {
 impl Default for Config {
     fn default() -> Self {
         let bench = BenchConfig::default();
-        let limits = crate::conditions::Limits::default();
+        let limits = precisiond_core::conditions::Limits::default();
         Config {
             folders: Vec::new(),
             precisions: Precision::ALL.to_vec(),
@@ -119,11 +119,11 @@ impl Default for Config {
             settle_ms: 1000,
             max_attempts: 3,
             retry_backoff_seconds: 60.0,
-            build_timeout_seconds: crate::cli::DEFAULT_BUILD_TIMEOUT_SECONDS,
+            build_timeout_seconds: precisiond_core::flags::DEFAULT_BUILD_TIMEOUT_SECONDS,
             max_model_bytes: 4_000_000_000,
             probe: true,
             log_level: LogLevel::Info,
-            devices: crate::devices::default_requests(),
+            devices: precisiond_core::devices::default_requests(),
             trtexec: None,
             profile: false,
             chart: true,

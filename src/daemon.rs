@@ -15,24 +15,24 @@
 
 mod check;
 mod decide;
-// The status file (crate::output::status) makes sure of the state folder too.
+// The status file (crate::daemon::status_file) makes sure of the state folder too.
 mod folders;
 mod metrics;
 mod quiet;
 mod retry;
 mod systemd;
 
-use crate::cli::PrecisionList;
+use precisiond_core::flags::PrecisionList;
 use crate::config::{Config, Overrides};
-use crate::hashcache::HashCache;
-use crate::output::prometheus::DaemonFacts;
-use crate::output::status::{self, Current, Finished, Snapshot};
-use crate::precision;
-use crate::protocol::{self, exit};
-use crate::queue::Queue;
-use crate::report::{self, Report};
+use crate::daemon::hashcache::HashCache;
+use crate::daemon::prometheus::DaemonFacts;
+use crate::daemon::status_file::{self, Current, Finished, Snapshot};
+use precisiond_core::precision;
+use precisiond_core::protocol::{self, exit};
+use crate::daemon::queue::Queue;
+use precisiond_core::report::{self, Report};
 use crate::supervise::{self, Measured, WorkerEnd};
-use crate::watch::{self, Change, Kind, Settler};
+use crate::daemon::watch::{self, Change, Kind, Settler};
 use clap::Args;
 use decide::{Decision, Inputs};
 use notify::RecommendedWatcher;
@@ -333,7 +333,7 @@ fn job_thread(
     match decide::decide(model, inputs) {
         Decision::Skip(why) => JobEnd::Skipped(why),
         Decision::Reject(report) => {
-            let written = crate::output::write_report(
+            let written = precisiond_core::output::write_report(
                 &report,
                 &report::default_path(model),
                 inputs.config.chart,
@@ -424,7 +424,7 @@ impl Daemon {
                 if !self.stopping {
                     log::info!(
                         "{} received: stopping{}",
-                        crate::child::signal_name(sig),
+                        precisiond_core::child::signal_name(sig),
                         if self.job.is_some() {
                             " the running worker and exiting"
                         } else {
@@ -580,8 +580,8 @@ impl Daemon {
     }
 
     fn add_folder(&mut self, folder: PathBuf) -> Result<(), String> {
-        let state = crate::fsutil::state_dir(&folder);
-        crate::fsutil::ensure_state_dir(&state)?;
+        let state = precisiond_core::fsutil::state_dir(&folder);
+        precisiond_core::fsutil::ensure_state_dir(&state)?;
         // No worker runs yet (or the folder is new): leftovers are stale.
         folders::remove_stale_tmp(&folder, &state);
         if !self.folders.contains(&folder) {
@@ -663,7 +663,7 @@ impl Daemon {
             Ok(thread) => {
                 self.job = Some(Job {
                     current: Current {
-                        model: crate::fsutil::file_name(&model),
+                        model: precisiond_core::fsutil::file_name(&model),
                         started: report::now(),
                         step: "starting".into(),
                         path: model,
@@ -695,7 +695,7 @@ impl Daemon {
                 self.disk_full = false;
                 return;
             }
-            JobEnd::Rejected(_, Err(e)) if crate::fsutil::is_disk_full(&e) => {
+            JobEnd::Rejected(_, Err(e)) if precisiond_core::fsutil::is_disk_full(&e) => {
                 self.wait_for_space(&model);
                 return;
             }
@@ -747,7 +747,7 @@ impl Daemon {
         // creating a temporary file and renaming it.
         if !supervise::worker_wrote_report(&end) {
             if let Some(folder) = model.parent() {
-                folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
+                folders::remove_stale_tmp(folder, &precisiond_core::fsutil::state_dir(folder));
             }
         }
     }
@@ -789,7 +789,7 @@ impl Daemon {
 
     fn remember(&mut self, model: &Path, report: &Report) {
         self.finished.push_front(Finished {
-            model: crate::fsutil::file_name(model),
+            model: precisiond_core::fsutil::file_name(model),
             status: report.status,
             finished: report.run.finished,
             error: report.error.clone(),
@@ -926,7 +926,7 @@ impl Daemon {
 
     fn shut_down(&mut self) {
         for folder in &self.folders {
-            folders::remove_stale_tmp(folder, &crate::fsutil::state_dir(folder));
+            folders::remove_stale_tmp(folder, &precisiond_core::fsutil::state_dir(folder));
         }
         self.dirty = true;
         self.flush_status(true);

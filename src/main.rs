@@ -2,7 +2,8 @@
 //! in `precisiond-worker` child processes.
 
 use clap::{Parser, Subcommand};
-use precisiond::cli::{DetectArgs, RunArgs, SummarizeArgs, SummaryBy, SummaryFormat};
+use precisiond::cli::{SummarizeArgs, SummaryBy, SummaryFormat};
+use precisiond_core::flags::{DetectArgs, RunArgs};
 use precisiond::daemon::{self, WatchArgs};
 use precisiond::output;
 use precisiond::protocol::{self, exit};

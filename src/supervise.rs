@@ -4,11 +4,11 @@
 //! that process, and the supervisor still writes a `failed` report for the
 //! model. The supervisor itself never loads libtorch.
 
-use crate::child::{self, Limits};
-use crate::cli::RunArgs;
-use crate::fsutil::{self, open_regular, sha256_of};
-use crate::protocol::{self, exit, Partial};
-use crate::report::{self, ModelFacts, Report, RunFacts, Status};
+use precisiond_core::child::{self, Limits};
+use precisiond_core::flags::RunArgs;
+use precisiond_core::fsutil::{self, open_regular, sha256_of};
+use precisiond_core::protocol::{self, exit, Partial};
+use precisiond_core::report::{self, ModelFacts, Report, RunFacts, Status};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How a worker ended.
-pub use crate::child::Ended as WorkerEnd;
+pub use precisiond_core::child::Ended as WorkerEnd;
 
 impl WorkerEnd {
     /// Words for a failed report, when the worker could not write its own.
@@ -32,13 +32,13 @@ impl WorkerEnd {
                      instruction this CPU does not have; build precisiond against a libtorch made \
                      for this CPU (LIBTORCH)",
                     libc::SIGILL,
-                    crate::child::signal_name(libc::SIGILL)
+                    precisiond_core::child::signal_name(libc::SIGILL)
                 ),
             },
             WorkerEnd::Signaled(sig) => format!(
                 "the worker process was killed by signal {sig} ({}) while measuring the model; \
                  libtorch crashed on this model or the process was killed from outside",
-                crate::child::signal_name(*sig)
+                precisiond_core::child::signal_name(*sig)
             ),
             WorkerEnd::TimedOut(limit) => format!(
                 "the worker ran past its time limit of {} s and was killed; raise the worker timeout \
@@ -59,8 +59,8 @@ impl WorkerEnd {
 /// /proc/cpuinfo (the supervisor loads no libtorch, so it can always say).
 fn illegal_instruction_cause() -> Option<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    crate::hardware::baseline::explain_illegal_instruction(
-        &crate::hardware::cpuinfo::parse_cpuinfo(&text),
+    precisiond_core::hardware::baseline::explain_illegal_instruction(
+        &precisiond_core::hardware::cpuinfo::parse_cpuinfo(&text),
     )
 }
 
@@ -125,69 +125,7 @@ pub fn worker_wrote_report(end: &WorkerEnd) -> bool {
     )
 }
 
-/// A `failed` report written by the supervisor for a model whose worker
-/// could not write one. Needs no libtorch.
-pub fn failed_report(
-    model: &Path,
-    error: String,
-    started: toml::value::Datetime,
-    threads: usize,
-) -> Report {
-    // Streamed: a multi-gigabyte model must not pass through the
-    // supervisor's memory.
-    let (sha256, bytes) = File::open(model)
-        .and_then(sha256_of)
-        .unwrap_or_else(|_| (String::new(), 0));
-    failed_report_for(model, sha256, bytes, error, started, threads)
-}
-
-/// A `failed` report for a model with the given hash and size; the model
-/// is not read (a file over the size limit is rejected unread).
-pub fn failed_report_for(
-    model: &Path,
-    sha256: String,
-    bytes: u64,
-    error: String,
-    started: toml::value::Datetime,
-    threads: usize,
-) -> Report {
-    Report {
-        schema_version: report::SCHEMA_VERSION,
-        status: Status::Failed,
-        error: Some(error),
-        attempts: None,
-        model: ModelFacts {
-            file: fsutil::file_name(model),
-            sha256,
-            bytes,
-            format: "torchscript".into(),
-            settings_file: None,
-            settings_sha256: None,
-            variants: Vec::new(),
-            torchscript: None,
-        },
-        run: RunFacts {
-            started,
-            finished: report::now(),
-            precisiond: env!("CARGO_PKG_VERSION").into(),
-            // Filled in from the worker's first line where a worker ran.
-            libtorch: "unknown".into(),
-            threads,
-            host: report::host_name(),
-            emulator: crate::emulation::emulator(),
-            started_busy: None,
-            max_seconds: 0.0,
-            target_rel_ci: 0.0,
-            accuracy: None,
-        },
-        input_source: None,
-        inputs: Vec::new(),
-        notes: Vec::new(),
-        hardware: None,
-        results: Vec::new(),
-        side_by_side: Vec::new(),
-    }
-}
+pub use precisiond_core::report::{failed_report, failed_report_for};
 
 /// How a job ended, seen from the supervisor.
 #[derive(Debug)]
@@ -269,8 +207,8 @@ pub fn measure(
         None => fresh_failed_report(args, &end, started, libtorch),
     };
     report.attempts = Some(attempt);
-    if let Err(e) = crate::output::write_report(&report, &report_path, !args.no_chart) {
-        if crate::fsutil::is_disk_full(&e) {
+    if let Err(e) = precisiond_core::output::write_report(&report, &report_path, !args.no_chart) {
+        if precisiond_core::fsutil::is_disk_full(&e) {
             log::warn!("cannot write report {}: {e}", report_path.display());
             return Ok(Measured {
                 end,
@@ -330,7 +268,7 @@ fn fresh_failed_report(
     let settings = args
         .settings
         .clone()
-        .unwrap_or_else(|| crate::settings::default_path(&args.model));
+        .unwrap_or_else(|| precisiond_core::settings::default_path(&args.model));
     if let Ok((sha, _)) = open_regular(&settings).and_then(sha256_of) {
         report.model.settings_file = Some(settings.display().to_string());
         report.model.settings_sha256 = Some(sha);
@@ -343,5 +281,5 @@ fn fresh_failed_report(
     report
 }
 
-/// A report as written beside a model (one home: `crate::report::load`).
-pub use crate::report::load as load_report;
+/// A report as written beside a model (one home: `precisiond_core::report::load`).
+pub use precisiond_core::report::load as load_report;

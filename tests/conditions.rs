@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use precisiond::conditions::cpu;
+use precisiond_core::conditions::cpu;
 use std::path::Path;
 use std::time::Duration;
 

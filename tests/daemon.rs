@@ -1080,10 +1080,10 @@ fn a_large_model_never_holds_up_ready_or_the_watchdog() {
     let report = precisiond::supervise::failed_report(
         &big,
         "not TorchScript".into(),
-        precisiond::report::now(),
+        precisiond_core::report::now(),
         2,
     );
-    precisiond::output::toml::write(&report, &report_path(&big)).unwrap();
+    precisiond_core::output::toml::write(&report, &report_path(&big)).unwrap();
     let notify = NotifySocket::bind(s.outside.join("notify.sock"));
     let watchdog = Duration::from_secs(1);
     let started = Instant::now();

@@ -227,7 +227,7 @@ fn needed(binary: &str) -> String {
         .join("\n")
 }
 
-fn build_info() -> precisiond::protocol::WorkerBuild {
+fn build_info() -> precisiond_core::protocol::WorkerBuild {
     let build = worker().arg("build-info").output().unwrap();
     assert!(build.status.success(), "{}", text(&build));
     toml::from_str(&String::from_utf8_lossy(&build.stdout)).unwrap()

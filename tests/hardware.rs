@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use precisiond::hardware::{
+use precisiond_core::hardware::{
     self, cpu_report, cuda, cuda_verdicts, jetson, parse_cpuinfo, Arch, CpuReport, DetectOptions,
     Hardware,
 };
@@ -458,7 +458,7 @@ fn cpuinfo_file_skips_probe_and_says_so() {
     assert!(hw.verdict("cpu", "int8").unwrap().native);
     assert!(hw.verdict("cuda0", "fp16").is_none());
     assert!(hw.verdict("cpu", "fp64").is_none());
-    let text = precisiond::output::table::hardware(&hw);
+    let text = precisiond_core::output::table::hardware(&hw);
     assert!(text.contains("skipped: --cpuinfo"), "{text}");
 
     let missing = hardware::detect(
@@ -525,7 +525,7 @@ fn toml_has_cpu_and_precision_tables_and_round_trips() {
     assert_eq!(value["cuda0"]["fp16"]["native"].as_bool(), Some(true));
     let back: Hardware = toml::from_str(&toml_text).unwrap();
     assert_eq!(back, hw);
-    let text = precisiond::output::table::hardware(&hw);
+    let text = precisiond_core::output::table::hardware(&hw);
     assert!(
         text.contains("cuda0") && text.contains("compute capability 5.3"),
         "{text}"

@@ -212,7 +212,7 @@ fn a_model_swapped_while_fp32_is_timed_is_not_what_gets_quantized() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let model = copy_fixture("cnn_residual.pt", dir.path());
-    let timed_sha = precisiond::fsutil::hex_sha256(&std::fs::read(&model).unwrap());
+    let timed_sha = precisiond_core::fsutil::hex_sha256(&std::fs::read(&model).unwrap());
     let swap = dir.path().join("other.pt");
     std::fs::copy(demo_cnn(), &swap).unwrap();
     // The worker itself, for its PROGRESS lines; FP32 takes its whole
@@ -283,7 +283,7 @@ fn the_quantizing_process_refuses_a_model_that_is_not_the_jobs() {
     let out = dir.path().join("m.int8.pt");
     let job = dir.path().join("m.job.toml");
     // The job names the residual CNN's hash; the demo CNN comes on stdin.
-    let named = precisiond::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
+    let named = precisiond_core::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
     let out_bytes: Vec<String> = out
         .to_str()
         .unwrap()

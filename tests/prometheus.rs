@@ -1,12 +1,12 @@
-//! The node_exporter textfile (`precisiond::output::prometheus`) made from
+//! The node_exporter textfile (`precisiond::daemon::prometheus`) made from
 //! real reports (tests/fixtures/reports: `precisiond run` on mlp.pt, and a
 //! run on a Jetson's recorded sensors with `[results.energy]`), checked by
 //! promtool where it is installed and by a parser always.
 
 mod common;
 
-use precisiond::output::prometheus::{exposition, DaemonFacts};
-use precisiond::report::{Report, Status};
+use precisiond::daemon::prometheus::{exposition, DaemonFacts};
+use precisiond_core::report::{Report, Status};
 use std::collections::{BTreeMap, HashMap};
 
 fn report(name: &str) -> Report {

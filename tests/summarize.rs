@@ -247,7 +247,7 @@ fn json_has_rows_best_and_skipped_with_stable_fields() {
         .map(String::as_str)
         .collect();
     keys.sort();
-    let mut expected = precisiond::output::summary::CSV_FIELDS.to_vec();
+    let mut expected = precisiond::summarize::format::CSV_FIELDS.to_vec();
     expected.sort();
     assert_eq!(keys, expected);
     for key in [

@@ -5,10 +5,10 @@
 //! a trtexec stand-in script is tested where it runs, in the worker
 //! (worker/src/method/tensorrt/flow_tests.rs).
 
-use precisiond::bench::LatencyStats;
-use precisiond::precision::Precision;
-use precisiond::settings::SettingsDir;
-use precisiond::tensorrt::{self, EngineKey, TrtVersion};
+use precisiond_core::bench::LatencyStats;
+use precisiond_core::precision::Precision;
+use precisiond_core::settings::SettingsDir;
+use precisiond_core::tensorrt::{self, EngineKey, TrtVersion};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 
 use super::decide::{self, Decision, Inputs};
 use crate::config::Config;
-use crate::hashcache::HashCache;
+use crate::daemon::hashcache::HashCache;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;

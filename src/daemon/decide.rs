@@ -11,20 +11,20 @@
 //! again when the caller asks for retries. Deleting a report asks for a new
 //! measurement.
 //!
-//! Hashes come from the cache (`crate::hashcache`): this runs on the
+//! Hashes come from the cache (`crate::daemon::hashcache`): this runs on the
 //! daemon's helper threads, never on the thread that pings the watchdog.
 //!
 //! Nothing here follows a symlink: a link in the drop folder is never read,
 //! whether it stands for a model, its settings or its report.
 
-use crate::cli::{DeviceList, PrecisionList, RunArgs};
+use precisiond_core::flags::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
-use crate::devices::{Device, DeviceRequest};
-use crate::fsutil::{open_regular, sha256_of};
-use crate::hashcache::HashCache;
-use crate::precision::Precision;
-use crate::report::{self, Report, Status};
-use crate::settings::{self, ModelSettings};
+use precisiond_core::devices::{Device, DeviceRequest};
+use precisiond_core::fsutil::{open_regular, sha256_of};
+use crate::daemon::hashcache::HashCache;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{self, Report, Status};
+use precisiond_core::settings::{self, ModelSettings};
 use crate::supervise;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -66,7 +66,7 @@ pub fn decide(model: &Path, inputs: &Inputs) -> Decision {
     if !meta.is_file() {
         return Decision::Skip("it is not a regular file".into());
     }
-    if let Some((head, precision)) = crate::aoti::variant_of(model) {
+    if let Some((head, precision)) = precisiond_core::aoti::variant_of(model) {
         return Decision::Skip(format!(
             "it is the {precision} package of {}'s family, measured with it into its report",
             facts_name(&head)
@@ -138,7 +138,7 @@ pub fn decide(model: &Path, inputs: &Inputs) -> Decision {
 }
 
 fn facts_name(path: &Path) -> String {
-    crate::fsutil::file_name(path)
+    precisiond_core::fsutil::file_name(path)
 }
 
 fn reject(model: &Path, sha: String, bytes: u64, error: String, config: &Config) -> Decision {
@@ -169,7 +169,7 @@ pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &C
         max_seconds: config.max_seconds,
         target_ci_percent: config.target_ci_percent,
         out: None,
-        state_dir: Some(crate::fsutil::state_dir_beside(model)),
+        state_dir: Some(precisiond_core::fsutil::state_dir_beside(model)),
         no_probe: !config.probe,
         no_follow_symlinks: true,
         timeout: Some(config.worker_timeout_seconds),
@@ -207,7 +207,7 @@ fn is_current(
     if r.model.sha256 != sha || r.model.settings_sha256 != settings_sha {
         return false;
     }
-    if crate::aoti::is_pt2(model) && !variants_current(r, model, model_settings, inputs.hashes) {
+    if precisiond_core::aoti::is_pt2(model) && !variants_current(r, model, model_settings, inputs.hashes) {
         return false;
     }
     if r.status == Status::Failed {
@@ -251,13 +251,13 @@ fn variants_current(
     let dir = settings::SettingsDir::of(&settings::default_path(head), true);
     let named = model_settings.and_then(|s| s.variants.as_ref());
     let mut now = BTreeSet::new();
-    for precision in crate::aoti::VARIANTS {
+    for precision in precisiond_core::aoti::VARIANTS {
         let path = match named.and_then(|v| v.get(&precision)) {
             Some(p) => match dir.resolve(&format!("variants.{precision}"), p) {
                 Ok(path) => path,
                 Err(_) => return false,
             },
-            None => crate::aoti::variant_path(head, precision),
+            None => precisiond_core::aoti::variant_path(head, precision),
         };
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => match hashes.sha256(&path) {
@@ -356,7 +356,7 @@ mod tests {
         let hashes = HashCache::new();
         let mut r = supervise::failed_report(&model, "killed".into(), report::now(), 1);
         r.attempts = Some(3);
-        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        precisiond_core::output::toml::write(&r, &report::default_path(&model)).unwrap();
         let with = |retry_failures| {
             decide(
                 &model,
@@ -371,7 +371,7 @@ mod tests {
         assert!(matches!(with(true), Decision::Run(_)));
         // A failure without attempts (the worker's own) is never retried.
         r.attempts = None;
-        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        precisiond_core::output::toml::write(&r, &report::default_path(&model)).unwrap();
         assert!(matches!(with(true), Decision::Skip(_)));
     }
 
@@ -402,7 +402,7 @@ mod tests {
             sha256: hashes.sha256(&ts).unwrap().0,
             bytes: 14,
         });
-        crate::output::toml::write(&r, &report::default_path(&head)).unwrap();
+        precisiond_core::output::toml::write(&r, &report::default_path(&head)).unwrap();
         assert!(matches!(check(&head, &config), Decision::Skip(_)));
         // A BF16 package dropped beside it.
         let bf16 = dir.path().join("m.bf16.pt2");
@@ -446,7 +446,7 @@ mod tests {
             panic!("not rejected")
         };
         assert!(r.error.as_deref().unwrap().contains("max_model_bytes"));
-        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        precisiond_core::output::toml::write(&r, &report::default_path(&model)).unwrap();
         assert!(matches!(check(&model, &config), Decision::Skip(_)));
     }
 
@@ -457,7 +457,7 @@ mod tests {
         std::fs::write(&model, b"v1").unwrap();
         let config = Config::default();
         let r = supervise::failed_report(&model, "boom".into(), report::now(), 1);
-        crate::output::toml::write(&r, &report::default_path(&model)).unwrap();
+        precisiond_core::output::toml::write(&r, &report::default_path(&model)).unwrap();
         assert!(matches!(check(&model, &config), Decision::Skip(_)));
         std::fs::write(&model, b"v2").unwrap();
         assert!(matches!(check(&model, &config), Decision::Run(_)));
@@ -489,7 +489,7 @@ mod tests {
             report::Method::Cast,
             String::new(),
         ));
-        let write = |r: &Report| crate::output::toml::write(r, &report::default_path(&model));
+        let write = |r: &Report| precisiond_core::output::toml::write(r, &report::default_path(&model));
         // Written before the verdict existed: measured again.
         write(&r).unwrap();
         assert!(matches!(check(&model, &config), Decision::Run(_)));
@@ -497,7 +497,7 @@ mod tests {
         write(&r).unwrap();
         assert!(matches!(check(&model, &config), Decision::Skip(_)));
         let stricter = Config {
-            accuracy: crate::accuracy::AccuracyThresholds {
+            accuracy: precisiond_core::accuracy::AccuracyThresholds {
                 min_cosine: 0.9999,
                 ..config.accuracy
             },

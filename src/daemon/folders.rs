@@ -1,8 +1,8 @@
 //! The drop folders themselves: checking them, listing their models, and
 //! tidying what a killed process left behind.
 
-use crate::state_files;
-use crate::watch::{self, Kind};
+use precisiond_core::state_files;
+use crate::daemon::watch::{self, Kind};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -116,7 +116,7 @@ mod tests {
     fn stale_tmp_files_of_ours_only() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join(".precisiond");
-        crate::fsutil::ensure_state_dir(&state).unwrap();
+        precisiond_core::fsutil::ensure_state_dir(&state).unwrap();
         for name in [".m.pt.report.toml.a1b2c3.tmp", ".users-own.tmp", "m.pt"] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
@@ -196,6 +196,6 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         let state = dir.path().join(".precisiond");
         std::os::unix::fs::symlink(elsewhere.path(), &state).unwrap();
-        assert!(crate::fsutil::ensure_state_dir(&state).is_err());
+        assert!(precisiond_core::fsutil::ensure_state_dir(&state).is_err());
     }
 }

@@ -2,9 +2,9 @@
 //! the drop folders, read again only when they change (size or time), so
 //! that rewriting the file costs a folder listing and a few `stat`s.
 
-use crate::output::prometheus::{self, DaemonFacts};
-use crate::report::Report;
-use crate::watch::{self, Kind};
+use crate::daemon::prometheus::{self, DaemonFacts};
+use precisiond_core::report::Report;
+use crate::daemon::watch::{self, Kind};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ impl Metrics {
                 }
                 present.insert(path.clone());
                 if let Some(report) = self.read(path, &meta) {
-                    out.push((crate::fsutil::file_name(&model), report.clone()));
+                    out.push((precisiond_core::fsutil::file_name(&model), report.clone()));
                 }
             }
         }
@@ -105,7 +105,7 @@ impl Metrics {
             .is_some_and(|c| c.modified == modified && c.len == len);
         if !fresh {
             let report = (len <= MAX_REPORT_BYTES)
-                .then(|| crate::fsutil::read(&path, true).ok())
+                .then(|| precisiond_core::fsutil::read(&path, true).ok())
                 .flatten()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .and_then(|text| match toml::from_str::<Report>(&text) {

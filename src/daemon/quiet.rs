@@ -2,7 +2,7 @@
 //! device does its real work is not the model's speed. Runs in the job's
 //! thread, never the daemon's main one.
 
-use crate::conditions::cpu;
+use precisiond_core::conditions::cpu;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! given.
 
 use crate::model;
-use precisiond::settings::{CalibrationSettings, DType, InputSpec};
+use precisiond_core::settings::{CalibrationSettings, DType, InputSpec};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 

@@ -1,9 +1,9 @@
 //! The one path every libtorch-run result is compared with FP32 on:
-//! output by output, with the library's metrics (`precisiond::accuracy`).
+//! output by output, with the library's metrics (`precisiond_core::accuracy`).
 
 use crate::forward::Forward;
 use crate::model;
-use precisiond::accuracy::{self, Accuracy, OutputAccuracy};
+use precisiond_core::accuracy::{self, Accuracy, OutputAccuracy};
 use tch::Tensor;
 
 /// Accuracy of `outputs` against the FP32 `reference`, output by output.

@@ -3,13 +3,13 @@
 //! [`Context`] per device).
 
 use crate::forward::Forward;
-use precisiond::bench::BenchConfig;
-use precisiond::devices::Device;
-use precisiond::hardware::Hardware;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
-use precisiond::settings::{InputSpec, ModelSettings, SettingsDir};
-use precisiond::tensorrt::Trtexec;
+use precisiond_core::bench::BenchConfig;
+use precisiond_core::devices::Device;
+use precisiond_core::hardware::Hardware;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
+use precisiond_core::settings::{InputSpec, ModelSettings, SettingsDir};
+use precisiond_core::tensorrt::Trtexec;
 use std::cell::OnceCell;
 use std::path::PathBuf;
 use tch::Tensor;
@@ -29,7 +29,7 @@ pub struct JobOptions {
     pub state_dir: Option<PathBuf>,
     pub probe: bool,
     /// None: the settings file's list, else "auto".
-    pub devices: Option<Vec<precisiond::devices::DeviceRequest>>,
+    pub devices: Option<Vec<precisiond_core::devices::DeviceRequest>>,
     /// TensorRT's trtexec; None: PATH, then /usr/src/tensorrt/bin.
     pub trtexec: Option<PathBuf>,
     /// Started by the daemon: refuse a model or settings file that is a
@@ -44,9 +44,9 @@ pub struct JobOptions {
     pub chart: bool,
     /// The accuracy verdict's thresholds from the command line (the
     /// settings file's `[accuracy]` overrides them in [`Job::accuracy`]).
-    pub accuracy: precisiond::accuracy::AccuracyThresholds,
+    pub accuracy: precisiond_core::accuracy::AccuracyThresholds,
     /// When a timing is contended or throttled.
-    pub limits: precisiond::conditions::Limits,
+    pub limits: precisiond_core::conditions::Limits,
     /// The daemon's wait for a quiet machine ran out: others' share then.
     pub started_busy: Option<f64>,
 }
@@ -56,7 +56,7 @@ impl JobOptions {
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir
             .clone()
-            .unwrap_or_else(|| precisiond::fsutil::state_dir_beside(&self.model))
+            .unwrap_or_else(|| precisiond_core::fsutil::state_dir_beside(&self.model))
     }
 }
 
@@ -83,7 +83,7 @@ pub struct Job<'a> {
     pub settings_dir: &'a SettingsDir,
     pub specs: &'a [InputSpec],
     /// The accuracy verdict's thresholds for this model.
-    pub accuracy: precisiond::accuracy::AccuracyThresholds,
+    pub accuracy: precisiond_core::accuracy::AccuracyThresholds,
     /// trtexec, looked for once, when a CUDA device first needs it.
     pub trtexec: OnceCell<Result<Trtexec, String>>,
 }
@@ -97,7 +97,7 @@ pub struct Context<'a> {
     pub inputs: &'a [Tensor],
     /// The energy sensor that covers `device`, looked for once per device,
     /// or why there is none.
-    pub sensor: &'a Result<precisiond::energy::Sensor, String>,
+    pub sensor: &'a Result<precisiond_core::energy::Sensor, String>,
 }
 
 impl Context<'_> {

@@ -3,10 +3,10 @@
 //! none, and the peak host and device memory of one precision.
 
 use crate::shim;
-use precisiond::devices::Device;
-use precisiond::hardware::Hardware;
-use precisiond::memory;
-use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond_core::devices::Device;
+use precisiond_core::hardware::Hardware;
+use precisiond_core::memory;
+use precisiond_core::report::{Method, PrecisionResult, Status};
 
 /// The variable that makes the worker load libtorch_cuda without a GPU
 /// (tests use it to check the loading itself on a machine without one).
@@ -35,7 +35,7 @@ impl CudaLoad {
 /// resident memory) stay out of the worker.
 pub fn load_libtorch_cuda() -> CudaLoad {
     let forced = std::env::var_os(FORCE_LOAD_VAR).is_some_and(|v| v == "1");
-    let query = precisiond::hardware::cuda::query();
+    let query = precisiond_core::hardware::cuda::query();
     let why = if !query.devices.is_empty() {
         format!("the CUDA driver reports {} GPU(s)", query.devices.len())
     } else if forced {

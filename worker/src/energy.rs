@@ -1,12 +1,12 @@
 //! Energy across a result's timed calls: the sensor that covers the device
-//! (`precisiond::energy`), read at the start and the end of the timed
+//! (`precisiond_core::energy`), read at the start and the end of the timed
 //! window (`bench::TimedWindow`), the window extended with further calls
 //! when it was too short for the sensor, and the idle power just before.
 
-use precisiond::bench::TimedWindow;
-use precisiond::devices::Device;
-use precisiond::energy::{self, Energy, Running, Sensor};
-use precisiond::report::EnergyFacts;
+use precisiond_core::bench::TimedWindow;
+use precisiond_core::devices::Device;
+use precisiond_core::energy::{self, Energy, Running, Sensor};
+use precisiond_core::report::EnergyFacts;
 use std::time::{Duration, Instant};
 
 /// Shortest energy window: a counter updated about every millisecond

@@ -6,11 +6,11 @@
 //! very bytes that were hashed (`load`).
 
 use crate::shim::AotiPackage;
-use precisiond::aoti::{self, Metadata, Pt2, Target};
-use precisiond::fsutil::{self, hex_sha256};
-use precisiond::precision::Precision;
-use precisiond::report::{PackageFacts, VariantFacts};
-use precisiond::settings::{ModelSettings, SettingsDir};
+use precisiond_core::aoti::{self, Metadata, Pt2, Target};
+use precisiond_core::fsutil::{self, hex_sha256};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{PackageFacts, VariantFacts};
+use precisiond_core::settings::{ModelSettings, SettingsDir};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;

@@ -14,16 +14,16 @@ use crate::forward::Forward;
 use crate::measure::{self, panic_message};
 use crate::supervisor::say;
 use crate::{method, model, plan, shim, verdict};
-use precisiond::devices::{self, Device, DeviceRequest};
-use precisiond::fsutil::{self, file_name, hex_sha256};
-use precisiond::hardware::DetectOptions;
-use precisiond::precision::Precision;
-use precisiond::protocol;
-use precisiond::report::{
+use precisiond_core::devices::{self, Device, DeviceRequest};
+use precisiond_core::fsutil::{self, file_name, hex_sha256};
+use precisiond_core::hardware::DetectOptions;
+use precisiond_core::precision::Precision;
+use precisiond_core::protocol;
+use precisiond_core::report::{
     self, host_name, Method, ModelFacts, PrecisionResult, Report, RunFacts, Status,
 };
-use precisiond::settings::{self, InputSpec, ModelSettings, SettingsDir};
-use precisiond::state_files;
+use precisiond_core::settings::{self, InputSpec, ModelSettings, SettingsDir};
+use precisiond_core::state_files;
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
@@ -78,7 +78,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             libtorch,
             threads: opts.threads,
             host: host_name(),
-            emulator: precisiond::emulation::emulator(),
+            emulator: precisiond_core::emulation::emulator(),
             started_busy: opts.started_busy,
             max_seconds: opts.bench.max_seconds,
             target_rel_ci: opts.bench.target_rel_ci,
@@ -93,7 +93,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     };
 
     if let Some(emulator) = &report.run.emulator {
-        report.notes.push(precisiond::emulation::note(emulator));
+        report.notes.push(precisiond_core::emulation::note(emulator));
     }
     if let Some(share) = opts.started_busy {
         report.notes.push(format!(
@@ -117,10 +117,10 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     }
     report.run.finished = report::now();
     // The report this one replaces: its medians stay beside the new ones.
-    if let Ok(previous) = precisiond::report::load(&opts.report) {
-        precisiond::regression::attach(&previous, &mut report);
+    if let Ok(previous) = precisiond_core::report::load(&opts.report) {
+        precisiond_core::regression::attach(&previous, &mut report);
     }
-    precisiond::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
+    precisiond_core::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
         let message = format!("cannot write report {}: {e}", opts.report.display());
         if fsutil::is_disk_full(&e) {
             JobError::DiskFull(message)
@@ -183,7 +183,7 @@ fn measure_all(
         dir: probe_dir.flatten(),
         libtorch: report.run.libtorch.clone(),
     };
-    let mut hardware = precisiond::hardware::detect(
+    let mut hardware = precisiond_core::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
             probe: opts.probe,
@@ -196,7 +196,7 @@ fn measure_all(
     report.hardware = Some(hardware.clone());
 
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
-    let loaded = if precisiond::aoti::is_pt2(&opts.model) {
+    let loaded = if precisiond_core::aoti::is_pt2(&opts.model) {
         report.model.format = "aoti".into();
         load_family(opts, bytes, &settings, &settings_dir, &hardware, report)?
     } else {
@@ -281,7 +281,7 @@ fn measure_all(
 struct Targets<'a> {
     resolved: &'a devices::Resolved,
     cuda_count: usize,
-    hardware: &'a precisiond::hardware::Hardware,
+    hardware: &'a precisiond_core::hardware::Hardware,
     ordered: &'a [Precision],
 }
 
@@ -536,24 +536,24 @@ fn load_family(
     bytes: &[u8],
     settings: &ModelSettings,
     settings_dir: &SettingsDir,
-    hardware: &precisiond::hardware::Hardware,
+    hardware: &precisiond_core::hardware::Hardware,
     report: &mut Report,
 ) -> Result<Loaded, String> {
-    let cpuinfo = std::fs::read_to_string(precisiond::hardware::LIVE_CPUINFO).map_err(|e| {
+    let cpuinfo = std::fs::read_to_string(precisiond_core::hardware::LIVE_CPUINFO).map_err(|e| {
         format!("cannot read /proc/cpuinfo to check the packages' instruction sets: {e}")
     })?;
-    let cpu = precisiond::hardware::cpuinfo::parse_cpuinfo(&cpuinfo);
+    let cpu = precisiond_core::hardware::cpuinfo::parse_cpuinfo(&cpuinfo);
     let capabilities: Vec<String> = hardware
         .gpus
         .values()
         .map(|g| g.compute_capability.clone())
         .collect();
-    let target = precisiond::aoti::Target {
+    let target = precisiond_core::aoti::Target {
         cpu: &cpu,
         machine: std::env::consts::ARCH,
         cuda_capabilities: &capabilities,
     };
-    if let Some((head, precision)) = precisiond::aoti::variant_of(&opts.model) {
+    if let Some((head, precision)) = precisiond_core::aoti::variant_of(&opts.model) {
         return Err(format!(
             "{} is the {precision} package of the family of {}: measure the family with \
              `precisiond run {}` (its FP32 package), which times every package beside it",
@@ -581,14 +581,14 @@ fn load_family(
     let specs = if !settings.inputs.is_empty() {
         report.input_source = Some("settings".into());
         settings.inputs.clone()
-    } else if let Some(text) = family.head.metadata.get(precisiond::aoti::keys::INPUTS) {
+    } else if let Some(text) = family.head.metadata.get(precisiond_core::aoti::keys::INPUTS) {
         report.input_source = Some("package metadata".into());
         ModelSettings::parse(text)
             .map_err(|e| {
                 format!(
                     "{}: its `{}` metadata: {e}",
                     family.head.file,
-                    precisiond::aoti::keys::INPUTS
+                    precisiond_core::aoti::keys::INPUTS
                 )
             })?
             .inputs

@@ -26,11 +26,11 @@ mod verdict;
 
 use clap::{Parser, Subcommand};
 use context::JobOptions;
-use precisiond::cli::{DetectArgs, OutputFormat, RunArgs};
-use precisiond::hardware::{self, DetectOptions};
-use precisiond::protocol::exit;
-use precisiond::protocol::WorkerBuild;
-use precisiond::report::Status;
+use precisiond_core::flags::{DetectArgs, OutputFormat, RunArgs};
+use precisiond_core::hardware::{self, DetectOptions};
+use precisiond_core::protocol::exit;
+use precisiond_core::protocol::WorkerBuild;
+use precisiond_core::report::Status;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -155,11 +155,11 @@ fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> i32 {
     match hardware::detect(&opts, &probe::LinkedLibtorch) {
         Ok(mut hw) => {
             hw.notes.push(cuda::libraries_note(cuda_load));
-            if let Some(emulator) = precisiond::emulation::emulator() {
-                hw.notes.push(precisiond::emulation::note(&emulator));
+            if let Some(emulator) = precisiond_core::emulation::emulator() {
+                hw.notes.push(precisiond_core::emulation::note(&emulator));
             }
             match args.format {
-                OutputFormat::Text => print!("{}", precisiond::output::table::hardware(&hw)),
+                OutputFormat::Text => print!("{}", precisiond_core::output::table::hardware(&hw)),
                 OutputFormat::Toml => {
                     print!("{}", toml::to_string(&hw).expect("hardware serialises"))
                 }

@@ -7,8 +7,8 @@ use crate::context::Context;
 use crate::method::{Comparison, PrecisionMethod, Prepared};
 use crate::plan::{self, Planned};
 use crate::{compare, model, profile, timing};
-use precisiond::precision::Precision;
-use precisiond::report::{PrecisionResult, Status};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{PrecisionResult, Status};
 use std::panic::{self, AssertUnwindSafe};
 
 /// The planned result for `precision` on the context's device.

@@ -1,7 +1,7 @@
 //! Loading a TorchScript model, building its inputs and calling it.
 
-use precisiond::precision::Precision;
-use precisiond::settings::{DType, InputSpec, EXAMPLE};
+use precisiond_core::precision::Precision;
+use precisiond_core::settings::{DType, InputSpec, EXAMPLE};
 use std::path::Path;
 use tch::{CModule, IValue, Kind, Tensor};
 

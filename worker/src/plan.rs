@@ -7,9 +7,9 @@ use crate::method::prequantized::Prequantized;
 use crate::method::static_ptq::StaticPtq;
 use crate::method::tensorrt::Tensorrt;
 use crate::method::PrecisionMethod;
-use precisiond::devices::Device;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, Status};
+use precisiond_core::devices::Device;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, Status};
 
 /// The plan for one (device, precision).
 pub enum Planned {

@@ -1,8 +1,8 @@
-//! The hardware probe's timing (see precisiond::hardware::probe for what it
+//! The hardware probe's timing (see precisiond_core::hardware::probe for what it
 //! measures and why): one GEMM and one convolution per precision, on the
 //! CPU or a CUDA device, through libtorch.
 
-use precisiond::hardware::probe::{
+use precisiond_core::hardware::probe::{
     self, ProbeOp, ProbeReport, CONV_HW, CONV_IN, CONV_OUT, GEMM_N, PROBE_PRECISIONS,
 };
 use std::time::Instant;
@@ -83,7 +83,7 @@ impl Inputs {
 /// The worker's answers to what detection asks of libtorch.
 pub struct LinkedLibtorch;
 
-impl precisiond::hardware::Libtorch for LinkedLibtorch {
+impl precisiond_core::hardware::Libtorch for LinkedLibtorch {
     fn cpu_capability(&self) -> Result<String, String> {
         crate::shim::cpu_capability()
     }
@@ -109,14 +109,14 @@ impl precisiond::hardware::Libtorch for LinkedLibtorch {
 
 /// [`LinkedLibtorch`], with the probe's result kept in `dir` (the state
 /// folder's `probe/`) and reused while the boot and libtorch stay the same
-/// (`precisiond::hardware::probe_cache`). A job that cannot read or write
+/// (`precisiond_core::hardware::probe_cache`). A job that cannot read or write
 /// the cache probes as if there were none.
 pub struct CachedProbe {
     pub dir: Option<std::path::PathBuf>,
     pub libtorch: String,
 }
 
-impl precisiond::hardware::Libtorch for CachedProbe {
+impl precisiond_core::hardware::Libtorch for CachedProbe {
     fn cpu_capability(&self) -> Result<String, String> {
         LinkedLibtorch.cpu_capability()
     }
@@ -130,7 +130,7 @@ impl precisiond::hardware::Libtorch for CachedProbe {
     }
 
     fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
-        use precisiond::hardware::probe_cache::{self, ProbeKey};
+        use precisiond_core::hardware::probe_cache::{self, ProbeKey};
         let device = cuda.map_or_else(|| "cpu".to_owned(), |i| format!("cuda{i}"));
         let n = threads
             .filter(|&n| n > 0)
@@ -154,7 +154,7 @@ impl precisiond::hardware::Libtorch for CachedProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use precisiond::hardware::Libtorch;
+    use precisiond_core::hardware::Libtorch;
 
     #[test]
     fn the_probe_restores_the_thread_count() {

@@ -7,8 +7,8 @@
 use crate::context::Context;
 use crate::forward::Forward;
 use crate::shim::ProfileSession;
-use precisiond::precision::Precision;
-use precisiond::report::{OperatorProfile, OperatorTime, PrecisionResult};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{OperatorProfile, OperatorTime, PrecisionResult};
 use std::collections::HashMap;
 use std::time::Instant;
 use tch::Tensor;

@@ -9,9 +9,9 @@
 //! result (`crate::method::static_ptq`), not the whole report.
 
 use crate::{calibration, model, shim};
-use precisiond::child::{self, Ended, Limits};
-use precisiond::fsutil::hex_sha256;
-use precisiond::settings::{CalibrationSettings, InputSpec};
+use precisiond_core::child::{self, Ended, Limits};
+use precisiond_core::fsutil::hex_sha256;
+use precisiond_core::settings::{CalibrationSettings, InputSpec};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -59,10 +59,10 @@ pub struct QuantizeDone {
 /// fires when the thread that forked it ends, not the process, so a child
 /// forked from a short-lived thread would be killed early.
 pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String> {
-    let job_file = precisiond::state_files::quantize_job(&job.out);
+    let job_file = precisiond_core::state_files::quantize_job(&job.out);
     let text =
         toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
-    precisiond::fsutil::write_atomic(&job_file, text.as_bytes())
+    precisiond_core::fsutil::write_atomic(&job_file, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
@@ -164,7 +164,7 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
         let started = Instant::now();
         // Saved under a temporary name and renamed: a killed process never
         // leaves a half-written model where the report points.
-        let partial = precisiond::state_files::partial_quantized(&job.out);
+        let partial = precisiond_core::state_files::partial_quantized(&job.out);
         let outcome = shim::quantize_static(&bytes, &partial, &job.engine, &samples.calibration)
             .and_then(|o| {
                 std::fs::rename(&partial, &job.out)

@@ -279,7 +279,7 @@ pub struct AotiPackage {
 impl AotiPackage {
     /// Loads the package at `path`: libtorch unpacks it and dlopens its
     /// compiled code, so the caller has checked that this machine can run
-    /// that code (`precisiond::aoti::can_run`).
+    /// that code (`precisiond_core::aoti::can_run`).
     pub fn load(path: &Path) -> Result<AotiPackage, String> {
         let c = c_path(path)?;
         let mut handle = std::ptr::null_mut();

@@ -1,7 +1,7 @@
 //! The lines this worker prints for its supervisor on stdout (their format
-//! lives in `precisiond::protocol`, shared by both ends).
+//! lives in `precisiond_core::protocol`, shared by both ends).
 
-use precisiond::protocol::{self, Phase};
+use precisiond_core::protocol::{self, Phase};
 use std::io::Write;
 
 /// A line on stdout for the supervisor, flushed at once: it may be the

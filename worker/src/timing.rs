@@ -1,16 +1,16 @@
 //! The one path every libtorch-run result is timed on: warm-up and timed
-//! calls under the job's budget (`precisiond::bench` decides how many), with
+//! calls under the job's budget (`precisiond_core::bench` decides how many), with
 //! the device synchronised around each call on CUDA.
 
 use crate::context::Context;
 use crate::energy;
 use crate::forward::Forward;
-use precisiond::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
-use precisiond::conditions::{Conditions, Limits, Quality, Watch};
-use precisiond::devices::Device;
-use precisiond::energy::{Energy, Sensor};
-use precisiond::precision::Precision;
-use precisiond::report::{PrecisionResult, Status};
+use precisiond_core::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
+use precisiond_core::conditions::{Conditions, Limits, Quality, Watch};
+use precisiond_core::devices::Device;
+use precisiond_core::energy::{Energy, Sensor};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{PrecisionResult, Status};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::Tensor;

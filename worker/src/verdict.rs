@@ -1,20 +1,20 @@
 //! The verdicts on a measured result, once FP32's timing on the same
 //! device is known: its speedup and whether it is accelerated (decided by
-//! the model's own speedup interval, `precisiond::speedup`), and whether
+//! the model's own speedup interval, `precisiond_core::speedup`), and whether
 //! its outputs are still the model's (`AccuracyThresholds::judge`).
 
 use crate::context::Context;
-use precisiond::bench::LatencyStats;
-use precisiond::conditions::Quality;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
-use precisiond::speedup;
+use precisiond_core::bench::LatencyStats;
+use precisiond_core::conditions::Quality;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
+use precisiond_core::speedup;
 
 /// FP32's timing on a device, which the other precisions' speedups need.
 #[derive(Debug, Clone)]
 pub struct Fp32Timing {
     pub latency: LatencyStats,
-    /// Whether it is the model's speed (`precisiond::conditions`).
+    /// Whether it is the model's speed (`precisiond_core::conditions`).
     pub quality: Option<Quality>,
     /// Its energy per inference, where a sensor was read.
     pub energy_mj: Option<f64>,
@@ -54,7 +54,7 @@ pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timi
         {
             result.probe_accelerated = v.accelerated;
             result.accelerated = v.accelerated;
-            result.accelerated_by = Some(precisiond::speedup::AcceleratedBy::Probe);
+            result.accelerated_by = Some(precisiond_core::speedup::AcceleratedBy::Probe);
         }
         return;
     }

@@ -7,9 +7,9 @@
 use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
 use crate::context::Context;
 use crate::{family, model};
-use precisiond::aoti;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond_core::aoti;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
 
 pub struct Aoti;
 
@@ -32,7 +32,7 @@ impl PrecisionMethod for Aoti {
             let wanted = fam
                 .looked_for
                 .get(&precision)
-                .map(|p| precisiond::fsutil::file_name(p))
+                .map(|p| precisiond_core::fsutil::file_name(p))
                 .unwrap_or_else(|| format!("NAME.{precision}.pt2"));
             return Err(ctx.result(
                 precision,

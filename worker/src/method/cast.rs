@@ -5,9 +5,9 @@
 use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
 use crate::context::Context;
 use crate::model;
-use precisiond::devices::Device;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond_core::devices::Device;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
 
 pub struct Cast;
 

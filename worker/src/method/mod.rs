@@ -19,8 +19,8 @@ pub mod tensorrt;
 
 use crate::context::Context;
 use crate::forward::Forward;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult};
 use tch::Tensor;
 
 /// One way of preparing a model for a precision on a device.

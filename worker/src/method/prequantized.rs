@@ -5,8 +5,8 @@
 use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
 use crate::context::Context;
 use crate::qengine::{self, NoEngine};
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
 use tch::Tensor;
 
 pub struct Prequantized;

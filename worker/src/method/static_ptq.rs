@@ -11,10 +11,10 @@ use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantizeJob};
-use precisiond::fsutil::ensure_state_subdir;
-use precisiond::precision::Precision;
-use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
-use precisiond::state_files;
+use precisiond_core::fsutil::ensure_state_subdir;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{CalibrationFacts, Method, PrecisionResult, Status};
+use precisiond_core::state_files;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Tensor};
 

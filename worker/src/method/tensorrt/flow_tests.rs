@@ -3,10 +3,10 @@
 //! trtexec's recorded output (tests/fixtures/tensorrt/, see its README).
 
 use super::run::{measure, Request};
-use precisiond::bench::LatencyStats;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult, Status};
-use precisiond::tensorrt::{self, TrtVersion, Trtexec};
+use precisiond_core::bench::LatencyStats;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult, Status};
+use precisiond_core::tensorrt::{self, TrtVersion, Trtexec};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! device through TensorRT's `trtexec`, on an ONNX file of the model:
 //! PyTorch's quantized operators run on the CPU only. trtexec builds the
 //! engine and times it itself, so the result comes back measured; see
-//! `precisiond::tensorrt` for the plan, the engine cache and the parsing,
+//! `precisiond_core::tensorrt` for the plan, the engine cache and the parsing,
 //! and [`run`] for the processes.
 
 #[cfg(test)]
@@ -11,10 +11,10 @@ mod run;
 
 use super::{PrecisionMethod, Prepared};
 use crate::context::Context;
-use precisiond::devices::Device;
-use precisiond::precision::Precision;
-use precisiond::report::{Method, PrecisionResult};
-use precisiond::tensorrt::{self, Trtexec};
+use precisiond_core::devices::Device;
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{Method, PrecisionResult};
+use precisiond_core::tensorrt::{self, Trtexec};
 
 const CPU_ONLY: &str = "PyTorch's quantized operators are CPU-only";
 

@@ -1,18 +1,18 @@
 //! Running trtexec: building (or taking from the cache) the engine for
 //! one precision, timing it, and turning the trace into a report result.
-//! `precisiond::tensorrt` decides and parses (plan, command lines, engine
+//! `precisiond_core::tensorrt` decides and parses (plan, command lines, engine
 //! cache keys, the `--exportTimes` trace); this starts the builds and
 //! timing runs and writes the engine cache.
 
-use precisiond::accuracy::Accuracy;
-use precisiond::bench::{self, LatencyStats, StopReason};
-use precisiond::child::run_logged;
-use precisiond::fsutil::{ensure_state_subdir, hex_sha256, write_atomic};
-use precisiond::precision::Precision;
-use precisiond::protocol::Phase;
-use precisiond::report::{CalibrationFacts, Method, PrecisionResult, Status};
-use precisiond::state_files;
-use precisiond::tensorrt::{
+use precisiond_core::accuracy::Accuracy;
+use precisiond_core::bench::{self, LatencyStats, StopReason};
+use precisiond_core::child::run_logged;
+use precisiond_core::fsutil::{ensure_state_subdir, hex_sha256, write_atomic};
+use precisiond_core::precision::Precision;
+use precisiond_core::protocol::Phase;
+use precisiond_core::report::{CalibrationFacts, Method, PrecisionResult, Status};
+use precisiond_core::state_files;
+use precisiond_core::tensorrt::{
     build_args, engine_facts_path, onnx_has_qdq, parse_export_times, plan, samples_ms, timing_args,
     Calibration, EngineFacts, EngineKey, Plan, Trtexec,
 };
@@ -134,7 +134,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
                         .map(|f| f.to_string_lossy().into_owned())
                         .collect(),
                     build_seconds: seconds,
-                    built: precisiond::report::now().to_string(),
+                    built: precisiond_core::report::now().to_string(),
                 };
                 let text = toml::to_string(&facts).expect("engine facts serialise");
                 if let Err(e) = write_atomic(&facts_path, text.as_bytes()) {

@@ -9,7 +9,7 @@
 //! results, "torchscript" for the TorchScript model measured beside an
 //! AOTInductor family).
 
-use crate::report::{PrecisionResult, Report, Status};
+use precisiond_core::report::{PrecisionResult, Report, Status};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -280,7 +280,7 @@ fn escape_help(text: &str) -> String {
 /// same folder (`.precisiond.prom.XXXXXX.tmp`: node_exporter reads only
 /// names ending in `.prom`) and a rename.
 pub fn write_textfile(dir: &Path, text: &str) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(&dir.join(FILE_NAME), text.as_bytes())
+    precisiond_core::fsutil::write_atomic(&dir.join(FILE_NAME), text.as_bytes())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! field names) and `json` (`{"rows": [...], "best": [...], "skipped":
 //! [...]}`). The field names of CSV and JSON are stable; scripts read them.
 
-use crate::output::table::{opt, yes_no};
+use precisiond_core::output::table::{opt, yes_no};
 use crate::summarize::{Best, Floor, Row, Summary};
 use std::fmt::Write as _;
 
@@ -97,7 +97,7 @@ fn table_cells(r: &Row) -> [String; 16] {
         },
         opt(r.median_ms, 3),
         r.speedup_vs_fp32
-            .map(crate::speedup::format_x)
+            .map(precisiond_core::speedup::format_x)
             .unwrap_or_else(|| "-".into()),
         opt(r.cosine, 6),
         opt(r.sqnr_db, 1),
@@ -136,7 +136,7 @@ fn best_cells(b: &Best) -> [String; 10] {
         b.precision.clone(),
         format!("{:.3}", b.median_ms),
         b.speedup_vs_fp32
-            .map(crate::speedup::format_x)
+            .map(precisiond_core::speedup::format_x)
             .unwrap_or_else(|| "-".into()),
         opt(b.cosine, 6),
         opt(b.sqnr_db, 1),
@@ -154,11 +154,11 @@ fn floor_line(floor: Floor) -> String {
 /// Aligned columns, then the best precision per model and device.
 pub fn table(summary: &Summary, floor: Floor) -> String {
     let rows: Vec<[String; 16]> = summary.rows.iter().map(table_cells).collect();
-    let mut out = crate::output::table::grid(TABLE_HEADER, &rows, true);
+    let mut out = precisiond_core::output::table::grid(TABLE_HEADER, &rows, true);
     out.push('\n');
     let _ = writeln!(out, "{}:", floor_line(floor));
     let best: Vec<[String; 10]> = summary.best.iter().map(best_cells).collect();
-    out.push_str(&crate::output::table::grid(BEST_HEADER, &best, true));
+    out.push_str(&precisiond_core::output::table::grid(BEST_HEADER, &best, true));
     out
 }
 

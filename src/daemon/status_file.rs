@@ -4,7 +4,7 @@
 //! one. The one-line summary systemd shows (STATUS=) is made here too, from
 //! the same snapshot, so the two never disagree.
 
-use crate::report::{self, Status};
+use precisiond_core::report::{self, Status};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ pub fn count_reports(folder: &Path) -> usize {
     entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|e| matches!(crate::watch::kind(&e.path()), crate::watch::Kind::Report(_)))
+        .filter(|e| matches!(crate::daemon::watch::kind(&e.path()), crate::daemon::watch::Kind::Report(_)))
         .count()
 }
 
@@ -122,15 +122,15 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
             .queue
             .iter()
             .filter(|p| in_folder(p))
-            .map(|p| crate::fsutil::file_name(p))
+            .map(|p| precisiond_core::fsutil::file_name(p))
             .collect(),
         current: s.current.filter(|c| in_folder(&c.path)),
         last: s.finished.iter().filter(|f| in_folder(&f.path)).collect(),
     };
     let text = toml::to_string(&status).map_err(|e| format!("cannot write the status: {e}"))?;
-    let dir = crate::fsutil::state_dir(folder);
-    crate::fsutil::ensure_state_dir(&dir)?;
+    let dir = precisiond_core::fsutil::state_dir(folder);
+    precisiond_core::fsutil::ensure_state_dir(&dir)?;
     let path = dir.join("status.toml");
-    crate::fsutil::write_atomic(&path, text.as_bytes())
+    precisiond_core::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -69,7 +69,7 @@ mod tests {
     use crate::report::Method;
 
     fn report_with(median: f64, ci: Option<[f64; 2]>, quality: Option<Quality>) -> Report {
-        let mut r = crate::supervise::failed_report(
+        let mut r = crate::report::failed_report(
             std::path::Path::new("/d/m.pt"),
             String::new(),
             crate::report::now(),

@@ -1,7 +1,7 @@
 //! `precisiond summarize`: reads the reports a fleet copied back (any
 //! folder layout), lines their results up per model, device and precision,
 //! and picks the best precision per model and device under an accuracy
-//! floor. `crate::output::summary` writes what this gathers.
+//! floor. `crate::summarize::format` writes what this gathers.
 //!
 //! Grouping keys:
 //! - a model is its `model.sha256`, so renamed copies group together;
@@ -11,8 +11,8 @@
 //! Where two reports of the same model come from the same machine, only
 //! the newest (`run.finished`) is shown; the other is listed as skipped.
 
-use crate::precision::Precision;
-use crate::report::{self, Report, Status};
+use precisiond_core::precision::Precision;
+use precisiond_core::report::{self, Report, Status};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -89,7 +89,7 @@ pub struct Row {
     /// The median of the report this one replaced (`[results.previous]`).
     pub previous_median_ms: Option<f64>,
     /// Slower than the previous run beyond its confidence interval
-    /// (`crate::regression`); absent where there is no verdict.
+    /// (`precisiond_core::regression`); absent where there is no verdict.
     pub regression: Option<bool>,
     #[serde(skip)]
     pub(crate) precision_order: Precision,

@@ -8,7 +8,7 @@
 //! its change time (which no user can set), so a stale hash is never used.
 //! A file that changes while it is hashed is not remembered.
 
-use crate::fsutil::{self, open_regular, sha256_of};
+use precisiond_core::fsutil::{self, open_regular, sha256_of};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -161,7 +161,7 @@ mod tests {
     use super::*;
 
     fn sha_of(bytes: &[u8]) -> String {
-        crate::fsutil::hex_sha256(bytes)
+        precisiond_core::fsutil::hex_sha256(bytes)
     }
 
     #[test]

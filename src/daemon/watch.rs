@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime};
 
 /// File name endings of models precisiond measures (TorchScript archives).
 /// TorchScript models and AOTInductor packages (`.pt2`).
-pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", crate::aoti::EXTENSION];
+pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", precisiond_core::aoti::EXTENSION];
 
 /// What a file in a drop folder is, by its name alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn kind(path: &Path) -> Kind {
         return Kind::Ignored;
     }
     let sidecar = |model: &[u8], make: fn(PathBuf) -> Kind| {
-        let variant = crate::aoti::variant_of(Path::new(OsStr::from_bytes(model))).is_some();
+        let variant = precisiond_core::aoti::variant_of(Path::new(OsStr::from_bytes(model))).is_some();
         if is_model_name(model) && !variant {
             make(path.with_file_name(OsStr::from_bytes(model)))
         } else {
@@ -70,7 +70,7 @@ pub fn kind(path: &Path) -> Kind {
     if let Some(model) = name.strip_suffix(b".toml") {
         return sidecar(model, Kind::Settings);
     }
-    if let Some((head, _)) = crate::aoti::variant_of(path) {
+    if let Some((head, _)) = precisiond_core::aoti::variant_of(path) {
         return Kind::Variant(head);
     }
     if is_model_name(name) {
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(k("m.torchscript"), Kind::Model);
         for ignored in [
             ".hidden.pt",
-            crate::fsutil::STATE_DIR_NAME,
+            precisiond_core::fsutil::STATE_DIR_NAME,
             "m.pt.part",
             "m.pt.tmp",
             ".m.pt.report.toml.abc123.tmp",

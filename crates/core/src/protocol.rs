@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_partial_report_travels_on_one_line() {
-        let mut report = crate::supervise::failed_report_for(
+        let mut report = crate::report::failed_report_for(
             std::path::Path::new("/drop/a\\b\nc.pt"),
             "ab".repeat(32),
             7,

@@ -1,9 +1,6 @@
 //! What precisiond writes for people and scripts to read, one file per
 //! destination, so that a change to one format never touches another.
 
-pub mod prometheus; // the daemon's node_exporter textfile (`textfile_dir`)
-pub mod status; // the daemon's `.precisiond/status.toml` and systemd's STATUS= line
-pub mod summary; // `precisiond summarize`: table, markdown, CSV, JSON
 pub mod svg; // the chart of a report, `NAME.pt.report.svg` beside the TOML report
 pub mod table; // the terminal tables of `precisiond run` and `precisiond detect`
 pub mod toml; // the TOML report written beside each model

@@ -501,3 +501,68 @@ pub fn load(path: &Path) -> Result<Report, String> {
         .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("report {} is not valid: {e}", path.display()))
 }
+
+/// A `failed` report written by the supervisor for a model whose worker
+/// could not write one. Needs no libtorch.
+pub fn failed_report(
+    model: &Path,
+    error: String,
+    started: toml::value::Datetime,
+    threads: usize,
+) -> Report {
+    // Streamed: a multi-gigabyte model must not pass through the
+    // supervisor's memory.
+    let (sha256, bytes) = std::fs::File::open(model)
+        .and_then(crate::fsutil::sha256_of)
+        .unwrap_or_else(|_| (String::new(), 0));
+    failed_report_for(model, sha256, bytes, error, started, threads)
+}
+
+/// A `failed` report for a model with the given hash and size; the model
+/// is not read (a file over the size limit is rejected unread).
+pub fn failed_report_for(
+    model: &Path,
+    sha256: String,
+    bytes: u64,
+    error: String,
+    started: toml::value::Datetime,
+    threads: usize,
+) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        status: Status::Failed,
+        error: Some(error),
+        attempts: None,
+        model: ModelFacts {
+            file: crate::fsutil::file_name(model),
+            sha256,
+            bytes,
+            format: "torchscript".into(),
+            settings_file: None,
+            settings_sha256: None,
+            variants: Vec::new(),
+            torchscript: None,
+        },
+        run: RunFacts {
+            started,
+            finished: now(),
+            precisiond: env!("CARGO_PKG_VERSION").into(),
+            // Filled in from the worker's first line where a worker ran.
+            libtorch: "unknown".into(),
+            threads,
+            host: host_name(),
+            emulator: crate::emulation::emulator(),
+            started_busy: None,
+            max_seconds: 0.0,
+            target_rel_ci: 0.0,
+            accuracy: None,
+        },
+        input_source: None,
+        inputs: Vec::new(),
+        notes: Vec::new(),
+        hardware: None,
+        results: Vec::new(),
+        side_by_side: Vec::new(),
+    }
+}
+
