@@ -17,26 +17,30 @@ mod check;
 mod decide;
 // The status file (crate::daemon::status_file) makes sure of the state folder too.
 mod folders;
+pub mod hashcache; // sha256 of model files, cached by size and mtime
 mod metrics;
+pub mod prometheus; // the node_exporter textfile (`textfile_dir`)
+pub mod queue; // one job at a time, in arrival order
 mod quiet;
 mod retry;
+pub mod status_file; // `.precisiond/status.toml` and systemd's STATUS= line
 mod systemd;
+pub mod watch; // inotify events to settled model files
 
-use precisiond_core::flags::PrecisionList;
 use crate::config::{Config, Overrides};
 use crate::daemon::hashcache::HashCache;
 use crate::daemon::prometheus::DaemonFacts;
-use crate::daemon::status_file::{self, Current, Finished, Snapshot};
-use precisiond_core::precision;
-use precisiond_core::protocol::{self, exit};
 use crate::daemon::queue::Queue;
-use precisiond_core::report::{self, Report};
 use crate::supervise::{self, Measured, WorkerEnd};
-use crate::daemon::watch::{self, Change, Kind, Settler};
 use clap::Args;
 use decide::{Decision, Inputs};
 use notify::RecommendedWatcher;
+use precisiond_core::flags::PrecisionList;
+use precisiond_core::precision;
+use precisiond_core::protocol::{self, exit};
+use precisiond_core::report::{self, Report};
 use retry::Retries;
+use status_file::{Current, Finished, Snapshot};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +49,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use systemd::Notifier;
+use watch::{Change, Kind, Settler};
 
 #[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
@@ -795,7 +800,7 @@ impl Daemon {
             error: report.error.clone(),
             path: model.to_path_buf(),
         });
-        self.finished.truncate(status::KEEP_FINISHED);
+        self.finished.truncate(status_file::KEEP_FINISHED);
         self.dirty = true;
     }
 
@@ -878,10 +883,14 @@ impl Daemon {
         self.dirty = false;
         self.last_flush = Some(Instant::now());
         let snapshot = self.snapshot();
-        let reports = self.folders.iter().map(|f| status::count_reports(f)).sum();
-        let line = status::line(&snapshot, reports);
+        let reports = self
+            .folders
+            .iter()
+            .map(|f| status_file::count_reports(f))
+            .sum();
+        let line = status_file::line(&snapshot, reports);
         for folder in &self.folders {
-            if let Err(e) = status::write(folder, &snapshot, &line) {
+            if let Err(e) = status_file::write(folder, &snapshot, &line) {
                 log::warn!("status file: {e}");
             }
         }

@@ -3,12 +3,12 @@
 
 use clap::{Parser, Subcommand};
 use precisiond::cli::{SummarizeArgs, SummaryBy, SummaryFormat};
-use precisiond_core::flags::{DetectArgs, RunArgs};
 use precisiond::daemon::{self, WatchArgs};
-use precisiond::output;
-use precisiond::protocol::{self, exit};
-use precisiond::report;
 use precisiond::supervise::{self, WorkerEnd};
+use precisiond_core::flags::{DetectArgs, RunArgs};
+use precisiond_core::output;
+use precisiond_core::protocol::{self, exit};
+use precisiond_core::report;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
@@ -142,10 +142,10 @@ fn summarize(args: SummarizeArgs) -> i32 {
         ));
     }
     let text = match args.format {
-        SummaryFormat::Table => output::summary::table(&summary, floor),
-        SummaryFormat::Markdown => output::summary::markdown(&summary, floor),
-        SummaryFormat::Csv => output::summary::csv(&summary),
-        SummaryFormat::Json => output::summary::json(&summary),
+        SummaryFormat::Table => precisiond::summarize::format::table(&summary, floor),
+        SummaryFormat::Markdown => precisiond::summarize::format::markdown(&summary, floor),
+        SummaryFormat::Csv => precisiond::summarize::format::csv(&summary),
+        SummaryFormat::Json => precisiond::summarize::format::json(&summary),
         SummaryFormat::Html => {
             let unused: Vec<&str> = summary.skipped.iter().map(|s| s.path.as_str()).collect();
             let charts: Vec<(String, String)> = charted
@@ -164,13 +164,13 @@ fn summarize(args: SummarizeArgs) -> i32 {
                     ))
                 })
                 .collect();
-            output::summary::html(&summary, floor, &charts)
+            precisiond::summarize::format::html(&summary, floor, &charts)
         }
     };
     match &args.out {
         None => print!("{text}"),
         Some(path) => {
-            if let Err(e) = precisiond::fsutil::write_atomic(path, text.as_bytes()) {
+            if let Err(e) = precisiond_core::fsutil::write_atomic(path, text.as_bytes()) {
                 return fail(format!("cannot write {}: {e}", path.display()));
             }
         }

@@ -6,11 +6,10 @@
 
 use precisiond_core::child::{self, Limits};
 use precisiond_core::flags::RunArgs;
-use precisiond_core::fsutil::{self, open_regular, sha256_of};
+use precisiond_core::fsutil::{open_regular, sha256_of};
 use precisiond_core::protocol::{self, exit, Partial};
-use precisiond_core::report::{self, ModelFacts, Report, RunFacts, Status};
+use precisiond_core::report::{self, Report, Status};
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,51 +17,6 @@ use std::time::Duration;
 
 /// How a worker ended.
 pub use precisiond_core::child::Ended as WorkerEnd;
-
-impl WorkerEnd {
-    /// Words for a failed report, when the worker could not write its own.
-    pub fn describe(&self) -> String {
-        match self {
-            WorkerEnd::Exited(exit::DISK_FULL) => "the disk is full: the report could not be written".into(),
-            WorkerEnd::Exited(code) => format!("the worker exited with code {code} without writing a report"),
-            WorkerEnd::Signaled(libc::SIGILL) => match illegal_instruction_cause() {
-                Some(why) => why,
-                None => format!(
-                    "the worker process was killed by signal {} ({}): libtorch executed an \
-                     instruction this CPU does not have; build precisiond against a libtorch made \
-                     for this CPU (LIBTORCH)",
-                    libc::SIGILL,
-                    precisiond_core::child::signal_name(libc::SIGILL)
-                ),
-            },
-            WorkerEnd::Signaled(sig) => format!(
-                "the worker process was killed by signal {sig} ({}) while measuring the model; \
-                 libtorch crashed on this model or the process was killed from outside",
-                precisiond_core::child::signal_name(*sig)
-            ),
-            WorkerEnd::TimedOut(limit) => format!(
-                "the worker ran past its time limit of {} s and was killed; raise the worker timeout \
-                 or lower the per-precision budget",
-                limit.as_secs_f64()
-            ),
-            WorkerEnd::PhaseTimedOut(phase, limit) => format!(
-                "the worker's {phase} ran past its limit of {} s and the worker was killed; raise \
-                 build_timeout_seconds in the precisiond config (precisiond run: --build-timeout)",
-                limit.as_secs_f64()
-            ),
-            WorkerEnd::Stopped => "precisiond was stopped while this model was being measured; it is measured again at the next start".into(),
-        }
-    }
-}
-
-/// What this CPU lacks that the prebuilt libtorch assumes, read from
-/// /proc/cpuinfo (the supervisor loads no libtorch, so it can always say).
-fn illegal_instruction_cause() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    precisiond_core::hardware::baseline::explain_illegal_instruction(
-        &precisiond_core::hardware::cpuinfo::parse_cpuinfo(&text),
-    )
-}
 
 /// The worker binary: `PRECISIOND_WORKER`, else `precisiond-worker` beside
 /// this executable.

@@ -283,7 +283,8 @@ fn the_quantizing_process_refuses_a_model_that_is_not_the_jobs() {
     let out = dir.path().join("m.int8.pt");
     let job = dir.path().join("m.job.toml");
     // The job names the residual CNN's hash; the demo CNN comes on stdin.
-    let named = precisiond_core::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
+    let named =
+        precisiond_core::fsutil::hex_sha256(&std::fs::read(fixture("cnn_residual.pt")).unwrap());
     let out_bytes: Vec<String> = out
         .to_str()
         .unwrap()

@@ -65,25 +65,62 @@ fn the_supervisor_builds_with_libtorch_unset() {
         .exists());
 }
 
+/// The crates `package` depends on (normal and build edges), one name per line.
+fn dependencies(package: &str) -> Vec<String> {
+    let out = cargo()
+        .args(["tree", "-p", package, "--edges", "normal,build"])
+        .args(["--prefix", "none", "--locked", "--offline"])
+        .args(["--format", "{p}"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The layers, as Cargo sees them: the worker depends on precisiond-core,
+/// never on the `precisiond` package (so daemon code, the config and the
+/// supervisor do not compile into it: a `use precisiond::daemon` there is
+/// an unresolved crate), and the core depends on neither binary's crate,
+/// nor on libtorch or the daemon's watching and systemd crates.
 #[test]
-fn the_worker_uses_none_of_the_supervisors_modules() {
-    let supervisor_only = ["supervise", "daemon", "watch", "queue", "config"];
-    let mut offending = Vec::new();
-    let mut files = vec![root().join("worker/src")];
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for module in supervisor_only {
-            let needle = format!("precisiond::{module}");
-            if text.lines().any(|l| l.contains(&needle)) {
-                offending.push(format!("{} uses {needle}", path.display()));
-            }
-        }
+fn the_layers_are_crates_the_compiler_keeps_apart() {
+    let worker = dependencies("precisiond-worker");
+    assert!(worker.iter().any(|d| d == "precisiond-core"), "{worker:?}");
+    assert!(
+        !worker.iter().any(|d| d == "precisiond"),
+        "the worker must not depend on the supervisor's package: {worker:?}"
+    );
+    let core = dependencies("precisiond-core");
+    for forbidden in [
+        "precisiond",
+        "precisiond-worker",
+        "tch",
+        "torch-sys",
+        "notify",
+        "sd-notify",
+    ] {
+        assert!(
+            !core.iter().any(|d| d == forbidden),
+            "precisiond-core must not depend on {forbidden}: {core:?}"
+        );
     }
-    assert!(offending.is_empty(), "{offending:#?}");
+    let supervisor = dependencies("precisiond");
+    assert!(
+        supervisor.iter().any(|d| d == "precisiond-core"),
+        "{supervisor:?}"
+    );
+    assert!(
+        !supervisor.iter().any(|d| d == "precisiond-worker"),
+        "{supervisor:?}"
+    );
 }
 
 /// `scripts/install-libtorch.sh` on an aarch64 board, with a cache that

@@ -17,15 +17,15 @@
 //! Nothing here follows a symlink: a link in the drop folder is never read,
 //! whether it stands for a model, its settings or its report.
 
-use precisiond_core::flags::{DeviceList, PrecisionList, RunArgs};
 use crate::config::Config;
-use precisiond_core::devices::{Device, DeviceRequest};
-use precisiond_core::fsutil::{open_regular, sha256_of};
 use crate::daemon::hashcache::HashCache;
+use crate::supervise;
+use precisiond_core::devices::{Device, DeviceRequest};
+use precisiond_core::flags::{DeviceList, PrecisionList, RunArgs};
+use precisiond_core::fsutil::{open_regular, sha256_of};
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{self, Report, Status};
 use precisiond_core::settings::{self, ModelSettings};
-use crate::supervise;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -207,7 +207,9 @@ fn is_current(
     if r.model.sha256 != sha || r.model.settings_sha256 != settings_sha {
         return false;
     }
-    if precisiond_core::aoti::is_pt2(model) && !variants_current(r, model, model_settings, inputs.hashes) {
+    if precisiond_core::aoti::is_pt2(model)
+        && !variants_current(r, model, model_settings, inputs.hashes)
+    {
         return false;
     }
     if r.status == Status::Failed {
@@ -489,7 +491,8 @@ mod tests {
             report::Method::Cast,
             String::new(),
         ));
-        let write = |r: &Report| precisiond_core::output::toml::write(r, &report::default_path(&model));
+        let write =
+            |r: &Report| precisiond_core::output::toml::write(r, &report::default_path(&model));
         // Written before the verdict existed: measured again.
         write(&r).unwrap();
         assert!(matches!(check(&model, &config), Decision::Run(_)));

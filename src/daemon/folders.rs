@@ -1,8 +1,8 @@
 //! The drop folders themselves: checking them, listing their models, and
 //! tidying what a killed process left behind.
 
-use precisiond_core::state_files;
 use crate::daemon::watch::{self, Kind};
+use precisiond_core::state_files;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 

@@ -3,8 +3,8 @@
 //! that rewriting the file costs a folder listing and a few `stat`s.
 
 use crate::daemon::prometheus::{self, DaemonFacts};
-use precisiond_core::report::Report;
 use crate::daemon::watch::{self, Kind};
+use precisiond_core::report::Report;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -105,7 +105,12 @@ pub fn count_reports(folder: &Path) -> usize {
     entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|e| matches!(crate::daemon::watch::kind(&e.path()), crate::daemon::watch::Kind::Report(_)))
+        .filter(|e| {
+            matches!(
+                crate::daemon::watch::kind(&e.path()),
+                crate::daemon::watch::Kind::Report(_)
+            )
+        })
         .count()
 }
 

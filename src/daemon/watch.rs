@@ -22,7 +22,13 @@ use std::time::{Instant, SystemTime};
 
 /// File name endings of models precisiond measures (TorchScript archives).
 /// TorchScript models and AOTInductor packages (`.pt2`).
-pub const MODEL_EXTENSIONS: [&str; 5] = ["pt", "pth", "ts", "torchscript", precisiond_core::aoti::EXTENSION];
+pub const MODEL_EXTENSIONS: [&str; 5] = [
+    "pt",
+    "pth",
+    "ts",
+    "torchscript",
+    precisiond_core::aoti::EXTENSION,
+];
 
 /// What a file in a drop folder is, by its name alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +63,8 @@ pub fn kind(path: &Path) -> Kind {
         return Kind::Ignored;
     }
     let sidecar = |model: &[u8], make: fn(PathBuf) -> Kind| {
-        let variant = precisiond_core::aoti::variant_of(Path::new(OsStr::from_bytes(model))).is_some();
+        let variant =
+            precisiond_core::aoti::variant_of(Path::new(OsStr::from_bytes(model))).is_some();
         if is_model_name(model) && !variant {
             make(path.with_file_name(OsStr::from_bytes(model)))
         } else {

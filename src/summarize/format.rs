@@ -4,8 +4,8 @@
 //! field names) and `json` (`{"rows": [...], "best": [...], "skipped":
 //! [...]}`). The field names of CSV and JSON are stable; scripts read them.
 
-use precisiond_core::output::table::{opt, yes_no};
 use crate::summarize::{Best, Floor, Row, Summary};
+use precisiond_core::output::table::{opt, yes_no};
 use std::fmt::Write as _;
 
 /// The CSV header: the JSON rows' field names, in the same order.
@@ -158,7 +158,11 @@ pub fn table(summary: &Summary, floor: Floor) -> String {
     out.push('\n');
     let _ = writeln!(out, "{}:", floor_line(floor));
     let best: Vec<[String; 10]> = summary.best.iter().map(best_cells).collect();
-    out.push_str(&precisiond_core::output::table::grid(BEST_HEADER, &best, true));
+    out.push_str(&precisiond_core::output::table::grid(
+        BEST_HEADER,
+        &best,
+        true,
+    ));
     out
 }
 

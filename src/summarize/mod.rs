@@ -11,6 +11,8 @@
 //! Where two reports of the same model come from the same machine, only
 //! the newest (`run.finished`) is shown; the other is listed as skipped.
 
+pub mod format; // table, markdown, CSV, JSON and HTML of a summary
+
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{self, Report, Status};
 use serde::Serialize;

@@ -93,7 +93,9 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     };
 
     if let Some(emulator) = &report.run.emulator {
-        report.notes.push(precisiond_core::emulation::note(emulator));
+        report
+            .notes
+            .push(precisiond_core::emulation::note(emulator));
     }
     if let Some(share) = opts.started_busy {
         report.notes.push(format!(
@@ -539,9 +541,10 @@ fn load_family(
     hardware: &precisiond_core::hardware::Hardware,
     report: &mut Report,
 ) -> Result<Loaded, String> {
-    let cpuinfo = std::fs::read_to_string(precisiond_core::hardware::LIVE_CPUINFO).map_err(|e| {
-        format!("cannot read /proc/cpuinfo to check the packages' instruction sets: {e}")
-    })?;
+    let cpuinfo =
+        std::fs::read_to_string(precisiond_core::hardware::LIVE_CPUINFO).map_err(|e| {
+            format!("cannot read /proc/cpuinfo to check the packages' instruction sets: {e}")
+        })?;
     let cpu = precisiond_core::hardware::cpuinfo::parse_cpuinfo(&cpuinfo);
     let capabilities: Vec<String> = hardware
         .gpus
@@ -581,7 +584,11 @@ fn load_family(
     let specs = if !settings.inputs.is_empty() {
         report.input_source = Some("settings".into());
         settings.inputs.clone()
-    } else if let Some(text) = family.head.metadata.get(precisiond_core::aoti::keys::INPUTS) {
+    } else if let Some(text) = family
+        .head
+        .metadata
+        .get(precisiond_core::aoti::keys::INPUTS)
+    {
         report.input_source = Some("package metadata".into());
         ModelSettings::parse(text)
             .map_err(|e| {

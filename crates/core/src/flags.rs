@@ -302,4 +302,3 @@ impl DetectArgs {
         args
     }
 }
-

@@ -146,6 +146,52 @@ pub struct WorkerBuild {
     pub libtorch_cuda: bool,
 }
 
+/// How a worker ended, in words for a failed report.
+impl crate::child::Ended {
+    /// Words for a failed report, when the worker could not write its own.
+    pub fn describe(&self) -> String {
+        match self {
+            crate::child::Ended::Exited(exit::DISK_FULL) => "the disk is full: the report could not be written".into(),
+            crate::child::Ended::Exited(code) => format!("the worker exited with code {code} without writing a report"),
+            crate::child::Ended::Signaled(libc::SIGILL) => match illegal_instruction_cause() {
+                Some(why) => why,
+                None => format!(
+                    "the worker process was killed by signal {} ({}): libtorch executed an \
+                     instruction this CPU does not have; build precisiond against a libtorch made \
+                     for this CPU (LIBTORCH)",
+                    libc::SIGILL,
+                    crate::child::signal_name(libc::SIGILL)
+                ),
+            },
+            crate::child::Ended::Signaled(sig) => format!(
+                "the worker process was killed by signal {sig} ({}) while measuring the model; \
+                 libtorch crashed on this model or the process was killed from outside",
+                crate::child::signal_name(*sig)
+            ),
+            crate::child::Ended::TimedOut(limit) => format!(
+                "the worker ran past its time limit of {} s and was killed; raise the worker timeout \
+                 or lower the per-precision budget",
+                limit.as_secs_f64()
+            ),
+            crate::child::Ended::PhaseTimedOut(phase, limit) => format!(
+                "the worker's {phase} ran past its limit of {} s and the worker was killed; raise \
+                 build_timeout_seconds in the precisiond config (precisiond run: --build-timeout)",
+                limit.as_secs_f64()
+            ),
+            crate::child::Ended::Stopped => "precisiond was stopped while this model was being measured; it is measured again at the next start".into(),
+        }
+    }
+}
+
+/// What this CPU lacks that the prebuilt libtorch assumes, read from
+/// /proc/cpuinfo (the supervisor loads no libtorch, so it can always say).
+fn illegal_instruction_cause() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    crate::hardware::baseline::explain_illegal_instruction(
+        &crate::hardware::cpuinfo::parse_cpuinfo(&text),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -565,4 +565,3 @@ pub fn failed_report_for(
         side_by_side: Vec::new(),
     }
 }
-

@@ -334,7 +334,7 @@ pub fn hardware(hw: &Hardware) -> String {
     out
 }
 
-pub(crate) fn yes_no(b: bool) -> &'static str {
+pub fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
@@ -343,7 +343,7 @@ pub(crate) fn yes_no(b: bool) -> &'static str {
 }
 
 /// A number with `digits` decimals, or "-" when there is none.
-pub(crate) fn opt(v: Option<f64>, digits: usize) -> String {
+pub fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}"))
         .unwrap_or_else(|| "-".into())
 }
@@ -354,7 +354,7 @@ pub(crate) fn opt(v: Option<f64>, digits: usize) -> String {
 /// does not widen every line. With `rule`, a line of dashes under the
 /// header; the last column's rule is as long as its title, since that
 /// column is not padded.
-pub(crate) fn grid<const N: usize>(header: [&str; N], rows: &[[String; N]], rule: bool) -> String {
+pub fn grid<const N: usize>(header: [&str; N], rows: &[[String; N]], rule: bool) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
