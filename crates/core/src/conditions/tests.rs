@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 fn recorded(tree: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sysfs")
+        .join("../../tests/fixtures/sysfs")
         .join(tree)
 }
 

@@ -9,7 +9,7 @@ use super::*;
 
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/energy")
+        .join("../../tests/fixtures/energy")
         .join(case)
 }
 

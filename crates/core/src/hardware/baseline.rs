@@ -62,7 +62,7 @@ mod tests {
 
     fn capture(name: &str) -> CpuInfo {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/cpuinfo")
+            .join("../../tests/fixtures/cpuinfo")
             .join(name);
         parse_cpuinfo(&std::fs::read_to_string(path).unwrap())
     }
