@@ -589,7 +589,10 @@ fn draw_drift<DB: DrawingBackend>(
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reports_svg");
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/reports_svg"
+    );
     /// The chart must stay small enough to attach or mail.
     const MAX_BYTES: usize = 50 * 1024;
 
