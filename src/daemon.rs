@@ -37,12 +37,13 @@ use decide::{Decision, Inputs};
 use notify::RecommendedWatcher;
 use precisiond_core::flags::PrecisionList;
 use precisiond_core::precision;
-use precisiond_core::protocol::{self, exit};
+use precisiond_core::protocol::Progress;
 use precisiond_core::report::{self, Report};
 use retry::Retries;
-use status_file::{Current, Finished, Snapshot};
+use status_file::{Current, Finished, Snapshot, Step};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -94,7 +95,7 @@ enum Msg {
     Fs(notify::Result<notify::Event>),
     Signal(i32),
     Checked(check::Checked),
-    Progress(String),
+    Progress(Progress),
     JobDone(Box<JobEnd>),
 }
 
@@ -113,7 +114,7 @@ enum JobEnd {
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
-pub fn run(args: WatchArgs) -> i32 {
+pub fn run(args: WatchArgs) -> ExitCode {
     let overrides = args.overrides();
     let (config, config_file) = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -197,12 +198,12 @@ pub fn run(args: WatchArgs) -> i32 {
     daemon.flush_metrics(true);
     daemon.notifier.ready(&line);
     daemon.run(rx);
-    exit::OK
+    ExitCode::SUCCESS
 }
 
-fn fail(message: impl std::fmt::Display) -> i32 {
+fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("precisiond: error: {message}");
-    exit::ERROR
+    ExitCode::FAILURE
 }
 
 fn origin(config_file: Option<&Path>) -> String {
@@ -333,7 +334,7 @@ fn job_thread(
     worker: &Path,
     attempt: u32,
     stop: &AtomicBool,
-    on_line: impl FnMut(&str),
+    progress: impl FnMut(Progress),
 ) -> JobEnd {
     match decide::decide(model, inputs) {
         Decision::Skip(why) => JobEnd::Skipped(why),
@@ -361,7 +362,7 @@ fn job_thread(
             } else {
                 log::info!("measuring {model:?}");
             }
-            JobEnd::Measured(supervise::measure(worker, &args, attempt, stop, on_line))
+            JobEnd::Measured(supervise::measure(worker, &args, attempt, stop, progress))
         }
     }
 }
@@ -441,14 +442,13 @@ impl Daemon {
                     self.dirty = true;
                 }
             }
-            Msg::Progress(line) => match (protocol::parse_progress(&line), self.job.as_mut()) {
-                (Some(step), Some(job)) => {
-                    log::debug!("{:?}: {step}", job.current.path);
-                    job.current.step = step.to_owned();
+            Msg::Progress(progress) => {
+                if let Some(job) = self.job.as_mut() {
+                    log::debug!("{:?}: {progress}", job.current.path);
+                    job.current.step = Step::Measuring(progress);
                     self.dirty = true;
                 }
-                _ => log::debug!("worker: {line}"),
-            },
+            }
             Msg::Checked(checked) => self.checked(checked),
             Msg::JobDone(end) => self.job_done(*end),
         }
@@ -659,8 +659,8 @@ impl Daemon {
                     hashes: &hashes,
                     retry_failures,
                 };
-                let end = job_thread(&job_model, &inputs, &worker, attempt, &stop, |line| {
-                    let _ = progress.send(Msg::Progress(line.to_owned()));
+                let end = job_thread(&job_model, &inputs, &worker, attempt, &stop, |step| {
+                    let _ = progress.send(Msg::Progress(step));
                 });
                 let _ = tx.send(Msg::JobDone(Box::new(end)));
             });
@@ -670,7 +670,7 @@ impl Daemon {
                     current: Current {
                         model: precisiond_core::fsutil::file_name(&model),
                         started: report::now(),
-                        step: "starting".into(),
+                        step: Step::Starting,
                         path: model,
                     },
                     deleted: false,
@@ -750,7 +750,7 @@ impl Daemon {
         }
         // A worker that did not end on its own may have died between
         // creating a temporary file and renaming it.
-        if !supervise::worker_wrote_report(&end) {
+        if !end.wrote_report() {
             if let Some(folder) = model.parent() {
                 folders::remove_stale_tmp(folder, &precisiond_core::fsutil::state_dir(folder));
             }

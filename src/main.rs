@@ -7,7 +7,7 @@ use precisiond::daemon::{self, WatchArgs};
 use precisiond::supervise::{self, WorkerEnd};
 use precisiond_core::flags::{DetectArgs, RunArgs};
 use precisiond_core::output;
-use precisiond_core::protocol::{self, exit};
+use precisiond_core::protocol::WorkerLine;
 use precisiond_core::report;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -44,21 +44,20 @@ fn main() -> ExitCode {
         env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn"))
             .init();
     }
-    let code = match cli.command {
+    match cli.command {
         Command::Run(args) => run(args),
         Command::Detect(args) => detect(args),
         Command::Watch(args) => daemon::run(args),
         Command::Summarize(args) => summarize(args),
-    };
-    ExitCode::from(code as u8)
+    }
 }
 
-fn fail(message: impl std::fmt::Display) -> i32 {
+fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("precisiond: error: {message}");
-    exit::ERROR
+    ExitCode::FAILURE
 }
 
-fn run(args: RunArgs) -> i32 {
+fn run(args: RunArgs) -> ExitCode {
     if let Err(e) = args
         .bench_config()
         .and(args.accuracy_thresholds())
@@ -78,28 +77,26 @@ fn run(args: RunArgs) -> i32 {
     };
     let report_path = args.report_path();
     let stop = AtomicBool::new(false);
-    let measured = supervise::measure(&worker, &args, 1, &stop, |line| {
-        if let Some(step) = protocol::parse_progress(line) {
-            log::info!("measuring {step}");
-        }
+    let measured = supervise::measure(&worker, &args, 1, &stop, |progress| {
+        log::info!("measuring {progress}");
     });
     let report = match measured {
         Ok(m) => match m.report {
             Some(report) => report,
             // The worker printed why; no report was written.
-            None => return exit::ERROR,
+            None => return ExitCode::FAILURE,
         },
         Err(e) => return fail(e),
     };
     print!("{}", output::table::report_summary(&report));
     println!("report: {}", report_path.display());
     match report.status {
-        report::Status::Ok => exit::OK,
-        _ => exit::ERROR,
+        report::Status::Ok => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 
-fn detect(args: DetectArgs) -> i32 {
+fn detect(args: DetectArgs) -> ExitCode {
     let worker = match supervise::worker_exe() {
         Ok(w) => w,
         Err(e) => return fail(e),
@@ -107,16 +104,21 @@ fn detect(args: DetectArgs) -> i32 {
     let mut worker_args = vec!["detect".into()];
     worker_args.extend(args.to_args());
     let stop = AtomicBool::new(false);
-    match supervise::run_worker(&worker, &worker_args, None, &stop, |line| {
-        println!("{line}")
-    }) {
-        Ok(WorkerEnd::Exited(code)) => code,
+    // `detect` prints text for people, no messages.
+    let shown = |line| match line {
+        WorkerLine::Text(text) => println!("{text}"),
+        other => log::warn!("unexpected from the worker's detect: {other:?}"),
+    };
+    // The worker's exit code is precisiond's.
+    match supervise::run_worker(&worker, &worker_args, None, &stop, shown) {
+        Ok(WorkerEnd::Exited(exit)) => exit.into(),
+        Ok(WorkerEnd::ExitedWith(code)) => ExitCode::from(code as u8),
         Ok(end) => fail(end.describe()),
         Err(e) => fail(format!("cannot start the worker {}: {e}", worker.display())),
     }
 }
 
-fn summarize(args: SummarizeArgs) -> i32 {
+fn summarize(args: SummarizeArgs) -> ExitCode {
     use precisiond::summarize::{self, GroupBy};
     let floor = match args.floor() {
         Ok(f) => f,
@@ -175,5 +177,5 @@ fn summarize(args: SummarizeArgs) -> i32 {
             }
         }
     }
-    exit::OK
+    ExitCode::SUCCESS
 }

@@ -7,7 +7,7 @@
 use precisiond_core::child::{self, Limits};
 use precisiond_core::flags::RunArgs;
 use precisiond_core::fsutil::{open_regular, sha256_of};
-use precisiond_core::protocol::{self, exit, Partial};
+use precisiond_core::protocol::{Partial, Progress, WorkerExit, WorkerLine, WorkerMessage};
 use precisiond_core::report::{self, Report, Status};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How a worker ended.
-pub use precisiond_core::child::Ended as WorkerEnd;
+pub use precisiond_core::protocol::WorkerEnd;
 
 /// The worker binary: `PRECISIOND_WORKER`, else `precisiond-worker` beside
 /// this executable.
@@ -37,14 +37,15 @@ pub fn worker_exe() -> Result<PathBuf, String> {
     }
 }
 
-/// Runs the worker with `args`, passing each stdout line to `on_line`,
-/// until it exits, runs past `timeout`, or `stop` is set.
+/// Runs the worker with `args`, passing each stdout line to `on_line` as
+/// read, until it exits, runs past `timeout` (or a phase past its own
+/// limit), or `stop` is set.
 pub fn run_worker(
     exe: &Path,
     args: &[OsString],
     timeout: Option<Duration>,
     stop: &AtomicBool,
-    on_line: impl FnMut(&str),
+    on_line: impl FnMut(WorkerLine),
 ) -> std::io::Result<WorkerEnd> {
     let mut command = child::own_binary(exe);
     command
@@ -60,23 +61,15 @@ pub fn run_worker(
     // the supervisor, which then stops the worker itself, instead of the
     // worker dying of SIGINT and being reported as crashed), and dying with
     // the supervisor, so a restarted daemon never finds an orphan timing.
-    child::run(
+    child::run_worker(
         &mut command,
         Limits {
             timeout,
             stop: Some(stop),
-            phases: true,
         },
         on_line,
     )
-}
-
-/// True when the worker wrote its own report (ok or failed).
-pub fn worker_wrote_report(end: &WorkerEnd) -> bool {
-    matches!(
-        end,
-        WorkerEnd::Exited(exit::OK) | WorkerEnd::Exited(exit::REPORTED_FAILURE)
-    )
+    .map(WorkerEnd::from)
 }
 
 pub use precisiond_core::report::{failed_report, failed_report_for};
@@ -97,7 +90,7 @@ pub struct Measured {
 
 impl Measured {
     fn without_report(end: WorkerEnd) -> Measured {
-        let disk_full = end == WorkerEnd::Exited(exit::DISK_FULL);
+        let disk_full = end == WorkerEnd::Exited(WorkerExit::DiskFull);
         Measured {
             end,
             report: None,
@@ -111,13 +104,14 @@ impl Measured {
 /// could not (marked with `attempt`, the how-manieth try in a row this is:
 /// such a failure is worth retrying); writes nothing when `stop` ended it
 /// (the model is measured again at the next start). Err: the worker could
-/// not be started, or a report could not be read or written.
+/// not be started, or a report could not be read or written. `on_progress`
+/// hears of each step as the worker starts it.
 pub fn measure(
     worker: &Path,
     args: &RunArgs,
     attempt: u32,
     stop: &AtomicBool,
-    mut on_line: impl FnMut(&str),
+    mut on_progress: impl FnMut(Progress),
 ) -> Result<Measured, String> {
     let report_path = args.report_path();
     let started = report::now();
@@ -126,20 +120,19 @@ pub fn measure(
     let timeout = args.timeout.map(Duration::from_secs_f64);
     let mut libtorch = None;
     let mut partial: Option<Partial> = None;
-    let end = run_worker(worker, &worker_args, timeout, stop, |line| {
-        if let Some(version) = protocol::parse_libtorch(line) {
-            libtorch = Some(version.to_owned());
-        } else if let Some(parsed) = protocol::parse_partial(line) {
-            match parsed {
-                Ok(p) => partial = Some(p),
-                Err(e) => log::warn!("{e}"),
-            }
-        } else {
-            on_line(line);
+    let end = run_worker(worker, &worker_args, timeout, stop, |line| match line {
+        WorkerLine::Message(WorkerMessage::Libtorch { version }) => libtorch = Some(version),
+        WorkerLine::Message(WorkerMessage::Partial(p)) => partial = Some(*p),
+        WorkerLine::Message(WorkerMessage::Progress(progress)) => on_progress(progress),
+        // The runner has held the worker to the phase's limit already.
+        WorkerLine::Message(message @ (WorkerMessage::Phase(_) | WorkerMessage::PhaseEnd)) => {
+            log::debug!("worker: {message:?}")
         }
+        WorkerLine::Malformed(e) => log::warn!("{e}"),
+        WorkerLine::Text(text) => log::debug!("worker: {text}"),
     })
     .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
-    if worker_wrote_report(&end) {
+    if end.wrote_report() {
         let report = load_report(&report_path)?;
         return Ok(Measured {
             end,
@@ -151,8 +144,8 @@ pub fn measure(
     // the model's fault.
     if end == WorkerEnd::Stopped
         || stop.load(Ordering::SeqCst)
-        || end == WorkerEnd::Exited(exit::ERROR)
-        || end == WorkerEnd::Exited(exit::DISK_FULL)
+        || end == WorkerEnd::Exited(WorkerExit::Error)
+        || end == WorkerEnd::Exited(WorkerExit::DiskFull)
     {
         return Ok(Measured::without_report(end));
     }

@@ -4,9 +4,12 @@
 //! one. The one-line summary systemd shows (STATUS=) is made here too, from
 //! the same snapshot, so the two never disagree.
 
+use precisiond_core::devices::Device;
+use precisiond_core::protocol::Progress;
 use precisiond_core::report::{self, Status};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::VecDeque;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::value::Datetime;
 
@@ -17,10 +20,49 @@ pub const KEEP_FINISHED: usize = 20;
 pub struct Current {
     pub model: String,
     pub started: Datetime,
-    /// The worker's last progress line, e.g. "cpu bf16 2/4".
-    pub step: String,
+    /// The step the worker measures, "cpu bf16 2/4" in the file.
+    pub step: Step,
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Before the worker's first step: deciding, waiting for a quiet
+    /// machine, loading the model.
+    Starting,
+    /// The worker's last progress message.
+    Measuring(Progress),
+}
+
+/// "starting", or the step as the worker names it: "cpu bf16 2/4".
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Starting => f.write_str("starting"),
+            Step::Measuring(progress) => progress.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Step {
+    /// For the one-line status: "bf16 2/4", the device named only when it
+    /// is not the CPU ("cuda:0 bf16 2/4").
+    fn short(&self) -> String {
+        match self {
+            Step::Measuring(p) if p.device == Device::Cpu => {
+                format!("{} {}/{}", p.precision.name(), p.step, p.total)
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,7 +115,7 @@ pub fn line(s: &Snapshot, reports: usize) -> String {
             line
         }
         (_, Some(c)) => {
-            let mut line = format!("benchmarking {}: {}", c.model, short_step(&c.step));
+            let mut line = format!("benchmarking {}: {}", c.model, c.step.short());
             if !s.queue.is_empty() {
                 line.push_str(&format!(" ({} queued)", s.queue.len()));
             }
@@ -90,11 +132,6 @@ fn reports_word(n: usize) -> String {
     } else {
         format!("{n} reports")
     }
-}
-
-/// "cpu bf16 2/4" -> "bf16 2/4": the device is named only when it is not the CPU.
-fn short_step(step: &str) -> &str {
-    step.strip_prefix("cpu ").unwrap_or(step)
 }
 
 /// Reports (regular `*.report.toml` files) in `folder`.
@@ -138,4 +175,78 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
     let path = dir.join("status.toml");
     precisiond_core::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use precisiond_core::precision::Precision;
+
+    fn current(step: Step) -> Current {
+        Current {
+            model: "m.pt".into(),
+            started: report::now(),
+            step,
+            path: PathBuf::from("/drop/m.pt"),
+        }
+    }
+
+    fn progress(device: Device) -> Step {
+        Step::Measuring(Progress {
+            device,
+            precision: Precision::Bf16,
+            step: 2,
+            total: 4,
+        })
+    }
+
+    fn status_line(step: Step, queued: usize) -> String {
+        let current = current(step);
+        let finished = VecDeque::new();
+        let queue = vec![Path::new("/drop/q.pt"); queued];
+        let snapshot = Snapshot {
+            state: "benchmarking",
+            queue,
+            current: Some(&current),
+            finished: &finished,
+        };
+        line(&snapshot, 0)
+    }
+
+    #[test]
+    fn the_step_is_written_as_the_worker_names_it() {
+        #[derive(Serialize)]
+        struct File {
+            current: Current,
+        }
+        let text = |step| {
+            toml::to_string(&File {
+                current: current(step),
+            })
+            .unwrap()
+        };
+        assert!(
+            text(progress(Device::Cpu)).contains("step = \"cpu bf16 2/4\"\n"),
+            "{}",
+            text(progress(Device::Cpu))
+        );
+        assert!(text(progress(Device::Cuda(1))).contains("step = \"cuda:1 bf16 2/4\"\n"));
+        assert!(text(Step::Starting).contains("step = \"starting\"\n"));
+    }
+
+    #[test]
+    fn the_status_line_names_the_device_only_when_not_the_cpu() {
+        assert_eq!(
+            status_line(progress(Device::Cpu), 0),
+            "benchmarking m.pt: bf16 2/4"
+        );
+        assert_eq!(
+            status_line(progress(Device::Cuda(0)), 2),
+            "benchmarking m.pt: cuda:0 bf16 2/4 (2 queued)"
+        );
+        assert_eq!(
+            status_line(Step::Starting, 0),
+            "benchmarking m.pt: starting"
+        );
+    }
 }

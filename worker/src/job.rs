@@ -12,7 +12,7 @@ use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::family::{self, Family};
 use crate::forward::Forward;
 use crate::measure::{self, panic_message};
-use crate::supervisor::say;
+use crate::supervisor::send;
 use crate::{method, model, plan, shim, verdict};
 use precisiond_core::devices::{self, Device, DeviceRequest};
 use precisiond_core::fsutil::{self, file_name, hex_sha256};
@@ -52,7 +52,9 @@ pub enum JobError {
 pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
     let started = report::now();
     let libtorch = shim::libtorch_version();
-    say(&protocol::libtorch_line(&libtorch));
+    send(&protocol::WorkerMessage::Libtorch {
+        version: libtorch.clone(),
+    });
     let bytes = fsutil::read(&opts.model, opts.untrusted_folder).map_err(|e| {
         JobError::Refused(format!("cannot read model {}: {e}", opts.model.display()))
     })?;
@@ -772,8 +774,8 @@ fn measure_device(
     }
 }
 
-/// The `PROGRESS device precision i/n` lines for the supervisor, each
-/// followed by the report so far (`protocol::Partial`).
+/// The progress messages for the supervisor, each followed by the report
+/// so far (`protocol::Partial`).
 struct Progress {
     done: usize,
     total: usize,
@@ -793,12 +795,12 @@ impl Progress {
         report: &Report,
     ) {
         self.done += 1;
-        say(&protocol::progress_line(
-            &device.name(),
-            precision.name(),
-            self.done,
-            self.total,
-        ));
+        send(&protocol::WorkerMessage::Progress(protocol::Progress {
+            device,
+            precision,
+            step: self.done,
+            total: self.total,
+        }));
         let measuring = PrecisionResult::not_measured(
             &device.name(),
             precision,
@@ -806,13 +808,11 @@ impl Progress {
             method.unwrap_or_else(|| plan::nominal_method(device, precision, self.kind)),
             "the worker ended while measuring this precision".into(),
         );
-        let partial = protocol::Partial {
-            measuring: Some(measuring),
-            report: report.clone(),
-        };
-        match protocol::partial_line(&partial) {
-            Ok(line) => say(&line),
-            Err(e) => log::warn!("{e}"),
-        }
+        send(&protocol::WorkerMessage::Partial(Box::new(
+            protocol::Partial {
+                measuring: Some(measuring),
+                report: report.clone(),
+            },
+        )));
     }
 }

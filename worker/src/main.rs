@@ -28,8 +28,8 @@ use clap::{Parser, Subcommand};
 use context::JobOptions;
 use precisiond_core::flags::{DetectArgs, OutputFormat, RunArgs};
 use precisiond_core::hardware::{self, DetectOptions};
-use precisiond_core::protocol::exit;
 use precisiond_core::protocol::WorkerBuild;
+use precisiond_core::protocol::WorkerExit;
 use precisiond_core::report::Status;
 use std::process::ExitCode;
 
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     // backtrace would only confuse. Keep it in the debug log.
     std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
     let cli = Cli::parse();
-    let code = match cli.command {
+    let exit = match cli.command {
         Command::Run(args) => run(*args, &cuda::load_libtorch_cuda()),
         Command::Detect(args) => detect(args, &cuda::load_libtorch_cuda()),
         Command::BuildInfo => {
@@ -81,22 +81,22 @@ fn main() -> ExitCode {
                 libtorch_cuda: cfg!(precisiond_libtorch_cuda),
             };
             print!("{}", toml::to_string(&build).expect("serialises"));
-            exit::OK
+            WorkerExit::Ok
         }
         Command::Quantize { job } => {
             let done = quantize::quantize_main(&job);
             print!("{}", toml::to_string(&done).expect("serialises"));
             if done.error.is_some() {
-                exit::ERROR
+                WorkerExit::Error
             } else {
-                exit::OK
+                WorkerExit::Ok
             }
         }
     };
-    ExitCode::from(code as u8)
+    exit.into()
 }
 
-fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
+fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> WorkerExit {
     let checked = args
         .bench_config()
         .and_then(|b| Ok((b, args.accuracy_thresholds()?, args.limits()?)));
@@ -104,7 +104,7 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         Ok(all) => all,
         Err(e) => {
             eprintln!("precisiond-worker: error: {e}");
-            return exit::ERROR;
+            return WorkerExit::Error;
         }
     };
     let opts = JobOptions {
@@ -127,25 +127,25 @@ fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> i32 {
         started_busy: args.started_busy,
     };
     match job::run_job(&opts, cuda_load) {
-        Ok(outcome) if outcome.report.status == Status::Ok => exit::OK,
+        Ok(outcome) if outcome.report.status == Status::Ok => WorkerExit::Ok,
         Ok(outcome) => {
             if let Some(error) = &outcome.report.error {
                 eprintln!("precisiond-worker: {}: {error}", args.model.display());
             }
-            exit::REPORTED_FAILURE
+            WorkerExit::ReportedFailure
         }
         Err(job::JobError::Refused(e)) => {
             eprintln!("precisiond-worker: error: {e}");
-            exit::ERROR
+            WorkerExit::Error
         }
         Err(job::JobError::DiskFull(e)) => {
             eprintln!("precisiond-worker: error: {e}");
-            exit::DISK_FULL
+            WorkerExit::DiskFull
         }
     }
 }
 
-fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> i32 {
+fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> WorkerExit {
     let opts = DetectOptions {
         cpuinfo: args.cpuinfo.clone(),
         // detect() itself skips the probe for a --cpuinfo capture, and says so.
@@ -164,11 +164,11 @@ fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> i32 {
                     print!("{}", toml::to_string(&hw).expect("hardware serialises"))
                 }
             }
-            exit::OK
+            WorkerExit::Ok
         }
         Err(e) => {
             eprintln!("precisiond-worker: error: {e:#}");
-            exit::ERROR
+            WorkerExit::Error
         }
     }
 }

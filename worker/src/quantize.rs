@@ -81,7 +81,6 @@ pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String
         Limits {
             timeout: Some(QUANTIZE_TIMEOUT),
             stop: None,
-            phases: false,
         },
         |line| {
             stdout.push_str(line);

@@ -7,6 +7,7 @@
 //! whole group is killed, so nothing it started keeps running and competes
 //! with the next timing.
 
+use crate::protocol::{Phase, WorkerLine, WorkerMessage};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -25,8 +26,9 @@ pub enum Ended {
     Signaled(i32),
     /// Ran past its time limit; its process group was killed.
     TimedOut(Duration),
-    /// A phase it announced (`crate::protocol::Phase`) ran past that
-    /// phase's limit; its process group was killed.
+    /// A phase it announced ([`crate::protocol::Phase`], only a child run
+    /// with [`run_worker`]) ran past that phase's limit; its process group
+    /// was killed.
     PhaseTimedOut(String, Duration),
     /// `stop` was set; its process group was killed.
     Stopped,
@@ -77,10 +79,6 @@ pub struct Limits<'a> {
     pub timeout: Option<Duration>,
     /// Set from elsewhere (a signal handler) to stop the child.
     pub stop: Option<&'a AtomicBool>,
-    /// The child announces phases with limits of their own on its stdout
-    /// (`crate::protocol::phase_line`); `timeout` counts only the time
-    /// outside them.
-    pub phases: bool,
 }
 
 /// Starts `command` in a process group of its own, dying with this process,
@@ -90,6 +88,36 @@ pub fn run(
     command: &mut Command,
     limits: Limits,
     mut on_line: impl FnMut(&str),
+) -> std::io::Result<Ended> {
+    supervise(command, limits, |line, _| on_line(&line))
+}
+
+/// [`run`] for a worker, whose stdout speaks the protocol: each line is
+/// read once ([`WorkerLine::parse`]) and passed on as read, and a phase it
+/// announces holds it to the phase's own limit; `limits.timeout` counts only
+/// the time outside phases.
+pub fn run_worker(
+    command: &mut Command,
+    limits: Limits,
+    mut on_line: impl FnMut(WorkerLine),
+) -> std::io::Result<Ended> {
+    supervise(command, limits, |line, clock| {
+        let line = WorkerLine::parse(line);
+        match &line {
+            WorkerLine::Message(WorkerMessage::Phase(phase)) => clock.phase(Some(phase.clone())),
+            WorkerLine::Message(WorkerMessage::PhaseEnd) => clock.phase(None),
+            _ => {}
+        }
+        on_line(line);
+    })
+}
+
+/// What [`run`] and [`run_worker`] share: `on_line` gets each line with the
+/// clock that phases change.
+fn supervise(
+    command: &mut Command,
+    limits: Limits,
+    mut on_line: impl FnMut(String, &mut Clock),
 ) -> std::io::Result<Ended> {
     // Its own process group: a Ctrl-C in a terminal reaches only us, and
     // we can kill everything it started at once.
@@ -130,12 +158,7 @@ pub fn run(
         // Lines arrive as the child moves on; the timeout doubles as the
         // interval at which the exit, the time limit and `stop` are checked.
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-            if limits.phases {
-                if let Some(phase) = crate::protocol::parse_phase(&line) {
-                    clock.phase(phase);
-                }
-            }
-            on_line(&line);
+            on_line(line, &mut clock);
         }
         if let Some(status) = child.try_wait()? {
             break match (status.code(), status.signal()) {
@@ -159,7 +182,7 @@ pub fn run(
         let _ = reader.join();
     }
     for line in rx.try_iter() {
-        on_line(&line);
+        on_line(line, &mut clock);
     }
     Ok(ended)
 }
@@ -171,7 +194,7 @@ struct Clock {
     used: Duration,
     /// Since when the current stretch (own time or a phase) runs.
     since: Instant,
-    phase: Option<crate::protocol::Phase>,
+    phase: Option<Phase>,
 }
 
 impl Clock {
@@ -184,7 +207,7 @@ impl Clock {
     }
 
     /// A phase starts (Some) or ends (None).
-    fn phase(&mut self, next: Option<crate::protocol::Phase>) {
+    fn phase(&mut self, next: Option<Phase>) {
         if self.phase.is_none() {
             self.used += self.since.elapsed();
         }
@@ -251,7 +274,6 @@ pub fn run_logged(
     let limits = Limits {
         timeout: Some(timeout),
         stop: None,
-        phases: false,
     };
     // Its output goes to the log file, not a pipe: no lines to pass on.
     let ended = run(&mut command, limits, |_| {})
@@ -316,6 +338,55 @@ mod tests {
     }
 
     #[test]
+    fn a_workers_lines_come_parsed_and_its_phases_stop_its_clock() {
+        let mut lines = Vec::new();
+        // 1.2 s inside the phase, far less outside it: within 0.8 s.
+        let script = "echo 'PHASE engine-build 30'; sleep 1.2; echo 'PHASE end'; \
+                      echo 'PROGRESS cpu fp32 1/1'; echo 'PROGRESS soon'; echo done";
+        let ended = run_worker(
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped()),
+            Limits {
+                timeout: Some(Duration::from_millis(800)),
+                stop: None,
+            },
+            |l| lines.push(l),
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::Exited(0));
+        assert!(
+            matches!(
+                lines.as_slice(),
+                [
+                    WorkerLine::Message(WorkerMessage::Phase(_)),
+                    WorkerLine::Message(WorkerMessage::PhaseEnd),
+                    WorkerLine::Message(WorkerMessage::Progress(_)),
+                    WorkerLine::Malformed(_),
+                    WorkerLine::Text(done),
+                ] if done == "done"
+            ),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_phase_past_its_limit_ends_the_worker() {
+        let ended = run_worker(
+            Command::new("sh")
+                .args(["-c", "echo 'PHASE engine-build 0.3'; sleep 30"])
+                .stdout(Stdio::piped()),
+            Limits::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            ended,
+            Ended::PhaseTimedOut("engine-build".into(), Duration::from_millis(300))
+        );
+    }
+
+    #[test]
     fn a_timeout_kills_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("grandchild");
@@ -326,7 +397,6 @@ mod tests {
             Limits {
                 timeout: Some(Duration::from_millis(500)),
                 stop: None,
-                phases: false,
             },
             |_| {},
         )
@@ -366,7 +436,6 @@ mod tests {
             Limits {
                 timeout: None,
                 stop: Some(&stop),
-                phases: false,
             },
             |_| {},
         )
