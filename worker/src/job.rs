@@ -166,7 +166,7 @@ mod tests {
         // The same keys, but what only one of them has to say.
         let keys = |v: &toml::Value| {
             let mut keys: Vec<String> = Vec::new();
-            for table in [&v, &v["run"], &v["model"]] {
+            for table in [v, &v["run"], &v["model"]] {
                 keys.extend(table.as_table().unwrap().keys().cloned());
             }
             keys.retain(|k| !["error", "started_busy", "notes"].contains(&k.as_str()));
