@@ -1,8 +1,11 @@
-//! What every step of a job needs to know: the job's inputs, options and
-//! FP32 reference (one [`Job`]), and the device being measured (one
-//! [`Context`] per device).
+//! What every step of a job needs to know: what holds for the whole job
+//! (options, settings, hardware, inputs: one [`Job`]), the model file being
+//! measured with its FP32 reference (one [`Model`]), and the device being
+//! measured (one [`Context`] per model and device).
 
+use crate::family::Family;
 use crate::forward::Forward;
+use precisiond_core::accuracy::AccuracyThresholds;
 use precisiond_core::bench::BenchConfig;
 use precisiond_core::devices::Device;
 use precisiond_core::hardware::Hardware;
@@ -51,47 +54,61 @@ pub struct JobOptions {
     pub started_busy: Option<f64>,
 }
 
-impl JobOptions {
-    /// The state folder: `--state-dir`, else `.precisiond/` beside the model.
-    pub fn state_dir(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| precisiond_core::fsutil::state_dir_beside(&self.model))
-    }
-}
-
-/// One job's facts, fixed once the model is loaded and its FP32 reference
-/// computed.
+/// One job's facts, fixed once its settings are read, the hardware
+/// detected and the inputs known: the same for every model file the job
+/// measures (the one asked for, and a TorchScript file its settings link).
 pub struct Job<'a> {
     pub opts: &'a JobOptions,
-    /// The model file's bytes (loaded again for every cast copy).
-    pub bytes: &'a [u8],
-    /// Their sha256, as the report gives it: artefacts are named after it.
-    pub sha256: &'a str,
-    pub hardware: &'a Hardware,
+    pub settings: ModelSettings,
+    pub settings_dir: SettingsDir,
+    pub hardware: Hardware,
+    /// The options' budget, with the settings file's `max_seconds`.
     pub bench: BenchConfig,
-    /// FP32's outputs on the CPU: every device and precision is compared with them.
-    pub reference: &'a [Tensor],
-    /// The model as loaded, on the CPU.
-    pub fp32_module: &'a dyn Forward,
-    /// TorchScript, prequantized TorchScript (it runs only as INT8), or an
-    /// AOTInductor family.
-    pub kind: crate::plan::ModelKind,
-    /// The family's packages, for an AOTInductor model.
-    pub family: Option<&'a crate::family::Family>,
-    pub settings: &'a ModelSettings,
-    pub settings_dir: &'a SettingsDir,
-    pub specs: &'a [InputSpec],
     /// The accuracy verdict's thresholds for this model.
-    pub accuracy: precisiond_core::accuracy::AccuracyThresholds,
+    pub accuracy: AccuracyThresholds,
+    pub specs: Vec<InputSpec>,
+    /// Made from `specs` once, on the CPU: every model, device and
+    /// precision of the job runs on these.
+    pub inputs: Vec<Tensor>,
     /// trtexec, looked for once, when a CUDA device first needs it.
     pub trtexec: OnceCell<Result<Trtexec, String>>,
 }
 
-/// One device of a job.
+/// The kind of model a job measures, as far as the plan cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    TorchScript,
+    /// A TorchScript model that calls `quantized::` operators.
+    Prequantized,
+    /// An AOTInductor family: one package per precision.
+    AotiFamily,
+}
+
+/// One model file of a job, loaded, with its FP32 outputs on the job's
+/// inputs, which every device and precision of it is compared with.
+pub struct Model {
+    pub path: PathBuf,
+    /// The file's bytes (loaded again for every cast copy).
+    pub bytes: Vec<u8>,
+    /// Their sha256, as the report gives it: artefacts are named after it.
+    pub sha256: String,
+    /// Where its artefacts go (quantized models, engines, package copies):
+    /// `--state-dir`, else `.precisiond/` beside it.
+    pub state_dir: PathBuf,
+    pub kind: ModelKind,
+    /// The model as loaded in FP32, on the CPU.
+    pub module: Box<dyn Forward>,
+    /// `module`'s outputs on the job's inputs.
+    pub reference: Vec<Tensor>,
+    /// The family's packages, for an AOTInductor model.
+    pub family: Option<Family>,
+}
+
+/// One device of a job, for one of its models.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub job: &'a Job<'a>,
+    pub model: &'a Model,
     pub device: Device,
     /// The job's inputs, on `device`.
     pub inputs: &'a [Tensor],

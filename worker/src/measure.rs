@@ -13,7 +13,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 /// The planned result for `precision` on the context's device.
 pub fn planned(ctx: &Context, precision: Precision) -> PrecisionResult {
-    let mut result = match plan::method_for(ctx.device, precision, ctx.job.kind) {
+    let mut result = match plan::method_for(ctx.device, precision, ctx.model.kind) {
         Planned::Measure(method) => guarded(ctx, method, precision),
         Planned::NotMeasured {
             status,
@@ -99,11 +99,13 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
     }
     result.accuracy = match (&runnable.comparison, outputs) {
         (Comparison::Reference, Some(outputs)) => {
-            Some(compare::outputs(ctx.job.reference, &outputs))
+            Some(compare::outputs(&ctx.model.reference, &outputs))
         }
-        (Comparison::Samples(samples), _) => {
-            Some(compare::on_samples(ctx.job.fp32_module, module, samples))
-        }
+        (Comparison::Samples(samples), _) => Some(compare::on_samples(
+            ctx.model.module.as_ref(),
+            module,
+            samples,
+        )),
         _ => None,
     };
     // After the timed calls, never among them: profiling slows calls down.

@@ -1,15 +1,19 @@
-//! Which method serves which (device, precision), and what is not measured
-//! at all: the one table of the design notes' "precision methods", as code.
+//! What a job measures: which devices and precisions, in which order
+//! ([`Targets`]); which method serves which (device, precision), and what
+//! is not measured at all: the one table of the design notes' "precision
+//! methods", as code.
 
+use crate::context::ModelKind;
 use crate::method::aoti::Aoti;
 use crate::method::cast::Cast;
 use crate::method::prequantized::Prequantized;
 use crate::method::static_ptq::StaticPtq;
 use crate::method::tensorrt::Tensorrt;
 use crate::method::PrecisionMethod;
-use precisiond_core::devices::Device;
+use precisiond_core::devices::{self, Device, DeviceRequest};
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{Method, Status};
+use std::path::Path;
 
 /// The plan for one (device, precision).
 pub enum Planned {
@@ -22,14 +26,90 @@ pub enum Planned {
     },
 }
 
-/// The kind of model a job measures, as far as the plan cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    TorchScript,
-    /// A TorchScript model that calls `quantized::` operators.
-    Prequantized,
-    /// An AOTInductor family: one package per precision.
-    AotiFamily,
+/// The devices and precisions of a job, in the order they are measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    /// FP32 first, whatever the order asked for: the others' speedups need
+    /// it; the rest in the order asked for.
+    pub precisions: Vec<Precision>,
+    /// The devices measured: the CPU first, then CUDA devices by index.
+    pub devices: Vec<Device>,
+    /// Devices asked for that libtorch does not see, and why: each gets a
+    /// result per precision that says so.
+    pub missing: Vec<(Device, String)>,
+    /// Set where CUDA was asked for and libtorch sees none: why, for the
+    /// report's notes.
+    pub no_cuda: Option<String>,
+}
+
+impl Targets {
+    /// What to measure of `precisions` on `requests` where libtorch sees
+    /// `cuda_count` CUDA devices; `no_cuda_cause` says why it sees none.
+    pub fn new(
+        precisions: &[Precision],
+        requests: &[DeviceRequest],
+        cuda_count: usize,
+        no_cuda_cause: &str,
+    ) -> Targets {
+        let mut ordered = precisions.to_vec();
+        ordered.sort_by_key(|p| *p != Precision::Fp32);
+        let resolved = devices::resolve(requests, cuda_count);
+        let wants_cuda = requests.iter().any(|r| *r != DeviceRequest::Cpu);
+        let missing = resolved
+            .missing
+            .iter()
+            .map(|&device| {
+                let why = if cuda_count == 0 {
+                    format!(
+                        "{device} was asked for, but libtorch sees no CUDA device: {no_cuda_cause}"
+                    )
+                } else {
+                    format!(
+                        "{device} was asked for, but libtorch sees {cuda_count} CUDA device(s) \
+                         (cuda:0 to cuda:{})",
+                        cuda_count - 1
+                    )
+                };
+                (device, why)
+            })
+            .collect();
+        Targets {
+            precisions: ordered,
+            devices: resolved.devices,
+            missing,
+            no_cuda: (cuda_count == 0 && wants_cuda).then(|| no_cuda_cause.to_owned()),
+        }
+    }
+
+    /// The steps of one model: a precision on a device, measured or not.
+    /// (TensorRT's results beside libtorch's add theirs as they come.)
+    pub fn steps(&self) -> usize {
+        (self.devices.len() + self.missing.len()) * self.precisions.len()
+    }
+}
+
+/// What the settings file's `torchscript = "…"` asks of a model.
+#[derive(Debug, PartialEq)]
+pub enum Linked<'a> {
+    /// An AOTInductor family's TorchScript file: measured after the
+    /// packages, on the same inputs, and set beside them.
+    Measure(&'a Path),
+    /// Set for a model that is TorchScript already: the note says so.
+    Ignored(String),
+}
+
+/// What to do with the TorchScript file `named` in the settings of a model
+/// of `kind`; None where the settings name none.
+pub fn linked(named: Option<&Path>, kind: ModelKind) -> Option<Linked<'_>> {
+    let named = named?;
+    Some(if kind == ModelKind::AotiFamily {
+        Linked::Measure(named)
+    } else {
+        Linked::Ignored(format!(
+            "`torchscript = {named:?}` in the settings file is for an AOTInductor family \
+             (NAME.pt2); this model is TorchScript already, so it was ignored"
+        ))
+    })
 }
 
 /// How `precision` is measured on `device` for a model of `kind`.
@@ -142,5 +222,89 @@ mod tests {
         assert!(comparison_for(gpu, Precision::Fp16).is_some());
         assert!(comparison_for(gpu, Precision::Int8).is_none());
         assert!(comparison_for(Device::Cpu, Precision::Bf16).is_none());
+    }
+
+    #[test]
+    fn fp32_is_measured_first_and_the_rest_in_the_order_asked() {
+        use Precision::*;
+        let t = Targets::new(&[Int8, Bf16, Fp32], &[DeviceRequest::Cpu], 0, "none");
+        assert_eq!(t.precisions, [Fp32, Int8, Bf16]);
+        assert_eq!(t.devices, [Device::Cpu]);
+        assert!(t.missing.is_empty());
+        assert_eq!(t.no_cuda, None, "only the CPU was asked for");
+        assert_eq!(t.steps(), 3);
+        // Without FP32 the order is the one asked for.
+        let t = Targets::new(&[Bf16, Fp16], &[DeviceRequest::Cpu], 0, "none");
+        assert_eq!(t.precisions, [Bf16, Fp16]);
+    }
+
+    #[test]
+    fn every_device_asked_for_gets_its_steps_measured_or_not() {
+        let all = Precision::ALL;
+        // Two GPUs seen, cuda:3 asked for too: it is missing, with why.
+        let asked = [DeviceRequest::Auto, DeviceRequest::Cuda(3)];
+        let t = Targets::new(&all, &asked, 2, "unused");
+        assert_eq!(t.devices, [Device::Cpu, Device::Cuda(0), Device::Cuda(1)]);
+        assert_eq!(
+            t.missing,
+            [(
+                Device::Cuda(3),
+                "cuda:3 was asked for, but libtorch sees 2 CUDA device(s) (cuda:0 to cuda:1)"
+                    .to_owned()
+            )]
+        );
+        assert_eq!(t.no_cuda, None);
+        assert_eq!(t.steps(), 4 * 4);
+        // No GPU seen: "auto" measures the CPU and says why there is no
+        // CUDA result; a GPU asked for by index is missing for that cause.
+        let t = Targets::new(&all, &[DeviceRequest::Auto], 0, "no driver");
+        assert_eq!(t.devices, [Device::Cpu]);
+        assert_eq!(t.no_cuda.as_deref(), Some("no driver"));
+        assert_eq!(t.steps(), 4);
+        let t = Targets::new(&all, &[DeviceRequest::Cuda(0)], 0, "no driver");
+        assert!(t.devices.is_empty());
+        assert_eq!(
+            t.missing,
+            [(
+                Device::Cuda(0),
+                "cuda:0 was asked for, but libtorch sees no CUDA device: no driver".to_owned()
+            )]
+        );
+        assert_eq!(t.steps(), 4);
+    }
+
+    #[test]
+    fn a_linked_torchscript_file_is_measured_beside_a_family_only() {
+        let named = Path::new("model.pt");
+        assert_eq!(
+            linked(Some(named), ModelKind::AotiFamily),
+            Some(Linked::Measure(named))
+        );
+        for kind in [ModelKind::TorchScript, ModelKind::Prequantized] {
+            let Some(Linked::Ignored(note)) = linked(Some(named), kind) else {
+                panic!("a TorchScript model's link is ignored");
+            };
+            assert!(
+                note.contains("\"model.pt\"") && note.contains("ignored"),
+                "{note}"
+            );
+        }
+        assert_eq!(linked(None, ModelKind::AotiFamily), None);
+    }
+
+    #[test]
+    fn a_step_that_cannot_be_planned_names_the_method_that_would_have_served_it() {
+        let gpu = Device::Cuda(0);
+        for kind in [ModelKind::TorchScript, ModelKind::Prequantized] {
+            assert_eq!(nominal_method(gpu, Precision::Int8, kind), Method::Tensorrt);
+            assert_eq!(
+                nominal_method(Device::Cpu, Precision::Int8, kind),
+                Method::StaticPtq
+            );
+            assert_eq!(nominal_method(gpu, Precision::Bf16, kind), Method::Cast);
+        }
+        for p in Precision::ALL {
+            assert_eq!(nominal_method(gpu, p, ModelKind::AotiFamily), Method::Aoti);
+        }
     }
 }

@@ -528,10 +528,28 @@ pub fn failed_report_for(
     started: toml::value::Datetime,
     threads: usize,
 ) -> Report {
+    let mut report = skeleton(model, sha256, bytes, started, threads);
+    report.status = Status::Failed;
+    report.error = Some(error);
+    report.run.finished = now();
+    report
+}
+
+/// The report of a job on `model` before anything is known but the file:
+/// status ok, no results. The worker starts its report from it and fills
+/// it in as it measures; the supervisor's failed reports start from it too,
+/// so both write the same keys.
+pub fn skeleton(
+    model: &Path,
+    sha256: String,
+    bytes: u64,
+    started: toml::value::Datetime,
+    threads: usize,
+) -> Report {
     Report {
         schema_version: SCHEMA_VERSION,
-        status: Status::Failed,
-        error: Some(error),
+        status: Status::Ok,
+        error: None,
         attempts: None,
         model: ModelFacts {
             file: crate::fsutil::file_name(model),
@@ -545,9 +563,10 @@ pub fn failed_report_for(
         },
         run: RunFacts {
             started,
-            finished: now(),
+            finished: started,
             precisiond: env!("CARGO_PKG_VERSION").into(),
-            // Filled in from the worker's first line where a worker ran.
+            // The worker sets its own; the supervisor fills it in from the
+            // worker's first line where a worker ran.
             libtorch: "unknown".into(),
             threads,
             host: host_name(),

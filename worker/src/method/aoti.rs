@@ -25,8 +25,9 @@ impl PrecisionMethod for Aoti {
         precision: Precision,
     ) -> Result<Prepared<'a>, PrecisionResult> {
         let fam = ctx
-            .job
+            .model
             .family
+            .as_ref()
             .expect("the aoti method is planned for families only");
         let Some(variant) = fam.variant(precision) else {
             let wanted = fam
@@ -80,13 +81,13 @@ impl PrecisionMethod for Aoti {
         // of device: it is the reference itself.
         if precision == Precision::Fp32 {
             return Ok(Prepared::Module(Runnable {
-                module: ModuleRef::Borrowed(ctx.job.fp32_module),
+                module: ModuleRef::Borrowed(ctx.model.module.as_ref()),
                 inputs: ctx.inputs.iter().map(tch::Tensor::shallow_clone).collect(),
                 comparison: Comparison::None,
                 result,
             }));
         }
-        let package = family::load(variant, &ctx.job.opts.state_dir())
+        let package = family::load(variant, &ctx.model.state_dir)
             .map_err(|e| ctx.failed(precision, Method::Aoti, e))?;
         // A BF16 or FP16 package was exported with inputs of its type;
         // INT8's (PT2E quantization) takes FP32 inputs and quantizes inside.

@@ -25,12 +25,12 @@ impl PrecisionMethod for Cast {
         let kind = model::cast_kind(precision).expect("cast precisions have a kind");
         let reference = precision == Precision::Fp32 && ctx.device == Device::Cpu;
         let module = if reference {
-            ModuleRef::Borrowed(ctx.job.fp32_module)
+            ModuleRef::Borrowed(ctx.model.module.as_ref())
         } else {
             // A fresh copy, cast (and moved) inside this precision's memory
             // window. tch's `to` panics on a libtorch error; the caller
             // turns a panic into a failed result.
-            let mut m = model::load(&ctx.job.opts.model, ctx.job.bytes)
+            let mut m = model::load(&ctx.model.path, &ctx.model.bytes)
                 .map_err(|e| ctx.failed(precision, Method::Cast, e))?;
             m.to(ctx.tch_device(), kind, false);
             ModuleRef::Owned(Box::new(m))

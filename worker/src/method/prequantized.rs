@@ -34,7 +34,7 @@ impl PrecisionMethod for Prequantized {
                 .into(),
         );
         Ok(Prepared::Module(Runnable {
-            module: ModuleRef::Borrowed(ctx.job.fp32_module),
+            module: ModuleRef::Borrowed(ctx.model.module.as_ref()),
             inputs: ctx.inputs.iter().map(Tensor::shallow_clone).collect(),
             comparison: Comparison::None,
             result,

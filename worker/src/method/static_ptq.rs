@@ -51,17 +51,17 @@ impl PrecisionMethod for StaticPtq {
         };
         let samples = match (&job.settings.calibration, &calibration_dir) {
             (Some(cal), Some(dir)) => {
-                calibration::from_folder(cal, dir, job.specs).map_err(fail)?
+                calibration::from_folder(cal, dir, &job.specs).map_err(fail)?
             }
-            _ => calibration::synthetic(job.specs, quantize::CALIBRATION_SEED),
+            _ => calibration::synthetic(&job.specs, quantize::CALIBRATION_SEED),
         };
 
         // Checked (no link, ours) before anything is written there.
         let dir =
-            ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR).map_err(fail)?;
+            ensure_state_subdir(&ctx.model.state_dir, state_files::QUANTIZED_DIR).map_err(fail)?;
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
-        let sha256 = job.sha256.to_owned();
+        let sha256 = ctx.model.sha256.clone();
         let artefact = artefact_path(ctx, &dir, &sha256);
         let done = quantize::run_child(
             &QuantizeJob {
@@ -73,7 +73,7 @@ impl PrecisionMethod for StaticPtq {
                 calibration: job.settings.calibration.clone(),
                 calibration_dir,
             },
-            job.bytes,
+            &ctx.model.bytes,
         )
         .map_err(|e| with_engine(fail(e)))?;
         let warnings: Vec<String> = done
@@ -144,7 +144,7 @@ fn held_out(samples: SampleSet) -> Comparison {
 /// (`dir`), named after the model (byte for byte: it need not be UTF-8)
 /// and its hash.
 fn artefact_path(ctx: &Context, dir: &Path, hash: &str) -> PathBuf {
-    let model = &ctx.job.opts.model;
+    let model = &ctx.model.path;
     state_files::quantized_model(dir, model.file_name().unwrap_or(model.as_os_str()), hash)
 }
 

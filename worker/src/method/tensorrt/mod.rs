@@ -40,9 +40,9 @@ impl PrecisionMethod for Tensorrt {
             .map_err(|why| unsupported(why.clone()))?;
         let job = ctx.job;
         let onnx = match tensorrt::onnx_for(
-            &job.opts.model,
+            &ctx.model.path,
             job.settings.onnx.as_deref(),
-            job.settings_dir,
+            &job.settings_dir,
         ) {
             Ok(Some(onnx)) => onnx,
             Ok(None) => {
@@ -52,7 +52,7 @@ impl PrecisionMethod for Tensorrt {
                      {CPU_ONLY}",
                     trt.version,
                     trt.path.display(),
-                    job.opts.model.with_extension("onnx").display()
+                    ctx.model.path.with_extension("onnx").display()
                 )))
             }
             Err(why) if precision == Precision::Int8 => {
@@ -86,14 +86,14 @@ impl PrecisionMethod for Tensorrt {
             Some(Ok(p)) => Some(p),
             None => None,
         };
-        let state = job.opts.state_dir();
+        let state = &ctx.model.state_dir;
         let request = run::Request {
             trtexec: trt,
             onnx: &onnx,
             precision,
             device_index: index,
             gpu,
-            state_dir: &state,
+            state_dir: state,
             calibration_cache: cache.as_deref(),
             calibration_samples: samples.as_deref(),
             max_seconds: job.bench.max_seconds,
@@ -111,9 +111,9 @@ pub fn present(ctx: &Context) -> bool {
     trtexec(ctx).is_ok()
         && !matches!(
             tensorrt::onnx_for(
-                &job.opts.model,
+                &ctx.model.path,
                 job.settings.onnx.as_deref(),
-                job.settings_dir
+                &job.settings_dir
             ),
             Ok(None)
         )
