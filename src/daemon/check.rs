@@ -10,22 +10,42 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
-/// One model to look at.
-pub struct Request {
-    pub model: PathBuf,
-    pub config: Arc<Config>,
-    /// Measure again a failure worth retrying (at start-up, after a reload,
-    /// when a retry is due).
+/// Why a model is looked at. It travels with the model, from the scan or
+/// the event through the settle wait and the check into the queue, rather
+/// than in sets keyed by path beside each of those steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    /// Measure again a failure worth retrying (found by the scan at
+    /// start-up or after a reload, or its retry is due).
     pub retry_failures: bool,
     /// Found by a scan: "not measuring" is no news.
     pub quiet: bool,
 }
 
+/// A path found twice before it is checked was found for both reasons.
+impl std::ops::BitOr for Look {
+    type Output = Look;
+    fn bitor(self, other: Look) -> Look {
+        Look {
+            retry_failures: self.retry_failures || other.retry_failures,
+            quiet: self.quiet || other.quiet,
+        }
+    }
+}
+
+/// One model to look at.
+#[derive(Debug)]
+pub struct Request {
+    pub model: PathBuf,
+    pub config: Arc<Config>,
+    pub look: Look,
+}
+
 /// The checker's answer.
+#[derive(Debug)]
 pub struct Checked {
     pub model: PathBuf,
-    pub retry_failures: bool,
-    pub quiet: bool,
+    pub look: Look,
     /// Why not, when it needs no measuring.
     pub skip: Option<String>,
 }
@@ -53,7 +73,7 @@ pub fn start<M: Send + 'static>(
                         &Inputs {
                             config: &request.config,
                             hashes: &hashes,
-                            retry_failures: request.retry_failures,
+                            retry_failures: request.look.retry_failures,
                         },
                     );
                     let skip = match decision {
@@ -62,8 +82,7 @@ pub fn start<M: Send + 'static>(
                     };
                     let checked = Checked {
                         model: request.model,
-                        retry_failures: request.retry_failures,
-                        quiet: request.quiet,
+                        look: request.look,
                         skip,
                     };
                     if answers.send(answer(checked)).is_err() {

@@ -1,5 +1,11 @@
 //! Models to look at again later: failures worth retrying (a crashed or
 //! hung worker) and reports that could not be written for a full disk.
+//!
+//! The daemon's one retry bookkeeping, kept across jobs: per model, the
+//! failed attempts in a row and when it is looked at again. Whether the
+//! next check or job measures a failure worth retrying again is not kept
+//! here by path: it travels with the model (`check::Look`, then the
+//! queue's flag), so it cannot outlive the model it was asked for.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -84,5 +90,25 @@ mod tests {
         assert_eq!(r.attempt(m), 2, "a full disk is not an attempt");
         r.forget(m);
         assert_eq!((r.attempt(m), r.next_due()), (1, None));
+    }
+
+    #[test]
+    fn due_models_come_earliest_first_and_a_folder_is_forgotten_whole() {
+        let mut r = Retries::default();
+        let now = Instant::now();
+        let (a, b, c) = (
+            Path::new("/d/a.pt"),
+            Path::new("/d/b.pt"),
+            Path::new("/e/c.pt"),
+        );
+        r.failed(a, 1, now + Duration::from_secs(2));
+        r.later(b, now + Duration::from_secs(1));
+        r.failed(c, 2, now + Duration::from_secs(3));
+        assert_eq!(r.next_due(), Some(now + Duration::from_secs(1)));
+        assert_eq!(r.take_due(now + Duration::from_secs(2)), [b, a]);
+        r.failed(a, 1, now);
+        r.forget_folder(Path::new("/d"));
+        assert_eq!((r.attempt(a), r.attempt(c)), (1, 3));
+        assert_eq!(r.take_due(now + Duration::from_secs(9)), [c]);
     }
 }

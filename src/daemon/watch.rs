@@ -165,35 +165,61 @@ pub fn remove(watcher: &mut RecommendedWatcher, folder: &Path) {
     }
 }
 
-/// Waits, per path, until a written file has kept its size and modification
-/// time for the settle time.
-#[derive(Debug, Default)]
-pub struct Settler {
-    pending: HashMap<PathBuf, Pending>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    due: Instant,
-    seen: Option<(u64, SystemTime)>,
-}
+/// Size and modification time: a file whose fingerprint stayed the same
+/// for the settle time is complete.
+pub type Fingerprint = (u64, SystemTime);
 
 /// Size and modification time, without following a symlink.
-fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
 }
 
-impl Settler {
-    /// Writing finished: `path` is taken after the settle time unless it
-    /// changes again.
-    pub fn written(&mut self, path: PathBuf, now: Instant, settle: std::time::Duration) {
-        let seen = fingerprint(&path);
+/// Waits, per path, until a written file has kept its size and modification
+/// time for the settle time. Each pending path carries a `T` (what found
+/// it), merged with `|` when it is written again before it settles. The
+/// file system is not read here: the caller passes fingerprints in.
+#[derive(Debug)]
+pub struct Settler<T> {
+    pending: HashMap<PathBuf, Pending<T>>,
+}
+
+impl<T> Default for Settler<T> {
+    fn default() -> Self {
+        Settler {
+            pending: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending<T> {
+    due: Instant,
+    seen: Option<Fingerprint>,
+    tag: T,
+}
+
+impl<T: Copy + std::ops::BitOr<Output = T>> Settler<T> {
+    /// Writing finished (`seen`: the file's fingerprint now): `path` is
+    /// taken after the settle time unless it changes again.
+    pub fn written(
+        &mut self,
+        path: PathBuf,
+        seen: Option<Fingerprint>,
+        tag: T,
+        now: Instant,
+        settle: std::time::Duration,
+    ) {
+        let tag = match self.pending.get(&path) {
+            Some(p) => p.tag | tag,
+            None => tag,
+        };
         self.pending.insert(
             path,
             Pending {
                 due: now + settle,
                 seen,
+                tag,
             },
         );
     }
@@ -220,10 +246,16 @@ impl Settler {
         self.pending.values().map(|p| p.due).min()
     }
 
-    /// Paths whose settle time is over and that did not change meanwhile,
-    /// in the order they became due. A path that changed waits again; one
+    /// Paths whose settle time is over and that did not change meanwhile
+    /// (`fingerprint` says what they look like now), in the order they
+    /// became due, each with its tag. A path that changed waits again; one
     /// that vanished is dropped.
-    pub fn take_ready(&mut self, now: Instant, settle: std::time::Duration) -> Vec<PathBuf> {
+    pub fn take_ready(
+        &mut self,
+        now: Instant,
+        settle: std::time::Duration,
+        fingerprint: impl Fn(&Path) -> Option<Fingerprint>,
+    ) -> Vec<(PathBuf, T)> {
         let due: Vec<PathBuf> = self
             .pending
             .iter()
@@ -239,7 +271,7 @@ impl Settler {
                 }
                 Some(seen) if Some(seen) == before.seen => {
                     self.pending.remove(&path);
-                    ready.push((before.due, path));
+                    ready.push((before.due, path, before.tag));
                 }
                 Some(seen) => {
                     self.pending.insert(
@@ -247,13 +279,21 @@ impl Settler {
                         Pending {
                             due: now + settle,
                             seen: Some(seen),
+                            tag: before.tag,
                         },
                     );
                 }
             }
         }
-        ready.sort();
-        ready.into_iter().map(|(_, path)| path).collect()
+        ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        ready
+            .into_iter()
+            .map(|(_, path, tag)| (path, tag))
+            .collect()
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.pending.contains_key(path)
     }
 
     pub fn len(&self) -> usize {
@@ -329,31 +369,52 @@ mod tests {
         let path = dir.path().join("m.pt");
         std::fs::write(&path, b"abc").unwrap();
         let settle = Duration::from_millis(50);
-        let mut s = Settler::default();
+        let mut s = Settler::<bool>::default();
         let t0 = Instant::now();
-        s.written(path.clone(), t0, settle);
+        s.written(path.clone(), fingerprint(&path), false, t0, settle);
         assert!(
-            s.take_ready(t0, settle).is_empty(),
+            s.take_ready(t0, settle, fingerprint).is_empty(),
             "not before the settle time"
         );
         // More data during the settle time: it waits again.
         s.writing(&path, t0 + Duration::from_millis(40), settle);
         assert!(s
-            .take_ready(t0 + Duration::from_millis(60), settle)
+            .take_ready(t0 + Duration::from_millis(60), settle, fingerprint)
             .is_empty());
         std::fs::write(&path, b"abcdef").unwrap();
         let t1 = t0 + Duration::from_millis(100);
         assert!(
-            s.take_ready(t1, settle).is_empty(),
+            s.take_ready(t1, settle, fingerprint).is_empty(),
             "size changed: waits again"
         );
-        assert_eq!(s.take_ready(t1 + settle, settle), vec![path.clone()]);
+        assert_eq!(
+            s.take_ready(t1 + settle, settle, fingerprint),
+            vec![(path.clone(), false)]
+        );
         assert!(s.is_empty());
         // A vanished file is dropped.
-        s.written(path.clone(), t1, settle);
+        s.written(path.clone(), fingerprint(&path), false, t1, settle);
         std::fs::remove_file(&path).unwrap();
-        assert!(s.take_ready(t1 + settle * 2, settle).is_empty());
+        assert!(s
+            .take_ready(t1 + settle * 2, settle, fingerprint)
+            .is_empty());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_path_written_again_keeps_what_found_it_first() {
+        let settle = Duration::from_millis(50);
+        let seen = Some((3, SystemTime::UNIX_EPOCH));
+        let same = |_: &Path| seen;
+        let mut s = Settler::<bool>::default();
+        let t0 = Instant::now();
+        s.written("/d/a.pt".into(), seen, true, t0, settle);
+        s.written("/d/a.pt".into(), seen, false, t0, settle);
+        s.written("/d/b.pt".into(), seen, false, t0, settle);
+        assert_eq!(
+            s.take_ready(t0 + settle, settle, same),
+            vec![("/d/a.pt".into(), true), ("/d/b.pt".into(), false)]
+        );
     }
 
     #[test]
