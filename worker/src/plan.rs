@@ -1,5 +1,5 @@
 //! Which method serves which (device, precision), and what is not measured
-//! at all: the one table of the design notes' "precision methods", as code.
+//! at all: the one table of docs/design.md's "Precision methods", as code.
 
 use crate::method::aoti::Aoti;
 use crate::method::cast::Cast;
