@@ -3,6 +3,8 @@
 //! spec, the protocol, the hardware rules, ...) is the `precisiond-core`
 //! crate; the worker (`worker/`, the only crate that links libtorch) depends
 //! on that crate and not on this one, so daemon code cannot reach it.
+//! docs/architecture.md follows a model through the three crates and maps
+//! every module.
 
 pub mod cli; // `precisiond`'s command line
 pub mod config; // the daemon's config file

@@ -1,7 +1,7 @@
 //! The conditions of a timing, end to end with real load: `precisiond run`
 //! next to busy processes the test starts is marked contended with the
 //! figures; on a quiet machine it is not. (The reading of CPU clocks and
-//! thermal zones on recorded sysfs trees is tested in src/conditions/tests.rs:
+//! thermal zones on recorded sysfs trees is tested in crates/core/src/conditions/tests.rs:
 //! this VM has neither.)
 
 mod common;

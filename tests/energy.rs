@@ -4,7 +4,7 @@
 //! (tests/fixtures/energy/, named through PRECISIOND_SYSFS_ROOT): its files
 //! do not change, so the board draws a constant power, and the figures can
 //! be checked against it. The readers themselves are tested in
-//! src/energy/tests.rs.
+//! crates/core/src/energy/tests.rs.
 
 mod common;
 

@@ -21,7 +21,7 @@ fn result_for(report: &toml::Table, precision: &str) -> toml::Table {
         .unwrap_or_else(|| panic!("no {precision} result"))
 }
 
-/// Every key the report contract in design.md promises.
+/// Every key the report contract in docs/design.md promises.
 fn assert_contract(report: &toml::Table) {
     assert_eq!(report["schema_version"].as_integer(), Some(1));
     let model = report["model"].as_table().unwrap();

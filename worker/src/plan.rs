@@ -1,6 +1,6 @@
 //! What a job measures: which devices and precisions, in which order
 //! ([`Targets`]); which method serves which (device, precision), and what
-//! is not measured at all: the one table of the design notes' "precision
+//! is not measured at all: the one table of docs/design.md's "Precision
 //! methods", as code.
 
 use crate::context::ModelKind;

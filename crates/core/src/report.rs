@@ -2,7 +2,7 @@
 //! TOML report beside it holds it (written by `crate::output::toml`, shown
 //! as a table by `crate::output::table`).
 //!
-//! The schema follows the report contract in the design notes; every key of
+//! The schema follows the report contract in docs/design.md; every key of
 //! the contract is always present, more keys are added where useful.
 
 use crate::accuracy::Accuracy;

@@ -5,7 +5,7 @@
 //! binary runs on a machine without any NVIDIA software (it then reports no
 //! GPU) and on a Jetson or a desktop GPU (it reads each device's compute
 //! capability, which decides the verdicts). It also does not depend on
-//! whether libtorch's CUDA part was linked in (see design.md: `--as-needed`
+//! whether libtorch's CUDA part was linked in (see docs/design.md: `--as-needed`
 //! may drop `libtorch_cuda`).
 
 use std::ffi::{c_char, c_int, c_uint, CStr};

@@ -311,7 +311,7 @@ fn probe_gpu(
     threads: Option<usize>,
     torch: &dyn Libtorch,
 ) -> String {
-    // libtorch may run without its CUDA part (see design.md: the linker can
+    // libtorch may run without its CUDA part (see docs/design.md: the linker can
     // drop libtorch_cuda); the flags-based verdicts stand alone then.
     if !torch.cuda_usable(index) {
         return "skipped: libtorch in this binary cannot use CUDA (libtorch_cuda not loaded)"

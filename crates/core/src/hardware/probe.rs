@@ -3,7 +3,7 @@
 //!
 //! CPU flags say what the hardware can do, not what libtorch's kernels make
 //! of it: a CPU without avx512_fp16 runs libtorch's FP16 convolution ~30x
-//! slower than FP32 (design.md), and on the build machine, which *has*
+//! slower than FP32 (docs/design.md), and on the build machine, which *has*
 //! avx512_fp16, oneDNN's FP16 kernels still run a little slower than FP32
 //! while BF16 (AMX) runs 2-3x faster. The probe times one GEMM and one
 //! convolution per precision and compares them with FP32 on the same device.
