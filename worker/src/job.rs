@@ -67,7 +67,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             file: file_name(&opts.model),
             sha256: hex_sha256(&bytes),
             bytes: bytes.len() as u64,
-            format: "torchscript".into(),
+            format: report::Format::of(&opts.model),
             settings_file: None,
             settings_sha256: None,
             variants: Vec::new(),
@@ -201,7 +201,6 @@ fn measure_all(
 
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
     let loaded = if precisiond_core::aoti::is_pt2(&opts.model) {
-        report.model.format = "aoti".into();
         load_family(opts, bytes, &settings, &settings_dir, &hardware, report)?
     } else {
         load_torchscript(opts, bytes, &settings, &settings_path, report)?
@@ -412,7 +411,7 @@ fn beside_torchscript(
     progress.kind = kind;
     measure_devices(&job, inputs, targets, progress, report);
     for result in &mut report.results[first..] {
-        result.runtime = Some("torchscript".into());
+        result.runtime = Some(report::Runtime::Torchscript);
     }
     report.side_by_side = side_by_side(&report.results);
     Ok(())
@@ -430,13 +429,13 @@ fn side_by_side(results: &[PrecisionResult]) -> Vec<report::RuntimeComparison> {
         .filter(|r| r.method == Method::Aoti)
         .filter_map(|aoti| {
             let ts = results.iter().find(|t| {
-                t.runtime.as_deref() == Some("torchscript")
+                t.runtime == Some(report::Runtime::Torchscript)
                     && t.device == aoti.device
                     && t.precision == aoti.precision
             })?;
             let (a, t) = (median(aoti)?, median(ts)?);
             Some(report::RuntimeComparison {
-                device: aoti.device.clone(),
+                device: aoti.device,
                 precision: aoti.precision,
                 aoti_median_ms: a,
                 torchscript_median_ms: t,
@@ -468,14 +467,14 @@ fn load_torchscript(
     let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
-        report.input_source = Some("inferred".into());
+        report.input_source = Some(report::InputSource::Inferred);
         vec![model::infer_input(
             &fp32_module,
             info.num_required,
             settings_path,
         )?]
     } else {
-        report.input_source = Some("settings".into());
+        report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();
         if given < info.num_required || given > info.num_inputs {
             return Err(format!(
@@ -506,7 +505,7 @@ fn load_torchscript(
             "the model's forward() failed on inputs {} ({}): {e}{also_tried}. If these are not \
              the model's inputs, describe them in {}, for example:\n\n{}\n",
             shapes.join(", "),
-            report.input_source.as_deref().unwrap_or_default(),
+            report.input_source.map(|s| s.word()).unwrap_or_default(),
             settings_path.display(),
             settings::EXAMPLE
         )
@@ -584,14 +583,14 @@ fn load_family(
         ));
     }
     let specs = if !settings.inputs.is_empty() {
-        report.input_source = Some("settings".into());
+        report.input_source = Some(report::InputSource::Settings);
         settings.inputs.clone()
     } else if let Some(text) = family
         .head
         .metadata
         .get(precisiond_core::aoti::keys::INPUTS)
     {
-        report.input_source = Some("package metadata".into());
+        report.input_source = Some(report::InputSource::PackageMetadata);
         ModelSettings::parse(text)
             .map_err(|e| {
                 format!(
@@ -620,7 +619,7 @@ fn load_family(
              {}, for example:\n\n{}\n",
             family.head.file,
             shapes.join(", "),
-            report.input_source.as_deref().unwrap_or_default(),
+            report.input_source.map(|s| s.word()).unwrap_or_default(),
             settings_dir.settings_path().display(),
             settings::EXAMPLE
         )
@@ -703,7 +702,7 @@ fn none_measured(
     for &precision in ordered {
         progress.step(device, precision, None, report);
         report.results.push(PrecisionResult::not_measured(
-            &device.name(),
+            device,
             precision,
             status,
             plan::nominal_method(device, precision, progress.kind),
@@ -802,7 +801,7 @@ impl Progress {
             total: self.total,
         }));
         let measuring = PrecisionResult::not_measured(
-            &device.name(),
+            device,
             precision,
             Status::Failed,
             method.unwrap_or_else(|| plan::nominal_method(device, precision, self.kind)),

@@ -36,7 +36,7 @@ pub fn beside(
     if let Some(v) = ctx
         .job
         .hardware
-        .verdict(&ctx.device.hardware_key(), precision.name())
+        .verdict(ctx.device, precision)
     {
         result.native = v.native;
     }
@@ -58,7 +58,7 @@ fn guarded(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) ->
         let native = ctx
             .job
             .hardware
-            .verdict(&ctx.device.hardware_key(), precision.name())
+            .verdict(ctx.device, precision)
             .is_none_or(|v| v.native);
         if !native {
             result.status = Status::Unsupported;
@@ -120,7 +120,7 @@ fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
     let Some(v) = ctx
         .job
         .hardware
-        .verdict(&ctx.device.hardware_key(), precision.name())
+        .verdict(ctx.device, precision)
     else {
         return;
     };
