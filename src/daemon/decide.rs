@@ -300,9 +300,7 @@ fn variants_current(
 /// reports that have one: they are no less current for it.
 fn has_profile_where_possible(r: &Report) -> bool {
     let could = r.results.iter().any(|x| {
-        x.status == Status::Ok
-            && x.device == Device::Cpu
-            && x.method != report::Method::Tensorrt
+        x.status == Status::Ok && x.device == Device::Cpu && x.method != report::Method::Tensorrt
     });
     !could || r.results.iter().any(|x| x.profile.is_some())
 }

@@ -548,10 +548,14 @@ mod tests {
         // `[hardware.cuda0]` names the GPU of the results on "cuda:0".
         assert!(gpu.iter().all(|r| r.device_name == "Orin"), "{gpu:?}");
         let cpu_rows = summary.rows.iter().filter(|r| r.device == Device::Cpu);
-        assert!(cpu_rows.clone().any(|r| r.quality == Some(Quality::Contended)));
+        assert!(cpu_rows
+            .clone()
+            .any(|r| r.quality == Some(Quality::Contended)));
         assert!(cpu_rows.clone().all(|r| r.device_name == r.cpu_model));
-        assert!(summary.rows.iter().all(|r| r.status == Status::Ok
-            || excluded_by(r, Floor::default()).is_some()));
+        assert!(summary
+            .rows
+            .iter()
+            .all(|r| r.status == Status::Ok || excluded_by(r, Floor::default()).is_some()));
         let fp16 = gpu.iter().find(|r| r.precision == "fp16").unwrap();
         assert_eq!(fp16.speedup_withheld, Some(SpeedupWithheld::Fp32Unclean));
         let best = summary

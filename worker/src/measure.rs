@@ -33,11 +33,7 @@ pub fn beside(
     precision: Precision,
 ) -> PrecisionResult {
     let mut result = guarded(ctx, method, precision);
-    if let Some(v) = ctx
-        .job
-        .hardware
-        .verdict(ctx.device, precision)
-    {
+    if let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) {
         result.native = v.native;
     }
     result
@@ -117,11 +113,7 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
 /// `accelerated` (`crate::verdict`), they replace detection's word on it.
 fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
     let precision = result.precision;
-    let Some(v) = ctx
-        .job
-        .hardware
-        .verdict(ctx.device, precision)
-    else {
+    let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) else {
         return;
     };
     result.native = v.native;

@@ -132,7 +132,10 @@ impl precisiond_core::hardware::Libtorch for CachedProbe {
     fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
         use precisiond_core::hardware::probe_cache::{self, ProbeKey};
         let device = cuda
-            .map_or(precisiond_core::devices::Device::Cpu, precisiond_core::devices::Device::Cuda)
+            .map_or(
+                precisiond_core::devices::Device::Cpu,
+                precisiond_core::devices::Device::Cuda,
+            )
             .slug();
         let n = threads
             .filter(|&n| n > 0)

@@ -51,11 +51,7 @@ pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timi
             "speedup_vs_fp32 withheld: {which} taken under contention or throttling (see quality \
              and conditions); measure again on a quiet machine"
         ));
-        if let Some(v) = ctx
-            .job
-            .hardware
-            .verdict(ctx.device, result.precision)
-        {
+        if let Some(v) = ctx.job.hardware.verdict(ctx.device, result.precision) {
             result.probe_accelerated = v.accelerated;
             result.accelerated = v.accelerated;
             result.accelerated_by = Some(precisiond_core::speedup::AcceleratedBy::Probe);
@@ -74,10 +70,7 @@ pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timi
     if result.status != Status::Ok || result.precision == Precision::Fp32 {
         return;
     }
-    let hardware = ctx
-        .job
-        .hardware
-        .verdict(ctx.device, result.precision);
+    let hardware = ctx.job.hardware.verdict(ctx.device, result.precision);
     let probe = hardware.and_then(|v| v.accelerated);
     let probe_reason = hardware.map_or("no hardware verdict", |v| v.reason.as_str());
     let decision = speedup::decide(speedup, result.speedup_ci_vs_fp32, probe, probe_reason);

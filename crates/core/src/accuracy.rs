@@ -238,7 +238,7 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
         return OutputAccuracy::absent(
             Absence::Mismatch,
             &format!(
-            "output has {} values, FP32's has {}",
+                "output has {} values, FP32's has {}",
                 candidate.len(),
                 reference.len()
             ),
@@ -454,10 +454,7 @@ mod tests {
             (Absence::ForwardFailed, "forward-failed", false),
             (Absence::NotCompared, "not-compared", false),
         ] {
-            assert_eq!(
-                serde_json::to_string(&kind).unwrap(),
-                format!("\"{word}\"")
-            );
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{word}\""));
             assert_eq!(kind.outputs_agree(), agree, "{word}");
             // The verdict goes by the kind, whatever the words say.
             let mut acc = Accuracy::default();
@@ -475,7 +472,11 @@ mod tests {
         let collapsed = compare_values(&[1.0, 2.0], &[0.0, 0.0]);
         assert_eq!(collapsed.absent_kind["cosine"], Absence::OutputZero);
         let several = combine(vec![compare_values(&[1.0], &[1.5]), collapsed], None);
-        assert_eq!(several.worst.absent_kind.get("cosine"), None, "output 0 has one");
+        assert_eq!(
+            several.worst.absent_kind.get("cosine"),
+            None,
+            "output 0 has one"
+        );
         let both = combine(
             vec![
                 compare_values(&[1.0, 2.0], &[0.0, 0.0]),

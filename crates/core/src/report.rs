@@ -801,9 +801,15 @@ mod tests {
         });
         r.runtime = Some(Runtime::Torchscript);
         let text = toml::to_string(&r).unwrap();
-        assert!(text.contains("speedup_withheld = \"fp32-unclean\""), "{text}");
+        assert!(
+            text.contains("speedup_withheld = \"fp32-unclean\""),
+            "{text}"
+        );
         assert!(text.contains("runtime = \"torchscript\""), "{text}");
-        assert!(text.contains("[retimed]\nquality = \"contended\""), "{text}");
+        assert!(
+            text.contains("[retimed]\nquality = \"contended\""),
+            "{text}"
+        );
         let back: PrecisionResult = toml::from_str(&text).unwrap();
         assert_eq!(back.speedup_withheld, r.speedup_withheld);
         assert_eq!(back.retimed, r.retimed);

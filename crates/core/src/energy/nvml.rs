@@ -392,7 +392,10 @@ fn sensor(nvml: &Arc<Nvml>, index: u32, dev: RawDevice) -> Sensor {
         _ => "total energy",
     };
     let info = SensorInfo {
-        name: format!("NVML {}", crate::devices::Device::Cuda(index as usize).slug()),
+        name: format!(
+            "NVML {}",
+            crate::devices::Device::Cuda(index as usize).slug()
+        ),
         kind: "nvml".to_string(),
         covers: crate::devices::Device::Cuda(index as usize).slug(),
         rails: vec![rail.to_string()],

@@ -140,7 +140,11 @@ pub fn report_summary(report: &Report) -> String {
     }
     for r in &report.results {
         if let Some(profile) = &r.profile {
-            out.push_str(&profile_lines(&r.device.to_string(), &r.precision_label(), profile));
+            out.push_str(&profile_lines(
+                &r.device.to_string(),
+                &r.precision_label(),
+                profile,
+            ));
         }
     }
     out
