@@ -3,6 +3,8 @@
 //! CUDA compute-capability table, Jetson recognition, the CUDA runtime query
 //! on a machine without a GPU, and the live probe on this machine.
 
+use precisiond_core::devices::Device;
+use precisiond_core::precision::Precision;
 use std::path::PathBuf;
 
 use precisiond_core::hardware::{
@@ -455,9 +457,10 @@ fn cpuinfo_file_skips_probe_and_says_so() {
     assert!(hw.cpu.source.ends_with("x86_64-intel-i7-1165g7.txt"));
     assert!(hw.gpus.is_empty());
     assert_eq!(hw.cpu.bf16.accelerated, None);
-    assert!(hw.verdict("cpu", "int8").unwrap().native);
-    assert!(hw.verdict("cuda0", "fp16").is_none());
-    assert!(hw.verdict("cpu", "fp64").is_none());
+    assert!(hw.verdict(Device::Cpu, Precision::Int8).unwrap().native);
+    assert!(hw.verdict(Device::Cuda(0), Precision::Fp16).is_none());
+    // An unknown precision ("fp64") no longer type-checks: `Precision` has four.
+    assert_eq!(hw.devices(), vec![Device::Cpu]);
     let text = precisiond_core::output::table::hardware(&hw);
     assert!(text.contains("skipped: --cpuinfo"), "{text}");
 
@@ -652,8 +655,8 @@ fn probe_policy_times_native_precisions_every_round() {
         &parse_cpuinfo(&fixture("x86_64-xeon-vm-amx-avx512fp16.txt")),
         "fixture",
     );
-    apply(&mut flags.fp16, "fp16", &r.fp32, &r.fp16);
-    apply(&mut flags.bf16, "bf16", &r.fp32, &r.bf16);
+    apply(&mut flags.fp16, Precision::Fp16, &r.fp32, &r.fp16);
+    apply(&mut flags.bf16, Precision::Bf16, &r.fp32, &r.bf16);
     assert_eq!(flags.fp16.accelerated, Some(false));
     assert!(flags.fp16.reason.contains("avx512_fp16"));
     assert!(
@@ -690,7 +693,7 @@ fn probe_policy_stops_early_on_an_emulated_precision() {
     assert!(fp16.speedup_vs_fp32 < 0.02);
     assert!(r.wall_ms < 300.0, "probe time {} ms", r.wall_ms);
     let mut v = hardware::Verdict::new(true, "avx512_fp16: FP16 arithmetic in hardware");
-    apply(&mut v, "fp16", &r.fp32, &r.fp16);
+    apply(&mut v, Precision::Fp16, &r.fp32, &r.fp16);
     assert_eq!(v.accelerated, Some(false));
     assert!(
         v.reason.contains("avx512_fp16")
@@ -701,7 +704,7 @@ fn probe_policy_stops_early_on_an_emulated_precision() {
     );
     // Not native: the probe is reported, accelerated stays false whatever it says.
     let mut v = hardware::Verdict::new(false, "no avx512_bf16/amx_bf16");
-    apply(&mut v, "bf16", &r.fp32, &r.bf16);
+    apply(&mut v, Precision::Bf16, &r.fp32, &r.bf16);
     assert_eq!(v.accelerated, Some(false));
     assert!(v.reason.contains("not native"), "{}", v.reason);
 }
@@ -744,7 +747,7 @@ fn probe_policy_records_failures_and_caps_time() {
         "conv2d in BFloat16: not implemented"
     );
     let mut v = hardware::Verdict::new(true, "bf16");
-    hardware::probe::apply(&mut v, "bf16", &r.fp32, &r.bf16);
+    hardware::probe::apply(&mut v, Precision::Bf16, &r.fp32, &r.bf16);
     assert_eq!(v.accelerated, Some(false));
     assert!(v.reason.contains("probe failed"), "{}", v.reason);
 

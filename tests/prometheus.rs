@@ -75,7 +75,7 @@ fn real_reports_give_valid_metrics_in_base_units() {
                 .collect::<Vec<_>>();
             assert_eq!(labels_ok.len(), 1);
             let l = &labels_ok[0].0;
-            assert_eq!(l["device"], result.device);
+            assert_eq!(l["device"], result.device.to_string());
             assert_eq!(l["runtime"], "native");
             assert_eq!(labels_ok[0].1, 1.0);
             let lat = result.latency_ms.as_ref().unwrap();
@@ -243,7 +243,7 @@ fn label_values_are_escaped_and_series_stay_unique() {
         .iter()
         .cloned()
         .map(|mut r| {
-            r.runtime = Some("torchscript".into());
+            r.runtime = Some(precisiond_core::report::Runtime::Torchscript);
             r
         })
         .collect();

@@ -300,9 +300,7 @@ fn variants_current(
 /// reports that have one: they are no less current for it.
 fn has_profile_where_possible(r: &Report) -> bool {
     let could = r.results.iter().any(|x| {
-        x.status == Status::Ok
-            && x.device == Device::Cpu.name()
-            && x.method != report::Method::Tensorrt
+        x.status == Status::Ok && x.device == Device::Cpu && x.method != report::Method::Tensorrt
     });
     !could || r.results.iter().any(|x| x.profile.is_some())
 }
@@ -318,12 +316,12 @@ fn devices_match(r: &Report, model_settings: Option<&ModelSettings>, config: &Co
     let mut wanted = BTreeSet::new();
     for request in &requests {
         match request {
-            DeviceRequest::Cpu => wanted.insert(Device::Cpu.name()),
-            DeviceRequest::Cuda(i) => wanted.insert(Device::Cuda(*i).name()),
+            DeviceRequest::Cpu => wanted.insert(Device::Cpu),
+            DeviceRequest::Cuda(i) => wanted.insert(Device::Cuda(*i)),
             DeviceRequest::Auto | DeviceRequest::AllCuda => return true,
         };
     }
-    let measured: BTreeSet<String> = r.results.iter().map(|x| x.device.clone()).collect();
+    let measured: BTreeSet<Device> = r.results.iter().map(|x| x.device).collect();
     wanted == measured
 }
 
@@ -485,7 +483,7 @@ mod tests {
         r.run.target_rel_ci = config.target_ci_percent / 100.0;
         r.run.threads = config.effective_threads();
         r.results.push(report::PrecisionResult::not_measured(
-            "cpu",
+            precisiond_core::devices::Device::Cpu,
             Precision::Fp32,
             Status::Ok,
             report::Method::Cast,
@@ -525,7 +523,7 @@ mod tests {
             1,
         );
         r.results.push(report::PrecisionResult::not_measured(
-            "cpu",
+            precisiond_core::devices::Device::Cpu,
             Precision::Fp32,
             Status::Ok,
             report::Method::Cast,
@@ -558,7 +556,7 @@ mod tests {
             "no result, nothing to profile"
         );
         r.results.push(report::PrecisionResult::not_measured(
-            "cpu",
+            precisiond_core::devices::Device::Cpu,
             Precision::Fp32,
             Status::Ok,
             report::Method::Cast,

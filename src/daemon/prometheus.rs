@@ -210,9 +210,9 @@ fn result_labels(model: &str, r: &PrecisionResult) -> String {
     format!(
         "model=\"{}\",device=\"{}\",precision=\"{}\",runtime=\"{}\"",
         escape_label(model),
-        escape_label(&r.device),
+        escape_label(&r.device.to_string()),
         escape_label(r.precision.name()),
-        escape_label(r.runtime.as_deref().unwrap_or("native")),
+        escape_label(r.runtime.map_or("native", |r| r.word())),
     )
 }
 

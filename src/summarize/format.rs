@@ -5,7 +5,9 @@
 //! [...]}`). The field names of CSV and JSON are stable; scripts read them.
 
 use crate::summarize::{Best, Floor, Row, Summary};
+use precisiond_core::conditions::Quality;
 use precisiond_core::output::table::{opt, yes_no};
+use precisiond_core::report::SpeedupWithheld;
 use std::fmt::Write as _;
 
 /// The CSV header: the JSON rows' field names, in the same order.
@@ -87,13 +89,13 @@ fn table_cells(r: &Row) -> [String; 16] {
     [
         r.model.clone(),
         r.host.clone(),
-        r.device.clone(),
+        r.device.to_string(),
         dash(&r.device_name),
         r.precision.clone(),
         if r.regression == Some(true) {
-            format!("{} REGRESSION", r.status)
+            format!("{} REGRESSION", r.status.word())
         } else {
-            r.status.clone()
+            r.status.word().to_owned()
         },
         opt(r.median_ms, 3),
         r.speedup_vs_fp32
@@ -103,7 +105,7 @@ fn table_cells(r: &Row) -> [String; 16] {
         opt(r.sqnr_db, 1),
         yes_no(r.native).into(),
         r.accelerated.map_or("-", yes_no).into(),
-        r.quality.clone().unwrap_or_else(|| "-".into()),
+        r.quality.map_or_else(|| "-".into(), |q| q.to_string()),
         if r.emulated { "EMULATED" } else { "no" }.into(),
         opt(r.energy_mj_per_inference, 3),
         if r.best { "BEST" } else { "" }.into(),
@@ -115,8 +117,12 @@ fn best_notes(b: &Best) -> String {
     if b.emulated {
         notes.push("EMULATED format (no native arithmetic), yet the fastest".to_owned());
     }
-    if let Some(q) = b.quality.as_deref().filter(|q| *q != "clean") {
+    if let Some(q) = b.quality.filter(|q| *q != Quality::Clean) {
         notes.push(format!("timing {q}"));
+    }
+    // Its own unclean timing is said above; FP32's is not otherwise seen.
+    if b.speedup_withheld == Some(SpeedupWithheld::Fp32Unclean) {
+        notes.push("no speedup: FP32's timing was contended or throttled".to_owned());
     }
     if !b.faster_excluded.is_empty() {
         notes.push(format!(
@@ -131,7 +137,7 @@ fn best_cells(b: &Best) -> [String; 10] {
     [
         b.model.clone(),
         b.host.clone(),
-        b.device.clone(),
+        b.device.to_string(),
         dash(&b.device_name),
         b.precision.clone(),
         format!("{:.3}", b.median_ms),
@@ -238,17 +244,17 @@ pub fn csv(summary: &Summary) -> String {
             r.model_sha256.clone(),
             r.host.clone(),
             r.cpu_model.clone(),
-            r.device.clone(),
+            r.device.to_string(),
             r.device_name.clone(),
             r.precision.clone(),
-            r.status.clone(),
+            r.status.word().to_owned(),
             num(r.median_ms),
             num(r.speedup_vs_fp32),
             num(r.cosine),
             num(r.sqnr_db),
             boolean(r.native),
             r.accelerated.map(boolean).unwrap_or_default(),
-            r.quality.clone().unwrap_or_default(),
+            r.quality.map(|q| q.to_string()).unwrap_or_default(),
             boolean(r.emulated),
             num(r.energy_mj_per_inference),
             boolean(r.best),
@@ -352,6 +358,44 @@ mod tests {
         assert_eq!(csv_field("a, b"), "\"a, b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    fn best(quality: Option<Quality>, withheld: Option<SpeedupWithheld>) -> Best {
+        Best {
+            model: "m.pt".into(),
+            model_sha256: "ab".into(),
+            host: "h".into(),
+            cpu_model: "c".into(),
+            device: precisiond_core::devices::Device::Cuda(1),
+            device_name: "Orin".into(),
+            precision: "fp16".into(),
+            median_ms: 1.0,
+            speedup_vs_fp32: None,
+            cosine: Some(1.0),
+            sqnr_db: None,
+            emulated: false,
+            quality,
+            faster_excluded: Vec::new(),
+            speedup_withheld: withheld,
+        }
+    }
+
+    #[test]
+    fn best_notes_read_quality_and_the_withheld_speedup_from_their_fields() {
+        let clean = best(Some(Quality::Clean), None);
+        assert_eq!(best_notes(&clean), "");
+        assert_eq!(best_cells(&clean)[2], "cuda:1");
+        let fp32_spoiled = best(Some(Quality::Clean), Some(SpeedupWithheld::Fp32Unclean));
+        assert_eq!(
+            best_notes(&fp32_spoiled),
+            "no speedup: FP32's timing was contended or throttled"
+        );
+        let own = best(Some(Quality::Throttled), Some(SpeedupWithheld::Unclean));
+        assert_eq!(best_notes(&own), "timing throttled");
+        let json = serde_json::to_value(&fp32_spoiled).unwrap();
+        assert_eq!(json["device"], "cuda:1");
+        assert_eq!(json["quality"], "clean");
+        assert!(json.get("speedup_withheld").is_none(), "not a JSON field");
     }
 
     #[test]

@@ -13,8 +13,10 @@
 
 pub mod format; // table, markdown, CSV, JSON and HTML of a summary
 
+use precisiond_core::conditions::Quality;
+use precisiond_core::devices::Device;
 use precisiond_core::precision::Precision;
-use precisiond_core::report::{self, Report, Status};
+use precisiond_core::report::{self, Report, SpeedupWithheld, Status};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -66,12 +68,12 @@ pub struct Row {
     /// `hardware.cpu.model`; empty where the report has no hardware table.
     pub cpu_model: String,
     /// The result's device: "cpu", "cuda:0".
-    pub device: String,
+    pub device: Device,
     /// The CPU model for "cpu", the GPU's name for a CUDA device.
     pub device_name: String,
     /// `PrecisionResult::precision_label()`: "int8", "fp16 (tensorrt)".
     pub precision: String,
-    pub status: String,
+    pub status: Status,
     pub median_ms: Option<f64>,
     pub speedup_vs_fp32: Option<f64>,
     /// `accuracy.worst.cosine`.
@@ -80,7 +82,7 @@ pub struct Row {
     pub native: bool,
     pub accelerated: Option<bool>,
     /// "clean", "contended", "throttled"; absent in older reports.
-    pub quality: Option<String>,
+    pub quality: Option<Quality>,
     /// The precision is not native: its arithmetic ran in another format.
     pub emulated: bool,
     pub energy_mj_per_inference: Option<f64>,
@@ -95,6 +97,10 @@ pub struct Row {
     pub regression: Option<bool>,
     #[serde(skip)]
     pub(crate) precision_order: Precision,
+    /// Why the report has no speedup for it (`results.speedup_withheld`);
+    /// not a column: the CSV and JSON fields stay as scripts know them.
+    #[serde(skip)]
+    pub(crate) speedup_withheld: Option<SpeedupWithheld>,
 }
 
 /// The best precision of one model on one device.
@@ -104,7 +110,7 @@ pub struct Best {
     pub model_sha256: String,
     pub host: String,
     pub cpu_model: String,
-    pub device: String,
+    pub device: Device,
     pub device_name: String,
     pub precision: String,
     pub median_ms: f64,
@@ -112,10 +118,13 @@ pub struct Best {
     pub cosine: Option<f64>,
     pub sqnr_db: Option<f64>,
     pub emulated: bool,
-    pub quality: Option<String>,
+    pub quality: Option<Quality>,
     /// Faster results that the floor (or their status) excluded, with why:
     /// "int8: cosine 0.950000 < 0.99".
     pub faster_excluded: Vec<String>,
+    /// As [`Row`]'s: read by the notes, not a JSON field.
+    #[serde(skip)]
+    pub speedup_withheld: Option<SpeedupWithheld>,
 }
 
 /// Everything `summarize` found.
@@ -338,15 +347,14 @@ pub fn summarize(
         let r = &l.report;
         let (host, cpu_model) = machine(r);
         for res in &r.results {
-            let device_name = if res.device == "cpu" {
-                cpu_model.clone()
-            } else {
-                let key = res.device.replace(':', "");
-                r.hardware
+            let device_name = match res.device {
+                Device::Cpu => cpu_model.clone(),
+                Device::Cuda(_) => r
+                    .hardware
                     .as_ref()
-                    .and_then(|h| h.gpus.get(&key))
+                    .and_then(|h| h.gpu(res.device))
                     .map(|g| g.name.clone())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
             };
             let worst = res.accuracy.as_ref().map(|a| &a.worst);
             rows.push(Row {
@@ -354,17 +362,17 @@ pub fn summarize(
                 model_sha256: r.model.sha256.clone(),
                 host: host.clone(),
                 cpu_model: cpu_model.clone(),
-                device: res.device.clone(),
+                device: res.device,
                 device_name,
                 precision: res.precision_label(),
-                status: res.status.word().to_owned(),
+                status: res.status,
                 median_ms: res.latency_ms.as_ref().map(|l| l.median),
                 speedup_vs_fp32: res.speedup_vs_fp32,
                 cosine: worst.and_then(|w| w.cosine),
                 sqnr_db: worst.and_then(|w| w.sqnr_db),
                 native: res.native,
                 accelerated: res.accelerated,
-                quality: res.quality.map(|q| q.to_string()),
+                quality: res.quality,
                 emulated: res.status == Status::Ok
                     && !res.native
                     && res.precision != Precision::Fp32,
@@ -377,6 +385,7 @@ pub fn summarize(
                 previous_median_ms: res.previous.as_ref().map(|p| p.median_ms),
                 regression: res.regression,
                 precision_order: res.precision,
+                speedup_withheld: res.speedup_withheld,
             });
         }
     }
@@ -390,8 +399,8 @@ pub fn summarize(
     }
 }
 
-fn device_key(r: &Row) -> (&str, &str, &str) {
-    (&r.host, &r.cpu_model, &r.device)
+fn device_key(r: &Row) -> (&str, &str, Device) {
+    (&r.host, &r.cpu_model, r.device)
 }
 
 fn model_key(r: &Row) -> (&str, &str) {
@@ -416,8 +425,8 @@ fn sort_rows(rows: &mut [Row], by: GroupBy) {
 
 /// Why `row` cannot be best under `floor`, or None when it can.
 pub fn excluded_by(row: &Row, floor: Floor) -> Option<String> {
-    if row.status != "ok" {
-        return Some(format!("status {}", row.status));
+    if row.status != Status::Ok {
+        return Some(format!("status {}", row.status.word()));
     }
     if row.median_ms.is_none() {
         return Some("no median".into());
@@ -444,14 +453,14 @@ pub fn excluded_by(row: &Row, floor: Floor) -> Option<String> {
 /// rows' order.
 fn pick_best(rows: &mut [Row], floor: Floor) -> Vec<Best> {
     // Model sha256, host, CPU model, device; the rows of each.
-    type Key = (String, String, String, String);
+    type Key = (String, String, String, Device);
     let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         let key = (
             r.model_sha256.clone(),
             r.host.clone(),
             r.cpu_model.clone(),
-            r.device.clone(),
+            r.device,
         );
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(i),
@@ -487,7 +496,7 @@ fn pick_best(rows: &mut [Row], floor: Floor) -> Vec<Best> {
             model_sha256: r.model_sha256.clone(),
             host: r.host.clone(),
             cpu_model: r.cpu_model.clone(),
-            device: r.device.clone(),
+            device: r.device,
             device_name: r.device_name.clone(),
             precision: r.precision.clone(),
             median_ms: median,
@@ -495,8 +504,9 @@ fn pick_best(rows: &mut [Row], floor: Floor) -> Vec<Best> {
             cosine: r.cosine,
             sqnr_db: r.sqnr_db,
             emulated: r.emulated,
-            quality: r.quality.clone(),
+            quality: r.quality,
             faster_excluded,
+            speedup_withheld: r.speedup_withheld,
         });
     }
     best
@@ -514,5 +524,50 @@ mod tests {
         assert!(future.contains("newer"), "{future}");
         let old = parse("schema_version = 0").unwrap_err();
         assert!(old.contains("older schema_version 0"), "{old}");
+    }
+
+    #[test]
+    fn rows_carry_the_typed_device_status_and_quality() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/reports/fleet/jetson1/models/mlp_v2.pt.report.toml");
+        let mut report = read(&path).unwrap();
+        let gpu_fp16 = report
+            .results
+            .iter_mut()
+            .find(|r| r.device == Device::Cuda(0) && r.precision == Precision::Fp16)
+            .unwrap();
+        gpu_fp16.speedup_withheld = Some(SpeedupWithheld::Fp32Unclean);
+        let loaded = vec![Loaded { path, report }];
+        let summary = summarize(loaded, Vec::new(), Floor::default(), GroupBy::Model);
+        let gpu: Vec<&Row> = summary
+            .rows
+            .iter()
+            .filter(|r| r.device == Device::Cuda(0))
+            .collect();
+        assert!(!gpu.is_empty());
+        // `[hardware.cuda0]` names the GPU of the results on "cuda:0".
+        assert!(gpu.iter().all(|r| r.device_name == "Orin"), "{gpu:?}");
+        let cpu_rows = summary.rows.iter().filter(|r| r.device == Device::Cpu);
+        assert!(cpu_rows
+            .clone()
+            .any(|r| r.quality == Some(Quality::Contended)));
+        assert!(cpu_rows.clone().all(|r| r.device_name == r.cpu_model));
+        assert!(summary
+            .rows
+            .iter()
+            .all(|r| r.status == Status::Ok || excluded_by(r, Floor::default()).is_some()));
+        let fp16 = gpu.iter().find(|r| r.precision == "fp16").unwrap();
+        assert_eq!(fp16.speedup_withheld, Some(SpeedupWithheld::Fp32Unclean));
+        let best = summary
+            .best
+            .iter()
+            .find(|b| b.device == Device::Cuda(0))
+            .unwrap();
+        assert_eq!(best.precision, "fp16");
+        assert_eq!(best.speedup_withheld, Some(SpeedupWithheld::Fp32Unclean));
+        // The CPU sorts before the GPU, as "cpu" did before "cuda:0".
+        let first_gpu = summary.rows.iter().position(|r| r.device != Device::Cpu);
+        let last_cpu = summary.rows.iter().rposition(|r| r.device == Device::Cpu);
+        assert!(last_cpu < first_gpu);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::forward::Forward;
 use crate::model;
-use precisiond_core::accuracy::{self, Accuracy, OutputAccuracy};
+use precisiond_core::accuracy::{self, Absence, Accuracy, OutputAccuracy};
 use tch::Tensor;
 
 /// Accuracy of `outputs` against the FP32 `reference`, output by output.
@@ -14,7 +14,7 @@ pub fn outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
             outputs.len(),
             reference.len()
         );
-        return Accuracy::absent(&why);
+        return Accuracy::absent(Absence::Mismatch, &why);
     }
     let mut per_output = Vec::new();
     let mut top1 = None;
@@ -28,8 +28,11 @@ pub fn outputs(reference: &[Tensor], outputs: &[Tensor]) -> Accuracy {
             }
             (Err(e), _) | (_, Err(e)) => {
                 let mut acc = OutputAccuracy::default();
-                acc.why_absent
-                    .insert("cosine".into(), format!("cannot read the output: {e}"));
+                acc.mark_absent(
+                    "cosine",
+                    Absence::Unreadable,
+                    format!("cannot read the output: {e}"),
+                );
                 per_output.push(acc);
             }
         }
@@ -55,8 +58,9 @@ pub fn on_samples(
             }
             (Err(e), _) | (_, Err(e)) => {
                 let mut acc = Accuracy::default();
-                acc.worst.why_absent.insert(
-                    "cosine".into(),
+                acc.worst.mark_absent(
+                    "cosine",
+                    Absence::ForwardFailed,
                     format!("forward() failed on a held-out sample: {e}"),
                 );
                 return acc;

@@ -146,7 +146,7 @@ impl Context<'_> {
         method: Method,
         reason: String,
     ) -> PrecisionResult {
-        PrecisionResult::not_measured(&self.device.name(), precision, status, method, reason)
+        PrecisionResult::not_measured(self.device, precision, status, method, reason)
     }
 
     pub fn failed(&self, precision: Precision, method: Method, reason: String) -> PrecisionResult {

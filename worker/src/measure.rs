@@ -33,11 +33,7 @@ pub fn beside(
     precision: Precision,
 ) -> PrecisionResult {
     let mut result = guarded(ctx, method, precision);
-    if let Some(v) = ctx
-        .job
-        .hardware
-        .verdict(&ctx.device.hardware_key(), precision.name())
-    {
+    if let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) {
         result.native = v.native;
     }
     result
@@ -58,7 +54,7 @@ fn guarded(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) ->
         let native = ctx
             .job
             .hardware
-            .verdict(&ctx.device.hardware_key(), precision.name())
+            .verdict(ctx.device, precision)
             .is_none_or(|v| v.native);
         if !native {
             result.status = Status::Unsupported;
@@ -119,11 +115,7 @@ fn run(ctx: &Context, method: &dyn PrecisionMethod, precision: Precision) -> Pre
 /// `accelerated` (`crate::verdict`), they replace detection's word on it.
 fn apply_verdict(ctx: &Context, result: &mut PrecisionResult) {
     let precision = result.precision;
-    let Some(v) = ctx
-        .job
-        .hardware
-        .verdict(&ctx.device.hardware_key(), precision.name())
-    else {
+    let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) else {
         return;
     };
     result.native = v.native;

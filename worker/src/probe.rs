@@ -24,8 +24,8 @@ pub fn run(device: Device) -> Result<ProbeReport, String> {
         })
         .collect();
     let name = match device {
-        Device::Cuda(i) => format!("cuda{i}"),
-        _ => "cpu".to_owned(),
+        Device::Cuda(i) => precisiond_core::devices::Device::Cuda(i).slug(),
+        _ => precisiond_core::devices::Device::Cpu.slug(),
     };
     let mut report = probe::measure(name, threads, |lane, op| {
         let [a, b, x, w, bias] = lanes[lane].as_ref().map_err(Clone::clone)?;
@@ -131,7 +131,12 @@ impl precisiond_core::hardware::Libtorch for CachedProbe {
 
     fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
         use precisiond_core::hardware::probe_cache::{self, ProbeKey};
-        let device = cuda.map_or_else(|| "cpu".to_owned(), |i| format!("cuda{i}"));
+        let device = cuda
+            .map_or(
+                precisiond_core::devices::Device::Cpu,
+                precisiond_core::devices::Device::Cuda,
+            )
+            .slug();
         let n = threads
             .filter(|&n| n > 0)
             .unwrap_or_else(|| tch::get_num_threads().max(1) as usize);

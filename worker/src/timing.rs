@@ -10,7 +10,7 @@ use precisiond_core::conditions::{Conditions, Limits, Quality, Watch};
 use precisiond_core::devices::Device;
 use precisiond_core::energy::{Energy, Sensor};
 use precisiond_core::precision::Precision;
-use precisiond_core::report::{PrecisionResult, Status};
+use precisiond_core::report::{PrecisionResult, Retimed, Status};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::Tensor;
@@ -65,11 +65,17 @@ pub fn time(
     // Once, inside the same job: the other load may have been brief.
     if timed.quality == Some(Quality::Contended) {
         let first = timed.summary();
+        let retimed = Retimed {
+            quality: Quality::Contended,
+            median_ms: timed.stats.median,
+            p90_ms: timed.stats.p90,
+        };
         match Timed::take(&bench_config, &limits, call, meter) {
             Ok(again) => {
                 result.notes.push(format!(
                     "timed twice: the first timing was contended ({first}); this is the second"
                 ));
+                result.retimed = Some(retimed);
                 timed = again;
             }
             Err(e) => {

@@ -7,7 +7,7 @@ use crate::context::Context;
 use precisiond_core::bench::LatencyStats;
 use precisiond_core::conditions::Quality;
 use precisiond_core::precision::Precision;
-use precisiond_core::report::{Method, PrecisionResult, Status};
+use precisiond_core::report::{Method, PrecisionResult, SpeedupWithheld, Status};
 use precisiond_core::speedup;
 
 /// FP32's timing on a device, which the other precisions' speedups need.
@@ -38,20 +38,20 @@ pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timi
     let base = &fp32.latency;
     let spoiled = |q: Option<Quality>| q.is_some_and(|q| q != Quality::Clean);
     if spoiled(fp32.quality) || spoiled(result.quality) {
-        let which = if spoiled(fp32.quality) {
-            format!("FP32's timing on {} was", ctx.device.name())
+        let (why, which) = if spoiled(fp32.quality) {
+            (
+                SpeedupWithheld::Fp32Unclean,
+                format!("FP32's timing on {} was", ctx.device),
+            )
         } else {
-            "this timing was".to_owned()
+            (SpeedupWithheld::Unclean, "this timing was".to_owned())
         };
+        result.speedup_withheld = Some(why);
         result.notes.push(format!(
             "speedup_vs_fp32 withheld: {which} taken under contention or throttling (see quality \
              and conditions); measure again on a quiet machine"
         ));
-        if let Some(v) = ctx
-            .job
-            .hardware
-            .verdict(&ctx.device.hardware_key(), result.precision.name())
-        {
+        if let Some(v) = ctx.job.hardware.verdict(ctx.device, result.precision) {
             result.probe_accelerated = v.accelerated;
             result.accelerated = v.accelerated;
             result.accelerated_by = Some(precisiond_core::speedup::AcceleratedBy::Probe);
@@ -64,16 +64,13 @@ pub fn judge(ctx: &Context, result: &mut PrecisionResult, fp32: Option<&Fp32Timi
     if result.method == Method::Tensorrt {
         result.notes.push(format!(
             "speedup_vs_fp32 compares TensorRT's GPU compute time with libtorch's FP32 time on {}",
-            ctx.device.name()
+            ctx.device
         ));
     }
     if result.status != Status::Ok || result.precision == Precision::Fp32 {
         return;
     }
-    let hardware = ctx
-        .job
-        .hardware
-        .verdict(&ctx.device.hardware_key(), result.precision.name());
+    let hardware = ctx.job.hardware.verdict(ctx.device, result.precision);
     let probe = hardware.and_then(|v| v.accelerated);
     let probe_reason = hardware.map_or("no hardware verdict", |v| v.reason.as_str());
     let decision = speedup::decide(speedup, result.speedup_ci_vs_fp32, probe, probe_reason);

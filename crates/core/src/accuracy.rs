@@ -15,9 +15,51 @@ pub struct OutputAccuracy {
     pub max_abs_error: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqnr_db: Option<f64>,
-    /// Metric name -> why it is not given.
+    /// Metric name -> why it is not given, for people.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub why_absent: BTreeMap<String, String>,
+    /// Metric name -> the kind of reason `why_absent` gives, for code (the
+    /// verdict tells outputs that agree from outputs that collapsed by it).
+    /// Absent in reports written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub absent_kind: BTreeMap<String, Absence>,
+}
+
+/// Why a metric could not be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Absence {
+    /// Both outputs are all zeros: they agree, but cosine is undefined.
+    BothZero,
+    /// The outputs are identical: the noise is zero, SQNR is unbounded.
+    Identical,
+    /// FP32's output is all zeros.
+    ReferenceZero,
+    /// This precision's output is all zeros.
+    OutputZero,
+    /// FP32's output holds NaN or infinite values.
+    ReferenceNonFinite,
+    /// This precision's output holds NaN or infinite values (overflow).
+    OutputNonFinite,
+    /// The outputs differ in number or in size.
+    Mismatch,
+    /// The output is empty.
+    Empty,
+    /// An output could not be read as numbers.
+    Unreadable,
+    /// forward() failed on a sample the outputs were to be compared on.
+    ForwardFailed,
+    /// The outputs were not compared at all (TensorRT times the engine on
+    /// its own inputs).
+    NotCompared,
+}
+
+impl Absence {
+    /// The metric is undefined because the outputs agree exactly, not
+    /// because this precision lost them: no threshold is broken.
+    pub fn outputs_agree(self) -> bool {
+        matches!(self, Absence::BothZero | Absence::Identical)
+    }
 }
 
 /// The whole model's accuracy: the worst value of each metric over its
@@ -39,23 +81,27 @@ pub const METRICS: [&str; 3] = ["cosine", "max_abs_error", "sqnr_db"];
 
 impl OutputAccuracy {
     /// No metric, each for the same reason.
-    pub fn absent(why: &str) -> OutputAccuracy {
-        OutputAccuracy {
-            why_absent: METRICS
-                .iter()
-                .map(|m| ((*m).to_owned(), why.to_owned()))
-                .collect(),
-            ..OutputAccuracy::default()
+    pub fn absent(kind: Absence, why: &str) -> OutputAccuracy {
+        let mut acc = OutputAccuracy::default();
+        for metric in METRICS {
+            acc.mark_absent(metric, kind, why);
         }
+        acc
+    }
+
+    /// Records that `metric` is not given: its kind and, for people, why.
+    pub fn mark_absent(&mut self, metric: &str, kind: Absence, why: impl Into<String>) {
+        self.why_absent.insert(metric.to_owned(), why.into());
+        self.absent_kind.insert(metric.to_owned(), kind);
     }
 }
 
 impl Accuracy {
     /// No metric, each for the same reason (the outputs could not be
     /// compared at all).
-    pub fn absent(why: &str) -> Accuracy {
+    pub fn absent(kind: Absence, why: &str) -> Accuracy {
         Accuracy {
-            worst: OutputAccuracy::absent(why),
+            worst: OutputAccuracy::absent(kind, why),
             ..Accuracy::default()
         }
     }
@@ -152,10 +198,12 @@ impl AccuracyThresholds {
             )),
             Some(_) => {}
             None => {
-                if let Some(why) = worst.why_absent.get("cosine") {
-                    if !why.contains("both outputs are all zeros") {
-                        broken.push(format!("cosine cannot be computed: {why}"));
-                    }
+                let agree = worst
+                    .absent_kind
+                    .get("cosine")
+                    .is_some_and(|k| k.outputs_agree());
+                if let Some(why) = worst.why_absent.get("cosine").filter(|_| !agree) {
+                    broken.push(format!("cosine cannot be computed: {why}"));
                 }
             }
         }
@@ -187,27 +235,36 @@ impl AccuracyThresholds {
 /// Compares one output with its FP32 reference, both flattened.
 pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
     if reference.len() != candidate.len() {
-        return OutputAccuracy::absent(&format!(
-            "output has {} values, FP32's has {}",
-            candidate.len(),
-            reference.len()
-        ));
+        return OutputAccuracy::absent(
+            Absence::Mismatch,
+            &format!(
+                "output has {} values, FP32's has {}",
+                candidate.len(),
+                reference.len()
+            ),
+        );
     }
     let bad_ref = reference.iter().filter(|v| !v.is_finite()).count();
     let bad_out = candidate.iter().filter(|v| !v.is_finite()).count();
     if bad_ref + bad_out > 0 {
-        let why = if bad_ref > 0 {
-            format!("the FP32 reference output has {bad_ref} non-finite values")
+        let (kind, why) = if bad_ref > 0 {
+            (
+                Absence::ReferenceNonFinite,
+                format!("the FP32 reference output has {bad_ref} non-finite values"),
+            )
         } else {
-            format!(
-                "{bad_out} of {} output values are NaN or infinite (overflow in this precision)",
-                candidate.len()
+            (
+                Absence::OutputNonFinite,
+                format!(
+                    "{bad_out} of {} output values are NaN or infinite (overflow in this precision)",
+                    candidate.len()
+                ),
             )
         };
-        return OutputAccuracy::absent(&why);
+        return OutputAccuracy::absent(kind, &why);
     }
     if reference.is_empty() {
-        return OutputAccuracy::absent("the output is empty");
+        return OutputAccuracy::absent(Absence::Empty, "the output is empty");
     }
     let mut acc = OutputAccuracy::default();
     let (mut dot, mut ref_sq, mut out_sq, mut err_sq, mut max_abs) = (0.0, 0.0, 0.0, 0.0, 0.0f64);
@@ -225,35 +282,44 @@ pub fn compare_values(reference: &[f64], candidate: &[f64]) -> OutputAccuracy {
     // Cosine is undefined for a zero vector; two all-zero outputs agree, but
     // calling that "cosine 1" would hide that nothing was compared.
     if ref_norm == 0.0 && out_norm == 0.0 {
-        acc.why_absent.insert(
-            "cosine".into(),
-            "both outputs are all zeros: they agree, but cosine is undefined".into(),
+        acc.mark_absent(
+            "cosine",
+            Absence::BothZero,
+            "both outputs are all zeros: they agree, but cosine is undefined",
         );
-    } else if ref_norm == 0.0 || out_norm == 0.0 {
-        acc.why_absent.insert(
-            "cosine".into(),
-            format!(
-                "{} output is all zeros: cosine is undefined",
-                if ref_norm == 0.0 {
-                    "the FP32"
-                } else {
-                    "this precision's"
-                }
-            ),
+    } else if ref_norm == 0.0 {
+        acc.mark_absent(
+            "cosine",
+            Absence::ReferenceZero,
+            "the FP32 output is all zeros: cosine is undefined",
+        );
+    } else if out_norm == 0.0 {
+        acc.mark_absent(
+            "cosine",
+            Absence::OutputZero,
+            "this precision's output is all zeros: cosine is undefined",
         );
     } else {
         acc.cosine = Some((dot / (ref_norm * out_norm)).clamp(-1.0, 1.0));
     }
 
     if ref_sq == 0.0 {
-        acc.why_absent.insert(
-            "sqnr_db".into(),
-            "the FP32 output is all zeros: no signal to compare noise with".into(),
+        // Both all zeros: the outputs agree; FP32's alone: no signal.
+        let kind = if err_sq == 0.0 {
+            Absence::BothZero
+        } else {
+            Absence::ReferenceZero
+        };
+        acc.mark_absent(
+            "sqnr_db",
+            kind,
+            "the FP32 output is all zeros: no signal to compare noise with",
         );
     } else if err_sq == 0.0 {
-        acc.why_absent.insert(
-            "sqnr_db".into(),
-            "outputs are identical to FP32: the noise is zero, SQNR is unbounded".into(),
+        acc.mark_absent(
+            "sqnr_db",
+            Absence::Identical,
+            "outputs are identical to FP32: the noise is zero, SQNR is unbounded",
         );
     } else {
         acc.sqnr_db = Some(10.0 * (ref_sq / err_sq).log10());
@@ -273,22 +339,37 @@ pub fn combine(outputs: Vec<OutputAccuracy>, top1_agreement: Option<f64>) -> Acc
             (a, b) => a.or(b),
         };
         for (metric, why) in &out.why_absent {
+            if worst.why_absent.contains_key(metric) {
+                continue;
+            }
             let why = if several {
                 format!("output {index}: {why}")
             } else {
                 why.clone()
             };
-            worst.why_absent.entry(metric.clone()).or_insert(why);
+            worst.why_absent.insert(metric.clone(), why);
+            if let Some(kind) = out.absent_kind.get(metric) {
+                worst.absent_kind.insert(metric.clone(), *kind);
+            }
         }
     }
     // A metric known for some outputs is reported; its absence for others
     // stays visible in the per-output list.
-    worst.why_absent.retain(|metric, _| match metric.as_str() {
+    let still_absent = |metric: &String| match metric.as_str() {
         "cosine" => worst.cosine.is_none(),
         "sqnr_db" => worst.sqnr_db.is_none(),
         "max_abs_error" => worst.max_abs_error.is_none(),
         _ => true,
-    });
+    };
+    let keep: Vec<String> = worst
+        .why_absent
+        .keys()
+        .chain(worst.absent_kind.keys())
+        .filter(|m| still_absent(m))
+        .cloned()
+        .collect();
+    worst.why_absent.retain(|m, _| keep.contains(m));
+    worst.absent_kind.retain(|m, _| keep.contains(m));
     Accuracy {
         worst,
         top1_agreement,
@@ -356,6 +437,60 @@ mod tests {
         assert!(acc.why_absent["sqnr_db"].contains("all zeros"));
         let text = toml::to_string(&acc).unwrap();
         assert!(!text.to_lowercase().contains("nan"), "{text}");
+    }
+
+    #[test]
+    fn every_absence_is_spelled_and_judged_by_its_kind() {
+        for (kind, word, agree) in [
+            (Absence::BothZero, "both-zero", true),
+            (Absence::Identical, "identical", true),
+            (Absence::ReferenceZero, "reference-zero", false),
+            (Absence::OutputZero, "output-zero", false),
+            (Absence::ReferenceNonFinite, "reference-non-finite", false),
+            (Absence::OutputNonFinite, "output-non-finite", false),
+            (Absence::Mismatch, "mismatch", false),
+            (Absence::Empty, "empty", false),
+            (Absence::Unreadable, "unreadable", false),
+            (Absence::ForwardFailed, "forward-failed", false),
+            (Absence::NotCompared, "not-compared", false),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{word}\""));
+            assert_eq!(kind.outputs_agree(), agree, "{word}");
+            // The verdict goes by the kind, whatever the words say.
+            let mut acc = Accuracy::default();
+            acc.worst
+                .mark_absent("cosine", kind, "both outputs are all zeros (words only)");
+            let verdict = AccuracyThresholds::default().judge(&acc);
+            assert_eq!(verdict.is_ok(), agree, "{word}: {verdict:?}");
+        }
+        let zeros = vec![0.0; 4];
+        let acc = compare_values(&zeros, &zeros);
+        assert_eq!(acc.absent_kind["cosine"], Absence::BothZero);
+        let text = toml::to_string(&acc).unwrap();
+        assert!(text.contains("cosine = \"both-zero\""), "{text}");
+        assert_eq!(toml::from_str::<OutputAccuracy>(&text).unwrap(), acc);
+        let collapsed = compare_values(&[1.0, 2.0], &[0.0, 0.0]);
+        assert_eq!(collapsed.absent_kind["cosine"], Absence::OutputZero);
+        let several = combine(vec![compare_values(&[1.0], &[1.5]), collapsed], None);
+        assert_eq!(
+            several.worst.absent_kind.get("cosine"),
+            None,
+            "output 0 has one"
+        );
+        let both = combine(
+            vec![
+                compare_values(&[1.0, 2.0], &[0.0, 0.0]),
+                compare_values(&[1.0], &[f64::NAN]),
+            ],
+            None,
+        );
+        assert_eq!(both.worst.absent_kind["cosine"], Absence::OutputZero);
+        assert!(both.worst.why_absent["cosine"].starts_with("output 0: "));
+        assert!(!both.worst.absent_kind.contains_key("max_abs_error"));
+        assert_eq!(
+            both.outputs[1].absent_kind["max_abs_error"],
+            Absence::OutputNonFinite
+        );
     }
 
     #[test]

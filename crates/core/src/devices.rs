@@ -21,7 +21,10 @@ pub enum DeviceRequest {
     Cuda(usize),
 }
 
-/// A device that is measured.
+/// A device that is measured. Its one spelling, in reports, on the command
+/// line, in metric labels and in notes, is PyTorch's: "cpu", "cuda:0"
+/// (`Display`, serde). Where a colon cannot go (TOML table names of the
+/// hardware report, file names), [`Device::slug`] gives "cuda0".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Device {
     Cpu,
@@ -31,24 +34,73 @@ pub enum Device {
 impl Device {
     /// The name in reports and on the command line: "cpu", "cuda:0".
     pub fn name(self) -> String {
-        match self {
-            Device::Cpu => "cpu".to_owned(),
-            Device::Cuda(i) => format!("cuda:{i}"),
-        }
+        self.to_string()
     }
 
-    /// The key of this device's table in the hardware report: "cpu", "cuda0".
-    pub fn hardware_key(self) -> String {
+    /// The name without a colon: "cpu", "cuda0". It keys this device's
+    /// table in the hardware report (`[cuda0]`), its probe cache file and
+    /// its energy sensor's name.
+    pub fn slug(self) -> String {
         match self {
             Device::Cpu => "cpu".to_owned(),
             Device::Cuda(i) => format!("cuda{i}"),
+        }
+    }
+
+    /// The device a [`Device::slug`] names ("cpu", "cuda0"), if any.
+    pub fn from_slug(slug: &str) -> Option<Device> {
+        match slug {
+            "cpu" => Some(Device::Cpu),
+            other => other
+                .strip_prefix("cuda")
+                .filter(|i| i.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda),
         }
     }
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// A device name that is not "cpu" or "cuda:N".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device '{0}': expected cpu or cuda:N (e.g. cuda:0)")]
+pub struct UnknownDevice(pub String);
+
+impl FromStr for Device {
+    type Err = UnknownDevice;
+
+    /// Exactly the spelling `Display` writes: a report's `device`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            other => other
+                .strip_prefix("cuda:")
+                .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| UnknownDevice(s.to_owned())),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -215,10 +267,38 @@ mod tests {
     #[test]
     fn names_follow_pytorch_and_the_hardware_report() {
         assert_eq!(Device::Cuda(2).name(), "cuda:2");
-        assert_eq!(Device::Cuda(2).hardware_key(), "cuda2");
-        assert_eq!(Device::Cpu.hardware_key(), "cpu");
+        assert_eq!(Device::Cuda(2).slug(), "cuda2");
+        assert_eq!(Device::Cpu.slug(), "cpu");
+        assert_eq!(Device::from_slug("cuda2"), Some(Device::Cuda(2)));
+        assert_eq!(Device::from_slug("cpu"), Some(Device::Cpu));
+        for bad in ["cuda", "cuda:2", "gpu0", "cuda-1"] {
+            assert_eq!(Device::from_slug(bad), None, "{bad}");
+        }
         let list = parse_list("cpu,cuda:0").unwrap();
         assert_eq!(list_to_string(&list), "cpu,cuda:0");
+    }
+
+    #[test]
+    fn a_device_has_one_spelling_in_reports() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct R {
+            device: Device,
+        }
+        for (device, text) in [
+            (Device::Cpu, "cpu"),
+            (Device::Cuda(0), "cuda:0"),
+            (Device::Cuda(11), "cuda:11"),
+        ] {
+            let toml = toml::to_string(&R { device }).unwrap();
+            assert_eq!(toml, format!("device = \"{text}\"\n"));
+            assert_eq!(toml::from_str::<R>(&toml).unwrap(), R { device });
+            assert_eq!(device.to_string(), text);
+            assert_eq!(text.parse::<Device>(), Ok(device));
+        }
+        for bad in ["cuda0", "cuda:", "cuda:x", "CPU", "gpu", ""] {
+            assert!(bad.parse::<Device>().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<R>("device = \"tpu\"").is_err());
     }
 
     #[test]

@@ -420,7 +420,7 @@ mod tests {
         );
         report.notes.push("tab\there".into());
         let pending = PrecisionResult::not_measured(
-            "cpu",
+            crate::devices::Device::Cpu,
             Precision::Int8,
             crate::report::Status::Failed,
             crate::report::Method::StaticPtq,

@@ -78,7 +78,7 @@ mod tests {
         r.status = Status::Ok;
         r.error = None;
         let mut result = PrecisionResult::not_measured(
-            "cpu",
+            crate::devices::Device::Cpu,
             Precision::Fp32,
             Status::Ok,
             Method::Cast,
@@ -120,7 +120,7 @@ mod tests {
         assert!(now.results[0].notes[0].contains("contended"));
 
         let mut elsewhere = report_with(3.0, Some([2.9, 3.1]), Some(Quality::Clean));
-        elsewhere.results[0].device = "cuda0".into();
+        elsewhere.results[0].device = crate::devices::Device::Cuda(0);
         attach(&before, &mut elsewhere);
         assert!(elsewhere.results[0].previous.is_none());
     }

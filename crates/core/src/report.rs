@@ -8,6 +8,7 @@
 use crate::accuracy::Accuracy;
 use crate::bench::{LatencyStats, StopReason};
 use crate::conditions::{Conditions, Quality};
+use crate::devices::Device;
 use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::settings::InputSpec;
@@ -51,6 +52,120 @@ pub enum Method {
     Aoti,
 }
 
+/// What kind of file the model is (`model.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// A TorchScript archive (`.pt`, `.pth`, ...).
+    Torchscript,
+    /// An AOTInductor package (`.pt2`), the FP32 head of a family.
+    Aoti,
+}
+
+impl Format {
+    /// The format of the model at `path`, from its name as the worker
+    /// decides it (`crate::aoti::is_pt2`).
+    pub fn of(path: &Path) -> Format {
+        if crate::aoti::is_pt2(path) {
+            Format::Aoti
+        } else {
+            Format::Torchscript
+        }
+    }
+
+    /// As the report writes it: "torchscript", "aoti".
+    pub fn word(self) -> &'static str {
+        match self {
+            Format::Torchscript => "torchscript",
+            Format::Aoti => "aoti",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Which runtime produced a result (`results.runtime`), where it is not
+/// the model's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// The TorchScript model a settings file links to an AOTInductor
+    /// family, measured beside it.
+    Torchscript,
+}
+
+impl Runtime {
+    /// As the report writes it: "torchscript".
+    pub fn word(self) -> &'static str {
+        match self {
+            Runtime::Torchscript => "torchscript",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Where the inputs a model was timed on come from (`input_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputSource {
+    /// The model's settings file (`[[inputs]]`).
+    #[serde(rename = "settings")]
+    Settings,
+    /// Guessed from the TorchScript model.
+    #[serde(rename = "inferred")]
+    Inferred,
+    /// An AOTInductor package's own metadata (scripts/precisiond-export.py).
+    #[serde(rename = "package metadata")]
+    PackageMetadata,
+}
+
+impl InputSource {
+    /// As the report writes it: "settings", "inferred", "package metadata".
+    pub fn word(self) -> &'static str {
+        match self {
+            InputSource::Settings => "settings",
+            InputSource::Inferred => "inferred",
+            InputSource::PackageMetadata => "package metadata",
+        }
+    }
+}
+
+impl std::fmt::Display for InputSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Why a result's `speedup_vs_fp32` is absent although both timings were
+/// taken (`results.speedup_withheld`): a ratio of two numbers that are not
+/// the model's speed means nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpeedupWithheld {
+    /// FP32's timing on the device was contended or throttled.
+    Fp32Unclean,
+    /// This result's own timing was contended or throttled.
+    Unclean,
+}
+
+/// A result's first timing, thrown away because it was contended: the
+/// result holds the second (`results.retimed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retimed {
+    /// The first timing's quality ("contended").
+    pub quality: Quality,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
@@ -67,7 +182,7 @@ pub struct Report {
     pub run: RunFacts,
     /// "settings" (from the settings file) or "inferred" (guessed from the model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_source: Option<String>,
+    pub input_source: Option<InputSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,7 +202,7 @@ pub struct ModelFacts {
     pub file: String,
     pub sha256: String,
     pub bytes: u64,
-    pub format: String,
+    pub format: Format,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_file: Option<String>,
     /// sha256 of the settings file, so a daemon sees when it changes.
@@ -115,7 +230,7 @@ pub struct LinkedFile {
 /// package and the TorchScript model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeComparison {
-    pub device: String,
+    pub device: Device,
     pub precision: Precision,
     pub aoti_median_ms: f64,
     pub torchscript_median_ms: f64,
@@ -232,7 +347,7 @@ pub struct RunFacts {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrecisionResult {
-    pub device: String,
+    pub device: Device,
     pub precision: Precision,
     pub status: Status,
     /// Why, whenever status is not ok; otherwise empty.
@@ -247,6 +362,15 @@ pub struct PrecisionResult {
     pub method: Method,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speedup_vs_fp32: Option<f64>,
+    /// Why `speedup_vs_fp32` is absent though both timings exist: one of
+    /// them was contended or throttled. Absent in reports written before
+    /// it existed (their notes say it in words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_withheld: Option<SpeedupWithheld>,
+    /// The first timing, when it was contended and the result was timed
+    /// again inside the same job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retimed: Option<Retimed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput_per_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,7 +387,7 @@ pub struct PrecisionResult {
     /// "torchscript" on the results of the TorchScript model measured
     /// beside an AOTInductor family; absent on the model's own results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
+    pub runtime: Option<Runtime>,
     /// The same result in the report this one replaced (the model measured
     /// again): its median and interval, for comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,14 +543,14 @@ impl PrecisionResult {
 
     /// A result with no measurement, for a precision that was not timed.
     pub fn not_measured(
-        device: &str,
+        device: Device,
         precision: Precision,
         status: Status,
         method: Method,
         reason: String,
     ) -> PrecisionResult {
         PrecisionResult {
-            device: device.to_owned(),
+            device,
             precision,
             status,
             reason,
@@ -434,6 +558,8 @@ impl PrecisionResult {
             accelerated: None,
             method,
             speedup_vs_fp32: None,
+            speedup_withheld: None,
+            retimed: None,
             throughput_per_s: None,
             warmup_iterations: None,
             stop_reason: None,
@@ -519,7 +645,8 @@ pub fn failed_report(
 }
 
 /// A `failed` report for a model with the given hash and size; the model
-/// is not read (a file over the size limit is rejected unread).
+/// is not read (a file over the size limit is rejected unread). Its
+/// `format` is the one the worker would have found: `aoti` for a `.pt2`.
 pub fn failed_report_for(
     model: &Path,
     sha256: String,
@@ -555,7 +682,7 @@ pub fn skeleton(
             file: crate::fsutil::file_name(model),
             sha256,
             bytes,
-            format: "torchscript".into(),
+            format: Format::of(model),
             settings_file: None,
             settings_sha256: None,
             variants: Vec::new(),
@@ -582,5 +709,130 @@ pub fn skeleton(
         hardware: None,
         results: Vec::new(),
         side_by_side: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `value` as the report writes it, and back.
+    fn spelled<T>(value: T) -> String
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        #[derive(Serialize, serde::Deserialize)]
+        struct Holder<T> {
+            v: T,
+        }
+        let text = toml::to_string(&Holder { v: &value }).unwrap();
+        let back: Holder<T> = toml::from_str(&text).unwrap();
+        assert_eq!(back.v, value);
+        text.trim()
+            .strip_prefix("v = ")
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    #[test]
+    fn report_words_keep_their_spellings() {
+        for (f, word) in [(Format::Torchscript, "torchscript"), (Format::Aoti, "aoti")] {
+            assert_eq!(spelled(f), word);
+            assert_eq!(f.to_string(), word);
+        }
+        assert_eq!(spelled(Runtime::Torchscript), "torchscript");
+        assert_eq!(Runtime::Torchscript.to_string(), "torchscript");
+        for (s, word) in [
+            (InputSource::Settings, "settings"),
+            (InputSource::Inferred, "inferred"),
+            (InputSource::PackageMetadata, "package metadata"),
+        ] {
+            assert_eq!(spelled(s), word);
+            assert_eq!(s.to_string(), word);
+        }
+        for (w, word) in [
+            (SpeedupWithheld::Fp32Unclean, "fp32-unclean"),
+            (SpeedupWithheld::Unclean, "unclean"),
+        ] {
+            assert_eq!(spelled(w), word);
+        }
+        for (s, word) in [
+            (Status::Ok, "ok"),
+            (Status::Unsupported, "unsupported"),
+            (Status::Failed, "failed"),
+            (Status::Skipped, "skipped"),
+        ] {
+            assert_eq!(spelled(s), word);
+            assert_eq!(s.word(), word);
+        }
+        for (m, word) in [
+            (Method::Cast, "cast"),
+            (Method::StaticPtq, "static-ptq"),
+            (Method::Prequantized, "prequantized"),
+            (Method::Tensorrt, "tensorrt"),
+            (Method::Aoti, "aoti"),
+        ] {
+            assert_eq!(spelled(m), word);
+        }
+    }
+
+    #[test]
+    fn the_failed_report_names_the_models_format() {
+        let started = now();
+        let failed = |name: &str| {
+            failed_report_for(Path::new(name), String::new(), 0, "x".into(), started, 1)
+                .model
+                .format
+        };
+        assert_eq!(failed("/m/resnet.pt"), Format::Torchscript);
+        assert_eq!(failed("/m/resnet.pt2"), Format::Aoti);
+        assert_eq!(failed("/m/RESNET.PT2"), Format::Aoti);
+        let text = toml::to_string(&failed_report_for(
+            Path::new("/m/family.pt2"),
+            String::new(),
+            0,
+            "x".into(),
+            started,
+            1,
+        ))
+        .unwrap();
+        assert!(text.contains("format = \"aoti\""), "{text}");
+    }
+
+    #[test]
+    fn new_result_fields_are_read_and_left_out_when_absent() {
+        let mut r = PrecisionResult::not_measured(
+            Device::Cuda(1),
+            Precision::Fp16,
+            Status::Ok,
+            Method::Cast,
+            String::new(),
+        );
+        let plain = toml::to_string(&r).unwrap();
+        assert!(!plain.contains("speedup_withheld") && !plain.contains("retimed"));
+        assert!(plain.contains("device = \"cuda:1\""), "{plain}");
+        r.speedup_withheld = Some(SpeedupWithheld::Fp32Unclean);
+        r.retimed = Some(Retimed {
+            quality: Quality::Contended,
+            median_ms: 2.5,
+            p90_ms: 3.0,
+        });
+        r.runtime = Some(Runtime::Torchscript);
+        let text = toml::to_string(&r).unwrap();
+        assert!(
+            text.contains("speedup_withheld = \"fp32-unclean\""),
+            "{text}"
+        );
+        assert!(text.contains("runtime = \"torchscript\""), "{text}");
+        assert!(
+            text.contains("[retimed]\nquality = \"contended\""),
+            "{text}"
+        );
+        let back: PrecisionResult = toml::from_str(&text).unwrap();
+        assert_eq!(back.speedup_withheld, r.speedup_withheld);
+        assert_eq!(back.retimed, r.retimed);
+        assert_eq!(back.device, Device::Cuda(1));
+        assert_eq!(back.precision_label(), "fp16 (torchscript)");
     }
 }

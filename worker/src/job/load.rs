@@ -44,7 +44,6 @@ pub fn load<'a>(
         specs,
         inputs,
     } = if aoti::is_pt2(&opts.model) {
-        report.model.format = "aoti".into();
         load_family(opts, bytes, &settings, &settings_dir, &hardware, report)?
     } else {
         load_torchscript(opts, bytes, &settings, &settings_path, report)?
@@ -166,14 +165,14 @@ fn load_torchscript(
 ) -> Result<Loaded, String> {
     let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
-        report.input_source = Some("inferred".into());
+        report.input_source = Some(report::InputSource::Inferred);
         vec![model::infer_input(
             &module,
             info.num_required,
             settings_path,
         )?]
     } else {
-        report.input_source = Some("settings".into());
+        report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();
         if given < info.num_required || given > info.num_inputs {
             return Err(format!(
@@ -238,7 +237,7 @@ fn inputs_failed(
         "{what} failed on inputs {} ({}): {error}. If these are not its inputs, describe \
          them in {}, for example:\n\n{}\n",
         shapes.join(", "),
-        report.input_source.as_deref().unwrap_or_default(),
+        report.input_source.map(|s| s.word()).unwrap_or_default(),
         settings_path.display(),
         settings::EXAMPLE
     )
@@ -296,10 +295,10 @@ fn load_family(
         ));
     }
     let specs = if !settings.inputs.is_empty() {
-        report.input_source = Some("settings".into());
+        report.input_source = Some(report::InputSource::Settings);
         settings.inputs.clone()
     } else if let Some(text) = family.head.metadata.get(aoti::keys::INPUTS) {
-        report.input_source = Some("package metadata".into());
+        report.input_source = Some(report::InputSource::PackageMetadata);
         ModelSettings::parse(text)
             .map_err(|e| {
                 format!(

@@ -63,7 +63,7 @@ impl Progress {
         method: Option<Method>,
     ) -> PrecisionResult {
         PrecisionResult::not_measured(
-            &device.name(),
+            device,
             precision,
             Status::Failed,
             method.unwrap_or_else(|| plan::nominal_method(device, precision, self.kind)),

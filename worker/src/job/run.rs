@@ -174,7 +174,7 @@ fn none_measured(
     for &precision in precisions {
         progress.step(device, precision, None, report);
         report.results.push(PrecisionResult::not_measured(
-            &device.name(),
+            device,
             precision,
             status,
             plan::nominal_method(device, precision, progress.kind),
@@ -201,7 +201,7 @@ fn beside(
     progress.kind = model.kind;
     measure_model(job, &model, targets, progress, report);
     for result in &mut report.results[first..] {
-        result.runtime = Some("torchscript".into());
+        result.runtime = Some(report::Runtime::Torchscript);
     }
     report.side_by_side = side_by_side(&report.results);
     Ok(())
@@ -219,13 +219,13 @@ fn side_by_side(results: &[PrecisionResult]) -> Vec<report::RuntimeComparison> {
         .filter(|r| r.method == Method::Aoti)
         .filter_map(|aoti| {
             let ts = results.iter().find(|t| {
-                t.runtime.as_deref() == Some("torchscript")
+                t.runtime == Some(report::Runtime::Torchscript)
                     && t.device == aoti.device
                     && t.precision == aoti.precision
             })?;
             let (a, t) = (median(aoti)?, median(ts)?);
             Some(report::RuntimeComparison {
-                device: aoti.device.clone(),
+                device: aoti.device,
                 precision: aoti.precision,
                 aoti_median_ms: a,
                 torchscript_median_ms: t,
@@ -303,9 +303,9 @@ mod tests {
     #[test]
     fn side_by_side_pairs_each_package_with_the_torchscript_result_of_its_step() {
         let mut ts_fp32 = result("cpu", Precision::Fp32, Method::Cast, 4.0);
-        ts_fp32.runtime = Some("torchscript".into());
+        ts_fp32.runtime = Some(report::Runtime::Torchscript);
         let mut ts_bf16 = result("cpu", Precision::Bf16, Method::Cast, 3.0);
-        ts_bf16.runtime = Some("torchscript".into());
+        ts_bf16.runtime = Some(report::Runtime::Torchscript);
         ts_bf16.status = Status::Failed;
         let results = [
             result("cpu", Precision::Fp32, Method::Aoti, 2.0),

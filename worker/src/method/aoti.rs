@@ -125,7 +125,7 @@ fn compiled_without_arithmetic(
     let native = ctx
         .job
         .hardware
-        .verdict(&ctx.device.hardware_key(), precision.name())
+        .verdict(ctx.device, precision)
         .is_some_and(|v| v.native);
     let (needed, _) = aoti::required_flags(&variant.metadata);
     if !native || needed.iter().any(|f| arithmetic.contains(f)) {

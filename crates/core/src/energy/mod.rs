@@ -200,14 +200,15 @@ fn for_cuda_with(root: &Path, index: usize, nvml_library: &str) -> Result<Sensor
         Err(e) => e,
     };
     // A Jetson's iGPU has no NVML energy reading; its board rail covers it.
+    let device = crate::devices::Device::Cuda(index).slug();
     match hwmon::find(root) {
         Some(s) if s.info.readable => Ok(s),
         Some(s) => Err(format!(
-            "no energy sensor for cuda{index}: {nvml_why}; Jetson board rail: {}",
+            "no energy sensor for {device}: {nvml_why}; Jetson board rail: {}",
             s.info.why_not.unwrap_or_default()
         )),
         None => Err(format!(
-            "no energy sensor for cuda{index}: {nvml_why}; no INA3221/INA238 board rail either"
+            "no energy sensor for {device}: {nvml_why}; no INA3221/INA238 board rail either"
         )),
     }
 }

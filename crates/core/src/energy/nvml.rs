@@ -392,9 +392,12 @@ fn sensor(nvml: &Arc<Nvml>, index: u32, dev: RawDevice) -> Sensor {
         _ => "total energy",
     };
     let info = SensorInfo {
-        name: format!("NVML cuda{index}"),
+        name: format!(
+            "NVML {}",
+            crate::devices::Device::Cuda(index as usize).slug()
+        ),
         kind: "nvml".to_string(),
-        covers: format!("cuda{index}"),
+        covers: crate::devices::Device::Cuda(index as usize).slug(),
         rails: vec![rail.to_string()],
         readable: why_not.is_none(),
         why_not,

@@ -29,14 +29,16 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 pub use cpuinfo::{parse_cpuinfo, Arch, CpuInfo};
-pub use rules::{
-    cpu_verdicts, cuda_architecture, cuda_verdicts, PrecisionVerdicts, Verdict, PRECISIONS,
-};
+pub use rules::{cpu_verdicts, cuda_architecture, cuda_verdicts, PrecisionVerdicts, Verdict};
+
+use crate::devices::Device;
+use crate::precision::Precision;
 
 /// Where the live CPU description comes from.
 pub const LIVE_CPUINFO: &str = "/proc/cpuinfo";
 
-/// Everything `detect` found: the CPU, each CUDA GPU (`cuda0`, `cuda1`, ...)
+/// Everything `detect` found: the CPU, each CUDA GPU (`cuda0`, `cuda1`, ...:
+/// [`Device::slug`], a TOML table name cannot hold `cuda:0`)
 /// and notes on what could not be looked at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hardware {
@@ -201,7 +203,7 @@ pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hard
             } else {
                 "skipped: --no-probe".to_string()
             };
-            gpus.insert(format!("cuda{}", dev.index), gpu);
+            gpus.insert(Device::Cuda(dev.index).slug(), gpu);
         }
     } else {
         notes.push("GPUs not queried: --cpuinfo describes another machine".to_string());
@@ -349,8 +351,8 @@ fn apply_probe(
                 g = r.fp32.gemm_ms,
                 c = r.fp32.conv_ms,
             ));
-            probe::apply(fp16, "fp16", &r.fp32, &r.fp16);
-            probe::apply(bf16, "bf16", &r.fp32, &r.bf16);
+            probe::apply(fp16, Precision::Fp16, &r.fp32, &r.fp16);
+            probe::apply(bf16, Precision::Bf16, &r.fp32, &r.bf16);
             int8.probe_note = Some(NO_INT8_PROBE.to_string());
             match &r.reused_from {
                 None => format!("ran in {:.0} ms with {} thread(s)", r.wall_ms, r.threads),
@@ -372,37 +374,59 @@ fn apply_probe(
     }
 }
 
-impl Hardware {
-    /// The verdict for `device` ("cpu", "cuda0", ...) and `precision`
-    /// ("fp32", "fp16", "bf16", "int8").
-    pub fn verdict(&self, device: &str, precision: &str) -> Option<&Verdict> {
-        let (fp32, fp16, bf16, int8) = if device == "cpu" {
-            (
-                &self.cpu.fp32,
-                &self.cpu.fp16,
-                &self.cpu.bf16,
-                &self.cpu.int8,
-            )
-        } else {
-            let g = self.gpus.get(device)?;
-            (&g.fp32, &g.fp16, &g.bf16, &g.int8)
-        };
+impl CpuReport {
+    /// The CPU's verdict on `precision`.
+    pub fn verdict(&self, precision: Precision) -> &Verdict {
         match precision {
-            "fp32" => Some(fp32),
-            "fp16" => Some(fp16),
-            "bf16" => Some(bf16),
-            "int8" => Some(int8),
-            _ => None,
+            Precision::Fp32 => &self.fp32,
+            Precision::Fp16 => &self.fp16,
+            Precision::Bf16 => &self.bf16,
+            Precision::Int8 => &self.int8,
+        }
+    }
+}
+
+impl GpuReport {
+    /// The GPU's verdict on `precision`.
+    pub fn verdict(&self, precision: Precision) -> &Verdict {
+        match precision {
+            Precision::Fp32 => &self.fp32,
+            Precision::Fp16 => &self.fp16,
+            Precision::Bf16 => &self.bf16,
+            Precision::Int8 => &self.int8,
+        }
+    }
+}
+
+impl Hardware {
+    /// The verdict for `device` and `precision`; None for a CUDA device
+    /// detection did not find.
+    pub fn verdict(&self, device: Device, precision: Precision) -> Option<&Verdict> {
+        match device {
+            Device::Cpu => Some(self.cpu.verdict(precision)),
+            Device::Cuda(_) => Some(self.gpus.get(&device.slug())?.verdict(precision)),
         }
     }
 
-    /// "cpu", then "cuda0", "cuda1", ... in index order.
-    pub fn devices(&self) -> Vec<String> {
-        let mut gpus: Vec<&String> = self.gpus.keys().collect();
-        gpus.sort_by_key(|k| (k.len(), k.as_str()));
-        std::iter::once("cpu".to_string())
-            .chain(gpus.into_iter().cloned())
-            .collect()
+    /// The report of CUDA device `device`; None for the CPU or a device
+    /// detection did not find.
+    pub fn gpu(&self, device: Device) -> Option<&GpuReport> {
+        match device {
+            Device::Cpu => None,
+            Device::Cuda(_) => self.gpus.get(&device.slug()),
+        }
+    }
+
+    /// The CPU, then the CUDA devices in index order.
+    pub fn devices(&self) -> Vec<Device> {
+        let mut gpus: Vec<Device> = self
+            .gpus
+            .keys()
+            .filter_map(|k| Device::from_slug(k))
+            .filter(|d| *d != Device::Cpu)
+            .collect();
+        gpus.sort();
+        std::iter::once(Device::Cpu).chain(gpus).collect()
     }
 
     /// The `--format toml` output: tables `cpu`, `cpu.fp16`, ..., `cuda0`, ...

@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use super::rules::Verdict;
+use crate::precision::Precision;
 
 /// GEMM: [GEMM_N x GEMM_N] x [GEMM_N x GEMM_N]. Large enough that kernel
 /// speed, not call overhead, decides (at 128 FP16 and BF16 both look slow
@@ -90,7 +91,7 @@ impl PrecisionProbe {
 /// [`super::probe_cache`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeReport {
-    /// "cpu", "cuda0", ...
+    /// [`crate::devices::Device::slug`]: "cpu", "cuda0", ...
     pub device: String,
     /// libtorch intra-op threads during the probe.
     pub threads: i32,
@@ -133,7 +134,7 @@ pub enum ProbeOp {
 
 /// The precisions the probe times, in the lane order of [`measure`]'s
 /// `call`: 0 fp32, 1 fp16, 2 bf16.
-pub const PROBE_PRECISIONS: [&str; 3] = ["fp32", "fp16", "bf16"];
+pub const PROBE_PRECISIONS: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Bf16];
 
 #[derive(Debug, Clone)]
 struct LaneStats {
@@ -327,7 +328,7 @@ pub fn measure(
 /// reason when it contradicts or qualifies the flags.
 pub fn apply(
     verdict: &mut Verdict,
-    precision: &str,
+    precision: Precision,
     fp32: &OpTimes,
     result: &Result<PrecisionProbe, String>,
 ) {

@@ -20,7 +20,7 @@ pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 pub struct ProbeKey {
     pub boot_id: String,
     pub libtorch: String,
-    /// "cpu", "cuda0", ...
+    /// [`crate::devices::Device::slug`]: "cpu", "cuda0", ... (it names the file).
     pub device: String,
     pub threads: usize,
 }

@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cpuinfo::{Arch, CpuInfo};
+use crate::precision::Precision;
 
 /// The verdict for one precision on one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,8 +77,17 @@ pub struct PrecisionVerdicts {
     pub int8: Verdict,
 }
 
-/// The precisions precisiond times, in report order.
-pub const PRECISIONS: [&str; 4] = ["fp32", "fp16", "bf16", "int8"];
+impl PrecisionVerdicts {
+    /// The verdict on `precision`.
+    pub fn get(&self, precision: Precision) -> &Verdict {
+        match precision {
+            Precision::Fp32 => &self.fp32,
+            Precision::Fp16 => &self.fp16,
+            Precision::Bf16 => &self.bf16,
+            Precision::Int8 => &self.int8,
+        }
+    }
+}
 
 fn join(flags: &[&str]) -> String {
     flags.join(", ")

@@ -96,14 +96,10 @@ fn speedup_label(r: &PrecisionResult) -> Option<String> {
             }
             _ => format!("{s:.2}x"),
         }),
-        // The report withholds the speedup where either timing is not clean.
-        _ if is_unclean(r)
-            || r.notes
-                .iter()
-                .any(|n| n.starts_with("speedup_vs_fp32 withheld")) =>
-        {
-            Some("speedup withheld".to_owned())
-        }
+        // The report withholds the speedup where either timing is not
+        // clean; a report written before `speedup_withheld` existed still
+        // says so by this result's own quality.
+        _ if r.speedup_withheld.is_some() || is_unclean(r) => Some("speedup withheld".to_owned()),
         _ => Some("no speedup recorded".to_owned()),
     }
 }
@@ -678,6 +674,35 @@ mod tests {
             text.contains("cpu int8 (tensorrt): skipped: TensorRT: no trtexec found on PATH"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_speedup_withheld_for_fp32s_timing_says_so() {
+        // A clean result whose FP32 timing was contended: only the field
+        // says why there is no speedup, whatever the notes say.
+        let mut report = load("edited_one_contended.toml");
+        let bf16 = report
+            .results
+            .iter_mut()
+            .find(|r| r.precision == Precision::Bf16 && r.method != crate::report::Method::Tensorrt)
+            .unwrap();
+        assert_eq!(bf16.quality, Some(Quality::Clean));
+        bf16.speedup_vs_fp32 = None;
+        bf16.speedup_ci_vs_fp32 = None;
+        bf16.notes.clear();
+        let without = parse(&report_svg(&report).unwrap());
+        assert_eq!(without.matches("speedup withheld").count(), 1, "{without}");
+        assert!(without.contains("no speedup recorded"), "{without}");
+
+        let bf16 = report
+            .results
+            .iter_mut()
+            .find(|r| r.precision == Precision::Bf16 && r.method != crate::report::Method::Tensorrt)
+            .unwrap();
+        bf16.speedup_withheld = Some(crate::report::SpeedupWithheld::Fp32Unclean);
+        let with = parse(&report_svg(&report).unwrap());
+        assert_eq!(with.matches("speedup withheld").count(), 2, "{with}");
+        assert!(!with.contains("no speedup recorded"), "{with}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! their columns with [`grid`], so they read alike.
 
 use crate::conditions::Quality;
-use crate::hardware::{Hardware, PRECISIONS};
+use crate::hardware::Hardware;
 use crate::precision::Precision;
 use crate::report::{OperatorProfile, OperatorTime, Report, Status};
 use std::fmt::Write as _;
@@ -47,7 +47,7 @@ pub fn report_summary(report: &Report) -> String {
         };
         let lat = r.latency_ms.as_ref();
         rows.push([
-            r.device.clone(),
+            r.device.to_string(),
             r.precision_label(),
             match r.quality {
                 Some(q) if q != Quality::Clean => format!("{} ({q})", r.status.word()),
@@ -84,7 +84,7 @@ pub fn report_summary(report: &Report) -> String {
             .iter()
             .map(|c| {
                 [
-                    c.device.clone(),
+                    c.device.to_string(),
                     c.precision.to_string(),
                     format!("{:.3}", c.aoti_median_ms),
                     format!("{:.3}", c.torchscript_median_ms),
@@ -140,7 +140,11 @@ pub fn report_summary(report: &Report) -> String {
     }
     for r in &report.results {
         if let Some(profile) = &r.profile {
-            out.push_str(&profile_lines(&r.device, &r.precision_label(), profile));
+            out.push_str(&profile_lines(
+                &r.device.to_string(),
+                &r.precision_label(),
+                profile,
+            ));
         }
     }
     out
@@ -162,7 +166,7 @@ fn energy_section(report: &Report) -> String {
             .iter()
             .map(|(r, e)| {
                 [
-                    r.device.clone(),
+                    r.device.to_string(),
                     r.precision_label(),
                     opt(e.energy_mj_per_inference, 3),
                     e.energy_vs_fp32
@@ -260,8 +264,10 @@ pub fn hardware(hw: &Hardware) -> String {
         let _ = writeln!(out, "  jetson: {j}");
     }
     let _ = writeln!(out, "  probe: {}", c.probe);
-    for name in hw.devices().iter().skip(1) {
-        let g = &hw.gpus[name];
+    for device in hw.devices().into_iter().skip(1) {
+        let Some(g) = hw.gpu(device) else { continue };
+        // The hardware report's own name for it: the `[cuda0]` table.
+        let name = device.slug();
         let _ = writeln!(
             out,
             "{name}: {} (compute capability {}, {}{})",
@@ -290,12 +296,12 @@ pub fn hardware(hw: &Hardware) -> String {
     ];
     let mut rows: Vec<[String; 6]> = Vec::new();
     for device in hw.devices() {
-        for precision in PRECISIONS {
-            let Some(v) = hw.verdict(&device, precision) else {
+        for precision in Precision::ALL {
+            let Some(v) = hw.verdict(device, precision) else {
                 continue;
             };
             rows.push([
-                device.clone(),
+                device.slug(),
                 precision.to_string(),
                 yes_no(v.native).to_string(),
                 v.accelerated.map_or("-", yes_no).to_string(),

@@ -105,7 +105,7 @@ fn int8_flow_builds_once_caches_and_reads_the_exported_times() {
     let r: PrecisionResult = measure(&request(&trt, &onnx, &state, Precision::Int8));
     assert_eq!(r.status, Status::Ok, "{}", r.reason);
     assert_eq!(r.method, Method::Tensorrt);
-    assert_eq!(r.device, "cuda:0");
+    assert_eq!(r.device, precisiond_core::devices::Device::Cuda(0));
     assert_eq!(r.tensorrt_version.as_deref(), Some("10.8.0"));
     assert_eq!(r.engine_cached, Some(false));
     assert!(r.engine_build_seconds.unwrap() >= 0.0);

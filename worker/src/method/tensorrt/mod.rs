@@ -62,10 +62,9 @@ impl PrecisionMethod for Tensorrt {
         };
         let gpu = job
             .hardware
-            .gpus
-            .get(&ctx.device.hardware_key())
+            .gpu(ctx.device)
             .map(|g| format!("{} ({})", g.name, g.compute_capability))
-            .unwrap_or_else(|| ctx.device.hardware_key());
+            .unwrap_or_else(|| ctx.device.slug());
         let cache = match job
             .settings
             .tensorrt_calibration_cache

@@ -50,10 +50,10 @@ pub struct Request<'a> {
 /// Never panics: every problem is a `failed` or `unsupported` result with
 /// the reason.
 pub fn measure(req: &Request) -> PrecisionResult {
-    let device = format!("cuda:{}", req.device_index);
+    let device = precisiond_core::devices::Device::Cuda(req.device_index);
     let p = req.precision;
     let mut result =
-        PrecisionResult::not_measured(&device, p, Status::Ok, Method::Tensorrt, String::new());
+        PrecisionResult::not_measured(device, p, Status::Ok, Method::Tensorrt, String::new());
     result.tensorrt_version = Some(req.trtexec.version.to_string());
     result.onnx = Some(req.onnx.display().to_string());
     let fail = |mut r: PrecisionResult, status: Status, reason: String| {
@@ -238,6 +238,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
             .push("trtexec --int8: layers TensorRT cannot run in INT8 run in FP32".into());
     }
     result.accuracy = Some(Accuracy::absent(
+        precisiond_core::accuracy::Absence::NotCompared,
         "trtexec times the engine on its own random inputs and precisiond does not read \
          TensorRT's outputs: no comparison with FP32",
     ));
