@@ -82,7 +82,7 @@ mod tests {
         let int8 = progress.measuring(Device::Cpu, Precision::Int8, None);
         assert_eq!(int8.method, Method::StaticPtq);
         assert_eq!(int8.status, Status::Failed);
-        assert_eq!(int8.device, "cpu");
+        assert_eq!(int8.device, Device::Cpu);
         let beside = progress.measuring(Device::Cuda(0), Precision::Fp16, Some(Method::Tensorrt));
         assert_eq!(beside.method, Method::Tensorrt);
         let family = Progress::new(4, ModelKind::AotiFamily);

@@ -240,7 +240,7 @@ mod tests {
     use super::*;
     use precisiond_core::bench::LatencyStats;
 
-    fn result(device: &str, precision: Precision, method: Method, median: f64) -> PrecisionResult {
+    fn result(device: Device, precision: Precision, method: Method, median: f64) -> PrecisionResult {
         let mut r =
             PrecisionResult::not_measured(device, precision, Status::Ok, method, String::new());
         r.latency_ms = LatencyStats::from_samples(&[median]);
@@ -271,7 +271,7 @@ mod tests {
             .iter()
             .map(|r| {
                 (
-                    r.device.as_str(),
+                    r.device,
                     r.precision,
                     r.status,
                     r.method,
@@ -283,14 +283,14 @@ mod tests {
             got,
             [
                 (
-                    "cuda:1",
+                    Device::Cuda(1),
                     Precision::Fp32,
                     Status::Unsupported,
                     Method::Cast,
                     "cuda:1 was asked for"
                 ),
                 (
-                    "cuda:1",
+                    Device::Cuda(1),
                     Precision::Int8,
                     Status::Unsupported,
                     Method::Tensorrt,
@@ -302,16 +302,16 @@ mod tests {
 
     #[test]
     fn side_by_side_pairs_each_package_with_the_torchscript_result_of_its_step() {
-        let mut ts_fp32 = result("cpu", Precision::Fp32, Method::Cast, 4.0);
+        let mut ts_fp32 = result(Device::Cpu, Precision::Fp32, Method::Cast, 4.0);
         ts_fp32.runtime = Some(report::Runtime::Torchscript);
-        let mut ts_bf16 = result("cpu", Precision::Bf16, Method::Cast, 3.0);
+        let mut ts_bf16 = result(Device::Cpu, Precision::Bf16, Method::Cast, 3.0);
         ts_bf16.runtime = Some(report::Runtime::Torchscript);
         ts_bf16.status = Status::Failed;
         let results = [
-            result("cpu", Precision::Fp32, Method::Aoti, 2.0),
-            result("cpu", Precision::Bf16, Method::Aoti, 1.0),
+            result(Device::Cpu, Precision::Fp32, Method::Aoti, 2.0),
+            result(Device::Cpu, Precision::Bf16, Method::Aoti, 1.0),
             // No TorchScript result on this device: nothing to pair.
-            result("cuda:0", Precision::Fp32, Method::Aoti, 1.0),
+            result(Device::Cuda(0), Precision::Fp32, Method::Aoti, 1.0),
             ts_fp32,
             ts_bf16,
         ];
@@ -319,8 +319,8 @@ mod tests {
         assert_eq!(pairs.len(), 1, "a failed result has no median to compare");
         let fp32 = &pairs[0];
         assert_eq!(
-            (fp32.device.as_str(), fp32.precision),
-            ("cpu", Precision::Fp32)
+            (fp32.device, fp32.precision),
+            (Device::Cpu, Precision::Fp32)
         );
         assert_eq!(fp32.aoti_median_ms, 2.0);
         assert_eq!(fp32.torchscript_median_ms, 4.0);
