@@ -27,6 +27,7 @@ pub mod status_file; // `.precisiond/status.toml` and systemd's STATUS= line
 mod systemd;
 pub mod watch; // inotify events to settled model files
 
+use crate::cli::fail;
 use crate::config::{Config, Overrides};
 use crate::daemon::hashcache::HashCache;
 use crate::daemon::prometheus::DaemonFacts;
@@ -35,8 +36,7 @@ use crate::supervise::{self, Measured, WorkerEnd};
 use clap::Args;
 use decide::{Decision, Inputs};
 use notify::RecommendedWatcher;
-use precisiond_core::flags::PrecisionList;
-use precisiond_core::precision;
+use precisiond_core::flags::{parse_precisions, PrecisionList};
 use precisiond_core::protocol::Progress;
 use precisiond_core::report::{self, Report};
 use retry::Retries;
@@ -71,11 +71,6 @@ pub struct WatchArgs {
     /// Take a written file once its size has not changed for this long.
     #[arg(long)]
     pub settle_ms: Option<u64>,
-}
-
-/// A comma-separated list as one value (see `cli::PrecisionList`).
-fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
-    precision::parse_list(list).map(PrecisionList)
 }
 
 impl WatchArgs {
@@ -199,11 +194,6 @@ pub fn run(args: WatchArgs) -> ExitCode {
     daemon.notifier.ready(&line);
     daemon.run(rx);
     ExitCode::SUCCESS
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("precisiond: error: {message}");
-    ExitCode::FAILURE
 }
 
 fn origin(config_file: Option<&Path>) -> String {
@@ -342,7 +332,7 @@ fn job_thread(
             let written = precisiond_core::output::write_report(
                 &report,
                 &report::default_path(model),
-                inputs.config.chart,
+                inputs.config.knobs.chart,
             );
             JobEnd::Rejected(*report, written)
         }
@@ -350,7 +340,7 @@ fn job_thread(
             let config = inputs.config;
             args.started_busy = quiet::wait_for_quiet(
                 model,
-                config.busy_threshold,
+                config.knobs.busy_threshold,
                 Duration::from_secs_f64(config.busy_wait_seconds),
                 stop,
             );
@@ -811,8 +801,9 @@ impl Daemon {
         if self.stopping {
             return;
         }
-        let loaded =
-            Config::load(self.config_arg.as_deref(), &self.overrides).and_then(|(c, file)| {
+        let loaded = Config::load(self.config_arg.as_deref(), &self.overrides)
+            .map_err(|e| e.to_string())
+            .and_then(|(c, file)| {
                 let folders = resolve_all(&c, &origin(file.as_deref()))?;
                 Ok((c, folders, file))
             });

@@ -7,7 +7,7 @@
 //! This is the only process of precisiond that loads libtorch; a crash
 //! inside libtorch ends only this job.
 
-use crate::context::{Context, Job, JobOptions};
+use crate::context::{Context, Job};
 use crate::cuda::{self, CudaLoad, MemoryWindow};
 use crate::family::{self, Family};
 use crate::forward::Forward;
@@ -17,6 +17,7 @@ use crate::{method, model, plan, shim, verdict};
 use precisiond_core::devices::{self, Device, DeviceRequest};
 use precisiond_core::fsutil::{self, file_name, hex_sha256};
 use precisiond_core::hardware::DetectOptions;
+use precisiond_core::job::JobSpec;
 use precisiond_core::precision::Precision;
 use precisiond_core::protocol;
 use precisiond_core::report::{
@@ -30,8 +31,6 @@ use tch::Tensor;
 
 /// Seed of the synthetic inputs: the same inputs for every precision and run.
 const INPUT_SEED: i64 = 20_261_128;
-
-pub const DEFAULT_PRECISIONS: [Precision; 4] = Precision::ALL;
 
 /// What a job ended with: a report that says ok, or one that says failed.
 pub struct JobOutcome {
@@ -49,7 +48,7 @@ pub enum JobError {
 
 /// Runs the job and writes its report. Errors before a report can be
 /// written (the model file is missing or unreadable) come back as `Err`.
-pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
+pub fn run_job(opts: &JobSpec, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
     let started = report::now();
     let libtorch = shim::libtorch_version();
     send(&protocol::WorkerMessage::Libtorch {
@@ -78,12 +77,12 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             finished: started,
             precisiond: env!("CARGO_PKG_VERSION").into(),
             libtorch,
-            threads: opts.threads,
+            threads: opts.knobs.threads,
             host: host_name(),
             emulator: precisiond_core::emulation::emulator(),
             started_busy: opts.started_busy,
-            max_seconds: opts.bench.max_seconds,
-            target_rel_ci: opts.bench.target_rel_ci,
+            max_seconds: opts.knobs.bench().max_seconds,
+            target_rel_ci: opts.knobs.bench().target_rel_ci,
             accuracy: None,
         },
         input_source: None,
@@ -107,7 +106,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
             share * 100.0
         ));
     }
-    tch::set_num_threads(opts.threads as i32);
+    tch::set_num_threads(opts.knobs.threads as i32);
     let _no_grad = tch::no_grad_guard();
 
     shim::collect_warnings();
@@ -124,27 +123,26 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     if let Ok(previous) = precisiond_core::report::load(&opts.report) {
         precisiond_core::regression::attach(&previous, &mut report);
     }
-    precisiond_core::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
-        let message = format!("cannot write report {}: {e}", opts.report.display());
-        if fsutil::is_disk_full(&e) {
-            JobError::DiskFull(message)
-        } else {
-            JobError::Refused(message)
-        }
-    })?;
+    precisiond_core::output::write_report(&report, &opts.report, opts.knobs.chart).map_err(
+        |e| {
+            let message = format!("cannot write report {}: {e}", opts.report.display());
+            if fsutil::is_disk_full(&e) {
+                JobError::DiskFull(message)
+            } else {
+                JobError::Refused(message)
+            }
+        },
+    )?;
     Ok(JobOutcome { report })
 }
 
 fn measure_all(
-    opts: &JobOptions,
+    opts: &JobSpec,
     cuda_load: &CudaLoad,
     bytes: &[u8],
     report: &mut Report,
 ) -> Result<(), String> {
-    let settings_path = opts
-        .settings
-        .clone()
-        .unwrap_or_else(|| settings::default_path(&opts.model));
+    let settings_path = opts.settings_path();
     let settings = if settings_path.exists() {
         let text = fsutil::read(&settings_path, opts.untrusted_folder)
             .map_err(|e| format!("cannot read settings file {}: {e}", settings_path.display()))?;
@@ -161,25 +159,16 @@ fn measure_all(
     } else {
         ModelSettings::default()
     };
-    let mut bench_config = opts.bench;
-    if let Some(seconds) = settings.max_seconds {
-        bench_config.max_seconds = seconds;
-        report.run.max_seconds = seconds;
-    }
-    let precisions = opts
-        .precisions
-        .clone()
-        .or_else(|| settings.precisions.clone())
-        .unwrap_or_else(|| DEFAULT_PRECISIONS.to_vec());
-    let requests = opts
-        .devices
-        .clone()
-        .or_else(|| settings.devices.clone())
-        .unwrap_or_else(devices::default_requests);
+    // The job's lists, budget and thresholds with the settings file's applied.
+    let effective = opts.with_settings(&settings);
+    let bench_config = effective.bench;
+    report.run.max_seconds = bench_config.max_seconds;
+    let precisions = effective.precisions;
+    let requests = effective.devices;
 
     // The probe's result is kept per boot and libtorch in the state folder.
-    let probe_dir = opts.probe.then(|| {
-        fsutil::ensure_state_subdir(&opts.state_dir(), state_files::PROBE_DIR)
+    let probe_dir = opts.knobs.probe.then(|| {
+        fsutil::ensure_state_subdir(&opts.state_dir, state_files::PROBE_DIR)
             .map_err(|e| log::warn!("the hardware probe runs uncached: {e}"))
             .ok()
     });
@@ -190,8 +179,8 @@ fn measure_all(
     let mut hardware = precisiond_core::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
-            probe: opts.probe,
-            threads: Some(opts.threads),
+            probe: opts.knobs.probe,
+            threads: Some(opts.knobs.threads),
         },
         &torch,
     )
@@ -228,7 +217,7 @@ fn measure_all(
 
     // Hashed once, when the model was read; the report already holds it.
     let model_sha256 = report.model.sha256.clone();
-    let accuracy_thresholds = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
+    let accuracy_thresholds = effective.accuracy;
     report.run.accuracy = Some(accuracy_thresholds);
     let job = Job {
         opts,
@@ -386,7 +375,7 @@ fn beside_torchscript(
     } else {
         plan::ModelKind::TorchScript
     };
-    let ts_opts = JobOptions {
+    let ts_opts = JobSpec {
         model: path.clone(),
         ..opts.clone()
     };
@@ -458,7 +447,7 @@ struct Loaded {
 }
 
 fn load_torchscript(
-    opts: &JobOptions,
+    opts: &JobSpec,
     bytes: &[u8],
     settings: &ModelSettings,
     settings_path: &std::path::Path,
@@ -536,7 +525,7 @@ fn load_torchscript(
 /// loaded (from a private copy of what was hashed) and run on the inputs
 /// the settings file or the package's metadata describe.
 fn load_family(
-    opts: &JobOptions,
+    opts: &JobSpec,
     bytes: &[u8],
     settings: &ModelSettings,
     settings_dir: &SettingsDir,
@@ -611,7 +600,7 @@ fn load_family(
             settings::EXAMPLE
         ));
     };
-    let module = family::load(&family.head, &opts.state_dir())?;
+    let module = family::load(&family.head, &opts.state_dir)?;
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
     let reference = module.run(&inputs).map_err(|e| {
         let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();

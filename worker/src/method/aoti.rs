@@ -86,7 +86,7 @@ impl PrecisionMethod for Aoti {
                 result,
             }));
         }
-        let package = family::load(variant, &ctx.job.opts.state_dir())
+        let package = family::load(variant, &ctx.job.opts.state_dir)
             .map_err(|e| ctx.failed(precision, Method::Aoti, e))?;
         // A BF16 or FP16 package was exported with inputs of its type;
         // INT8's (PT2E quantization) takes FP32 inputs and quantizes inside.

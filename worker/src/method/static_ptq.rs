@@ -58,7 +58,7 @@ impl PrecisionMethod for StaticPtq {
 
         // Checked (no link, ours) before anything is written there.
         let dir =
-            ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR).map_err(fail)?;
+            ensure_state_subdir(&job.opts.state_dir, state_files::QUANTIZED_DIR).map_err(fail)?;
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
         let sha256 = job.sha256.to_owned();
@@ -68,7 +68,7 @@ impl PrecisionMethod for StaticPtq {
                 model_sha256: sha256,
                 out: artefact.clone(),
                 engine: engine.clone(),
-                threads: job.opts.threads,
+                threads: job.opts.knobs.threads,
                 inputs: job.specs.to_vec(),
                 calibration: job.settings.calibration.clone(),
                 calibration_dir,
