@@ -4,6 +4,13 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
+/// Prints an error the way `precisiond` prints every error that ends it,
+/// and returns the exit code that goes with it.
+pub fn fail(message: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("precisiond: error: {message}");
+    std::process::ExitCode::FAILURE
+}
+
 /// `precisiond summarize`'s output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SummaryFormat {

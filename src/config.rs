@@ -4,32 +4,27 @@
 //! Every key has a default, so an empty file (or none at all) works. Unknown
 //! keys and bad values are errors that name the key and the file: a typo in a
 //! config must not silently fall back to a default.
+//!
+//! How a model is measured (precisions, budget, thresholds, ...) is not
+//! defined here: those keys are the [`Knobs`] of `precisiond_core::job`,
+//! read from the same top-level table, bounded there, and turned into a
+//! worker's job by [`Config::job_spec`].
 
-use precisiond_core::accuracy::AccuracyThresholds;
-use precisiond_core::bench::BenchConfig;
-use precisiond_core::devices::DeviceRequest;
+use precisiond_core::job::{BadKnob, Given, JobSpec, Knob, Knobs};
 use precisiond_core::precision::Precision;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the service looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/precisiond/precisiond.toml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The daemon's own keys, and the measurement knobs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// Drop folders to watch (not recursive).
     pub folders: Vec<PathBuf>,
-    /// Precisions measured for a model whose settings file names none.
-    pub precisions: Vec<Precision>,
-    /// CPU threads for every precision; 0 means all cores.
-    pub threads: usize,
-    /// Time budget per precision and device, warm-up included, in seconds.
-    pub max_seconds: f64,
-    /// Timing of a precision stops once the median's 95% confidence interval
-    /// is within this many percent of it.
-    pub target_ci_percent: f64,
     /// The worker measuring one model is killed after this many seconds and
     /// the model gets a failed report.
     pub worker_timeout_seconds: f64,
@@ -41,47 +36,24 @@ pub struct Config {
     pub max_attempts: u32,
     /// The wait before the second attempt, doubled for each further one.
     pub retry_backoff_seconds: f64,
-    /// An engine build (TensorRT) is a phase of its own, with this limit
-    /// instead of `worker_timeout_seconds`.
-    pub build_timeout_seconds: f64,
     /// Larger model files are not read; they get a failed report instead.
     pub max_model_bytes: u64,
-    /// Run the hardware micro-benchmark, once per boot and libtorch version
-    /// (cached in the state folder); flags alone decide `native` otherwise.
-    pub probe: bool,
     /// error, warn, info, debug or trace; `PRECISIOND_LOG` overrides it.
     pub log_level: LogLevel,
-    /// Devices measured for a model whose settings file names none: "auto"
-    /// (the CPU and every CUDA device libtorch sees), "cpu", "cuda:0", ...
-    pub devices: Vec<DeviceRequest>,
-    /// TensorRT's trtexec [default: PATH, then /usr/src/tensorrt/bin].
-    pub trtexec: Option<PathBuf>,
-    /// Profile each result operator by operator (`precisiond run --profile`).
-    pub profile: bool,
-    /// Write the chart `NAME.pt.report.svg` beside each report.
-    pub chart: bool,
-    /// The `[accuracy]` table: the bounds of each result's accuracy verdict.
-    pub accuracy: AccuracyThresholds,
-    /// A job starts once other processes use less than this share (0 to 1)
-    /// of the CPUs; a result during which they used more is marked contended.
-    pub busy_threshold: f64,
-    /// How long a job waits for a quiet machine before it measures anyway
-    /// (and its report says the machine was busy); 0: no wait.
+    /// How long a job waits for a quiet machine (less than the knobs'
+    /// `busy_threshold` used by others) before it measures anyway (and its
+    /// report says the machine was busy); 0: no wait.
     pub busy_wait_seconds: f64,
-    /// A result whose median's 95% confidence interval stays wider than this
-    /// many percent of it is marked contended.
-    pub contended_ci_percent: f64,
-    /// A result whose p90 is more than this many times its median is marked contended.
-    pub contended_p90_ratio: f64,
-    /// A result during which the CPU clock fell by more than this many
-    /// percent is marked throttled.
-    pub clock_drop_percent: f64,
     /// A folder where the daemon keeps `precisiond.prom`, its metrics for
     /// node_exporter's textfile collector; absent: no metrics file.
     pub textfile_dir: Option<PathBuf>,
+    /// How models are measured: top-level keys of the same file (and
+    /// `[accuracy]`), read by [`Config::parse`] into their own struct.
+    #[serde(skip)]
+    pub knobs: Knobs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Off,
@@ -107,33 +79,17 @@ impl LogLevel {
 
 impl Default for Config {
     fn default() -> Self {
-        let bench = BenchConfig::default();
-        let limits = precisiond_core::conditions::Limits::default();
         Config {
             folders: Vec::new(),
-            precisions: Precision::ALL.to_vec(),
-            threads: 0,
-            max_seconds: bench.max_seconds,
-            target_ci_percent: bench.target_rel_ci * 100.0,
             worker_timeout_seconds: 600.0,
             settle_ms: 1000,
             max_attempts: 3,
             retry_backoff_seconds: 60.0,
-            build_timeout_seconds: precisiond_core::flags::DEFAULT_BUILD_TIMEOUT_SECONDS,
             max_model_bytes: 4_000_000_000,
-            probe: true,
             log_level: LogLevel::Info,
-            devices: precisiond_core::devices::default_requests(),
-            trtexec: None,
-            profile: false,
-            chart: true,
-            accuracy: AccuracyThresholds::default(),
-            busy_threshold: limits.busy_threshold,
             busy_wait_seconds: 120.0,
-            contended_ci_percent: limits.max_rel_ci * 100.0,
-            contended_p90_ratio: limits.max_p90_ratio,
-            clock_drop_percent: limits.max_clock_drop * 100.0,
             textfile_dir: None,
+            knobs: Knobs::default(),
         }
     }
 }
@@ -148,14 +104,91 @@ pub struct Overrides {
     pub settle_ms: Option<u64>,
 }
 
+/// Why a config was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}; fix the path given to --config", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, or a value of the wrong type: toml's words, which name the
+    /// key and show the line.
+    #[error("config file {origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error(
+        "config file {origin}: unknown key `{key}` (etc/precisiond.toml, installed as \
+         {DEFAULT_PATH}, documents every key)"
+    )]
+    UnknownKey { origin: String, key: String },
+    #[error("config file {origin}: {invalid}")]
+    Invalid { origin: String, invalid: Invalid },
+    /// `precisiond watch`'s flags (named by the keys they override).
+    #[error("command line: {0}")]
+    Flags(Invalid),
+}
+
+/// A value out of its bounds, named by its key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// A measurement knob, bounded with `precisiond run`'s flag of the same
+    /// meaning; an `[accuracy]` key is shown inside its table.
+    #[error("{}{}", .0.knob.table().map(|t| format!("[{t}] ")).unwrap_or_default(), .0)]
+    Knob(BadKnob),
+    #[error("`retry_backoff_seconds` must be a positive number of seconds, got {0}")]
+    RetryBackoff(f64),
+    #[error("`busy_wait_seconds` must be 0 (no wait) or a positive number of seconds, got {0}")]
+    BusyWait(f64),
+    #[error("`max_attempts` must be at least 1 (1: never retry)")]
+    NoAttempt,
+    #[error("`max_model_bytes` must be above 0")]
+    NoModelBytes,
+    #[error(
+        "`textfile_dir` must be an absolute path (node_exporter's \
+         --collector.textfile.directory), got {0:?}"
+    )]
+    RelativeTextfileDir(PathBuf),
+    // The settle time is how long a quiet file waits; beyond a minute a
+    // user would think the daemon is not watching.
+    #[error("`settle_ms` must be at most 60000 (one minute), got {0}")]
+    SettleTooLong(u64),
+}
+
+impl From<BadKnob> for Invalid {
+    fn from(bad: BadKnob) -> Invalid {
+        Invalid::Knob(bad)
+    }
+}
+
 impl Config {
     /// Parses a config file's text; `origin` names the file in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| format!("config file {origin}: {}", e.to_string().trim_end()))?;
-        config
-            .validate()
-            .map_err(|e| format!("config file {origin}: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        };
+        // The knobs and the daemon's keys share the top level: each struct
+        // reads its own (so a wrong value is reported by toml with its key
+        // and line), and a key neither knows is refused here.
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let knob_keys = serde_keys::<Knobs>();
+        let own_keys = serde_keys::<Config>();
+        if let Some(key) = table
+            .keys()
+            .find(|k| !knob_keys.contains(&k.as_str()) && !own_keys.contains(&k.as_str()))
+        {
+            return Err(ConfigError::UnknownKey {
+                origin: origin.to_owned(),
+                key: key.clone(),
+            });
+        }
+        let knobs: Knobs = toml::from_str(text).map_err(syntax)?;
+        let mut config: Config = toml::from_str(text).map_err(syntax)?;
+        config.knobs = knobs;
+        config.validate().map_err(|invalid| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            invalid,
+        })?;
         Ok(config)
     }
 
@@ -165,36 +198,34 @@ impl Config {
     pub fn load(
         path: Option<&Path>,
         overrides: &Overrides,
-    ) -> Result<(Config, Option<PathBuf>), String> {
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let path = match path {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
         };
         let mut config = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    format!(
-                        "cannot read config file {}: {e}; fix the path given to --config",
-                        p.display()
-                    )
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
                 })?;
                 Config::parse(&text, &p.display().to_string())?
             }
             None => Config::default(),
         };
-        config.apply(overrides)?;
+        config.apply(overrides).map_err(ConfigError::Flags)?;
         Ok((config, path))
     }
 
-    fn apply(&mut self, o: &Overrides) -> Result<(), String> {
+    fn apply(&mut self, o: &Overrides) -> Result<(), Invalid> {
         if !o.folders.is_empty() {
             self.folders = o.folders.clone();
         }
         if let Some(p) = &o.precisions {
-            self.precisions = p.clone();
+            self.knobs.precisions = p.clone();
         }
         if let Some(s) = o.max_seconds {
-            self.max_seconds = s;
+            self.knobs.max_seconds = s;
         }
         if let Some(s) = o.worker_timeout_seconds {
             self.worker_timeout_seconds = s;
@@ -202,90 +233,50 @@ impl Config {
         if let Some(ms) = o.settle_ms {
             self.settle_ms = ms;
         }
-        self.validate().map_err(|e| format!("command line: {e}"))
+        self.validate()
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let positive = |key: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`{key}` must be a positive number of seconds, got {v}"
-                ))
-            }
-        };
-        positive("max_seconds", self.max_seconds)?;
-        positive("worker_timeout_seconds", self.worker_timeout_seconds)?;
-        positive("retry_backoff_seconds", self.retry_backoff_seconds)?;
-        positive("build_timeout_seconds", self.build_timeout_seconds)?;
-        self.accuracy
-            .validate()
-            .map_err(|e| format!("[accuracy] {e}"))?;
+    fn validate(&self) -> Result<(), Invalid> {
+        self.knobs.validate()?;
+        Knob::WorkerTimeout.check(self.worker_timeout_seconds)?;
+        if !(self.retry_backoff_seconds.is_finite() && self.retry_backoff_seconds > 0.0) {
+            return Err(Invalid::RetryBackoff(self.retry_backoff_seconds));
+        }
         if !(self.busy_wait_seconds.is_finite() && self.busy_wait_seconds >= 0.0) {
-            return Err(format!(
-                "`busy_wait_seconds` must be 0 (no wait) or a positive number of seconds, got {}",
-                self.busy_wait_seconds
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.busy_threshold) {
-            return Err(format!(
-                "`busy_threshold` must be a share between 0 and 1 (0.25: a quarter of the CPUs), got {}",
-                self.busy_threshold
-            ));
-        }
-        for (key, v) in [
-            ("contended_ci_percent", self.contended_ci_percent),
-            ("clock_drop_percent", self.clock_drop_percent),
-        ] {
-            if !(v > 0.0 && v <= 100.0) {
-                return Err(format!("`{key}` must be between 0 and 100, got {v}"));
-            }
-        }
-        if !(self.contended_p90_ratio.is_finite() && self.contended_p90_ratio >= 1.0) {
-            return Err(format!(
-                "`contended_p90_ratio` must be at least 1, got {}",
-                self.contended_p90_ratio
-            ));
+            return Err(Invalid::BusyWait(self.busy_wait_seconds));
         }
         if self.max_attempts == 0 {
-            return Err("`max_attempts` must be at least 1 (1: never retry)".into());
-        }
-        if !(self.target_ci_percent > 0.0 && self.target_ci_percent < 100.0) {
-            return Err(format!(
-                "`target_ci_percent` must be between 0 and 100, got {}",
-                self.target_ci_percent
-            ));
-        }
-        if self.precisions.is_empty() {
-            return Err(
-                "`precisions` is empty: list at least one of \"fp32\", \"fp16\", \"bf16\", \"int8\""
-                    .into(),
-            );
-        }
-        if self.devices.is_empty() {
-            return Err("`devices` is empty: list \"auto\", \"cpu\" or \"cuda:N\"".into());
+            return Err(Invalid::NoAttempt);
         }
         if self.max_model_bytes == 0 {
-            return Err("`max_model_bytes` must be above 0".into());
+            return Err(Invalid::NoModelBytes);
         }
         if let Some(dir) = &self.textfile_dir {
             if !dir.is_absolute() {
-                return Err(format!(
-                    "`textfile_dir` must be an absolute path (node_exporter's \
-                     --collector.textfile.directory), got {dir:?}"
-                ));
+                return Err(Invalid::RelativeTextfileDir(dir.clone()));
             }
         }
-        // The settle time is how long a quiet file waits; beyond a minute a
-        // user would think the daemon is not watching.
         if self.settle_ms > 60_000 {
-            return Err(format!(
-                "`settle_ms` must be at most 60000 (one minute), got {}",
-                self.settle_ms
-            ));
+            return Err(Invalid::SettleTooLong(self.settle_ms));
         }
         Ok(())
+    }
+
+    /// The daemon's job for `model`: the knobs, the worker's time limit,
+    /// and a drop folder that is not trusted (no symbolic links followed).
+    /// The report, state folder and settings file are the defaults beside
+    /// the model; the lists of precisions and devices are the knobs', used
+    /// where the model's settings file names none.
+    pub fn job_spec(&self, model: &Path) -> Result<JobSpec, BadKnob> {
+        JobSpec::build(
+            model.to_path_buf(),
+            self.knobs.clone(),
+            Given {
+                timeout_seconds: Some(self.worker_timeout_seconds),
+                untrusted_folder: true,
+                ..Given::default()
+            },
+        )
     }
 
     pub fn settle(&self) -> Duration {
@@ -305,40 +296,76 @@ impl Config {
 
     /// The threads a job really uses (0 means all cores).
     pub fn effective_threads(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+        self.knobs.threads()
+    }
+}
+
+/// The keys a struct's derived `Deserialize` reads (serde hands them to
+/// `deserialize_struct`; this deserializer only records them).
+fn serde_keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use serde::forward_to_deserialize_any;
+
+    #[derive(Debug)]
+    struct Recorded;
+    impl std::fmt::Display for Recorded {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("keys recorded")
+        }
+    }
+    impl std::error::Error for Recorded {}
+    impl de::Error for Recorded {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Recorded
         }
     }
 
-    /// True when both configs measure a model the same way; otherwise the
-    /// reports made under one are stale under the other.
-    pub fn measures_like(&self, other: &Config) -> bool {
-        self.precisions == other.precisions
-            && self.threads == other.threads
-            && self.max_seconds == other.max_seconds
-            && self.target_ci_percent == other.target_ci_percent
-            && self.probe == other.probe
-            && self.devices == other.devices
-            && self.trtexec == other.trtexec
-            && self.accuracy == other.accuracy
+    struct Keys<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Keys<'_> {
+        type Error = Recorded;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Recorded> {
+            Err(Recorded)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Recorded> {
+            *self.0 = fields;
+            Err(Recorded)
+        }
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
     }
+
+    let mut keys: &'static [&'static str] = &[];
+    let _ = T::deserialize(Keys(&mut keys));
+    keys
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+    use precisiond_core::flags::RunArgs;
+
+    fn parse(text: &str, origin: &str) -> Result<Config, String> {
+        Config::parse(text, origin).map_err(|e| e.to_string())
+    }
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert_eq!(Config::parse("", "x.toml").unwrap(), Config::default());
+        assert_eq!(parse("", "x.toml").unwrap(), Config::default());
     }
 
     #[test]
     fn documented_default_config_parses_and_matches_defaults() {
         let text = include_str!("../etc/precisiond.toml");
-        let config = Config::parse(text, "etc/precisiond.toml").unwrap();
+        let config = parse(text, "etc/precisiond.toml").unwrap();
         let expected = Config {
             folders: config.folders.clone(),
             ..Config::default()
@@ -351,9 +378,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key_and_the_file() {
-        let e = Config::parse("max_secnds = 2.0\n", "/etc/p.toml").unwrap_err();
+        let e = parse("max_secnds = 2.0\n", "/etc/p.toml").unwrap_err();
         assert!(e.contains("/etc/p.toml"), "{e}");
         assert!(e.contains("max_secnds"), "{e}");
+        let e = parse("[acuracy]\nmin_cosine = 0.9\n", "/etc/p.toml").unwrap_err();
+        assert!(e.contains("acuracy"), "{e}");
     }
 
     #[test]
@@ -361,6 +390,7 @@ mod tests {
         for (text, key) in [
             ("max_seconds = -1.0\n", "max_seconds"),
             ("max_seconds = \"fast\"\n", "max_seconds"),
+            ("\n\nsettle_ms = 5\nmax_seconds = \"fast\"\n", "max_seconds"),
             ("precisions = [\"fp8\"]\n", "precisions"),
             ("precisions = []\n", "precisions"),
             ("settle_ms = -5\n", "settle_ms"),
@@ -377,16 +407,21 @@ mod tests {
             ("clock_drop_percent = 200.0\n", "clock_drop_percent"),
             ("textfile_dir = \"metrics\"\n", "textfile_dir"),
             ("textfile_dir = 3\n", "textfile_dir"),
+            ("trtexec = 3\n", "trtexec"),
+            ("worker_timeout_seconds = 0\n", "worker_timeout_seconds"),
+            ("build_timeout_seconds = 0\n", "build_timeout_seconds"),
         ] {
-            let e = Config::parse(text, "/etc/p.toml").unwrap_err();
+            let e = parse(text, "/etc/p.toml").unwrap_err();
             assert!(e.contains("/etc/p.toml") && e.contains(key), "{text}: {e}");
         }
+        let e = parse("[accuracy]\nmin_cosine = 2.0\n", "f").unwrap_err();
+        assert!(e.contains("[accuracy] `min_cosine`"), "{e}");
     }
 
     #[test]
     fn textfile_dir_is_off_unless_set() {
         assert_eq!(Config::default().textfile_dir, None);
-        let c = Config::parse(
+        let c = parse(
             "textfile_dir = \"/var/lib/prometheus/node-exporter\"\n",
             "f",
         )
@@ -399,7 +434,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let mut c = Config::parse("max_seconds = 2.0\nfolders = [\"/a\"]\n", "f").unwrap();
+        let mut c = parse("max_seconds = 2.0\nfolders = [\"/a\"]\n", "f").unwrap();
         c.apply(&Overrides {
             folders: vec!["/b".into()],
             max_seconds: Some(0.5),
@@ -407,13 +442,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.folders, vec![PathBuf::from("/b")]);
-        assert_eq!(c.max_seconds, 0.5);
+        assert_eq!(c.knobs.max_seconds, 0.5);
         let e = c
             .apply(&Overrides {
                 max_seconds: Some(0.0),
                 ..Overrides::default()
             })
-            .unwrap_err();
+            .map_err(ConfigError::Flags)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("command line") && e.contains("max_seconds"),
             "{e}"
@@ -427,6 +464,132 @@ mod tests {
             &Overrides::default(),
         )
         .unwrap_err();
-        assert!(e.contains("/nonexistent/p.toml"), "{e}");
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(e.to_string().contains("/nonexistent/p.toml"), "{e}");
+    }
+
+    /// A config file that sets every knob away from its default.
+    const EVERY_KNOB: &str = r#"
+precisions = ["int8", "fp32"]
+threads = 3
+max_seconds = 0.5
+target_ci_percent = 2.5
+build_timeout_seconds = 90.0
+probe = false
+devices = ["cpu", "cuda:1"]
+trtexec = "/opt/trt/bin/trtexec"
+profile = true
+chart = false
+busy_threshold = 0.5
+contended_ci_percent = 12.0
+contended_p90_ratio = 2.0
+clock_drop_percent = 33.0
+worker_timeout_seconds = 42.0
+
+[accuracy]
+min_cosine = 0.5
+min_sqnr_db = 7.0
+min_top1_agreement = 0.25
+"#;
+
+    #[test]
+    fn every_config_knob_reaches_the_job_spec() {
+        // The file names every knob there is: a knob added later fails here
+        // until the file (and the expectation below) has it.
+        let table: toml::Table = toml::from_str(EVERY_KNOB).unwrap();
+        for key in serde_keys::<Knobs>() {
+            assert!(table.contains_key(*key), "EVERY_KNOB lacks `{key}`");
+        }
+        let config = Config::parse(EVERY_KNOB, "f").unwrap();
+        let spec = config.job_spec(Path::new("/d/m.pt")).unwrap();
+        // A struct literal without `..`: every field written out.
+        let expected = Knobs {
+            precisions: vec![Precision::Int8, Precision::Fp32],
+            threads: 3,
+            max_seconds: 0.5,
+            target_ci_percent: 2.5,
+            build_timeout_seconds: 90.0,
+            probe: false,
+            devices: vec![
+                precisiond_core::devices::DeviceRequest::Cpu,
+                precisiond_core::devices::DeviceRequest::Cuda(1),
+            ],
+            trtexec: Some(PathBuf::from("/opt/trt/bin/trtexec")),
+            profile: true,
+            chart: false,
+            accuracy: precisiond_core::accuracy::AccuracyThresholds {
+                min_cosine: 0.5,
+                min_sqnr_db: 7.0,
+                min_top1_agreement: 0.25,
+            },
+            busy_threshold: 0.5,
+            contended_ci_percent: 12.0,
+            contended_p90_ratio: 2.0,
+            clock_drop_percent: 33.0,
+        };
+        assert_eq!(spec.knobs, expected);
+        // ... and each is away from its default, so the check means something.
+        let set = toml::Table::try_from(&expected).unwrap();
+        let default = toml::Table::try_from(Knobs::default()).unwrap();
+        for (key, value) in &set {
+            assert_ne!(default.get(key), Some(value), "{key} is at its default");
+        }
+        assert_eq!(spec.timeout_seconds, Some(42.0));
+        assert!(spec.untrusted_folder, "a drop folder is not trusted");
+        // The lists are the ones used where the settings file names none.
+        assert_eq!(spec.precisions, None);
+        assert_eq!(spec.devices, None);
+        assert_eq!(spec.report, PathBuf::from("/d/m.pt.report.toml"));
+        assert_eq!(spec.state_dir, PathBuf::from("/d/.precisiond"));
+    }
+
+    #[derive(Parser)]
+    struct RunCli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_config_file_and_the_flags_keep_to_the_same_bounds() {
+        let values = [
+            "0", "-1", "0.5", "1", "1.5", "25", "99.9", "100", "100.5", "150", "nan", "inf",
+        ];
+        let mut refused = 0;
+        for knob in Knob::ALL {
+            if matches!(knob, Knob::Precisions | Knob::Devices) {
+                continue; // lists: the flags' parser refuses an empty one
+            }
+            for value in values {
+                let text = match knob.table() {
+                    Some(table) => format!("[{table}]\n{} = {value}\n", knob.key()),
+                    None => format!("{} = {value}\n", knob.key()),
+                };
+                let from_file = match Config::parse(&text, "f") {
+                    Ok(_) => None,
+                    Err(ConfigError::Invalid {
+                        invalid: Invalid::Knob(bad),
+                        ..
+                    }) => Some(bad.knob),
+                    Err(e) => panic!("{text}: {e}"),
+                };
+                let flag_value = match value {
+                    "nan" => "NaN",
+                    v => v,
+                };
+                let flag = format!("{}={flag_value}", knob.flag());
+                let argv = ["precisiond", "/d/m.pt", flag.as_str()];
+                let from_flags = RunCli::try_parse_from(argv)
+                    .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+                    .run
+                    .spec()
+                    .err()
+                    .map(|bad| bad.0.knob);
+                assert_eq!(from_file, from_flags, "{} = {value}", knob.key());
+                refused += from_file.is_some() as usize;
+            }
+        }
+        assert!(refused > 20, "the values tried must break most bounds");
+        // The case that disagreed before: 0 is refused by both.
+        assert!(Config::parse("contended_ci_percent = 0\n", "f").is_err());
     }
 }

@@ -31,14 +31,14 @@ mod systemd;
 mod throttle; // at most one rewrite of an output per interval
 pub mod watch; // inotify events to settled model files
 
+use crate::cli::fail;
 use crate::config::{Config, Overrides};
 use crate::daemon::hashcache::HashCache;
 use crate::supervise;
 use clap::Args;
 use edges::{ConfigSource, Io, Jobs, Msg};
 use machine::Machine;
-use precisiond_core::flags::PrecisionList;
-use precisiond_core::precision;
+use precisiond_core::flags::{parse_precisions, PrecisionList};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,11 +66,6 @@ pub struct WatchArgs {
     /// Take a written file once its size has not changed for this long.
     #[arg(long)]
     pub settle_ms: Option<u64>,
-}
-
-/// A comma-separated list as one value (see `cli::PrecisionList`).
-fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
-    precision::parse_list(list).map(PrecisionList)
 }
 
 impl WatchArgs {
@@ -148,11 +143,6 @@ pub fn run(args: WatchArgs) -> ExitCode {
     io.notifier.ready(&line);
     edges::serve(machine, io, rx);
     ExitCode::SUCCESS
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("precisiond: error: {message}");
-    ExitCode::FAILURE
 }
 
 fn origin(config_file: Option<&Path>) -> String {

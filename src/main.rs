@@ -2,10 +2,10 @@
 //! in `precisiond-worker` child processes.
 
 use clap::{Parser, Subcommand};
-use precisiond::cli::{SummarizeArgs, SummaryBy, SummaryFormat};
+use precisiond::cli::{fail, SummarizeArgs, SummaryBy, SummaryFormat};
 use precisiond::daemon::{self, WatchArgs};
 use precisiond::supervise::{self, WorkerEnd};
-use precisiond_core::flags::{DetectArgs, RunArgs};
+use precisiond_core::flags::{self, DetectArgs, RunArgs};
 use precisiond_core::output;
 use precisiond_core::protocol::WorkerLine;
 use precisiond_core::report;
@@ -52,32 +52,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("precisiond: error: {message}");
-    ExitCode::FAILURE
-}
-
 fn run(args: RunArgs) -> ExitCode {
-    if let Err(e) = args
-        .bench_config()
-        .and(args.accuracy_thresholds())
-        .and(args.limits())
-    {
-        return fail(e);
-    }
+    let spec = match args.spec() {
+        Ok(spec) => spec,
+        Err(e) => return fail(e),
+    };
     // A missing model gets no report: there is nothing to write it beside.
-    match std::fs::metadata(&args.model) {
+    match std::fs::metadata(&spec.model) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return fail(format!("{} is not a regular file", args.model.display())),
-        Err(e) => return fail(format!("cannot read model {}: {e}", args.model.display())),
+        Ok(_) => return fail(format!("{} is not a regular file", spec.model.display())),
+        Err(e) => return fail(format!("cannot read model {}: {e}", spec.model.display())),
     }
     let worker = match supervise::worker_exe() {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let report_path = args.report_path();
     let stop = AtomicBool::new(false);
-    let measured = supervise::measure(&worker, &args, 1, &stop, |progress| {
+    let measured = supervise::measure(&worker, &spec, 1, &stop, |progress| {
         log::info!("measuring {progress}");
     });
     let report = match measured {
@@ -89,7 +80,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     print!("{}", output::table::report_summary(&report));
-    println!("report: {}", report_path.display());
+    println!("report: {}", spec.report.display());
     match report.status {
         report::Status::Ok => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
@@ -101,8 +92,7 @@ fn detect(args: DetectArgs) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let mut worker_args = vec!["detect".into()];
-    worker_args.extend(args.to_args());
+    let input = toml::to_string(&args).expect("detect's arguments serialise");
     let stop = AtomicBool::new(false);
     // `detect` prints text for people, no messages.
     let shown = |line| match line {
@@ -110,7 +100,14 @@ fn detect(args: DetectArgs) -> ExitCode {
         other => log::warn!("unexpected from the worker's detect: {other:?}"),
     };
     // The worker's exit code is precisiond's.
-    match supervise::run_worker(&worker, &worker_args, None, &stop, shown) {
+    match supervise::run_worker(
+        &worker,
+        &flags::worker_detect_args(),
+        &input,
+        None,
+        &stop,
+        shown,
+    ) {
         Ok(WorkerEnd::Exited(exit)) => exit.into(),
         Ok(WorkerEnd::ExitedWith(code)) => ExitCode::from(code as u8),
         Ok(end) => fail(end.describe()),

@@ -5,8 +5,9 @@
 //! model. The supervisor itself never loads libtorch.
 
 use precisiond_core::child::{self, Limits};
-use precisiond_core::flags::RunArgs;
+use precisiond_core::flags;
 use precisiond_core::fsutil::{open_regular, sha256_of};
+use precisiond_core::job::JobSpec;
 use precisiond_core::protocol::{Partial, Progress, WorkerExit, WorkerLine, WorkerMessage};
 use precisiond_core::report::{self, Report, Status};
 use std::ffi::OsString;
@@ -37,12 +38,14 @@ pub fn worker_exe() -> Result<PathBuf, String> {
     }
 }
 
-/// Runs the worker with `args`, passing each stdout line to `on_line` as
+/// Runs the worker with `args` and `input` on its standard input (what
+/// it is asked to do, as TOML), passing each stdout line to `on_line` as
 /// read, until it exits, runs past `timeout` (or a phase past its own
 /// limit), or `stop` is set.
 pub fn run_worker(
     exe: &Path,
     args: &[OsString],
+    input: &str,
     timeout: Option<Duration>,
     stop: &AtomicBool,
     on_line: impl FnMut(WorkerLine),
@@ -50,7 +53,7 @@ pub fn run_worker(
     let mut command = child::own_binary(exe);
     command
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(input_file(input)?)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // Notifications to systemd are the supervisor's alone.
@@ -70,6 +73,17 @@ pub fn run_worker(
         on_line,
     )
     .map(WorkerEnd::from)
+}
+
+/// `input` as a file to read from the start: an unnamed temporary file,
+/// not a pipe, so no writer thread is needed however long it is, and
+/// nothing is left behind.
+fn input_file(input: &str) -> std::io::Result<Stdio> {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile()?;
+    file.write_all(input.as_bytes())?;
+    file.rewind()?;
+    Ok(Stdio::from(file))
 }
 
 pub use precisiond_core::report::{failed_report, failed_report_for};
@@ -108,32 +122,37 @@ impl Measured {
 /// hears of each step as the worker starts it.
 pub fn measure(
     worker: &Path,
-    args: &RunArgs,
+    spec: &JobSpec,
     attempt: u32,
     stop: &AtomicBool,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<Measured, String> {
-    let report_path = args.report_path();
+    let report_path = &spec.report;
     let started = report::now();
-    let mut worker_args = vec!["run".into()];
-    worker_args.extend(args.to_args());
-    let timeout = args.timeout.map(Duration::from_secs_f64);
+    let worker_args = flags::worker_run_args(spec);
     let mut libtorch = None;
     let mut partial: Option<Partial> = None;
-    let end = run_worker(worker, &worker_args, timeout, stop, |line| match line {
-        WorkerLine::Message(WorkerMessage::Libtorch { version }) => libtorch = Some(version),
-        WorkerLine::Message(WorkerMessage::Partial(p)) => partial = Some(*p),
-        WorkerLine::Message(WorkerMessage::Progress(progress)) => on_progress(progress),
-        // The runner has held the worker to the phase's limit already.
-        WorkerLine::Message(message @ (WorkerMessage::Phase(_) | WorkerMessage::PhaseEnd)) => {
-            log::debug!("worker: {message:?}")
-        }
-        WorkerLine::Malformed(e) => log::warn!("{e}"),
-        WorkerLine::Text(text) => log::debug!("worker: {text}"),
-    })
+    let end = run_worker(
+        worker,
+        &worker_args,
+        &spec.to_toml(),
+        spec.timeout(),
+        stop,
+        |line| match line {
+            WorkerLine::Message(WorkerMessage::Libtorch { version }) => libtorch = Some(version),
+            WorkerLine::Message(WorkerMessage::Partial(p)) => partial = Some(*p),
+            WorkerLine::Message(WorkerMessage::Progress(progress)) => on_progress(progress),
+            // The runner has held the worker to the phase's limit already.
+            WorkerLine::Message(message @ (WorkerMessage::Phase(_) | WorkerMessage::PhaseEnd)) => {
+                log::debug!("worker: {message:?}")
+            }
+            WorkerLine::Malformed(e) => log::warn!("{e}"),
+            WorkerLine::Text(text) => log::debug!("worker: {text}"),
+        },
+    )
     .map_err(|e| format!("cannot start the worker {}: {e}", worker.display()))?;
     if end.wrote_report() {
-        let report = load_report(&report_path)?;
+        let report = load_report(report_path)?;
         return Ok(Measured {
             end,
             report: Some(report),
@@ -151,10 +170,10 @@ pub fn measure(
     }
     let mut report = match partial {
         Some(partial) => kept_results(partial, &end),
-        None => fresh_failed_report(args, &end, started, libtorch),
+        None => fresh_failed_report(spec, &end, started, libtorch),
     };
     report.attempts = Some(attempt);
-    if let Err(e) = precisiond_core::output::write_report(&report, &report_path, !args.no_chart) {
+    if let Err(e) = precisiond_core::output::write_report(&report, report_path, spec.knobs.chart) {
         if precisiond_core::fsutil::is_disk_full(&e) {
             log::warn!("cannot write report {}: {e}", report_path.display());
             return Ok(Measured {
@@ -204,24 +223,21 @@ fn kept_results(partial: Partial, end: &WorkerEnd) -> Report {
 /// A failed report from scratch, for a worker that died before it said
 /// what it had found.
 fn fresh_failed_report(
-    args: &RunArgs,
+    spec: &JobSpec,
     end: &WorkerEnd,
     started: toml::value::Datetime,
     libtorch: Option<String>,
 ) -> Report {
-    let mut report = failed_report(&args.model, end.describe(), started, args.threads());
+    let mut report = failed_report(&spec.model, end.describe(), started, spec.knobs.threads());
     // The settings the job ran with, so a daemon can tell later whether
     // this report is still current.
-    let settings = args
-        .settings
-        .clone()
-        .unwrap_or_else(|| precisiond_core::settings::default_path(&args.model));
+    let settings = spec.settings_path();
     if let Ok((sha, _)) = open_regular(&settings).and_then(sha256_of) {
         report.model.settings_file = Some(settings.display().to_string());
         report.model.settings_sha256 = Some(sha);
     }
-    report.run.max_seconds = args.max_seconds;
-    report.run.target_rel_ci = args.target_ci_percent / 100.0;
+    report.run.max_seconds = spec.knobs.max_seconds;
+    report.run.target_rel_ci = spec.knobs.target_ci_percent / 100.0;
     if let Some(version) = libtorch {
         report.run.libtorch = version;
     }

@@ -1,5 +1,5 @@
-//! Whether a model in a drop folder needs measuring, and with which
-//! arguments.
+//! Whether a model in a drop folder needs measuring, and with which job
+//! spec (the config's, `Config::job_spec`).
 //!
 //! A report is current when it describes the model file as it is now (same
 //! sha256), the same settings file (same sha256, or none) and, for a report
@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::daemon::hashcache::HashCache;
 use crate::supervise;
 use precisiond_core::devices::{Device, DeviceRequest};
-use precisiond_core::flags::{DeviceList, PrecisionList, RunArgs};
 use precisiond_core::fsutil::{open_regular, sha256_of};
+use precisiond_core::job::JobSpec;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{self, Report, Status};
 use precisiond_core::settings::{self, ModelSettings};
@@ -33,8 +33,8 @@ use std::path::Path;
 pub enum Decision {
     /// Nothing to do; the words say why (for the log).
     Skip(String),
-    /// Measure it with these arguments.
-    Run(Box<RunArgs>),
+    /// Measure it as this spec says.
+    Run(Box<JobSpec>),
     /// Do not read it: write this failed report beside it instead.
     Reject(Box<Report>),
 }
@@ -124,17 +124,29 @@ pub fn decide(model: &Path, inputs: &Inputs) -> Decision {
         }
         _ => {}
     }
+    // The config was checked when it was loaded, with the same bounds.
+    let spec = match config.job_spec(model) {
+        Ok(spec) => spec,
+        Err(e) => return Decision::Skip(format!("the config cannot measure it: {e}")),
+    };
     // Settings that do not parse are the worker's to report (as a failed
     // report that says what is wrong); here they only mean "no precisions".
     let model_settings = ModelSettings::load(&settings_path).ok();
     if let Some(r) = &current {
-        if is_current(r, model, &settings_path, model_settings.as_ref(), inputs) {
+        if is_current(
+            r,
+            model,
+            &settings_path,
+            model_settings.as_ref(),
+            &spec,
+            inputs,
+        ) {
             return Decision::Skip(
                 "its report is current; delete the report to measure it again".into(),
             );
         }
     }
-    Decision::Run(Box::new(run_args(model, model_settings.as_ref(), config)))
+    Decision::Run(Box::new(spec))
 }
 
 fn facts_name(path: &Path) -> String {
@@ -150,43 +162,9 @@ fn reject(model: &Path, sha: String, bytes: u64, error: String, config: &Config)
         report::now(),
         config.effective_threads(),
     );
-    r.run.max_seconds = config.max_seconds;
-    r.run.target_rel_ci = config.target_ci_percent / 100.0;
+    r.run.max_seconds = config.knobs.max_seconds;
+    r.run.target_rel_ci = config.knobs.target_ci_percent / 100.0;
     Decision::Reject(Box::new(r))
-}
-
-/// The worker's arguments for `model`: the config's, except where the
-/// model's settings file decides (the worker lets a `--precisions` flag win
-/// over the settings file, so the flag is left out when the file has a list).
-pub fn run_args(model: &Path, model_settings: Option<&ModelSettings>, config: &Config) -> RunArgs {
-    let has_precisions = model_settings.is_some_and(|s| s.precisions.is_some());
-    let has_devices = model_settings.is_some_and(|s| s.devices.is_some());
-    RunArgs {
-        model: model.to_path_buf(),
-        precisions: (!has_precisions).then(|| PrecisionList(config.precisions.clone())),
-        threads: Some(config.effective_threads()),
-        settings: None,
-        max_seconds: config.max_seconds,
-        target_ci_percent: config.target_ci_percent,
-        out: None,
-        state_dir: Some(precisiond_core::fsutil::state_dir_beside(model)),
-        no_probe: !config.probe,
-        no_follow_symlinks: true,
-        timeout: Some(config.worker_timeout_seconds),
-        build_timeout: config.build_timeout_seconds,
-        devices: (!has_devices).then(|| DeviceList(config.devices.clone())),
-        trtexec: config.trtexec.clone(),
-        profile: config.profile,
-        no_chart: !config.chart,
-        min_cosine: config.accuracy.min_cosine,
-        min_sqnr_db: config.accuracy.min_sqnr_db,
-        min_top1_agreement: config.accuracy.min_top1_agreement,
-        busy_threshold: config.busy_threshold,
-        contended_ci_percent: config.contended_ci_percent,
-        contended_p90_ratio: config.contended_p90_ratio,
-        clock_drop_percent: config.clock_drop_percent,
-        started_busy: None,
-    }
 }
 
 fn is_current(
@@ -194,9 +172,9 @@ fn is_current(
     model: &Path,
     settings_path: &Path,
     model_settings: Option<&ModelSettings>,
+    spec: &JobSpec,
     inputs: &Inputs,
 ) -> bool {
-    let config = inputs.config;
     let Ok((sha, _)) = inputs.hashes.sha256(model) else {
         return false;
     };
@@ -215,27 +193,19 @@ fn is_current(
     if r.status == Status::Failed {
         return !(inputs.retry_failures && r.attempts.is_some());
     }
-    let wanted: BTreeSet<Precision> = model_settings
-        .and_then(|s| s.precisions.clone())
-        .unwrap_or_else(|| config.precisions.clone())
-        .into_iter()
-        .collect();
+    // What the worker would measure now, by the same rule it uses.
+    let effective = spec.with_settings(&model_settings.cloned().unwrap_or_default());
+    let wanted: BTreeSet<Precision> = effective.precisions.iter().copied().collect();
     let measured: BTreeSet<Precision> = r.results.iter().map(|x| x.precision).collect();
-    let max_seconds = model_settings
-        .and_then(|s| s.max_seconds)
-        .unwrap_or(config.max_seconds);
     // A report judged by other accuracy thresholds (or by none: written
     // before the verdict existed) is stale.
-    let accuracy = config
-        .accuracy
-        .with(&model_settings.and_then(|s| s.accuracy).unwrap_or_default());
     wanted == measured
-        && r.run.accuracy == Some(accuracy)
-        && devices_match(r, model_settings, config)
-        && close(r.run.max_seconds, max_seconds)
-        && close(r.run.target_rel_ci, config.target_ci_percent / 100.0)
-        && r.run.threads == config.effective_threads()
-        && (!config.profile || has_profile_where_possible(r))
+        && r.run.accuracy == Some(effective.accuracy)
+        && devices_match(r, &effective.devices)
+        && close(r.run.max_seconds, effective.bench.max_seconds)
+        && close(r.run.target_rel_ci, effective.bench.target_rel_ci)
+        && r.run.threads == spec.knobs.threads
+        && (!spec.knobs.profile || has_profile_where_possible(r))
 }
 
 /// Whether an AOTInductor family's report lists exactly the packages of
@@ -309,12 +279,9 @@ fn has_profile_where_possible(r: &Report) -> bool {
 /// devices can be checked here: "auto" and "cuda" depend on the GPUs
 /// libtorch sees, which the supervisor does not ask (that would load the
 /// CUDA driver into the daemon).
-fn devices_match(r: &Report, model_settings: Option<&ModelSettings>, config: &Config) -> bool {
-    let requests = model_settings
-        .and_then(|s| s.devices.clone())
-        .unwrap_or_else(|| config.devices.clone());
+fn devices_match(r: &Report, requests: &[DeviceRequest]) -> bool {
     let mut wanted = BTreeSet::new();
-    for request in &requests {
+    for request in requests {
         match request {
             DeviceRequest::Cpu => wanted.insert(Device::Cpu),
             DeviceRequest::Cuda(i) => wanted.insert(Device::Cuda(*i)),
@@ -333,7 +300,6 @@ fn close(a: f64, b: f64) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-    use std::path::PathBuf;
 
     fn check(model: &Path, config: &Config) -> Decision {
         let hashes = HashCache::new();
@@ -472,15 +438,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.pt");
         std::fs::write(&model, b"v1").unwrap();
-        let config = Config {
-            precisions: vec![Precision::Fp32],
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.knobs.precisions = vec![Precision::Fp32];
         let mut r = supervise::failed_report(&model, String::new(), report::now(), 1);
         r.status = Status::Ok;
         r.error = None;
-        r.run.max_seconds = config.max_seconds;
-        r.run.target_rel_ci = config.target_ci_percent / 100.0;
+        r.run.max_seconds = config.knobs.max_seconds;
+        r.run.target_rel_ci = config.knobs.target_ci_percent / 100.0;
         r.run.threads = config.effective_threads();
         r.results.push(report::PrecisionResult::not_measured(
             precisiond_core::devices::Device::Cpu,
@@ -494,16 +458,11 @@ mod tests {
         // Written before the verdict existed: measured again.
         write(&r).unwrap();
         assert!(matches!(check(&model, &config), Decision::Run(_)));
-        r.run.accuracy = Some(config.accuracy);
+        r.run.accuracy = Some(config.knobs.accuracy);
         write(&r).unwrap();
         assert!(matches!(check(&model, &config), Decision::Skip(_)));
-        let stricter = Config {
-            accuracy: precisiond_core::accuracy::AccuracyThresholds {
-                min_cosine: 0.9999,
-                ..config.accuracy
-            },
-            ..config.clone()
-        };
+        let mut stricter = config.clone();
+        stricter.knobs.accuracy.min_cosine = 0.9999;
         assert!(matches!(check(&model, &stricter), Decision::Run(_)));
         // The settings file's [accuracy] is part of what the report must match.
         std::fs::write(
@@ -529,16 +488,13 @@ mod tests {
             report::Method::Cast,
             String::new(),
         ));
-        let mut config = Config {
-            devices: vec![DeviceRequest::Cpu],
-            ..Config::default()
-        };
-        assert!(devices_match(&r, None, &config));
-        config.devices = vec![DeviceRequest::Cpu, DeviceRequest::Cuda(0)];
-        assert!(!devices_match(&r, None, &config), "cuda:0 was not measured");
-        config.devices = vec![DeviceRequest::Auto];
+        assert!(devices_match(&r, &[DeviceRequest::Cpu]));
         assert!(
-            devices_match(&r, None, &config),
+            !devices_match(&r, &[DeviceRequest::Cpu, DeviceRequest::Cuda(0)]),
+            "cuda:0 was not measured"
+        );
+        assert!(
+            devices_match(&r, &[DeviceRequest::Auto]),
             "auto cannot be checked here"
         );
     }
@@ -573,19 +529,24 @@ mod tests {
     }
 
     #[test]
-    fn settings_precisions_are_left_to_the_worker() {
-        let s = ModelSettings::parse("precisions = [\"fp32\"]\n").unwrap();
-        let args = run_args(Path::new("/d/m.pt"), Some(&s), &Config::default());
-        assert!(args.precisions.is_none());
-        let args = run_args(Path::new("/d/m.pt"), None, &Config::default());
-        assert_eq!(args.precisions.unwrap().0, Config::default().precisions);
-        assert_eq!(args.state_dir, Some(PathBuf::from("/d/.precisiond")));
-        let config = Config {
-            build_timeout_seconds: 90.0,
-            ..Config::default()
+    fn the_daemons_job_is_the_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.pt");
+        std::fs::write(&model, b"v1").unwrap();
+        // The settings file's list is the worker's to apply: the spec names
+        // none, so the file's wins over the config's.
+        std::fs::write(settings::default_path(&model), "precisions = [\"fp32\"]\n").unwrap();
+        let mut config = Config::default();
+        config.knobs.build_timeout_seconds = 90.0;
+        let Decision::Run(spec) = check(&model, &config) else {
+            panic!("not run")
         };
-        let args = run_args(Path::new("/d/m.pt"), None, &config).to_args();
-        let at = args.iter().position(|a| a == "--build-timeout").unwrap();
-        assert_eq!(args[at + 1], "90");
+        assert_eq!(*spec, config.job_spec(&model).unwrap());
+        assert!(spec.precisions.is_none());
+        assert_eq!(spec.knobs.precisions, config.knobs.precisions);
+        assert_eq!(spec.state_dir, dir.path().join(".precisiond"));
+        assert_eq!(spec.knobs.build_timeout_seconds, 90.0);
+        assert_eq!(spec.timeout_seconds, Some(config.worker_timeout_seconds));
+        assert!(spec.untrusted_folder);
     }
 }

@@ -206,7 +206,8 @@ impl Edges for Io {
     }
 
     fn reload_config(&mut self) -> Result<Reloaded, String> {
-        let (config, file) = Config::load(self.config.arg.as_deref(), &self.config.overrides)?;
+        let (config, file) = Config::load(self.config.arg.as_deref(), &self.config.overrides)
+            .map_err(|e| e.to_string())?;
         let folders = super::resolve_all(&config, &super::origin(file.as_deref()))?;
         if !self.config.env_decides_log {
             log::set_max_level(config.log_level.filter());

@@ -40,7 +40,7 @@ pub fn job_thread(
             let written = precisiond_core::output::write_report(
                 &report,
                 &report::default_path(model),
-                inputs.config.chart,
+                inputs.config.knobs.chart,
             );
             JobEnd::Rejected(*report, written)
         }
@@ -48,7 +48,7 @@ pub fn job_thread(
             let config = inputs.config;
             args.started_busy = quiet::wait_for_quiet(
                 model,
-                config.busy_threshold,
+                config.knobs.busy_threshold,
                 Duration::from_secs_f64(config.busy_wait_seconds),
                 stop,
             );

@@ -9,6 +9,7 @@ use precisiond_core::accuracy::AccuracyThresholds;
 use precisiond_core::bench::BenchConfig;
 use precisiond_core::devices::Device;
 use precisiond_core::hardware::Hardware;
+use precisiond_core::job::JobSpec;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{Method, PrecisionResult, Status};
 use precisiond_core::settings::{InputSpec, ModelSettings, SettingsDir};
@@ -17,48 +18,12 @@ use std::cell::OnceCell;
 use std::path::PathBuf;
 use tch::Tensor;
 
-/// How the worker was asked to run one job.
-#[derive(Debug, Clone)]
-pub struct JobOptions {
-    pub model: PathBuf,
-    pub report: PathBuf,
-    /// None: the settings file's list, else the default set.
-    pub precisions: Option<Vec<Precision>>,
-    pub threads: usize,
-    /// None: `MODEL.toml` beside the model when it exists.
-    pub settings: Option<PathBuf>,
-    pub bench: BenchConfig,
-    /// Folder for artefacts (quantized models); default `.precisiond/` beside the model.
-    pub state_dir: Option<PathBuf>,
-    pub probe: bool,
-    /// None: the settings file's list, else "auto".
-    pub devices: Option<Vec<precisiond_core::devices::DeviceRequest>>,
-    /// TensorRT's trtexec; None: PATH, then /usr/src/tensorrt/bin.
-    pub trtexec: Option<PathBuf>,
-    /// Started by the daemon: refuse a model or settings file that is a
-    /// symbolic link, and keep the paths the settings name inside the drop
-    /// folder.
-    pub untrusted_folder: bool,
-    /// Limit of one engine build, a phase the supervisor times on its own.
-    pub build_timeout: std::time::Duration,
-    /// Profile each result operator by operator after timing it.
-    pub profile: bool,
-    /// Write the report's chart beside it.
-    pub chart: bool,
-    /// The accuracy verdict's thresholds from the command line (the
-    /// settings file's `[accuracy]` overrides them in [`Job::accuracy`]).
-    pub accuracy: precisiond_core::accuracy::AccuracyThresholds,
-    /// When a timing is contended or throttled.
-    pub limits: precisiond_core::conditions::Limits,
-    /// The daemon's wait for a quiet machine ran out: others' share then.
-    pub started_busy: Option<f64>,
-}
-
 /// One job's facts, fixed once its settings are read, the hardware
 /// detected and the inputs known: the same for every model file the job
 /// measures (the one asked for, and a TorchScript file its settings link).
 pub struct Job<'a> {
-    pub opts: &'a JobOptions,
+    /// The job as the supervisor (or the command line) gave it.
+    pub opts: &'a JobSpec,
     pub settings: ModelSettings,
     pub settings_dir: SettingsDir,
     pub hardware: Hardware,

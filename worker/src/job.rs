@@ -17,7 +17,7 @@ mod load;
 mod progress;
 mod run;
 
-use crate::context::JobOptions;
+use precisiond_core::job::JobSpec;
 use crate::cuda::CudaLoad;
 use crate::shim;
 use crate::supervisor::send;
@@ -41,7 +41,7 @@ pub enum JobError {
 
 /// Runs the job and writes its report. Errors before a report can be
 /// written (the model file is missing or unreadable) come back as `Err`.
-pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
+pub fn run_job(opts: &JobSpec, cuda_load: &CudaLoad) -> Result<JobOutcome, JobError> {
     let started = report::now();
     let libtorch = shim::libtorch_version();
     send(&protocol::WorkerMessage::Libtorch {
@@ -51,7 +51,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
         JobError::Refused(format!("cannot read model {}: {e}", opts.model.display()))
     })?;
     let mut report = begin_report(opts, &bytes, started, libtorch);
-    tch::set_num_threads(opts.threads as i32);
+    tch::set_num_threads(opts.knobs.threads as i32);
     let _no_grad = tch::no_grad_guard();
 
     shim::collect_warnings();
@@ -70,7 +70,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
     if let Ok(previous) = precisiond_core::report::load(&opts.report) {
         precisiond_core::regression::attach(&previous, &mut report);
     }
-    precisiond_core::output::write_report(&report, &opts.report, opts.chart).map_err(|e| {
+    precisiond_core::output::write_report(&report, &opts.report, opts.knobs.chart).map_err(|e| {
         let message = format!("cannot write report {}: {e}", opts.report.display());
         if fsutil::is_disk_full(&e) {
             JobError::DiskFull(message)
@@ -85,7 +85,7 @@ pub fn run_job(opts: &JobOptions, cuda_load: &CudaLoad) -> Result<JobOutcome, Jo
 /// supervisor's failed reports start from), with this worker's libtorch
 /// and the options' budget, and why its timings may not be trusted.
 fn begin_report(
-    opts: &JobOptions,
+    opts: &JobSpec,
     bytes: &[u8],
     started: toml::value::Datetime,
     libtorch: String,
@@ -95,12 +95,13 @@ fn begin_report(
         hex_sha256(bytes),
         bytes.len() as u64,
         started,
-        opts.threads,
+        opts.knobs.threads,
     );
     report.run.libtorch = libtorch;
     report.run.started_busy = opts.started_busy;
-    report.run.max_seconds = opts.bench.max_seconds;
-    report.run.target_rel_ci = opts.bench.target_rel_ci;
+    let bench = opts.knobs.bench();
+    report.run.max_seconds = bench.max_seconds;
+    report.run.target_rel_ci = bench.target_rel_ci;
     if let Some(emulator) = &report.run.emulator {
         report
             .notes
@@ -120,32 +121,21 @@ fn begin_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use precisiond_core::bench::BenchConfig;
 
     #[test]
     fn the_worker_and_the_supervisor_write_one_report_skeleton() {
-        let opts = JobOptions {
-            model: "/drop/model.pt".into(),
-            report: "/drop/model.pt.report.toml".into(),
-            precisions: None,
-            threads: 3,
-            settings: None,
-            bench: BenchConfig {
-                max_seconds: 7.0,
-                ..BenchConfig::default()
+        let mut knobs = precisiond_core::job::Knobs::default();
+        knobs.threads = 3;
+        knobs.max_seconds = 7.0;
+        let opts = JobSpec::build(
+            "/drop/model.pt".into(),
+            knobs,
+            precisiond_core::job::Given {
+                started_busy: Some(0.5),
+                ..Default::default()
             },
-            state_dir: None,
-            probe: false,
-            devices: None,
-            trtexec: None,
-            untrusted_folder: false,
-            build_timeout: std::time::Duration::from_secs(1),
-            profile: false,
-            chart: false,
-            accuracy: Default::default(),
-            limits: Default::default(),
-            started_busy: Some(0.5),
-        };
+        )
+        .unwrap();
         let started = report::now();
         let ours = begin_report(&opts, b"four", started, "2.13.0".into());
         let failed = report::failed_report_for(
@@ -154,7 +144,7 @@ mod tests {
             4,
             "boom".into(),
             started,
-            opts.threads,
+            opts.knobs.threads,
         );
         let value = |r: &Report| toml::Value::try_from(r).unwrap();
         let (ours_value, failed_value) = (value(&ours), value(&failed));

@@ -13,7 +13,6 @@ mod libs;
 mod measure;
 mod method;
 mod model;
-mod path_bytes;
 mod plan;
 mod probe;
 mod profile;
@@ -24,10 +23,10 @@ mod supervisor;
 mod timing;
 mod verdict;
 
-use clap::{Parser, Subcommand};
-use context::JobOptions;
+use clap::{Args, Parser, Subcommand};
 use precisiond_core::flags::{DetectArgs, OutputFormat, RunArgs};
 use precisiond_core::hardware::{self, DetectOptions};
+use precisiond_core::job::JobSpec;
 use precisiond_core::protocol::WorkerBuild;
 use precisiond_core::protocol::WorkerExit;
 use precisiond_core::report::Status;
@@ -50,9 +49,9 @@ struct Cli {
 enum Command {
     /// Measure one model and write its report. (Boxed: the arguments are
     /// far larger than the other commands'.)
-    Run(Box<RunArgs>),
+    Run(Box<RunCommand>),
     /// Print the hardware detection.
-    Detect(DetectArgs),
+    Detect(DetectCommand),
     /// Quantize the model on stdin as a job file describes (started by
     /// `run`, in a process of its own so a crash in libtorch's passes stays
     /// contained; the job names the sha256 the model's bytes must have).
@@ -64,6 +63,43 @@ enum Command {
     BuildInfo,
 }
 
+/// `run MODEL`: with `--job FILE` ("-": standard input) the job spec the
+/// supervisor wrote (`precisiond_core::flags::worker_run_args`), else the
+/// flags of `precisiond run`, made a spec by the same function.
+#[derive(Args)]
+struct RunCommand {
+    /// The model (the job spec names it too: they must agree) and the flags.
+    #[command(flatten)]
+    run: RunArgs,
+    /// Read the job spec from FILE ("-": standard input) instead of flags.
+    #[arg(long, hide = true, value_name = "FILE", conflicts_with = "JobFlags")]
+    job: Option<std::path::PathBuf>,
+}
+
+/// `detect`: its flags, or `--job FILE` with them as TOML.
+#[derive(Args)]
+struct DetectCommand {
+    #[command(flatten)]
+    args: DetectArgs,
+    /// Read the arguments from FILE ("-": standard input) instead of flags.
+    #[arg(long, hide = true, value_name = "FILE", conflicts_with = "DetectArgs")]
+    job: Option<std::path::PathBuf>,
+}
+
+/// What `--job` names: a file, or standard input for "-".
+fn read_handed(path: &std::path::Path) -> std::io::Result<String> {
+    if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> WorkerExit {
+    eprintln!("precisiond-worker: error: {message}");
+    WorkerExit::Error
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("PRECISIOND_LOG", "warn"))
         .init();
@@ -73,8 +109,14 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| log::debug!("caught panic: {info}")));
     let cli = Cli::parse();
     let exit = match cli.command {
-        Command::Run(args) => run(*args, &cuda::load_libtorch_cuda()),
-        Command::Detect(args) => detect(args, &cuda::load_libtorch_cuda()),
+        Command::Run(command) => match job_spec(&command) {
+            Ok(spec) => run(&spec, &cuda::load_libtorch_cuda()),
+            Err(exit) => exit,
+        },
+        Command::Detect(command) => match detect_args(command) {
+            Ok(args) => detect(args, &cuda::load_libtorch_cuda()),
+            Err(exit) => exit,
+        },
         Command::BuildInfo => {
             let build = WorkerBuild {
                 libtorch: shim::libtorch_version(),
@@ -96,48 +138,44 @@ fn main() -> ExitCode {
     exit.into()
 }
 
-fn run(args: RunArgs, cuda_load: &cuda::CudaLoad) -> WorkerExit {
-    let checked = args
-        .bench_config()
-        .and_then(|b| Ok((b, args.accuracy_thresholds()?, args.limits()?)));
-    let (bench, accuracy, limits) = match checked {
-        Ok(all) => all,
-        Err(e) => {
-            eprintln!("precisiond-worker: error: {e}");
-            return WorkerExit::Error;
-        }
+/// The job: the spec handed over, or the one the flags make. Err: how
+/// the worker ends, the reason printed.
+fn job_spec(command: &RunCommand) -> Result<JobSpec, WorkerExit> {
+    let Some(path) = &command.job else {
+        return command.run.spec().map_err(fail);
     };
-    let opts = JobOptions {
-        model: args.model.clone(),
-        report: args.report_path(),
-        precisions: args.precisions.clone().map(|l| l.0),
-        threads: args.threads(),
-        settings: args.settings.clone(),
-        bench,
-        state_dir: args.state_dir.clone(),
-        probe: !args.no_probe,
-        devices: args.devices.clone().map(|l| l.0),
-        trtexec: args.trtexec.clone(),
-        untrusted_folder: args.no_follow_symlinks,
-        build_timeout: std::time::Duration::from_secs_f64(args.build_timeout),
-        profile: args.profile,
-        chart: !args.no_chart,
-        accuracy,
-        limits,
-        started_busy: args.started_busy,
+    let text = read_handed(path)
+        .map_err(|e| fail(format!("cannot read the job spec {}: {e}", path.display())))?;
+    let spec = JobSpec::parse(&text).map_err(fail)?;
+    if spec.model != command.run.model {
+        return Err(fail(format!(
+            "the job spec is for {}, not {}",
+            spec.model.display(),
+            command.run.model.display()
+        )));
+    }
+    Ok(spec)
+}
+
+fn detect_args(command: DetectCommand) -> Result<DetectArgs, WorkerExit> {
+    let Some(path) = &command.job else {
+        return Ok(command.args);
     };
-    match job::run_job(&opts, cuda_load) {
+    let text =
+        read_handed(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| fail(format!("detect's arguments: {e}")))
+}
+
+fn run(opts: &JobSpec, cuda_load: &cuda::CudaLoad) -> WorkerExit {
+    match job::run_job(opts, cuda_load) {
         Ok(outcome) if outcome.report.status == Status::Ok => WorkerExit::Ok,
         Ok(outcome) => {
             if let Some(error) = &outcome.report.error {
-                eprintln!("precisiond-worker: {}: {error}", args.model.display());
+                eprintln!("precisiond-worker: {}: {error}", opts.model.display());
             }
             WorkerExit::ReportedFailure
         }
-        Err(job::JobError::Refused(e)) => {
-            eprintln!("precisiond-worker: error: {e}");
-            WorkerExit::Error
-        }
+        Err(job::JobError::Refused(e)) => fail(e),
         Err(job::JobError::DiskFull(e)) => {
             eprintln!("precisiond-worker: error: {e}");
             WorkerExit::DiskFull
@@ -166,9 +204,6 @@ fn detect(args: DetectArgs, cuda_load: &cuda::CudaLoad) -> WorkerExit {
             }
             WorkerExit::Ok
         }
-        Err(e) => {
-            eprintln!("precisiond-worker: error: {e:#}");
-            WorkerExit::Error
-        }
+        Err(e) => fail(format!("{e:#}")),
     }
 }

@@ -26,7 +26,7 @@ pub fn attach(
     inputs: &[Tensor],
     result: &mut PrecisionResult,
 ) {
-    if !ctx.job.opts.profile {
+    if !ctx.job.opts.knobs.profile {
         return;
     }
     if ctx.is_cuda() {

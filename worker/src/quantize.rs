@@ -31,14 +31,14 @@ const QUANTIZE_TIMEOUT: Duration = Duration::from_secs(1800);
 pub struct QuantizeJob {
     /// sha256 (hex) of the model bytes the child gets on its stdin.
     pub model_sha256: String,
-    #[serde(with = "crate::path_bytes")]
+    #[serde(with = "precisiond_core::path_bytes")]
     pub out: PathBuf,
     pub engine: String,
     pub threads: usize,
     pub inputs: Vec<InputSpec>,
     pub calibration: Option<CalibrationSettings>,
     /// The calibration folder, resolved (and checked) by the worker.
-    #[serde(default, with = "crate::path_bytes::option")]
+    #[serde(default, with = "precisiond_core::path_bytes::option")]
     pub calibration_dir: Option<PathBuf>,
 }
 

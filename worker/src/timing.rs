@@ -45,7 +45,7 @@ pub fn time(
         Ok::<(), String>(())
     };
     let bench_config = ctx.job.bench;
-    let limits = ctx.job.opts.limits;
+    let limits = ctx.job.opts.knobs.limits();
     // Energy: the sensor that covers this device, its idle power just
     // before, then a reading across the timed calls.
     let sensor = ctx.sensor;

@@ -160,27 +160,13 @@ impl AccuracyThresholds {
         }
     }
 
-    /// Out-of-range values, named by key, with the range they must be in.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(-1.0..=1.0).contains(&self.min_cosine) {
-            return Err(format!(
-                "`min_cosine` must be between -1 and 1, got {}",
-                self.min_cosine
-            ));
-        }
-        if !self.min_sqnr_db.is_finite() {
-            return Err(format!(
-                "`min_sqnr_db` must be a finite number of dB, got {}",
-                self.min_sqnr_db
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.min_top1_agreement) {
-            return Err(format!(
-                "`min_top1_agreement` must be between 0 and 1, got {}",
-                self.min_top1_agreement
-            ));
-        }
-        Ok(())
+    /// The first threshold out of its range, named by its knob (the
+    /// bounds are the job's, `crate::job::Knob::check`).
+    pub fn validate(&self) -> Result<(), crate::job::BadKnob> {
+        use crate::job::Knob;
+        Knob::MinCosine.check(self.min_cosine)?;
+        Knob::MinSqnrDb.check(self.min_sqnr_db)?;
+        Knob::MinTop1Agreement.check(self.min_top1_agreement)
     }
 
     /// Whether `accuracy` keeps to these thresholds: `Err` says every bound
@@ -583,7 +569,9 @@ mod tests {
             min_top1_agreement: 1.5,
             ..AccuracyThresholds::default()
         };
-        assert!(bad.validate().unwrap_err().contains("min_top1_agreement"));
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.knob, crate::job::Knob::MinTop1Agreement);
+        assert!(e.to_string().contains("`min_top1_agreement`"), "{e}");
         assert!(AccuracyThresholds::default().validate().is_ok());
     }
 

@@ -1,13 +1,13 @@
-//! Command-line flags shared by `precisiond` and `precisiond-worker`:
-//! the supervisor parses them, checks what it can without libtorch, and
-//! hands the same arguments to the worker.
+//! Command-line flags shared by `precisiond` and `precisiond-worker`.
+//! `precisiond run`'s flags make a [`JobSpec`] through [`JobFlags::spec`]
+//! (the worker run by hand takes the same flags, through the same
+//! function); the supervisor hands the spec to the worker whole.
 
-use crate::accuracy::AccuracyThresholds;
-use crate::bench::BenchConfig;
-use crate::conditions::Limits;
 use crate::devices::{self, DeviceRequest};
+use crate::job::{BadFlag, Given, JobSpec, Knobs};
 use crate::precision::{self, Precision};
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -16,6 +16,20 @@ pub struct RunArgs {
     /// The model to measure: TorchScript (.pt, .pth, .ts, .torchscript) or the FP32
     /// AOTInductor package of a family (NAME.pt2, with NAME.bf16.pt2 ... beside it).
     pub model: PathBuf,
+    #[command(flatten)]
+    pub flags: JobFlags,
+}
+
+impl RunArgs {
+    /// The job these arguments describe, every bound checked.
+    pub fn spec(&self) -> Result<JobSpec, BadFlag> {
+        self.flags.spec(self.model.clone())
+    }
+}
+
+/// The flags of one measurement. The knobs' defaults are [`Knobs`]'s.
+#[derive(Debug, Clone, Args)]
+pub struct JobFlags {
     /// Precisions to measure, comma separated [default: the settings file's, else fp32,fp16,bf16,int8].
     #[arg(long, value_parser = parse_precisions)]
     pub precisions: Option<PrecisionList>,
@@ -26,11 +40,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub settings: Option<PathBuf>,
     /// Time budget per precision, warm-up included, in seconds.
-    #[arg(long, default_value_t = BenchConfig::default().max_seconds)]
+    #[arg(long, default_value_t = Knobs::default().max_seconds)]
     pub max_seconds: f64,
     /// Stop timing once the median's 95% confidence interval is within this
     /// many percent of it.
-    #[arg(long, default_value_t = BenchConfig::default().target_rel_ci * 100.0)]
+    #[arg(long, default_value_t = Knobs::default().target_ci_percent)]
     pub target_ci_percent: f64,
     /// Where to write the report [default: MODEL.report.toml beside the model].
     #[arg(long)]
@@ -42,7 +56,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_probe: bool,
     /// Refuse a model or settings file that is a symbolic link (the daemon
-    /// sets it: a link in a drop folder must not lead the worker outside).
+    /// does: a link in a drop folder must not lead the worker outside).
     #[arg(long, hide = true)]
     pub no_follow_symlinks: bool,
     /// Kill the worker after this many seconds and report the model as
@@ -50,7 +64,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub timeout: Option<f64>,
     /// Limit of one engine build (TensorRT's trtexec), in seconds.
-    #[arg(long, default_value_t = DEFAULT_BUILD_TIMEOUT_SECONDS)]
+    #[arg(long, default_value_t = Knobs::default().build_timeout_seconds)]
     pub build_timeout: f64,
     /// Devices, comma separated: auto (the CPU and every CUDA device
     /// libtorch sees), cpu, cuda, cuda:0, ... [default: the settings file's, else auto].
@@ -71,179 +85,77 @@ pub struct RunArgs {
     pub no_chart: bool,
     /// Accuracy verdict: the worst output's cosine with FP32's must be at
     /// least this (a settings file's [accuracy] min_cosine wins).
-    #[arg(long, default_value_t = AccuracyThresholds::default().min_cosine)]
+    #[arg(long, default_value_t = Knobs::default().accuracy.min_cosine)]
     pub min_cosine: f64,
     /// Accuracy verdict: the worst output's SQNR must be at least this many dB.
-    #[arg(long, default_value_t = AccuracyThresholds::default().min_sqnr_db)]
+    #[arg(long, default_value_t = Knobs::default().accuracy.min_sqnr_db)]
     pub min_sqnr_db: f64,
     /// Accuracy verdict: top-1 agreement with FP32 (classifier outputs) must
     /// be at least this share.
-    #[arg(long, default_value_t = AccuracyThresholds::default().min_top1_agreement)]
+    #[arg(long, default_value_t = Knobs::default().accuracy.min_top1_agreement)]
     pub min_top1_agreement: f64,
     /// A result is marked contended when other processes used more than
     /// this share (0 to 1) of the CPUs the worker had while it was timed.
-    #[arg(long, default_value_t = Limits::default().busy_threshold)]
+    #[arg(long, default_value_t = Knobs::default().busy_threshold)]
     pub busy_threshold: f64,
     /// ... or when the median's 95% confidence interval stays wider than
     /// this many percent of it (judged on at least 10 timed calls).
-    #[arg(long, default_value_t = Limits::default().max_rel_ci * 100.0)]
+    #[arg(long, default_value_t = Knobs::default().contended_ci_percent)]
     pub contended_ci_percent: f64,
     /// ... or when p90 is more than this many times the median.
-    #[arg(long, default_value_t = Limits::default().max_p90_ratio)]
+    #[arg(long, default_value_t = Knobs::default().contended_p90_ratio)]
     pub contended_p90_ratio: f64,
     /// A result is marked throttled when the CPU clock fell by more than
     /// this many percent while it was timed (or a thermal zone reached its
     /// trip point).
-    #[arg(long, default_value_t = Limits::default().max_clock_drop * 100.0)]
+    #[arg(long, default_value_t = Knobs::default().clock_drop_percent)]
     pub clock_drop_percent: f64,
-    /// Set by the daemon when its wait for a quiet machine ran out: the
-    /// share of the CPUs others used then.
+    /// Set by hand to say the machine was busy when the job started: the
+    /// share of the CPUs others used then (the daemon sets it in the spec).
     #[arg(long, hide = true)]
     pub started_busy: Option<f64>,
 }
 
-/// The default limit of one engine build: TensorRT builds of large models
-/// on a Jetson take tens of minutes.
-pub const DEFAULT_BUILD_TIMEOUT_SECONDS: f64 = 1800.0;
-
-impl RunArgs {
-    pub fn report_path(&self) -> PathBuf {
-        self.out
-            .clone()
-            .unwrap_or_else(|| crate::report::default_path(&self.model))
-    }
-
-    pub fn bench_config(&self) -> Result<BenchConfig, String> {
-        if !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
-            return Err(format!(
-                "--max-seconds must be a positive number, got {}",
-                self.max_seconds
-            ));
-        }
-        if !(self.target_ci_percent > 0.0 && self.target_ci_percent < 100.0) {
-            return Err(format!(
-                "--target-ci-percent must be between 0 and 100, got {}",
-                self.target_ci_percent
-            ));
-        }
-        Ok(BenchConfig {
+impl JobFlags {
+    /// The job for `model`: the knobs these flags set (a struct literal
+    /// without `..`, so a knob added to [`Knobs`] must be given a flag or a
+    /// default here), every bound checked and an error named by its flag.
+    pub fn spec(&self, model: PathBuf) -> Result<JobSpec, BadFlag> {
+        let defaults = Knobs::default();
+        let knobs = Knobs {
+            // A list on the command line wins over the settings file's; it
+            // goes in `Given`. These are the lists used when neither names any.
+            precisions: defaults.precisions,
+            devices: defaults.devices,
+            threads: self.threads.unwrap_or(0),
             max_seconds: self.max_seconds,
-            target_rel_ci: self.target_ci_percent / 100.0,
-            ..BenchConfig::default()
-        })
-    }
-
-    /// The accuracy thresholds the flags give, checked.
-    pub fn accuracy_thresholds(&self) -> Result<AccuracyThresholds, String> {
-        let t = AccuracyThresholds {
-            min_cosine: self.min_cosine,
-            min_sqnr_db: self.min_sqnr_db,
-            min_top1_agreement: self.min_top1_agreement,
+            target_ci_percent: self.target_ci_percent,
+            build_timeout_seconds: self.build_timeout,
+            probe: !self.no_probe,
+            trtexec: self.trtexec.clone(),
+            profile: self.profile,
+            chart: !self.no_chart,
+            accuracy: crate::accuracy::AccuracyThresholds {
+                min_cosine: self.min_cosine,
+                min_sqnr_db: self.min_sqnr_db,
+                min_top1_agreement: self.min_top1_agreement,
+            },
+            busy_threshold: self.busy_threshold,
+            contended_ci_percent: self.contended_ci_percent,
+            contended_p90_ratio: self.contended_p90_ratio,
+            clock_drop_percent: self.clock_drop_percent,
         };
-        // The keys are the flags' names with dashes.
-        t.validate().map_err(|e| {
-            e.replace('`', "")
-                .replace("min_", "--min-")
-                .replace('_', "-")
-        })?;
-        Ok(t)
-    }
-
-    /// The thresholds a result's conditions are judged by.
-    pub fn limits(&self) -> Result<Limits, String> {
-        let share = |flag: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(v)
-            } else {
-                Err(format!("{flag} must be a share between 0 and 1, got {v}"))
-            }
+        let given = Given {
+            out: self.out.clone(),
+            settings: self.settings.clone(),
+            state_dir: self.state_dir.clone(),
+            precisions: self.precisions.clone().map(|l| l.0),
+            devices: self.devices.clone().map(|l| l.0),
+            timeout_seconds: self.timeout,
+            untrusted_folder: self.no_follow_symlinks,
+            started_busy: self.started_busy,
         };
-        if !(self.contended_p90_ratio.is_finite() && self.contended_p90_ratio >= 1.0) {
-            return Err(format!(
-                "--contended-p90-ratio must be a number of at least 1, got {}",
-                self.contended_p90_ratio
-            ));
-        }
-        Ok(Limits {
-            busy_threshold: share("--busy-threshold", self.busy_threshold)?,
-            max_rel_ci: share("--contended-ci-percent", self.contended_ci_percent / 100.0)?,
-            max_p90_ratio: self.contended_p90_ratio,
-            max_clock_drop: share("--clock-drop-percent", self.clock_drop_percent / 100.0)?,
-        })
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    }
-
-    /// The same arguments, for the worker's command line.
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![self.model.clone().into()];
-        let mut opt = |flag: &str, value: OsString| {
-            args.push(flag.into());
-            args.push(value);
-        };
-        if let Some(PrecisionList(list)) = &self.precisions {
-            let names: Vec<&str> = list.iter().map(|p| p.name()).collect();
-            opt("--precisions", names.join(",").into());
-        }
-        opt("--threads", self.threads().to_string().into());
-        if let Some(s) = &self.settings {
-            opt("--settings", s.clone().into());
-        }
-        opt("--max-seconds", self.max_seconds.to_string().into());
-        opt(
-            "--target-ci-percent",
-            self.target_ci_percent.to_string().into(),
-        );
-        opt("--out", self.report_path().into());
-        if let Some(s) = &self.state_dir {
-            opt("--state-dir", s.clone().into());
-        }
-        if let Some(DeviceList(list)) = &self.devices {
-            opt("--devices", devices::list_to_string(list).into());
-        }
-        if let Some(t) = &self.trtexec {
-            opt("--trtexec", t.clone().into());
-        }
-        opt("--build-timeout", self.build_timeout.to_string().into());
-        opt("--min-cosine", self.min_cosine.to_string().into());
-        opt("--min-sqnr-db", self.min_sqnr_db.to_string().into());
-        opt(
-            "--min-top1-agreement",
-            self.min_top1_agreement.to_string().into(),
-        );
-        opt("--busy-threshold", self.busy_threshold.to_string().into());
-        opt(
-            "--contended-ci-percent",
-            self.contended_ci_percent.to_string().into(),
-        );
-        opt(
-            "--contended-p90-ratio",
-            self.contended_p90_ratio.to_string().into(),
-        );
-        opt(
-            "--clock-drop-percent",
-            self.clock_drop_percent.to_string().into(),
-        );
-        if let Some(share) = self.started_busy {
-            opt("--started-busy", share.to_string().into());
-        }
-        if self.no_probe {
-            args.push("--no-probe".into());
-        }
-        if self.no_follow_symlinks {
-            args.push("--no-follow-symlinks".into());
-        }
-        if self.profile {
-            args.push("--profile".into());
-        }
-        if self.no_chart {
-            args.push("--no-chart".into());
-        }
-        args
+        Ok(JobSpec::build(model, knobs, given)?)
     }
 }
 
@@ -260,45 +172,176 @@ fn parse_devices(list: &str) -> Result<DeviceList, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrecisionList(pub Vec<Precision>);
 
-fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
+/// The value parser of every `--precisions` flag.
+pub fn parse_precisions(list: &str) -> Result<PrecisionList, String> {
     precision::parse_list(list).map(PrecisionList)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Text,
     Toml,
 }
 
-#[derive(Debug, Clone, Args)]
+/// `detect`'s flags; the supervisor hands them to the worker as TOML, as
+/// it hands a [`JobSpec`].
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DetectArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
     /// Read a saved /proc/cpuinfo instead of this machine's (the probe is skipped).
     #[arg(long)]
+    #[serde(
+        default,
+        with = "crate::path_bytes::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpuinfo: Option<PathBuf>,
     /// Skip the micro-benchmark probe.
     #[arg(long)]
     pub no_probe: bool,
 }
 
-impl DetectArgs {
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--format".into(),
-            match self.format {
-                OutputFormat::Text => "text",
-                OutputFormat::Toml => "toml",
-            }
-            .into(),
-        ];
-        if let Some(c) = &self.cpuinfo {
-            args.push("--cpuinfo".into());
-            args.push(c.clone().into());
+/// The worker's command line for a job: `run MODEL --job -` (the model
+/// stays what `ps` shows), the spec itself on its standard input.
+pub fn worker_run_args(spec: &JobSpec) -> Vec<OsString> {
+    vec![
+        "run".into(),
+        spec.model.clone().into(),
+        HANDED_FLAG.into(),
+        "-".into(),
+    ]
+}
+
+/// The worker's command line for `detect`, the arguments on its standard input.
+pub fn worker_detect_args() -> Vec<OsString> {
+    vec!["detect".into(), HANDED_FLAG.into(), "-".into()]
+}
+
+/// The worker's hidden flag that names where its job comes from ("-":
+/// standard input).
+pub const HANDED_FLAG: &str = "--job";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn spec(args: &[&str]) -> Result<JobSpec, BadFlag> {
+        let mut argv = vec!["precisiond", "/d/m.pt"];
+        argv.extend(args);
+        Cli::try_parse_from(argv).unwrap().run.spec()
+    }
+
+    #[test]
+    fn no_flags_is_the_default_knobs() {
+        let s = spec(&[]).unwrap();
+        let expected = Knobs {
+            threads: s.knobs.threads,
+            ..Knobs::default()
+        };
+        assert_eq!(s.knobs, expected);
+        assert_eq!(s.precisions, None);
+        assert_eq!(s.devices, None);
+        assert_eq!(s.timeout_seconds, None);
+        assert!(!s.untrusted_folder);
+    }
+
+    #[test]
+    fn every_flag_reaches_the_spec() {
+        let s = spec(&[
+            "--precisions=fp32,int8",
+            "--threads=3",
+            "--settings=/s.toml",
+            "--max-seconds=0.5",
+            "--target-ci-percent=2",
+            "--out=/o.toml",
+            "--state-dir=/st",
+            "--no-probe",
+            "--no-follow-symlinks",
+            "--timeout=7",
+            "--build-timeout=90",
+            "--devices=cpu",
+            "--trtexec=/t",
+            "--profile",
+            "--no-chart",
+            "--min-cosine=0.5",
+            "--min-sqnr-db=3",
+            "--min-top1-agreement=0.5",
+            "--busy-threshold=0.5",
+            "--contended-ci-percent=9",
+            "--contended-p90-ratio=3",
+            "--clock-drop-percent=40",
+            "--started-busy=0.6",
+        ])
+        .unwrap();
+        let expected = JobSpec {
+            model: "/d/m.pt".into(),
+            report: "/o.toml".into(),
+            settings: Some("/s.toml".into()),
+            state_dir: "/st".into(),
+            precisions: Some(vec![Precision::Fp32, Precision::Int8]),
+            devices: Some(vec![DeviceRequest::Cpu]),
+            knobs: Knobs {
+                precisions: Knobs::default().precisions,
+                devices: Knobs::default().devices,
+                threads: 3,
+                max_seconds: 0.5,
+                target_ci_percent: 2.0,
+                build_timeout_seconds: 90.0,
+                probe: false,
+                trtexec: Some("/t".into()),
+                profile: true,
+                chart: false,
+                accuracy: crate::accuracy::AccuracyThresholds {
+                    min_cosine: 0.5,
+                    min_sqnr_db: 3.0,
+                    min_top1_agreement: 0.5,
+                },
+                busy_threshold: 0.5,
+                contended_ci_percent: 9.0,
+                contended_p90_ratio: 3.0,
+                clock_drop_percent: 40.0,
+            },
+            timeout_seconds: Some(7.0),
+            untrusted_folder: true,
+            started_busy: Some(0.6),
+        };
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_flag() {
+        for (flag, value) in [
+            ("--contended-ci-percent", "0"),
+            ("--clock-drop-percent", "0"),
+            ("--timeout", "0"),
+            ("--build-timeout", "-1"),
+            ("--min-cosine", "2"),
+            ("--max-seconds", "0"),
+        ] {
+            let e = spec(&[&format!("{flag}={value}")]).unwrap_err();
+            assert_eq!(e.0.knob.flag(), flag);
+            assert!(e.to_string().starts_with(&format!("{flag} must be")), "{e}");
         }
-        if self.no_probe {
-            args.push("--no-probe".into());
-        }
-        args
+    }
+
+    #[test]
+    fn detect_args_round_trip() {
+        let args = DetectArgs {
+            format: OutputFormat::Toml,
+            cpuinfo: Some("/c".into()),
+            no_probe: true,
+        };
+        let text = toml::to_string(&args).unwrap();
+        assert_eq!(toml::from_str::<DetectArgs>(&text).unwrap(), args);
     }
 }

@@ -6,7 +6,8 @@
 //! reference every precision is compared with. What is learnt goes into the
 //! report as it comes, so a job that fails here still says how far it got.
 
-use crate::context::{Job, JobOptions, Model, ModelKind};
+use crate::context::{Job, Model, ModelKind};
+use precisiond_core::job::JobSpec;
 use crate::cuda::{self, CudaLoad};
 use crate::family::{self, Family};
 use crate::forward::Forward;
@@ -26,17 +27,16 @@ const INPUT_SEED: i64 = 20_261_128;
 /// The job `opts` asks for on the model file that holds `bytes`, loaded,
 /// with its FP32 reference.
 pub fn load<'a>(
-    opts: &'a JobOptions,
+    opts: &'a JobSpec,
     cuda_load: &CudaLoad,
     bytes: Vec<u8>,
     report: &mut Report,
 ) -> Result<(Job<'a>, Model), String> {
     let (settings, settings_path) = read_settings(opts, report)?;
-    let mut bench = opts.bench;
-    if let Some(seconds) = settings.max_seconds {
-        bench.max_seconds = seconds;
-        report.run.max_seconds = seconds;
-    }
+    // The job's lists, budget and thresholds with the settings file's applied.
+    let effective = opts.with_settings(&settings);
+    let bench = effective.bench;
+    report.run.max_seconds = bench.max_seconds;
     let hardware = detect_hardware(opts, cuda_load, report)?;
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
     let Loaded {
@@ -48,7 +48,7 @@ pub fn load<'a>(
     } else {
         load_torchscript(opts, bytes, &settings, &settings_path, report)?
     };
-    let accuracy = opts.accuracy.with(&settings.accuracy.unwrap_or_default());
+    let accuracy = effective.accuracy;
     report.run.accuracy = Some(accuracy);
     let job = Job {
         opts,
@@ -67,13 +67,10 @@ pub fn load<'a>(
 /// The settings file the options name, else `MODEL.toml` beside the model
 /// where there is one (else no settings), with its path.
 fn read_settings(
-    opts: &JobOptions,
+    opts: &JobSpec,
     report: &mut Report,
 ) -> Result<(ModelSettings, PathBuf), String> {
-    let settings_path = opts
-        .settings
-        .clone()
-        .unwrap_or_else(|| settings::default_path(&opts.model));
+    let settings_path = opts.settings_path();
     let settings = if settings_path.exists() {
         let text = fsutil::read(&settings_path, opts.untrusted_folder)
             .map_err(|e| format!("cannot read settings file {}: {e}", settings_path.display()))?;
@@ -96,11 +93,11 @@ fn read_settings(
 /// The hardware detection, into the report. The probe's result is kept
 /// per boot and libtorch in the state folder.
 fn detect_hardware(
-    opts: &JobOptions,
+    opts: &JobSpec,
     cuda_load: &CudaLoad,
     report: &mut Report,
 ) -> Result<Hardware, String> {
-    let probe_dir = opts.probe.then(|| {
+    let probe_dir = opts.knobs.probe.then(|| {
         fsutil::ensure_state_subdir(&state_dir(opts, &opts.model), state_files::PROBE_DIR)
             .map_err(|e| log::warn!("the hardware probe runs uncached: {e}"))
             .ok()
@@ -112,8 +109,8 @@ fn detect_hardware(
     let mut hardware = precisiond_core::hardware::detect(
         &DetectOptions {
             cpuinfo: None,
-            probe: opts.probe,
-            threads: Some(opts.threads),
+            probe: opts.knobs.probe,
+            threads: Some(opts.knobs.threads),
         },
         &torch,
     )
@@ -123,12 +120,11 @@ fn detect_hardware(
     Ok(hardware)
 }
 
-/// The state folder of the model file at `path`: `--state-dir`, else
-/// `.precisiond/` beside it.
-fn state_dir(opts: &JobOptions, path: &Path) -> PathBuf {
-    opts.state_dir
-        .clone()
-        .unwrap_or_else(|| fsutil::state_dir_beside(path))
+/// The state folder of the job (`--state-dir`, else `.precisiond/` beside
+/// the model, resolved when the spec was built): a linked TorchScript
+/// file's artefacts go there too.
+fn state_dir(opts: &JobSpec, _path: &Path) -> PathBuf {
+    opts.state_dir.clone()
 }
 
 /// A model as loaded, with the inputs it settled, which the whole job
@@ -157,7 +153,7 @@ fn open_torchscript(
 }
 
 fn load_torchscript(
-    opts: &JobOptions,
+    opts: &JobSpec,
     bytes: Vec<u8>,
     settings: &ModelSettings,
     settings_path: &Path,
@@ -247,7 +243,7 @@ fn inputs_failed(
 /// loaded (from a private copy of what was hashed) and run on the inputs
 /// the settings file or the package's metadata describe.
 fn load_family(
-    opts: &JobOptions,
+    opts: &JobSpec,
     bytes: Vec<u8>,
     settings: &ModelSettings,
     settings_dir: &SettingsDir,

@@ -12,7 +12,7 @@ use crate::cuda::{self, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::plan::{self, Linked, Targets};
 use crate::{method, model, verdict};
-use precisiond_core::devices::{self, Device};
+use precisiond_core::devices::Device;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{self, Method, PrecisionResult, Report, Status};
 use std::panic::{self, AssertUnwindSafe};
@@ -43,22 +43,12 @@ pub fn run(job: &Job, model: Model, report: &mut Report) {
     }
 }
 
-/// The precisions and devices the options ask for, else the settings
-/// file's, else every precision on every device, against what libtorch
-/// sees.
+/// The precisions and devices the job asks for, else the settings file's,
+/// else the knobs' (every precision on every device by default), against
+/// what libtorch sees.
 fn targets(job: &Job) -> Targets {
-    let precisions = job
-        .opts
-        .precisions
-        .clone()
-        .or_else(|| job.settings.precisions.clone())
-        .unwrap_or_else(|| Precision::ALL.to_vec());
-    let requests = job
-        .opts
-        .devices
-        .clone()
-        .or_else(|| job.settings.devices.clone())
-        .unwrap_or_else(devices::default_requests);
+    let effective = job.opts.with_settings(&job.settings);
+    let (precisions, requests) = (effective.precisions, effective.devices);
     Targets::new(
         &precisions,
         &requests,

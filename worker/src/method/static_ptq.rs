@@ -68,7 +68,7 @@ impl PrecisionMethod for StaticPtq {
                 model_sha256: sha256,
                 out: artefact.clone(),
                 engine: engine.clone(),
-                threads: job.opts.threads,
+                threads: job.opts.knobs.threads,
                 inputs: job.specs.to_vec(),
                 calibration: job.settings.calibration.clone(),
                 calibration_dir,

@@ -97,7 +97,7 @@ impl PrecisionMethod for Tensorrt {
             calibration_samples: samples.as_deref(),
             max_seconds: job.bench.max_seconds,
             batch: ctx.batch(),
-            build_timeout: job.opts.build_timeout,
+            build_timeout: job.opts.knobs.build_timeout(),
         };
         Ok(Prepared::Measured(run::measure(&request)))
     }
@@ -122,7 +122,7 @@ pub fn present(ctx: &Context) -> bool {
 fn trtexec<'a>(ctx: &Context<'a>) -> &'a Result<Trtexec, String> {
     ctx.job.trtexec.get_or_init(|| {
         let found = tensorrt::find(
-            ctx.job.opts.trtexec.as_deref(),
+            ctx.job.opts.knobs.trtexec.as_deref(),
             std::env::var_os("PATH").as_deref(),
         );
         match &found {
