@@ -586,7 +586,7 @@ impl Daemon {
 
     fn add_folder(&mut self, folder: PathBuf) -> Result<(), String> {
         let state = precisiond_core::fsutil::state_dir(&folder);
-        precisiond_core::fsutil::ensure_state_dir(&state)?;
+        precisiond_core::fsutil::ensure_state_dir(&state).map_err(|e| e.to_string())?;
         // No worker runs yet (or the folder is new): leftovers are stale.
         folders::remove_stale_tmp(&folder, &state);
         if !self.folders.contains(&folder) {

@@ -85,7 +85,7 @@ pub struct Job<'a> {
     /// The accuracy verdict's thresholds for this model.
     pub accuracy: precisiond_core::accuracy::AccuracyThresholds,
     /// trtexec, looked for once, when a CUDA device first needs it.
-    pub trtexec: OnceCell<Result<Trtexec, String>>,
+    pub trtexec: OnceCell<Result<Trtexec, precisiond_core::tensorrt::TrtexecError>>,
 }
 
 /// One device of a job.
@@ -97,7 +97,7 @@ pub struct Context<'a> {
     pub inputs: &'a [Tensor],
     /// The energy sensor that covers `device`, looked for once per device,
     /// or why there is none.
-    pub sensor: &'a Result<precisiond_core::energy::Sensor, String>,
+    pub sensor: &'a Result<precisiond_core::energy::Sensor, precisiond_core::energy::EnergyError>,
 }
 
 impl Context<'_> {

@@ -351,7 +351,10 @@ fn beside_torchscript(
     report: &mut Report,
 ) -> Result<(), String> {
     let opts = family_job.opts;
-    let path = family_job.settings_dir.resolve("torchscript", named)?;
+    let path = family_job
+        .settings_dir
+        .resolve("torchscript", named)
+        .map_err(|e| e.to_string())?;
     let bytes = fsutil::read(&path, opts.untrusted_folder)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let sha256 = hex_sha256(&bytes);
@@ -360,8 +363,8 @@ fn beside_torchscript(
         sha256: sha256.clone(),
         bytes: bytes.len() as u64,
     });
-    let module = model::load(&path, &bytes)?;
-    let info = shim::module_info(&bytes).map_err(|e| model::clean_torch_error(&e))?;
+    let module = model::load(&path, &bytes).map_err(|e| e.to_string())?;
+    let info = shim::module_info(&bytes).map_err(model::clean_torch_error)?;
     let reference = module
         .run(inputs)
         .map_err(|e| format!("its forward() failed on the family's inputs: {e}"))?;
@@ -464,16 +467,13 @@ fn load_torchscript(
     settings_path: &std::path::Path,
     report: &mut Report,
 ) -> Result<Loaded, String> {
-    let fp32_module = model::load(&opts.model, bytes)?;
-    let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
+    let fp32_module = model::load(&opts.model, bytes).map_err(|e| e.to_string())?;
+    let info = shim::module_info(bytes).map_err(model::clean_torch_error)?;
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some("inferred".into());
-        vec![model::infer_input(
-            &fp32_module,
-            info.num_required,
-            settings_path,
-        )?]
+        vec![model::infer_input(&fp32_module, info.num_required, settings_path)
+            .map_err(|e| e.to_string())?]
     } else {
         report.input_source = Some("settings".into());
         let given = settings.inputs.len();
@@ -574,7 +574,8 @@ fn load_family(
         settings_dir,
         opts.untrusted_folder,
         &target,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     report.model.variants = family.facts();
     if let Err(why) = &family.head.runnable {
         return Err(format!(
@@ -611,7 +612,7 @@ fn load_family(
             settings::EXAMPLE
         ));
     };
-    let module = family::load(&family.head, &opts.state_dir())?;
+    let module = family::load(&family.head, &opts.state_dir()).map_err(|e| e.to_string())?;
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
     let reference = module.run(&inputs).map_err(|e| {
         let shapes: Vec<String> = specs.iter().map(ToString::to_string).collect();
@@ -656,7 +657,7 @@ fn first_forward(
 ) -> (
     Vec<InputSpec>,
     Vec<Tensor>,
-    Result<tch::IValue, String>,
+    Result<tch::IValue, model::TorchError>,
     String,
 ) {
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
