@@ -343,10 +343,7 @@ fn the_onnx_file_is_beside_the_model_or_named_in_the_settings() {
         Some(dir.path().join("onnx/other.onnx"))
     );
     let e = tensorrt::onnx_for(&model, Some(Path::new("missing.onnx")), &settings).unwrap_err();
-    assert!(
-        matches!(e, tensorrt::OnnxError::Missing { .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, tensorrt::OnnxError::Missing { .. }), "{e:?}");
     let e = e.to_string();
     assert!(
         e.contains("missing.onnx") && e.contains("does not exist"),

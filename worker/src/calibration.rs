@@ -136,12 +136,12 @@ pub fn from_folder(
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
         let tensors = match ext.as_str() {
-            "pt" | "pth" => crate::shim::load_pickled_tensors(file).map_err(|e| {
-                CalibrationError::Pickled {
+            "pt" | "pth" => {
+                crate::shim::load_pickled_tensors(file).map_err(|e| CalibrationError::Pickled {
                     file: file.clone(),
                     libtorch: model::clean_torch_error(e),
-                }
-            })?,
+                })?
+            }
             "npy" => vec![
                 Tensor::read_npy(file).map_err(|error| CalibrationError::Npy {
                     file: file.clone(),
@@ -221,7 +221,8 @@ fn check_sample(
                 });
             }
             let want = model::dtype_kind(spec.dtype);
-            let floating = |k: Kind| matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+            let floating =
+                |k: Kind| matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
             let ok = t.kind() == want || (spec.dtype.is_float() && floating(t.kind()));
             if !ok {
                 return Err(CalibrationError::Dtype {

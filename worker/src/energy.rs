@@ -3,9 +3,9 @@
 //! window (`bench::TimedWindow`), the window extended with further calls
 //! when it was too short for the sensor, and the idle power just before.
 
+use crate::model::TorchError;
 use precisiond_core::bench::TimedWindow;
 use precisiond_core::devices::Device;
-use crate::model::TorchError;
 use precisiond_core::energy::{self, Energy, EnergyError, Running, Sensor};
 use precisiond_core::report::EnergyFacts;
 use std::time::{Duration, Instant};

@@ -226,10 +226,7 @@ pub enum FamilyError {
         precision: Precision,
     },
     #[error("cannot make a folder to unpack the packages in {}: {error}", dir.display())]
-    Unpack {
-        dir: PathBuf,
-        error: std::io::Error,
-    },
+    Unpack { dir: PathBuf, error: std::io::Error },
     /// A `variants` path the daemon may not follow.
     #[error(transparent)]
     Outside(#[from] OutsideDropFolder),

@@ -472,8 +472,10 @@ fn load_torchscript(
 
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some("inferred".into());
-        vec![model::infer_input(&fp32_module, info.num_required, settings_path)
-            .map_err(|e| e.to_string())?]
+        vec![
+            model::infer_input(&fp32_module, info.num_required, settings_path)
+                .map_err(|e| e.to_string())?,
+        ]
     } else {
         report.input_source = Some("settings".into());
         let given = settings.inputs.len();

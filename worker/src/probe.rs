@@ -98,7 +98,11 @@ impl precisiond_core::hardware::Libtorch for LinkedLibtorch {
         tch::Cuda::is_available() && (index as i64) < tch::Cuda::device_count()
     }
 
-    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, ProbeError> {
+    fn probe(
+        &self,
+        cuda: Option<usize>,
+        threads: Option<usize>,
+    ) -> Result<ProbeReport, ProbeError> {
         let previous = tch::get_num_threads();
         if let Some(n) = threads.filter(|&n| n > 0) {
             tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
@@ -131,7 +135,11 @@ impl precisiond_core::hardware::Libtorch for CachedProbe {
         LinkedLibtorch.cuda_usable(index)
     }
 
-    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, ProbeError> {
+    fn probe(
+        &self,
+        cuda: Option<usize>,
+        threads: Option<usize>,
+    ) -> Result<ProbeReport, ProbeError> {
         use precisiond_core::hardware::probe_cache::{self, ProbeKey};
         let device = cuda.map_or_else(|| "cpu".to_owned(), |i| format!("cuda{i}"));
         let n = threads

@@ -94,12 +94,11 @@ pub fn inspect(bytes: &[u8]) -> Result<Pt2, InspectError> {
     // kernel's holds the device facts only. Read them all.
     for name in metadata_files {
         let mut text = String::new();
-        let unreadable = |error: Box<dyn std::error::Error + Send + Sync>| {
-            InspectError::Unreadable {
+        let unreadable =
+            |error: Box<dyn std::error::Error + Send + Sync>| InspectError::Unreadable {
                 name: name.clone(),
                 error,
-            }
-        };
+            };
         zip.by_name(name)
             .map_err(|e| unreadable(e.into()))?
             .read_to_string(&mut text)
@@ -464,7 +463,9 @@ mod tests {
                 "-mavx512f -mavx512dq -mavx512vl -mavx512bw -mfma -mavx512bf16",
             ),
         ]);
-        let why = can_run(&m, &target(&epyc, "x86_64")).unwrap_err().to_string();
+        let why = can_run(&m, &target(&epyc, "x86_64"))
+            .unwrap_err()
+            .to_string();
         assert!(
             why.ends_with("--isa)") && why.contains("lacks avx512_bf16"),
             "{why}"
@@ -481,7 +482,9 @@ mod tests {
                 "-march=armv8-a+sve+bf16 -msve-vector-bits=256",
             ),
         ]);
-        let why = can_run(&sve, &target(&a76, "aarch64")).unwrap_err().to_string();
+        let why = can_run(&sve, &target(&a76, "aarch64"))
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("lacks bf16 sve"), "{why}");
     }
 

@@ -312,10 +312,7 @@ pub enum RunLoggedError {
     #[error("{0}")]
     Reopen(std::io::Error),
     #[error("cannot run {}: {error}", exe.display())]
-    Spawn {
-        exe: PathBuf,
-        error: std::io::Error,
-    },
+    Spawn { exe: PathBuf, error: std::io::Error },
     #[error(
         "{} ran past {} s and was killed (log: {})",
         exe.display(),

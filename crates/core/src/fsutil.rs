@@ -47,15 +47,9 @@ pub enum StateDirError {
         "cannot create {}: {error}; the drop folder must be writable by precisiond",
         dir.display()
     )]
-    Create {
-        dir: PathBuf,
-        error: std::io::Error,
-    },
+    Create { dir: PathBuf, error: std::io::Error },
     #[error("cannot look at {}: {error}", dir.display())]
-    Inspect {
-        dir: PathBuf,
-        error: std::io::Error,
-    },
+    Inspect { dir: PathBuf, error: std::io::Error },
     #[error(
         "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
         dir.display()

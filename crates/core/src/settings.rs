@@ -223,12 +223,7 @@ impl SettingsDir {
                 Ok(m) if m.file_type().is_symlink() => return Err(refuse(Escape::Link(below))),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(error) => {
-                    return Err(refuse(Escape::Unreadable {
-                        path: below,
-                        error,
-                    }))
-                }
+                Err(error) => return Err(refuse(Escape::Unreadable { path: below, error })),
             }
         }
         Ok(path)
@@ -375,14 +370,20 @@ mod tests {
     #[test]
     fn rejects_unknown_keys_and_bad_values_naming_them() {
         let err = ModelSettings::parse("[[inputs]]\nshape = [1]\nshap = [2]\n")
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shap"), "{err}");
-        let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n").unwrap_err().to_string();
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("positive"), "{err}");
-        let err =
-            ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n").unwrap_err().to_string();
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("float8"), "{err}");
-        let err = ModelSettings::parse("precisions = [\"fp64\"]\n").unwrap_err().to_string();
+        let err = ModelSettings::parse("precisions = [\"fp64\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fp64"), "{err}");
     }
 
@@ -437,7 +438,9 @@ mod tests {
         );
         assert_eq!(s.onnx, Some(PathBuf::from("m.onnx")));
         assert_eq!(s.tensorrt_calibration_cache, Some(PathBuf::from("m.cache")));
-        let err = ModelSettings::parse("devices = [\"tpu\"]\n").unwrap_err().to_string();
+        let err = ModelSettings::parse("devices = [\"tpu\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tpu"), "{err}");
     }
 

@@ -57,9 +57,8 @@ impl PrecisionMethod for StaticPtq {
         };
 
         // Checked (no link, ours) before anything is written there.
-        let dir =
-            ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR)
-                .map_err(|e| fail(e.to_string()))?;
+        let dir = ensure_state_subdir(&job.opts.state_dir(), state_files::QUANTIZED_DIR)
+            .map_err(|e| fail(e.to_string()))?;
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
         let sha256 = job.sha256.to_owned();

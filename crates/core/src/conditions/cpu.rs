@@ -43,8 +43,8 @@ impl CpuSnapshot {
     pub fn take(root: &Path, cpus: Option<&[usize]>) -> Result<CpuSnapshot, CpuStatError> {
         let at = Instant::now();
         let path = root.join("proc/stat");
-        let stat = std::fs::read_to_string(&path)
-            .map_err(|error| CpuStatError::Read { path, error })?;
+        let stat =
+            std::fs::read_to_string(&path).map_err(|error| CpuStatError::Read { path, error })?;
         let (busy_ticks, steal_ticks, counted) = busy_and_steal(&stat, cpus)?;
         let load_average = std::fs::read_to_string(root.join("proc/loadavg"))
             .ok()

@@ -203,11 +203,13 @@ impl Nvml {
 
     /// The handle of the GPU at PCI address `bus_id` ("0000:01:00.0").
     fn handle_by_pci(&self, bus_id: &str) -> Result<RawDevice, NvmlError> {
-        let f = self.get_handle_by_pci.ok_or_else(|| NvmlError::NoPciLookup {
-            library: self.library.clone(),
-        })?;
-        let c_id = std::ffi::CString::new(bus_id)
-            .map_err(|_| NvmlError::BadPciId(bus_id.to_owned()))?;
+        let f = self
+            .get_handle_by_pci
+            .ok_or_else(|| NvmlError::NoPciLookup {
+                library: self.library.clone(),
+            })?;
+        let c_id =
+            std::ffi::CString::new(bus_id).map_err(|_| NvmlError::BadPciId(bus_id.to_owned()))?;
         let mut dev: RawDevice = std::ptr::null_mut();
         // SAFETY: a NUL-terminated string and a valid out pointer.
         let rc = unsafe { f(c_id.as_ptr(), &mut dev) };
@@ -530,7 +532,13 @@ mod tests {
         // libc is always loadable and has none of NVML's symbols.
         let err = for_index("libc.so.6", 0).unwrap_err();
         assert!(
-            matches!(err, NvmlError::NotNvml { symbol: "nvmlInit_v2", .. }),
+            matches!(
+                err,
+                NvmlError::NotNvml {
+                    symbol: "nvmlInit_v2",
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let err = err.to_string();

@@ -80,8 +80,7 @@ pub fn store(dir: &Path, key: &ProbeKey, report: &ProbeReport) -> Result<(), Sto
         report: report.clone(),
     };
     let text = serde_json::to_vec_pretty(&entry)?;
-    crate::fsutil::write_atomic(&file, &text)
-        .map_err(|error| StoreError::Write { file, error })
+    crate::fsutil::write_atomic(&file, &text).map_err(|error| StoreError::Write { file, error })
 }
 
 /// Why a probe result could not be kept.
