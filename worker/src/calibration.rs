@@ -80,7 +80,7 @@ pub enum CalibrationError {
     Shape {
         file: PathBuf,
         shape: Vec<i64>,
-        spec: InputSpec,
+        spec: Box<InputSpec>,
     },
     #[error(
         "calibration sample {} has dtype {kind:?} but the model's input is {spec}; save the \
@@ -91,7 +91,7 @@ pub enum CalibrationError {
     Dtype {
         file: PathBuf,
         kind: Kind,
-        spec: InputSpec,
+        spec: Box<InputSpec>,
     },
     #[error(
         "image sample {} needs a model with one [N, C, H, W] float32 input",
@@ -217,7 +217,7 @@ fn check_sample(
                 return Err(CalibrationError::Shape {
                     file: file.to_path_buf(),
                     shape: t.size(),
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                 });
             }
             let want = model::dtype_kind(spec.dtype);
@@ -228,7 +228,7 @@ fn check_sample(
                 return Err(CalibrationError::Dtype {
                     file: file.to_path_buf(),
                     kind: t.kind(),
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                 });
             }
             Ok(t.to_kind(want))

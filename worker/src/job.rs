@@ -729,7 +729,7 @@ fn on_device(inputs: &[Tensor], device: Device) -> Result<Vec<Tensor>, String> {
     }));
     let why = match moved {
         Ok(Ok(moved)) => return Ok(moved),
-        Ok(Err(e)) => model::clean_torch_error(&e.to_string()),
+        Ok(Err(e)) => model::clean_torch_error(e),
         Err(payload) => panic_message(&payload),
     };
     Err(format!("cannot move the inputs to {device}: {why}"))

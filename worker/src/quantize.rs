@@ -101,7 +101,7 @@ pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, Quanti
     }
     toml::from_str(&stdout).map_err(|error| QuantizeError::NoResult {
         ended,
-        error,
+        error: Box::new(error),
         stderr: stderr.trim().to_owned(),
     })
 }
@@ -140,7 +140,7 @@ pub enum QuantizeError {
     #[error("the quantizing process ended with {ended} without a result ({error}): {stderr}")]
     NoResult {
         ended: Ended,
-        error: toml::de::Error,
+        error: Box<toml::de::Error>,
         stderr: String,
     },
 }

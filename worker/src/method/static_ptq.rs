@@ -105,7 +105,7 @@ impl PrecisionMethod for StaticPtq {
                 let _ = std::fs::remove_file(&artefact);
                 return Err(fail(format!(
                     "libtorch's quantization passes produced a model that does not load: {}",
-                    model::clean_torch_error(&e.to_string())
+                    model::clean_torch_error(e)
                 )));
             }
         };
