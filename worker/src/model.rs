@@ -395,6 +395,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_does_not_load_is_told_by_what_it_is() {
+        let path = Path::new("/d/m.pt");
+        let e = explain_load_error(path, b"GIF89a", "bad magic");
+        assert!(matches!(e, LoadError::NotTorchScript { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.starts_with("/d/m.pt is not a TorchScript model"), "{e}");
+        assert!(e.contains("torch.jit.script(model).save(\"m.pt\")"), "{e}");
+        assert!(e.ends_with("(libtorch said: bad magic)"), "{e}");
+        assert!(matches!(
+            explain_load_error(path, b"PK\x03\x04cut", "x"),
+            LoadError::Truncated { .. }
+        ));
+        let complete = |names: &[u8]| [b"PK\x03\x04", names, b"PK\x05\x06"].concat();
+        assert!(matches!(
+            explain_load_error(path, &complete(b"archive/data.pkl"), "x"),
+            LoadError::TorchSave { .. }
+        ));
+        assert!(matches!(
+            explain_load_error(path, &complete(b"m/data.pkl m/constants.pkl"), "x"),
+            LoadError::Libtorch { .. }
+        ));
+    }
+
+    #[test]
     fn torch_errors_lose_their_cpp_stack() {
         let raw = "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n  File \"code/__torch__.py\", line 9\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)\nException raised from foo at bar.cpp:12 (most recent call first):\nframe #0: c10::Error";
         assert_eq!(
