@@ -20,10 +20,10 @@ use precisiond_core::hardware::{
 struct NoLibtorch;
 
 impl hardware::Libtorch for NoLibtorch {
-    fn cpu_capability(&self) -> Result<String, String> {
+    fn cpu_capability(&self) -> Result<String, hardware::LibtorchError> {
         panic!("--cpuinfo detection asked libtorch for its CPU capability")
     }
-    fn quantized_engines(&self) -> Result<Vec<String>, String> {
+    fn quantized_engines(&self) -> Result<Vec<String>, hardware::LibtorchError> {
         panic!("--cpuinfo detection asked libtorch for its engines")
     }
     fn cuda_usable(&self, _: usize) -> bool {
@@ -33,7 +33,7 @@ impl hardware::Libtorch for NoLibtorch {
         &self,
         _: Option<usize>,
         _: Option<usize>,
-    ) -> Result<hardware::probe::ProbeReport, String> {
+    ) -> Result<hardware::probe::ProbeReport, hardware::probe::ProbeError> {
         panic!("--cpuinfo detection ran the probe")
     }
 }
@@ -471,7 +471,10 @@ fn cpuinfo_file_skips_probe_and_says_so() {
         },
         &NoLibtorch,
     );
-    assert!(missing.is_err());
+    assert!(
+        matches!(missing, Err(hardware::DetectError::Cpuinfo { .. })),
+        "{missing:?}"
+    );
 }
 
 #[test]
@@ -629,7 +632,7 @@ fn live_detect_without_probe_and_from_a_capture() {
 fn synthetic(
     times: [(f64, f64); 3],
     load: impl Fn(usize) -> f64,
-) -> Result<hardware::probe::ProbeReport, String> {
+) -> Result<hardware::probe::ProbeReport, hardware::probe::ProbeError> {
     use hardware::probe::ProbeOp;
     let mut n = 0;
     hardware::probe::measure("cpu", 2, |lane, op| {
@@ -735,15 +738,17 @@ fn probe_policy_survives_load_at_the_start() {
 
 #[test]
 fn probe_policy_records_failures_and_caps_time() {
-    use hardware::probe::{measure, ProbeOp, PROBE_LIMIT};
+    use hardware::probe::{measure, LaneFailure, ProbeError, ProbeOp, PROBE_LIMIT};
     let r = measure("cpu", 1, |lane, op| match (lane, op) {
-        (2, ProbeOp::Conv) => Err("conv2d in BFloat16: not implemented".to_string()),
+        (2, ProbeOp::Conv) => Err(LaneFailure(
+            "conv2d in BFloat16: not implemented".to_string(),
+        )),
         _ => Ok(1.0),
     })
     .unwrap();
     assert!(r.fp16.is_ok());
     assert_eq!(
-        r.bf16.clone().unwrap_err(),
+        r.bf16.clone().unwrap_err().to_string(),
         "conv2d in BFloat16: not implemented"
     );
     let mut v = hardware::Verdict::new(true, "bf16");
@@ -753,13 +758,14 @@ fn probe_policy_records_failures_and_caps_time() {
 
     let e = measure("cpu", 1, |lane, _| {
         if lane == 0 {
-            Err("out of memory".to_string())
+            Err(LaneFailure("out of memory".to_string()))
         } else {
             Ok(1.0)
         }
     })
     .unwrap_err();
-    assert!(e.starts_with("fp32 probe failed"), "{e}");
+    assert!(matches!(e, ProbeError::Fp32(_)), "{e:?}");
+    assert_eq!(e.to_string(), "fp32 probe failed: out of memory");
 
     // Everything slow (a very weak board, or heavy load): the warm-up calls
     // are counted and already spend the probe's limit, no rounds follow.

@@ -159,6 +159,8 @@ fn build_and_timing_command_lines_follow_the_version() {
         ["--bf16"]
     );
     let e = tensorrt::plan(TrtVersion::new(8, 6, 1), Precision::Bf16, false, None).unwrap_err();
+    assert_eq!(e, tensorrt::Unbuildable::NoBf16(TrtVersion::new(8, 6, 1)));
+    let e = e.to_string();
     assert!(e.contains("10.0"), "{e}");
     assert_eq!(
         tensorrt::plan(v84, Precision::Fp16, false, None)
@@ -169,6 +171,15 @@ fn build_and_timing_command_lines_follow_the_version() {
 
     // TensorRT 11 is strongly typed only.
     let e = tensorrt::plan(v11, Precision::Int8, false, None).unwrap_err();
+    assert_eq!(e, tensorrt::Unbuildable::Int8WithoutQdq(v11));
+    let e = e.to_string();
+    assert_eq!(
+        e,
+        "TensorRT 11.1.0 builds strongly typed networks only: trtexec has no --int8 flag, the \
+         ONNX file's own types decide the precision; INT8 needs an ONNX file with \
+         QuantizeLinear/DequantizeLinear nodes (for example from NVIDIA's Model Optimizer), and \
+         this one has none"
+    );
     assert!(
         e.contains("strongly typed") && e.contains("QuantizeLinear"),
         "{e}"
@@ -295,12 +306,22 @@ fn trtexec_is_found_where_configured_then_on_path_then_in_jetpacks_folder() {
     );
     assert_eq!(found(None, None).unwrap(), jetpack);
     let e = tensorrt::locate_in(None, None, &[]).unwrap_err();
+    assert!(
+        matches!(e, tensorrt::TrtexecError::NotFound { .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.starts_with(tensorrt::NOT_FOUND_REASON), "{e}");
     assert!(
         e.contains("PyTorch's quantized operators are CPU-only"),
         "{e}"
     );
     let e = found(Some(&plain.join("trtexec")), None).unwrap_err();
+    assert!(
+        matches!(e, tensorrt::TrtexecError::NotExecutable(_)),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("not an executable"), "{e}");
 }
 
@@ -322,6 +343,8 @@ fn the_onnx_file_is_beside_the_model_or_named_in_the_settings() {
         Some(dir.path().join("onnx/other.onnx"))
     );
     let e = tensorrt::onnx_for(&model, Some(Path::new("missing.onnx")), &settings).unwrap_err();
+    assert!(matches!(e, tensorrt::OnnxError::Missing { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(
         e.contains("missing.onnx") && e.contains("does not exist"),
         "{e}"

@@ -245,6 +245,7 @@ fn variants_current(
     let linked_now = match linked {
         Some(p) => match dir
             .resolve("torchscript", p)
+            .map_err(|e| e.to_string())
             .and_then(|path| hashes.sha256(&path).map_err(|e| e.to_string()))
         {
             Ok((sha, _)) => Some(sha),

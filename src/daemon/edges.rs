@@ -188,7 +188,7 @@ impl Edges for Io {
 
     fn prepare_folder(&mut self, folder: &Path) -> Result<(), String> {
         let state = precisiond_core::fsutil::state_dir(folder);
-        precisiond_core::fsutil::ensure_state_dir(&state)?;
+        precisiond_core::fsutil::ensure_state_dir(&state).map_err(|e| e.to_string())?;
         folders::remove_stale_tmp(folder, &state);
         Ok(())
     }

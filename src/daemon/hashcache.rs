@@ -127,10 +127,12 @@ impl HashCache {
             file.sort_by_key(|e| (e.key.dev, e.key.ino));
             let text = toml::to_string(&Persisted { file }).unwrap_or_default();
             let dir = fsutil::state_dir(folder);
-            let written = fsutil::ensure_state_dir(&dir).and_then(|()| {
-                fsutil::write_atomic(&dir.join(FILE_NAME), text.as_bytes())
-                    .map_err(|e| e.to_string())
-            });
+            let written = fsutil::ensure_state_dir(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    fsutil::write_atomic(&dir.join(FILE_NAME), text.as_bytes())
+                        .map_err(|e| e.to_string())
+                });
             match written {
                 Ok(()) => f.changed = false,
                 Err(e) => log::warn!("cannot save the hash cache of {folder:?}: {e}"),

@@ -171,7 +171,7 @@ pub fn write(folder: &Path, s: &Snapshot, line: &str) -> Result<(), String> {
     };
     let text = toml::to_string(&status).map_err(|e| format!("cannot write the status: {e}"))?;
     let dir = precisiond_core::fsutil::state_dir(folder);
-    precisiond_core::fsutil::ensure_state_dir(&dir)?;
+    precisiond_core::fsutil::ensure_state_dir(&dir).map_err(|e| e.to_string())?;
     let path = dir.join("status.toml");
     precisiond_core::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -46,15 +46,84 @@ pub fn synthetic(specs: &[InputSpec], seed: i64) -> SampleSet {
     }
 }
 
+/// Why the calibration folder cannot be used; each names the file and
+/// what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("calibration folder {}: {error}", dir.display())]
+    Folder { dir: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot read calibration sample {} (expected a tensor saved with torch.save): {libtorch}",
+        file.display()
+    )]
+    Pickled { file: PathBuf, libtorch: String },
+    #[error("cannot read calibration sample {} as a .npy array: {error}", file.display())]
+    Npy { file: PathBuf, error: tch::TchError },
+    #[error(
+        "calibration folder {} holds no .pt, .npy, .jpg or .png samples",
+        dir.display()
+    )]
+    Empty { dir: PathBuf },
+    #[error(
+        "calibration sample {} holds {tensors} tensors but the model takes {inputs} inputs",
+        file.display()
+    )]
+    Count {
+        file: PathBuf,
+        tensors: usize,
+        inputs: usize,
+    },
+    #[error(
+        "calibration sample {} has shape {shape:?} but the model's input is {spec}",
+        file.display()
+    )]
+    Shape {
+        file: PathBuf,
+        shape: Vec<i64>,
+        spec: Box<InputSpec>,
+    },
+    #[error(
+        "calibration sample {} has dtype {kind:?} but the model's input is {spec}; save the \
+         samples as {}",
+        file.display(),
+        spec.dtype.name()
+    )]
+    Dtype {
+        file: PathBuf,
+        kind: Kind,
+        spec: Box<InputSpec>,
+    },
+    #[error(
+        "image sample {} needs a model with one [N, C, H, W] float32 input",
+        file.display()
+    )]
+    ImageModel { file: PathBuf },
+    #[error("cannot read image {}: {error}", file.display())]
+    Image { file: PathBuf, error: tch::TchError },
+    #[error("cannot resize image {}: {error}", file.display())]
+    Resize { file: PathBuf, error: tch::TchError },
+    #[error("image {} has {channels} channels, the model expects {want}", file.display())]
+    Channels {
+        file: PathBuf,
+        channels: i64,
+        want: i64,
+    },
+    #[error("calibration mean/std need {0} values each (one per channel)")]
+    MeanStd(i64),
+}
+
 /// The samples in `dir`, the calibration folder the settings name (already
 /// resolved against the settings file's folder, see `SettingsDir`).
 pub fn from_folder(
     settings: &CalibrationSettings,
     dir: &Path,
     specs: &[InputSpec],
-) -> Result<SampleSet, String> {
+) -> Result<SampleSet, CalibrationError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("calibration folder {}: {e}", dir.display()))?
+        .map_err(|error| CalibrationError::Folder {
+            dir: dir.to_path_buf(),
+            error,
+        })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && !is_hidden(p))
         .collect();
@@ -67,11 +136,18 @@ pub fn from_folder(
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
         let tensors = match ext.as_str() {
-            "pt" | "pth" => crate::shim::load_pickled_tensors(file)
-                .map_err(|e| format!("cannot read calibration sample {} (expected a tensor saved with torch.save): {}", file.display(), model::clean_torch_error(&e)))?,
-            "npy" => vec![Tensor::read_npy(file).map_err(|e| {
-                format!("cannot read calibration sample {} as a .npy array: {e}", file.display())
-            })?],
+            "pt" | "pth" => {
+                crate::shim::load_pickled_tensors(file).map_err(|e| CalibrationError::Pickled {
+                    file: file.clone(),
+                    libtorch: model::clean_torch_error(e),
+                })?
+            }
+            "npy" => vec![
+                Tensor::read_npy(file).map_err(|error| CalibrationError::Npy {
+                    file: file.clone(),
+                    error,
+                })?,
+            ],
             "jpg" | "jpeg" | "png" => vec![load_image(file, specs, settings)?],
             _ => {
                 skipped.push(file.display().to_string());
@@ -81,10 +157,9 @@ pub fn from_folder(
         samples.push(check_sample(file, tensors, specs)?);
     }
     if samples.is_empty() {
-        return Err(format!(
-            "calibration folder {} holds no .pt, .npy, .jpg or .png samples",
-            dir.display()
-        ));
+        return Err(CalibrationError::Empty {
+            dir: dir.to_path_buf(),
+        });
     }
     let mut notes = Vec::new();
     if !skipped.is_empty() {
@@ -118,14 +193,17 @@ fn is_hidden(path: &Path) -> bool {
 
 /// A sample must match the model's inputs: same count, same shape (a
 /// missing batch dimension of 1 is added), a compatible dtype.
-fn check_sample(file: &Path, tensors: Vec<Tensor>, specs: &[InputSpec]) -> Result<Sample, String> {
+fn check_sample(
+    file: &Path,
+    tensors: Vec<Tensor>,
+    specs: &[InputSpec],
+) -> Result<Sample, CalibrationError> {
     if tensors.len() != specs.len() {
-        return Err(format!(
-            "calibration sample {} holds {} tensors but the model takes {} inputs",
-            file.display(),
-            tensors.len(),
-            specs.len()
-        ));
+        return Err(CalibrationError::Count {
+            file: file.to_path_buf(),
+            tensors: tensors.len(),
+            inputs: specs.len(),
+        });
     }
     tensors
         .into_iter()
@@ -136,23 +214,22 @@ fn check_sample(file: &Path, tensors: Vec<Tensor>, specs: &[InputSpec]) -> Resul
                 t = t.unsqueeze(0);
             }
             if t.size() != spec.shape {
-                return Err(format!(
-                    "calibration sample {} has shape {:?} but the model's input is {spec}",
-                    file.display(),
-                    t.size()
-                ));
+                return Err(CalibrationError::Shape {
+                    file: file.to_path_buf(),
+                    shape: t.size(),
+                    spec: Box::new(spec.clone()),
+                });
             }
             let want = model::dtype_kind(spec.dtype);
-            let floating = |k: Kind| matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+            let floating =
+                |k: Kind| matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
             let ok = t.kind() == want || (spec.dtype.is_float() && floating(t.kind()));
             if !ok {
-                return Err(format!(
-                    "calibration sample {} has dtype {:?} but the model's input is {spec}; save the \
-                     samples as {}",
-                    file.display(),
-                    t.kind(),
-                    spec.dtype.name()
-                ));
+                return Err(CalibrationError::Dtype {
+                    file: file.to_path_buf(),
+                    kind: t.kind(),
+                    spec: Box::new(spec.clone()),
+                });
             }
             Ok(t.to_kind(want))
         })
@@ -163,21 +240,26 @@ fn load_image(
     file: &Path,
     specs: &[InputSpec],
     settings: &CalibrationSettings,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, CalibrationError> {
     let spec = match specs {
         [spec] if spec.shape.len() == 4 && spec.dtype == DType::Float32 => spec,
         _ => {
-            return Err(format!(
-                "image sample {} needs a model with one [N, C, H, W] float32 input",
-                file.display()
-            ))
+            return Err(CalibrationError::ImageModel {
+                file: file.to_path_buf(),
+            })
         }
     };
     let (channels, height, width) = (spec.shape[1], spec.shape[2], spec.shape[3]);
-    let image = tch::vision::image::load(file)
-        .map_err(|e| format!("cannot read image {}: {e}", file.display()))?;
-    let image = tch::vision::image::resize(&image, width, height)
-        .map_err(|e| format!("cannot resize image {}: {e}", file.display()))?;
+    let image = tch::vision::image::load(file).map_err(|error| CalibrationError::Image {
+        file: file.to_path_buf(),
+        error,
+    })?;
+    let image = tch::vision::image::resize(&image, width, height).map_err(|error| {
+        CalibrationError::Resize {
+            file: file.to_path_buf(),
+            error,
+        }
+    })?;
     let mut image = image.to_kind(Kind::Float) / 255.0;
     image = match (image.size()[0], channels) {
         (c, want) if c == want => image,
@@ -187,10 +269,11 @@ fn load_image(
             .mean_dim(Some([0i64].as_slice()), true, Kind::Float),
         (1, 3) => image.expand([3, height, width], false).contiguous(),
         (c, want) => {
-            return Err(format!(
-                "image {} has {c} channels, the model expects {want}",
-                file.display()
-            ))
+            return Err(CalibrationError::Channels {
+                file: file.to_path_buf(),
+                channels: c,
+                want,
+            })
         }
     };
     let (mean, std) = match (&settings.mean, &settings.std) {
@@ -199,9 +282,7 @@ fn load_image(
         _ => (vec![0.0; channels as usize], vec![1.0; channels as usize]),
     };
     if mean.len() != channels as usize || std.len() != channels as usize {
-        return Err(format!(
-            "calibration mean/std need {channels} values each (one per channel)"
-        ));
+        return Err(CalibrationError::MeanStd(channels));
     }
     let mean = Tensor::from_slice(&mean)
         .to_kind(Kind::Float)

@@ -36,7 +36,7 @@ pub struct Job<'a> {
     /// precision of the job runs on these.
     pub inputs: Vec<Tensor>,
     /// trtexec, looked for once, when a CUDA device first needs it.
-    pub trtexec: OnceCell<Result<Trtexec, String>>,
+    pub trtexec: OnceCell<Result<Trtexec, precisiond_core::tensorrt::TrtexecError>>,
 }
 
 /// The kind of model a job measures, as far as the plan cares.
@@ -79,7 +79,7 @@ pub struct Context<'a> {
     pub inputs: &'a [Tensor],
     /// The energy sensor that covers `device`, looked for once per device,
     /// or why there is none.
-    pub sensor: &'a Result<precisiond_core::energy::Sensor, String>,
+    pub sensor: &'a Result<precisiond_core::energy::Sensor, precisiond_core::energy::EnergyError>,
 }
 
 impl Context<'_> {

@@ -115,7 +115,7 @@ pub fn no_cuda_cause(hardware: &Hardware) -> String {
 pub struct MemoryWindow {
     rss_scope: memory::PeakScope,
     /// The CUDA allocator's state when the window started, or why it is unknown.
-    cuda: Option<Result<shim::CudaMemory, String>>,
+    cuda: Option<Result<shim::CudaMemory, shim::ShimError>>,
 }
 
 impl MemoryWindow {

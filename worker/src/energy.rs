@@ -3,9 +3,10 @@
 //! window (`bench::TimedWindow`), the window extended with further calls
 //! when it was too short for the sensor, and the idle power just before.
 
+use crate::model::TorchError;
 use precisiond_core::bench::TimedWindow;
 use precisiond_core::devices::Device;
-use precisiond_core::energy::{self, Energy, Running, Sensor};
+use precisiond_core::energy::{self, Energy, EnergyError, Running, Sensor};
 use precisiond_core::report::EnergyFacts;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ const MIN_WINDOW: Duration = Duration::from_millis(500);
 const IDLE_WINDOW: Duration = Duration::from_millis(200);
 
 /// The sensor whose reading covers work on `device`, or why there is none.
-pub fn sensor_for(device: Device) -> Result<Sensor, String> {
+pub fn sensor_for(device: Device) -> Result<Sensor, EnergyError> {
     match device {
         Device::Cpu => energy::for_cpu(&energy::sysfs_root()),
         Device::Cuda(index) => energy::for_cuda(&energy::sysfs_root(), index),
@@ -25,7 +26,7 @@ pub fn sensor_for(device: Device) -> Result<Sensor, String> {
 }
 
 /// Mean power over a short idle window, watts.
-pub fn idle_power(sensor: &Sensor) -> Result<f64, String> {
+pub fn idle_power(sensor: &Sensor) -> Result<f64, EnergyError> {
     let running = sensor.start()?;
     std::thread::sleep(IDLE_WINDOW);
     let e = running.finish()?;
@@ -35,7 +36,7 @@ pub fn idle_power(sensor: &Sensor) -> Result<f64, String> {
 /// The energy window of one timing: opened when the timed calls start.
 pub struct Window<'a> {
     sensor: &'a Sensor,
-    running: Option<Result<Running, String>>,
+    running: Option<Result<Running, EnergyError>>,
     opened: Option<Instant>,
 }
 
@@ -55,10 +56,10 @@ impl<'a> Window<'a> {
     pub fn close(
         self,
         timed_calls: u64,
-        call: impl Fn() -> Result<(), String>,
+        call: impl Fn() -> Result<(), TorchError>,
         deadline: Instant,
-    ) -> Result<(Energy, u64), String> {
-        let running = self.running.ok_or("the timed calls never started")??;
+    ) -> Result<(Energy, u64), NotRead> {
+        let running = self.running.ok_or(NotRead::NeverStarted)??;
         let opened = self.opened.expect("set with running");
         let mut calls = timed_calls;
         while opened.elapsed() < MIN_WINDOW && Instant::now() < deadline {
@@ -67,6 +68,18 @@ impl<'a> Window<'a> {
         }
         Ok((running.finish()?, calls))
     }
+}
+
+/// Why a window has no reading.
+#[derive(Debug, thiserror::Error)]
+pub enum NotRead {
+    #[error("the timed calls never started")]
+    NeverStarted,
+    #[error(transparent)]
+    Sensor(#[from] EnergyError),
+    /// A call that lengthened the window failed.
+    #[error(transparent)]
+    Call(#[from] TorchError),
 }
 
 impl TimedWindow for Window<'_> {
@@ -85,7 +98,7 @@ pub fn facts(
     reading: &Energy,
     calls: u64,
     batch: i64,
-    idle_w: Result<f64, String>,
+    idle_w: Result<f64, EnergyError>,
 ) -> EnergyFacts {
     let info = sensor.info();
     let inferences = (calls.max(1) as f64) * (batch.max(1) as f64);
@@ -106,10 +119,10 @@ pub fn facts(
 
 /// The facts of a result without a reading: the sensor's name when there
 /// is one, and why not.
-pub fn not_read(sensor: Option<&Sensor>, why: String) -> EnergyFacts {
+pub fn not_read(sensor: Option<&Sensor>, why: impl std::fmt::Display) -> EnergyFacts {
     EnergyFacts {
         sensor: sensor.map(|s| s.info().name).unwrap_or_default(),
-        not_read: Some(why),
+        not_read: Some(why.to_string()),
         ..EnergyFacts::default()
     }
 }

@@ -10,11 +10,12 @@ use precisiond_core::aoti::{self, Metadata, Pt2, Target};
 use precisiond_core::fsutil::{self, hex_sha256};
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{PackageFacts, VariantFacts};
-use precisiond_core::settings::{ModelSettings, SettingsDir};
+use precisiond_core::settings::{ModelSettings, OutsideDropFolder, SettingsDir};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One package of the family.
 pub struct Variant {
@@ -25,7 +26,7 @@ pub struct Variant {
     pub sha256: String,
     pub metadata: Metadata,
     /// Err: why this machine cannot run its compiled code.
-    pub runnable: Result<(), String>,
+    pub runnable: Result<(), aoti::CannotRun>,
 }
 
 impl Variant {
@@ -70,16 +71,14 @@ impl Family {
         settings_dir: &SettingsDir,
         untrusted: bool,
         target: &Target,
-    ) -> Result<Family, String> {
+    ) -> Result<Family, FamilyError> {
         let head = Variant::read(head_path, head_bytes, Precision::Fp32, target)?;
         let unpacked = tempfile::Builder::new()
             .prefix("precisiond-aoti-")
             .tempdir()
-            .map_err(|e| {
-                format!(
-                    "cannot make a folder to unpack the packages in {}: {e}",
-                    std::env::temp_dir().display()
-                )
+            .map_err(|error| FamilyError::Unpack {
+                dir: std::env::temp_dir(),
+                error,
             })?;
         // Before libtorch reads TMPDIR, and only here: this process runs
         // one job, and nothing else in it makes temporary files meanwhile.
@@ -106,11 +105,12 @@ impl Family {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && named.is_none() => {
                     looked_for.insert(precision, path);
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot read the {precision} package {}: {e}",
-                        path.display()
-                    ))
+                Err(error) => {
+                    return Err(FamilyError::Read {
+                        precision,
+                        path,
+                        error,
+                    })
                 }
             }
         }
@@ -150,21 +150,22 @@ impl Variant {
         bytes: Vec<u8>,
         precision: Precision,
         target: &Target,
-    ) -> Result<Variant, String> {
+    ) -> Result<Variant, FamilyError> {
         let file = fsutil::file_name(path);
-        let metadata = match aoti::inspect(&bytes).map_err(|e| format!("{file}: {e}"))? {
-            Pt2::Package(m) => m,
-            Pt2::ExportedProgram => return Err(aoti::exported_program_refusal(&file)),
+        let metadata = match aoti::inspect(&bytes) {
+            Ok(Pt2::Package(m)) => m,
+            Ok(Pt2::ExportedProgram) => return Err(FamilyError::ExportedProgram { file }),
+            Err(error) => return Err(FamilyError::NotAPackage { file, error }),
         };
         // A package that declares another precision than its place in the
         // family would be compared as something it is not.
         if let Some(declared) = metadata.precision() {
             if declared != precision {
-                return Err(format!(
-                    "{file} declares precision {declared} in its metadata but stands for \
-                     {precision} in the family: rename it NAME.{declared}.pt2 (or list it under \
-                     `variants` in the settings file)",
-                ));
+                return Err(FamilyError::Mislabelled {
+                    file,
+                    declared,
+                    precision,
+                });
             }
         }
         let runnable = aoti::can_run(&metadata, target);
@@ -183,15 +184,13 @@ impl Variant {
 /// hashed: an unlinked file in the state folder, which no one else can
 /// name, let alone replace, between the check and the load (libtorch's
 /// loader takes a path, not bytes).
-pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> {
+pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, PackageLoadError> {
     variant.runnable.clone()?;
-    load_libtorch_so()?;
-    let copy_error = |e: std::io::Error| {
-        format!(
-            "cannot make a private copy of {} in {}: {e}",
-            variant.file,
-            state_dir.display()
-        )
+    load_libtorch_so().map_err(PackageLoadError::LibtorchSo)?;
+    let copy_error = |error: std::io::Error| PackageLoadError::Copy {
+        file: variant.file.clone(),
+        dir: state_dir.to_path_buf(),
+        error,
     };
     std::fs::create_dir_all(state_dir).map_err(copy_error)?;
     let mut copy = tempfile::tempfile_in(state_dir).map_err(copy_error)?;
@@ -199,13 +198,63 @@ pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> 
     copy.flush().map_err(copy_error)?;
     let path = PathBuf::from(format!("/proc/self/fd/{}", copy.as_raw_fd()));
     // libtorch unpacks the package while loading: the copy can go after.
-    AotiPackage::load(&path).map_err(|e| {
-        format!(
-            "libtorch could not load {}: {}",
-            variant.file,
-            crate::model::clean_torch_error(&e)
-        )
+    AotiPackage::load(&path).map_err(|e| PackageLoadError::Libtorch {
+        file: variant.file.clone(),
+        libtorch: crate::model::clean_torch_error(e),
     })
+}
+
+/// Why a family cannot be read; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FamilyError {
+    /// A `.pt2` file whose content cannot be read as a package.
+    #[error("{file}: {error}")]
+    NotAPackage {
+        file: String,
+        error: aoti::InspectError,
+    },
+    /// A `torch.export.save` archive: no compiled code to run.
+    #[error("{}", aoti::exported_program_refusal(file))]
+    ExportedProgram { file: String },
+    #[error(
+        "{file} declares precision {declared} in its metadata but stands for {precision} in the \
+         family: rename it NAME.{declared}.pt2 (or list it under `variants` in the settings file)"
+    )]
+    Mislabelled {
+        file: String,
+        declared: Precision,
+        precision: Precision,
+    },
+    #[error("cannot make a folder to unpack the packages in {}: {error}", dir.display())]
+    Unpack { dir: PathBuf, error: std::io::Error },
+    /// A `variants` path the daemon may not follow.
+    #[error(transparent)]
+    Outside(#[from] OutsideDropFolder),
+    #[error("cannot read the {precision} package {}: {error}", path.display())]
+    Read {
+        precision: Precision,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// Why a package could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageLoadError {
+    /// This machine cannot run its compiled code.
+    #[error(transparent)]
+    CannotRun(#[from] aoti::CannotRun),
+    /// The dynamic loader's message.
+    #[error("cannot load libtorch.so, which AOTInductor packages need: {0}")]
+    LibtorchSo(Arc<libloading::Error>),
+    #[error("cannot make a private copy of {file} in {}: {error}", dir.display())]
+    Copy {
+        file: String,
+        dir: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("libtorch could not load {file}: {libtorch}")]
+    Libtorch { file: String, libtorch: String },
 }
 
 /// The compiled code in a package names `libtorch.so`, has no rpath of its
@@ -215,13 +264,11 @@ pub fn load(variant: &Variant, state_dir: &Path) -> Result<AotiPackage, String> 
 /// loads only where there is a GPU); so it is loaded here, through the
 /// worker's rpath, when the first package is. (With the full wheel that
 /// maps libtorch_cuda too; the lean CPU libtorch has a stub libtorch.so.)
-fn load_libtorch_so() -> Result<(), String> {
-    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+fn load_libtorch_so() -> Result<(), Arc<libloading::Error>> {
+    // The first answer for good: loading is not retried.
+    static LOADED: std::sync::OnceLock<Result<(), Arc<libloading::Error>>> =
+        std::sync::OnceLock::new();
     LOADED
-        .get_or_init(|| {
-            crate::libs::load_for_good("libtorch.so").map_err(|e| {
-                format!("cannot load libtorch.so, which AOTInductor packages need: {e}")
-            })
-        })
+        .get_or_init(|| crate::libs::load_for_good("libtorch.so").map_err(Arc::new))
         .clone()
 }

@@ -3,23 +3,23 @@
 //! comparison and profiling go through this one trait, so both runtimes
 //! are measured on the same path.
 
-use crate::model;
+use crate::model::{self, TorchError};
 use crate::shim::AotiPackage;
 use tch::{CModule, Tensor};
 
 pub trait Forward {
     /// Every output tensor of one call on `inputs`, in order.
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String>;
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TorchError>;
 }
 
 impl Forward for CModule {
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TorchError> {
         model::forward(self, inputs).map(|out| model::output_tensors(&out))
     }
 }
 
 impl Forward for AotiPackage {
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        AotiPackage::run(self, inputs).map_err(|e| model::clean_torch_error(&e))
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TorchError> {
+        AotiPackage::run(self, inputs).map_err(TorchError::from_libtorch)
     }
 }

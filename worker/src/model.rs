@@ -2,7 +2,7 @@
 
 use precisiond_core::precision::Precision;
 use precisiond_core::settings::{DType, InputSpec, EXAMPLE};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{CModule, IValue, Kind, Tensor};
 
 /// Image models get this height and width when the input is inferred.
@@ -11,12 +11,13 @@ pub const DEFAULT_IMAGE_SIZE: i64 = 224;
 /// libtorch's messages carry a C++ stack ("Exception raised from ...") and,
 /// for TorchScript, the interpreter's traceback. Users need the last line
 /// that says what went wrong; the full text goes to the debug log.
-pub fn clean_torch_error(message: &str) -> String {
+pub fn clean_torch_error(message: impl std::fmt::Display) -> String {
+    let message = message.to_string();
     log::debug!("libtorch error, in full: {message}");
     let head = message
         .split("Exception raised from")
         .next()
-        .unwrap_or(message);
+        .unwrap_or(&message);
     // TorchScript tracebacks end with the Python-style error line.
     let head = match head.rfind("RuntimeError: ") {
         Some(i) => &head[i + "RuntimeError: ".len()..],
@@ -39,36 +40,71 @@ pub fn clean_torch_error(message: &str) -> String {
     }
 }
 
-/// Explains why a file could not be loaded as TorchScript, with what to do.
-pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> String {
-    let file = path.display();
-    let cleaned = clean_torch_error(message);
-    if bytes.len() < 4 || &bytes[..4] != b"PK\x03\x04" {
-        return format!(
-            "{file} is not a TorchScript model (TorchScript files are zip archives written by \
-             torch.jit.save). Export the model with `torch.jit.script(model).save(\"{}\")` or \
-             torch.jit.trace. (libtorch said: {cleaned})",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
+/// A libtorch call on a model or tensor that failed: the line of
+/// libtorch's message that says what went wrong ([`clean_torch_error`]).
+/// The words are libtorch's; only [`sequence_retry`] looks into them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct TorchError(pub String);
+
+impl TorchError {
+    pub fn from_libtorch(message: impl std::fmt::Display) -> TorchError {
+        TorchError(clean_torch_error(message))
     }
+}
+
+/// Why a file could not be loaded as TorchScript, with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a zip archive at all.
+    #[error(
+        "{} is not a TorchScript model (TorchScript files are zip archives written by \
+         torch.jit.save). Export the model with `torch.jit.script(model).save(\"{}\")` or \
+         torch.jit.trace. (libtorch said: {libtorch})",
+        file.display(),
+        file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    )]
+    NotTorchScript { file: PathBuf, libtorch: String },
+    /// A zip archive without its end: cut short, or still being copied.
+    #[error(
+        "{} is an incomplete zip archive: the file is truncated or was still being copied. Copy \
+         it again completely. (libtorch said: {libtorch})",
+        file.display()
+    )]
+    Truncated { file: PathBuf, libtorch: String },
+    /// A pickled module or state_dict.
+    #[error(
+        "{} was saved with torch.save (a pickled module or state_dict), not as TorchScript. \
+         Export it with `torch.jit.script(model).save(...)`. (libtorch said: {libtorch})",
+        file.display()
+    )]
+    TorchSave { file: PathBuf, libtorch: String },
+    #[error("cannot load {} as TorchScript: {libtorch}", file.display())]
+    Libtorch { file: PathBuf, libtorch: String },
+    #[error("cannot put {} in eval mode: {libtorch}", file.display())]
+    EvalMode { file: PathBuf, libtorch: String },
+}
+
+/// Tells why a file could not be loaded as TorchScript from its bytes and
+/// libtorch's `message`.
+pub fn explain_load_error(path: &Path, bytes: &[u8], message: &str) -> LoadError {
+    let file = path.to_path_buf();
+    let libtorch = clean_torch_error(message);
+    if bytes.len() < 4 || &bytes[..4] != b"PK\x03\x04" {
+        return LoadError::NotTorchScript { file, libtorch };
+    }
+    // libtorch's zip reader says "central directory" when the end record
+    // is missing; the bytes say it too, when libtorch words it otherwise.
     if !has_zip_end_record(bytes) || message.contains("central directory") {
-        return format!(
-            "{file} is an incomplete zip archive: the file is truncated or was still being \
-             copied. Copy it again completely. (libtorch said: {cleaned})"
-        );
+        return LoadError::Truncated { file, libtorch };
     }
     // torch.save archives hold data.pkl; TorchScript archives also hold
     // constants.pkl and code/. The file names sit in the zip's directory.
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     if contains(b"data.pkl") && !contains(b"constants.pkl") {
-        return format!(
-            "{file} was saved with torch.save (a pickled module or state_dict), not as \
-             TorchScript. Export it with `torch.jit.script(model).save(...)`. (libtorch said: {cleaned})"
-        );
+        return LoadError::TorchSave { file, libtorch };
     }
-    format!("cannot load {file} as TorchScript: {cleaned}")
+    LoadError::Libtorch { file, libtorch }
 }
 
 /// A complete zip archive ends with an end-of-central-directory record
@@ -79,16 +115,13 @@ fn has_zip_end_record(bytes: &[u8]) -> bool {
     tail.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
-pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, String> {
+pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, LoadError> {
     let mut cursor = std::io::Cursor::new(bytes);
     let mut module = CModule::load_data(&mut cursor)
         .map_err(|e| explain_load_error(path, bytes, &e.to_string()))?;
-    module.f_set_eval().map_err(|e| {
-        format!(
-            "cannot put {} in eval mode: {}",
-            path.display(),
-            clean_torch_error(&e.to_string())
-        )
+    module.f_set_eval().map_err(|e| LoadError::EvalMode {
+        file: path.to_path_buf(),
+        libtorch: clean_torch_error(e),
     })?;
     Ok(module)
 }
@@ -100,29 +133,22 @@ pub fn infer_input(
     module: &CModule,
     num_inputs: usize,
     settings_path: &Path,
-) -> Result<InputSpec, String> {
-    let ask = |why: String| {
-        format!(
-            "cannot infer the inputs of this model ({why}). Describe them in {}, for example:\n\n{EXAMPLE}\n",
-            settings_path.display()
-        )
+) -> Result<InputSpec, CannotInfer> {
+    let ask = |why: Uninferable| CannotInfer {
+        why,
+        settings: settings_path.to_path_buf(),
     };
     if num_inputs != 1 {
-        return Err(ask(format!("its forward() takes {num_inputs} arguments")));
+        return Err(ask(Uninferable::Arguments(num_inputs)));
     }
-    let params = module.named_parameters().map_err(|e| {
-        ask(format!(
-            "its parameters cannot be read: {}",
-            clean_torch_error(&e.to_string())
-        ))
-    })?;
+    let params = module
+        .named_parameters()
+        .map_err(|e| ask(Uninferable::Parameters(clean_torch_error(e))))?;
     let Some((name, weight)) = params
         .iter()
         .find(|(name, t)| name.ends_with("weight") && t.dim() >= 2)
     else {
-        return Err(ask(
-            "it has no convolution, linear or embedding weight to read the input size from".into(),
-        ));
+        return Err(ask(Uninferable::NoWeight));
     };
     let size = weight.size();
     let spec = match size.len() {
@@ -156,10 +182,42 @@ pub fn infer_input(
             low: None,
             high: None,
         },
-        n => return Err(ask(format!("its first weight `{name}` has {n} dimensions"))),
+        n => {
+            return Err(ask(Uninferable::WeightRank {
+                name: name.clone(),
+                dims: n,
+            }))
+        }
     };
     log::info!("inferred input {spec} from parameter `{name}` {size:?}");
     Ok(spec)
+}
+
+/// The inputs of a model cannot be guessed: they must be described in its
+/// settings file, shown with an example.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot infer the inputs of this model ({why}). Describe them in {}, for example:\n\n{example}\n",
+    settings.display(),
+    example = EXAMPLE
+)]
+pub struct CannotInfer {
+    pub why: Uninferable,
+    /// The settings file to describe them in.
+    pub settings: PathBuf,
+}
+
+/// What keeps a model's input from being guessed.
+#[derive(Debug, thiserror::Error)]
+pub enum Uninferable {
+    #[error("its forward() takes {0} arguments")]
+    Arguments(usize),
+    #[error("its parameters cannot be read: {0}")]
+    Parameters(String),
+    #[error("it has no convolution, linear or embedding weight to read the input size from")]
+    NoWeight,
+    #[error("its first weight `{name}` has {dims} dimensions")]
+    WeightRank { name: String, dims: usize },
 }
 
 /// Sequence length of the retried input of a model that wants
@@ -171,11 +229,12 @@ pub const RETRY_SEQUENCE_LENGTH: i64 = 16;
 /// transformer wants `[batch, sequence, features]`), the same features as a
 /// sequence of [`RETRY_SEQUENCE_LENGTH`]. None for any other input or
 /// error: those would fail again, and their message is the useful one.
-pub fn sequence_retry(spec: &InputSpec, error: &str) -> Option<InputSpec> {
+pub fn sequence_retry(spec: &InputSpec, error: &TorchError) -> Option<InputSpec> {
     if spec.shape.len() != 2 || !spec.dtype.is_float() {
         return None;
     }
-    let error = error.to_lowercase();
+    // libtorch has no kinds of error to match on, only its words.
+    let error = error.0.to_lowercase();
     // libtorch's words for a tensor of the wrong rank: an index past its
     // last dimension, bmm/attention asking for 3-D, TorchScript unpacking
     // a shape into three names.
@@ -262,14 +321,12 @@ pub fn cast_inputs(inputs: &[Tensor], kind: Kind) -> Vec<Tensor> {
         .collect()
 }
 
-pub fn forward(module: &CModule, inputs: &[Tensor]) -> Result<IValue, String> {
+pub fn forward(module: &CModule, inputs: &[Tensor]) -> Result<IValue, TorchError> {
     let args: Vec<IValue> = inputs
         .iter()
         .map(|t| IValue::Tensor(t.shallow_clone()))
         .collect();
-    module
-        .forward_is(&args)
-        .map_err(|e| clean_torch_error(&e.to_string()))
+    module.forward_is(&args).map_err(TorchError::from_libtorch)
 }
 
 /// Every tensor in a model's output, in order: tuples, lists and dicts are
@@ -293,14 +350,14 @@ fn collect_tensors(value: &IValue, out: &mut Vec<Tensor>) {
 }
 
 /// A tensor's values as f64, for accuracy metrics.
-pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>, String> {
+pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>, TorchError> {
     let flat = t
         .detach()
         .to_device(tch::Device::Cpu)
         .to_kind(Kind::Double)
         .contiguous()
         .view(-1);
-    Vec::<f64>::try_from(&flat).map_err(|e| clean_torch_error(&e.to_string()))
+    Vec::<f64>::try_from(&flat).map_err(TorchError::from_libtorch)
 }
 
 #[cfg(test)]
@@ -316,13 +373,14 @@ mod tests {
             low: None,
             high: None,
         };
-        let rank = "Dimension out of range (expected to be in range of [-2, 1], but got 2)";
+        let torch = |message: &str| TorchError(message.to_owned());
+        let rank = &torch("Dimension out of range (expected to be in range of [-2, 1], but got 2)");
         let retry = sequence_retry(&features, rank).unwrap();
         assert_eq!(retry.shape, [1, 16, 128]);
         assert_eq!(retry.name, features.name);
-        assert!(sequence_retry(&features, "batch1 must be a 3D tensor").is_some());
+        assert!(sequence_retry(&features, &torch("batch1 must be a 3D tensor")).is_some());
         // Another error would fail again: its own message is the useful one.
-        let shapes = "mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)";
+        let shapes = &torch("mat1 and mat2 shapes cannot be multiplied (1x3 and 64x32)");
         assert!(sequence_retry(&features, shapes).is_none());
         let image = InputSpec {
             shape: vec![1, 3, 224, 224],
@@ -334,6 +392,30 @@ mod tests {
             ..features
         };
         assert!(sequence_retry(&tokens, rank).is_none());
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_is_told_by_what_it_is() {
+        let path = Path::new("/d/m.pt");
+        let e = explain_load_error(path, b"GIF89a", "bad magic");
+        assert!(matches!(e, LoadError::NotTorchScript { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.starts_with("/d/m.pt is not a TorchScript model"), "{e}");
+        assert!(e.contains("torch.jit.script(model).save(\"m.pt\")"), "{e}");
+        assert!(e.ends_with("(libtorch said: bad magic)"), "{e}");
+        assert!(matches!(
+            explain_load_error(path, b"PK\x03\x04cut", "x"),
+            LoadError::Truncated { .. }
+        ));
+        let complete = |names: &[u8]| [b"PK\x03\x04", names, b"PK\x05\x06"].concat();
+        assert!(matches!(
+            explain_load_error(path, &complete(b"archive/data.pkl"), "x"),
+            LoadError::TorchSave { .. }
+        ));
+        assert!(matches!(
+            explain_load_error(path, &complete(b"m/data.pkl m/constants.pkl"), "x"),
+            LoadError::Libtorch { .. }
+        ));
     }
 
     #[test]

@@ -3,24 +3,26 @@
 //! CPU or a CUDA device, through libtorch.
 
 use precisiond_core::hardware::probe::{
-    self, ProbeOp, ProbeReport, CONV_HW, CONV_IN, CONV_OUT, GEMM_N, PROBE_PRECISIONS,
+    self, LaneFailure, ProbeError, ProbeOp, ProbeReport, CONV_HW, CONV_IN, CONV_OUT, GEMM_N,
+    PROBE_PRECISIONS,
 };
+use precisiond_core::hardware::LibtorchError;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Runs the probe on `device`: libtorch does the calls, the library's
 /// `probe::measure` decides how many and in which order.
-pub fn run(device: Device) -> Result<ProbeReport, String> {
+pub fn run(device: Device) -> Result<ProbeReport, ProbeError> {
     let start = Instant::now();
     let _guard = tch::no_grad_guard();
     let threads = tch::get_num_threads();
-    let inputs = Inputs::new(device).map_err(|e| format!("creating probe tensors failed: {e}"))?;
-    let lanes: Vec<Result<[Tensor; 5], String>> = [Kind::Float, Kind::Half, Kind::BFloat16]
+    let inputs = Inputs::new(device).map_err(|e| ProbeError::Setup(e.to_string()))?;
+    let lanes: Vec<Result<[Tensor; 5], LaneFailure>> = [Kind::Float, Kind::Half, Kind::BFloat16]
         .into_iter()
         .map(|kind| {
             inputs
                 .cast(kind)
-                .map_err(|e| format!("casting to {kind:?}: {e}"))
+                .map_err(|e| LaneFailure(format!("casting to {kind:?}: {e}")))
         })
         .collect();
     let name = match device {
@@ -34,7 +36,7 @@ pub fn run(device: Device) -> Result<ProbeReport, String> {
             ProbeOp::Gemm => a.f_matmul(b),
             ProbeOp::Conv => x.f_conv2d(w, Some(bias), [1, 1], [1, 1], [1, 1], 1),
         }
-        .map_err(|e| format!("{op:?} in {}: {e}", PROBE_PRECISIONS[lane]))?;
+        .map_err(|e| LaneFailure(format!("{op:?} in {}: {e}", PROBE_PRECISIONS[lane])))?;
         // CUDA calls return at launch: wait for the kernel, or the probe
         // would time the launch alone.
         if let Device::Cuda(i) = device {
@@ -84,19 +86,23 @@ impl Inputs {
 pub struct LinkedLibtorch;
 
 impl precisiond_core::hardware::Libtorch for LinkedLibtorch {
-    fn cpu_capability(&self) -> Result<String, String> {
-        crate::shim::cpu_capability()
+    fn cpu_capability(&self) -> Result<String, LibtorchError> {
+        crate::shim::cpu_capability().map_err(|e| LibtorchError(e.to_string()))
     }
 
-    fn quantized_engines(&self) -> Result<Vec<String>, String> {
-        crate::shim::supported_qengines()
+    fn quantized_engines(&self) -> Result<Vec<String>, LibtorchError> {
+        crate::shim::supported_qengines().map_err(|e| LibtorchError(e.to_string()))
     }
 
     fn cuda_usable(&self, index: usize) -> bool {
         tch::Cuda::is_available() && (index as i64) < tch::Cuda::device_count()
     }
 
-    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
+    fn probe(
+        &self,
+        cuda: Option<usize>,
+        threads: Option<usize>,
+    ) -> Result<ProbeReport, ProbeError> {
         let previous = tch::get_num_threads();
         if let Some(n) = threads.filter(|&n| n > 0) {
             tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
@@ -117,11 +123,11 @@ pub struct CachedProbe {
 }
 
 impl precisiond_core::hardware::Libtorch for CachedProbe {
-    fn cpu_capability(&self) -> Result<String, String> {
+    fn cpu_capability(&self) -> Result<String, LibtorchError> {
         LinkedLibtorch.cpu_capability()
     }
 
-    fn quantized_engines(&self) -> Result<Vec<String>, String> {
+    fn quantized_engines(&self) -> Result<Vec<String>, LibtorchError> {
         LinkedLibtorch.quantized_engines()
     }
 
@@ -129,7 +135,11 @@ impl precisiond_core::hardware::Libtorch for CachedProbe {
         LinkedLibtorch.cuda_usable(index)
     }
 
-    fn probe(&self, cuda: Option<usize>, threads: Option<usize>) -> Result<ProbeReport, String> {
+    fn probe(
+        &self,
+        cuda: Option<usize>,
+        threads: Option<usize>,
+    ) -> Result<ProbeReport, ProbeError> {
         use precisiond_core::hardware::probe_cache::{self, ProbeKey};
         let device = cuda
             .map_or(

@@ -6,7 +6,8 @@
 
 use crate::context::Context;
 use crate::forward::Forward;
-use crate::shim::ProfileSession;
+use crate::model::TorchError;
+use crate::shim::{ProfileSession, ShimError};
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{OperatorProfile, OperatorTime, PrecisionResult};
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ fn calls_within(median_ms: f64, max_seconds: f64) -> usize {
 
 /// `calls` forward() calls, each in its own profile session (so a span
 /// between quantize and dequantize never runs from one call into the next).
-fn record(module: &dyn Forward, inputs: &[Tensor], calls: usize) -> Result<Tally, String> {
+fn record(module: &dyn Forward, inputs: &[Tensor], calls: usize) -> Result<Tally, ProfileError> {
     let mut tally = Tally::default();
     for _ in 0..calls {
         let session = ProfileSession::start()?;
@@ -79,6 +80,27 @@ fn record(module: &dyn Forward, inputs: &[Tensor], calls: usize) -> Result<Tally
         tally.add(&Recording::parse(&text)?, wall.as_nanos() as f64);
     }
     Ok(tally)
+}
+
+/// Why there is no operator profile.
+#[derive(Debug, thiserror::Error)]
+enum ProfileError {
+    /// The shim could not start or end a session.
+    #[error(transparent)]
+    Session(#[from] ShimError),
+    #[error(transparent)]
+    Call(#[from] TorchError),
+    #[error(transparent)]
+    Text(#[from] BadRecording),
+}
+
+/// The shim's profile text is not what this parser reads.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum BadRecording {
+    #[error("unexpected line from the shim's profile: {0:?}")]
+    Line(String),
+    #[error("the shim's profile names an operator it did not list")]
+    UnlistedOperator,
 }
 
 /// One profile session, as the shim returns it.
@@ -98,8 +120,8 @@ struct OpLine {
 }
 
 impl Recording {
-    fn parse(text: &str) -> Result<Recording, String> {
-        let bad = |line: &str| format!("unexpected line from the shim's profile: {line:?}");
+    fn parse(text: &str) -> Result<Recording, BadRecording> {
+        let bad = |line: &str| BadRecording::Line(line.to_owned());
         let mut rec = Recording::default();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let fields: Vec<&str> = line.split('\t').collect();
@@ -119,7 +141,7 @@ impl Recording {
             }
         }
         if rec.outermost.iter().any(|&(i, _)| i >= rec.ops.len()) {
-            return Err("the shim's profile names an operator it did not list".to_owned());
+            return Err(BadRecording::UnlistedOperator);
         }
         Ok(rec)
     }
@@ -306,8 +328,14 @@ mod tests {
         assert_eq!(rec.ops[0].name, "aten::addmm");
         assert_eq!(rec.ops[0].self_ns, 2500);
         assert_eq!(rec.outermost, vec![(0, 1000)]);
-        assert!(Recording::parse("top\t1\t5\n").is_err());
-        assert!(Recording::parse("op\taten::x\tthree\t1\t1\n").is_err());
+        assert_eq!(
+            Recording::parse("top\t1\t5\n").unwrap_err(),
+            BadRecording::UnlistedOperator
+        );
+        assert_eq!(
+            Recording::parse("op\taten::x\tthree\t1\t1\n").unwrap_err(),
+            BadRecording::Line("op\taten::x\tthree\t1\t1".to_owned())
+        );
     }
 
     #[test]

@@ -58,18 +58,18 @@ pub struct QuantizeDone {
 /// Call it from the worker's main thread: the child's PR_SET_PDEATHSIG
 /// fires when the thread that forked it ends, not the process, so a child
 /// forked from a short-lived thread would be killed early.
-pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String> {
+pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, QuantizeError> {
     let job_file = precisiond_core::state_files::quantize_job(&job.out);
-    let text =
-        toml::to_string(job).map_err(|e| format!("cannot describe the quantization job: {e}"))?;
-    precisiond_core::fsutil::write_atomic(&job_file, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the worker's own path: {e}"))?;
-    let stdin = private_copy(bytes)
-        .map_err(|e| format!("cannot hand the model to the quantizing process: {e}"))?;
-    let stderr =
-        tempfile::tempfile().map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    let text = toml::to_string(job).map_err(QuantizeError::Describe)?;
+    precisiond_core::fsutil::write_atomic(&job_file, text.as_bytes()).map_err(|error| {
+        QuantizeError::WriteJob {
+            file: job_file.clone(),
+            error,
+        }
+    })?;
+    let exe = std::env::current_exe().map_err(QuantizeError::OwnPath)?;
+    let stdin = private_copy(bytes).map_err(QuantizeError::HandOver)?;
+    let stderr = tempfile::tempfile().map_err(QuantizeError::TempFile)?;
     let mut stdout = String::new();
     let ended = child::run(
         child::own_binary(&exe)
@@ -77,7 +77,7 @@ pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String
             .arg(&job_file)
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::piped())
-            .stderr(stderr.try_clone().map_err(|e| e.to_string())?),
+            .stderr(stderr.try_clone().map_err(QuantizeError::TempFile)?),
         Limits {
             timeout: Some(QUANTIZE_TIMEOUT),
             stop: None,
@@ -87,7 +87,7 @@ pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String
             stdout.push('\n');
         },
     )
-    .map_err(|e| format!("cannot start the quantizing process: {e}"));
+    .map_err(QuantizeError::Start);
     let _ = std::fs::remove_file(&job_file);
     let ended = ended?;
     let stderr = read_all(stderr);
@@ -95,27 +95,54 @@ pub fn run_child(job: &QuantizeJob, bytes: &[u8]) -> Result<QuantizeDone, String
         log::debug!("quantizing process stderr: {stderr}");
     }
     match ended {
-        Ended::Signaled(sig) => {
-            return Err(format!(
-            "libtorch's quantization passes crashed on this model (signal {sig}, {}); the other \
-                 precisions are unaffected",
-            child::signal_name(sig)
-        ))
-        }
-        Ended::TimedOut(limit) => {
-            return Err(format!(
-                "libtorch's quantization passes ran past {} s and were killed",
-                limit.as_secs()
-            ))
-        }
+        Ended::Signaled(signal) => return Err(QuantizeError::Crashed { signal }),
+        Ended::TimedOut(limit) => return Err(QuantizeError::TimedOut(limit)),
         _ => {}
     }
-    toml::from_str(&stdout).map_err(|e| {
-        format!(
-            "the quantizing process ended with {ended} without a result ({e}): {}",
-            stderr.trim()
-        )
+    toml::from_str(&stdout).map_err(|error| QuantizeError::NoResult {
+        ended,
+        error: Box::new(error),
+        stderr: stderr.trim().to_owned(),
     })
+}
+
+/// Why the quantizing process gave no result. (A failure of the passes
+/// themselves is a result: [`QuantizeDone::error`].)
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    #[error("cannot describe the quantization job: {0}")]
+    Describe(toml::ser::Error),
+    #[error("cannot write {}: {error}", file.display())]
+    WriteJob {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot find the worker's own path: {0}")]
+    OwnPath(std::io::Error),
+    #[error("cannot hand the model to the quantizing process: {0}")]
+    HandOver(std::io::Error),
+    #[error("cannot create a temporary file: {0}")]
+    TempFile(std::io::Error),
+    #[error("cannot start the quantizing process: {0}")]
+    Start(std::io::Error),
+    /// The passes crashed the process (they can, on some models).
+    #[error(
+        "libtorch's quantization passes crashed on this model (signal {signal}, {}); the other \
+         precisions are unaffected",
+        child::signal_name(*signal)
+    )]
+    Crashed { signal: i32 },
+    #[error(
+        "libtorch's quantization passes ran past {} s and were killed",
+        .0.as_secs()
+    )]
+    TimedOut(Duration),
+    #[error("the quantizing process ended with {ended} without a result ({error}): {stderr}")]
+    NoResult {
+        ended: Ended,
+        error: Box<toml::de::Error>,
+        stderr: String,
+    },
 }
 
 /// The model bytes in an unlinked temporary file, rewound: the child's
@@ -135,25 +162,58 @@ fn read_all(mut file: std::fs::File) -> String {
     text
 }
 
+/// Why the quantizing process could not run the passes; sent to the worker
+/// as the result's error.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("cannot read {}: {error}", file.display())]
+    ReadJob {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("bad job file {}: {error}", file.display())]
+    BadJob {
+        file: PathBuf,
+        error: toml::de::Error,
+    },
+    #[error("cannot read the model from stdin: {0}")]
+    Stdin(std::io::Error),
+    // The spaces inside are the message's since it was written.
+    #[error(
+        "the model on stdin ({bytes} bytes, sha256 {sha256}) is not the one the job names                  (sha256 {expected}); the quantizing process takes the model's bytes on stdin from the                  worker, it is not meant to be run by hand"
+    )]
+    OtherModel {
+        bytes: usize,
+        sha256: String,
+        expected: String,
+    },
+    #[error(transparent)]
+    Calibration(#[from] calibration::CalibrationError),
+}
+
 /// The quantizing process: `precisiond-worker quantize JOB.toml`, with the
 /// model's bytes on stdin.
 pub fn quantize_main(job_file: &Path) -> QuantizeDone {
-    let run = || -> Result<QuantizeDone, String> {
-        let text = std::fs::read_to_string(job_file)
-            .map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
-        let job: QuantizeJob = toml::from_str(&text)
-            .map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
+    let run = || -> Result<QuantizeDone, JobError> {
+        let text = std::fs::read_to_string(job_file).map_err(|error| JobError::ReadJob {
+            file: job_file.to_path_buf(),
+            error,
+        })?;
+        let job: QuantizeJob = toml::from_str(&text).map_err(|error| JobError::BadJob {
+            file: job_file.to_path_buf(),
+            error,
+        })?;
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read the model from stdin: {e}"))?;
+            .map_err(JobError::Stdin)?;
         let sha256 = hex_sha256(&bytes);
         if sha256 != job.model_sha256 {
-            return Err(format!(
-                "the model on stdin ({} bytes, sha256 {sha256}) is not the one the job names                  (sha256 {}); the quantizing process takes the model's bytes on stdin from the                  worker, it is not meant to be run by hand",
-                bytes.len(),
-                job.model_sha256
-            ));
+            return Err(JobError::OtherModel {
+                bytes: bytes.len(),
+                sha256,
+                expected: job.model_sha256,
+            });
         }
         tch::set_num_threads(job.threads as i32);
         let samples = match (&job.calibration, &job.calibration_dir) {
@@ -165,6 +225,7 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
         // leaves a half-written model where the report points.
         let partial = precisiond_core::state_files::partial_quantized(&job.out);
         let outcome = shim::quantize_static(&bytes, &partial, &job.engine, &samples.calibration)
+            .map_err(|(e, warnings)| (model::clean_torch_error(e), warnings))
             .and_then(|o| {
                 std::fs::rename(&partial, &job.out)
                     .map(|()| o)
@@ -183,15 +244,15 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
                 warnings: o.warnings,
                 error: None,
             },
-            Err((e, warnings)) => QuantizeDone {
+            Err((error, warnings)) => QuantizeDone {
                 seconds,
                 warnings,
-                error: Some(model::clean_torch_error(&e)),
+                error: Some(error),
             },
         })
     };
     run().unwrap_or_else(|e| QuantizeDone {
-        error: Some(e),
+        error: Some(e.to_string()),
         ..QuantizeDone::default()
     })
 }

@@ -73,21 +73,38 @@ pub(crate) unsafe fn take_string(ptr: *mut c_char) -> Option<String> {
     Some(s)
 }
 
+/// Why a call into the shim failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShimError {
+    /// libtorch threw (the shim turns every C++ exception into this): its
+    /// message, which is libtorch's to word and not ours to parse; see
+    /// `model::clean_torch_error` for the line users need.
+    #[error("{0}")]
+    Libtorch(String),
+    #[error("path {} contains a NUL byte", .0.display())]
+    NulInPath(std::path::PathBuf),
+    #[error("engine name contains a NUL byte")]
+    NulInEngine,
+    #[error("CUDA device index {0} is too large")]
+    DeviceIndex(usize),
+    #[error("calibration batches differ in their number of inputs")]
+    UnevenBatches,
+}
+
 /// Turns the shim's "error string or NULL" convention into a `Result`.
 ///
 /// # Safety
 /// `err` is NULL or an error string from the shim.
-pub(crate) unsafe fn check(err: *mut c_char) -> Result<(), String> {
+pub(crate) unsafe fn check(err: *mut c_char) -> Result<(), ShimError> {
     match take_string(err) {
         None => Ok(()),
-        Some(message) => Err(message),
+        Some(message) => Err(ShimError::Libtorch(message)),
     }
 }
 
-pub(crate) fn c_path(path: &Path) -> Result<CString, String> {
+pub(crate) fn c_path(path: &Path) -> Result<CString, ShimError> {
     use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| format!("path {} contains a NUL byte", path.display()))
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| ShimError::NulInPath(path.to_owned()))
 }
 
 /// The version of the libtorch this binary runs on, e.g. "2.13.0".
@@ -101,7 +118,7 @@ pub fn libtorch_version() -> String {
 /// Calls a shim function that hands back a string through `out`.
 fn call_for_string(
     f: unsafe extern "C" fn(*mut *mut c_char) -> *mut c_char,
-) -> Result<String, String> {
+) -> Result<String, ShimError> {
     let mut out: *mut c_char = std::ptr::null_mut();
     // SAFETY: `out` is written only on success, with a shim-owned string;
     // both it and the error string are freed by `take_string`.
@@ -121,12 +138,12 @@ fn lines(text: &str) -> Vec<String> {
 
 /// libtorch's own view of the CPU: the kernel level it dispatches to
 /// ("AVX512", "AVX2", "DEFAULT", ...).
-pub fn cpu_capability() -> Result<String, String> {
+pub fn cpu_capability() -> Result<String, ShimError> {
     call_for_string(ffi::pd_cpu_capability)
 }
 
 /// The quantized engines libtorch was built with ("x86", "fbgemm", "onednn", "qnnpack").
-pub fn supported_qengines() -> Result<Vec<String>, String> {
+pub fn supported_qengines() -> Result<Vec<String>, ShimError> {
     let names = call_for_string(ffi::pd_supported_qengines)?;
     Ok(names
         .split(',')
@@ -147,7 +164,7 @@ pub struct ModuleInfo {
 }
 
 /// What the model whose file holds `bytes` says about its interface.
-pub fn module_info(bytes: &[u8]) -> Result<ModuleInfo, String> {
+pub fn module_info(bytes: &[u8]) -> Result<ModuleInfo, ShimError> {
     let mut num_inputs: i64 = 0;
     let mut num_required: i64 = 0;
     let mut quantized: c_int = 0;
@@ -181,8 +198,8 @@ pub fn take_warnings() -> Vec<String> {
 }
 
 /// Sets libtorch's quantized engine for the quantized models run next.
-pub fn set_qengine(engine: &str) -> Result<(), String> {
-    let engine = CString::new(engine).map_err(|_| "engine name contains a NUL byte".to_owned())?;
+pub fn set_qengine(engine: &str) -> Result<(), ShimError> {
+    let engine = CString::new(engine).map_err(|_| ShimError::NulInEngine)?;
     // SAFETY: a valid C string for the duration of the call.
     unsafe { check(ffi::pd_set_qengine(engine.as_ptr())) }
 }
@@ -201,16 +218,13 @@ pub fn quantize_static(
     out: &Path,
     engine: &str,
     batches: &[Vec<tch::Tensor>],
-) -> Result<QuantizeOutcome, (String, Vec<String>)> {
-    let fail = |e: String| (e, Vec::new());
+) -> Result<QuantizeOutcome, (ShimError, Vec<String>)> {
+    let fail = |e: ShimError| (e, Vec::new());
     let out_c = c_path(out).map_err(fail)?;
-    let engine_c =
-        CString::new(engine).map_err(|_| fail("engine name contains a NUL byte".into()))?;
+    let engine_c = CString::new(engine).map_err(|_| fail(ShimError::NulInEngine))?;
     let per_batch = batches.first().map_or(0, Vec::len);
     if batches.iter().any(|b| b.len() != per_batch) {
-        return Err(fail(
-            "calibration batches differ in their number of inputs".into(),
-        ));
+        return Err(fail(ShimError::UnevenBatches));
     }
     let pointers: Vec<*mut std::ffi::c_void> = batches
         .iter()
@@ -242,7 +256,7 @@ pub fn quantize_static(
 }
 
 /// Reads a tensor (or a tuple/list of tensors) saved by Python's torch.save.
-pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, String> {
+pub fn load_pickled_tensors(path: &Path) -> Result<Vec<tch::Tensor>, ShimError> {
     let c = c_path(path)?;
     let mut array: *mut *mut std::ffi::c_void = std::ptr::null_mut();
     let mut count: i64 = 0;
@@ -280,7 +294,7 @@ impl AotiPackage {
     /// Loads the package at `path`: libtorch unpacks it and dlopens its
     /// compiled code, so the caller has checked that this machine can run
     /// that code (`precisiond_core::aoti::can_run`).
-    pub fn load(path: &Path) -> Result<AotiPackage, String> {
+    pub fn load(path: &Path) -> Result<AotiPackage, ShimError> {
         let c = c_path(path)?;
         let mut handle = std::ptr::null_mut();
         // SAFETY: on success the shim hands over a loader this value owns.
@@ -289,7 +303,7 @@ impl AotiPackage {
     }
 
     /// One call of the compiled model.
-    pub fn run(&self, inputs: &[tch::Tensor]) -> Result<Vec<tch::Tensor>, String> {
+    pub fn run(&self, inputs: &[tch::Tensor]) -> Result<Vec<tch::Tensor>, ShimError> {
         let pointers: Vec<*mut std::ffi::c_void> =
             inputs.iter().map(|t| t.as_ptr() as *mut _).collect();
         let mut array: *mut *mut std::ffi::c_void = std::ptr::null_mut();
@@ -327,13 +341,13 @@ pub struct CudaMemory {
     pub peak_reserved: u64,
 }
 
-fn device_index(device: usize) -> Result<c_int, String> {
-    c_int::try_from(device).map_err(|_| format!("CUDA device index {device} is too large"))
+fn device_index(device: usize) -> Result<c_int, ShimError> {
+    c_int::try_from(device).map_err(|_| ShimError::DeviceIndex(device))
 }
 
 /// The allocator's statistics for CUDA device `device`; an error when this
 /// libtorch has no CUDA allocator.
-pub fn cuda_memory(device: usize) -> Result<CudaMemory, String> {
+pub fn cuda_memory(device: usize) -> Result<CudaMemory, ShimError> {
     let index = device_index(device)?;
     let (mut a, mut pa, mut r, mut pr) = (0_i64, 0_i64, 0_i64, 0_i64);
     // SAFETY: plain integer outputs, written only on success.
@@ -353,7 +367,7 @@ pub fn cuda_memory(device: usize) -> Result<CudaMemory, String> {
 
 /// Starts a measurement window on `device`: frees the allocator's cached
 /// blocks and resets its peaks.
-pub fn cuda_start_memory_window(device: usize) -> Result<(), String> {
+pub fn cuda_start_memory_window(device: usize) -> Result<(), ShimError> {
     let index = device_index(device)?;
     // SAFETY: no pointers.
     unsafe { check(ffi::pd_cuda_start_memory_window(index)) }
@@ -370,7 +384,7 @@ pub struct ProfileSession {
 }
 
 impl ProfileSession {
-    pub fn start() -> Result<ProfileSession, String> {
+    pub fn start() -> Result<ProfileSession, ShimError> {
         // SAFETY: no arguments.
         unsafe { check(ffi::pd_profile_start())? };
         Ok(ProfileSession {
@@ -380,7 +394,7 @@ impl ProfileSession {
     }
 
     /// Ends the profile: the shim's text (see `pd_profile_stop` in shim.h).
-    pub fn finish(mut self) -> Result<String, String> {
+    pub fn finish(mut self) -> Result<String, ShimError> {
         self.finished = true;
         call_for_string(ffi::pd_profile_stop)
     }
@@ -405,6 +419,8 @@ mod tests {
         }
         let e = cuda_memory(0).unwrap_err();
         eprintln!("cuda_memory(0) without a GPU: {e}");
+        assert!(matches!(e, ShimError::Libtorch(_)), "{e:?}");
+        let e = e.to_string();
         assert!(!e.is_empty());
         // Nothing loaded libtorch_cuda in this test process.
         assert!(e.contains("no CUDA caching allocator"), "{e}");
@@ -417,7 +433,7 @@ mod tests {
             std::env::set_var(crate::cuda::FORCE_LOAD_VAR, "1");
             let load = crate::cuda::load_libtorch_cuda();
             assert!(matches!(load, crate::cuda::CudaLoad::Loaded(_)), "{load:?}");
-            let e = cuda_memory(0).unwrap_err();
+            let e = cuda_memory(0).unwrap_err().to_string();
             assert!(!e.contains("no CUDA caching allocator"), "{e}");
         }
         let e = cuda_start_memory_window(0).unwrap_err();

@@ -5,6 +5,7 @@
 use crate::context::Context;
 use crate::energy;
 use crate::forward::Forward;
+use crate::model::TorchError;
 use precisiond_core::bench::{self, BenchConfig, LatencyStats, Measurement, StopReason};
 use precisiond_core::conditions::{Conditions, Limits, Quality, Watch};
 use precisiond_core::devices::Device;
@@ -42,7 +43,7 @@ pub fn time(
         if let Some(i) = cuda {
             tch::Cuda::synchronize(i);
         }
-        Ok::<(), String>(())
+        Ok::<(), TorchError>(())
     };
     let bench_config = ctx.job.bench;
     let limits = ctx.job.opts.knobs.limits();
@@ -94,10 +95,10 @@ pub fn time(
         energy: reading,
     } = timed;
     result.energy = Some(match (sensor, reading) {
-        (Err(why), _) => energy::not_read(None, why.clone()),
+        (Err(why), _) => energy::not_read(None, why),
         (Ok(s), Some(Ok((reading, calls)))) => energy::facts(s, &reading, calls, ctx.batch(), idle),
         (Ok(s), Some(Err(why))) => energy::not_read(Some(s), why),
-        (Ok(s), None) => energy::not_read(Some(s), "the sensor was not read".into()),
+        (Ok(s), None) => energy::not_read(Some(s), "the sensor was not read"),
     });
     if cuda.is_some() {
         result.timing = Some(CUDA_TIMING.to_owned());
@@ -137,16 +138,16 @@ struct Timed {
     quality: Option<Quality>,
     /// The sensor's reading across the timed calls (and the calls it
     /// covers), when there is a sensor.
-    energy: Option<Result<(Energy, u64), String>>,
+    energy: Option<Result<(Energy, u64), energy::NotRead>>,
 }
 
 impl Timed {
     fn take(
         config: &BenchConfig,
         limits: &Limits,
-        call: impl Fn() -> Result<(), String>,
+        call: impl Fn() -> Result<(), TorchError>,
         meter: Option<&Sensor>,
-    ) -> Result<Timed, String> {
+    ) -> Result<Timed, TorchError> {
         let watch = Watch::start(Path::new("/"));
         let started = Instant::now();
         let (measurement, energy) = match meter {

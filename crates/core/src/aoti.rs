@@ -73,13 +73,9 @@ impl Metadata {
 
 /// Reads what a `.pt2` file is from its bytes (a zip archive). Err: not a
 /// zip archive at all, with what to do.
-pub fn inspect(bytes: &[u8]) -> Result<Pt2, String> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        format!(
-            "not an AOTInductor package: a .pt2 file is a zip archive, and this one cannot be \
-             read as one ({e}); {HOW_TO_MAKE}"
-        )
-    })?;
+pub fn inspect(bytes: &[u8]) -> Result<Pt2, InspectError> {
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(InspectError::NotZip)?;
     let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
     // aoti_compile_and_package writes ARCHIVE/data/aotinductor/MODEL/*.so
     // with a `*_metadata.json` of the device facts beside each compiled file.
@@ -98,12 +94,20 @@ pub fn inspect(bytes: &[u8]) -> Result<Pt2, String> {
     // kernel's holds the device facts only. Read them all.
     for name in metadata_files {
         let mut text = String::new();
+        let unreadable =
+            |error: Box<dyn std::error::Error + Send + Sync>| InspectError::Unreadable {
+                name: name.clone(),
+                error,
+            };
         zip.by_name(name)
-            .map_err(|e| e.to_string())
-            .and_then(|mut f| f.read_to_string(&mut text).map_err(|e| e.to_string()))
-            .map_err(|e| format!("cannot read {name} in the package: {e}"))?;
-        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
-            .map_err(|e| format!("{name} in the package is not a JSON object: {e}"))?;
+            .map_err(|e| unreadable(e.into()))?
+            .read_to_string(&mut text)
+            .map_err(|e| unreadable(e.into()))?;
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|error| InspectError::NotJson {
+                name: name.clone(),
+                error,
+            })?;
         for (k, v) in map {
             let v = match v {
                 serde_json::Value::String(s) => s,
@@ -113,6 +117,27 @@ pub fn inspect(bytes: &[u8]) -> Result<Pt2, String> {
         }
     }
     Ok(Pt2::Package(metadata))
+}
+
+/// Why a `.pt2` file's content cannot be read; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(
+        "not an AOTInductor package: a .pt2 file is a zip archive, and this one cannot be read \
+         as one ({0}); {how}",
+        how = HOW_TO_MAKE
+    )]
+    NotZip(zip::result::ZipError),
+    #[error("cannot read {name} in the package: {error}")]
+    Unreadable {
+        name: String,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{name} in the package is not a JSON object: {error}")]
+    NotJson {
+        name: String,
+        error: serde_json::Error,
+    },
 }
 
 /// The refusal of a `torch.export.save` archive, with how to make a package.
@@ -137,15 +162,17 @@ pub struct Target<'a> {
 /// Whether `target` can run the code in a package with `metadata`:
 /// Err names what the package was compiled for and what this machine
 /// lacks, both sides.
-pub fn can_run(metadata: &Metadata, target: &Target) -> Result<(), String> {
+pub fn can_run(metadata: &Metadata, target: &Target) -> Result<(), CannotRun> {
     if let Some(machine) = metadata.get(keys::MACHINE) {
         if !same_machine(machine, target.machine) {
-            let isa = metadata.get(keys::CPU_ISA).unwrap_or("no AOTI_CPU_ISA");
-            return Err(format!(
-                "the package was compiled for {machine} CPUs ({isa}) and this machine is {}: \
-                 compile it on (or for) this machine",
-                target.machine
-            ));
+            return Err(CannotRun::OtherMachine {
+                machine: machine.to_owned(),
+                isa: metadata
+                    .get(keys::CPU_ISA)
+                    .unwrap_or("no AOTI_CPU_ISA")
+                    .to_owned(),
+                here: target.machine.to_owned(),
+            });
         }
     }
     match metadata.device_key() {
@@ -154,24 +181,60 @@ pub fn can_run(metadata: &Metadata, target: &Target) -> Result<(), String> {
             let wanted = metadata.get(keys::COMPUTE_CAPABILITY).unwrap_or("");
             let wanted = capability_name(wanted);
             if target.cuda_capabilities.is_empty() {
-                return Err(format!(
-                    "the package was compiled for a CUDA GPU of compute capability {wanted} and \
-                     libtorch sees no CUDA device here"
-                ));
+                return Err(CannotRun::NoCudaDevice { wanted });
             }
             if !target.cuda_capabilities.contains(&wanted) {
-                return Err(format!(
-                    "the package was compiled for CUDA compute capability {wanted} and this \
-                     machine's GPUs have {}: compile it on (or for) this GPU",
-                    target.cuda_capabilities.join(", ")
-                ));
+                return Err(CannotRun::OtherCapability {
+                    wanted,
+                    have: target.cuda_capabilities.to_vec(),
+                });
             }
             Ok(())
         }
-        other => Err(format!(
-            "the package was compiled for device `{other}`, which precisiond does not run"
-        )),
+        other => Err(CannotRun::UnknownDevice(other.to_owned())),
     }
+}
+
+/// Why this machine cannot run a package's compiled code: what the package
+/// was compiled for and what this machine lacks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CannotRun {
+    #[error(
+        "the package was compiled for {machine} CPUs ({isa}) and this machine is {here}: \
+         compile it on (or for) this machine"
+    )]
+    OtherMachine {
+        machine: String,
+        isa: String,
+        here: String,
+    },
+    #[error(
+        "the package was compiled for a CUDA GPU of compute capability {wanted} and libtorch \
+         sees no CUDA device here"
+    )]
+    NoCudaDevice { wanted: String },
+    #[error(
+        "the package was compiled for CUDA compute capability {wanted} and this machine's GPUs \
+         have {}: compile it on (or for) this GPU",
+        have.join(", ")
+    )]
+    OtherCapability { wanted: String, have: Vec<String> },
+    #[error("the package was compiled for device `{0}`, which precisiond does not run")]
+    UnknownDevice(String),
+    /// Its code would die of an illegal instruction here.
+    #[error(
+        "the package was compiled for {isa} (it needs the CPU flags {}) and this CPU ({cpu}) \
+         lacks {}: its code would die of an illegal instruction. Compile the package on this \
+         machine, or for an instruction set it has (scripts/precisiond-export.py --isa)",
+        needed.join(" "),
+        missing.join(" ")
+    )]
+    MissingCpuFlags {
+        isa: String,
+        needed: Vec<&'static str>,
+        cpu: String,
+        missing: Vec<&'static str>,
+    },
 }
 
 /// `AOTI_COMPUTE_CAPABILITY` is major*10+minor ("86"); reports say "8.6".
@@ -263,21 +326,21 @@ pub fn required_flags(metadata: &Metadata) -> (Vec<&'static str>, Vec<String>) {
     (flags, unknown)
 }
 
-fn cpu_can_run(metadata: &Metadata, cpu: &CpuInfo) -> Result<(), String> {
+fn cpu_can_run(metadata: &Metadata, cpu: &CpuInfo) -> Result<(), CannotRun> {
     let (needed, _) = required_flags(metadata);
-    let missing: Vec<&str> = needed.iter().copied().filter(|f| !cpu.has(f)).collect();
+    let missing: Vec<&'static str> = needed.iter().copied().filter(|f| !cpu.has(f)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let isa = metadata.get(keys::CPU_ISA).unwrap_or("(no AOTI_CPU_ISA)");
-    Err(format!(
-        "the package was compiled for {isa} (it needs the CPU flags {}) and this CPU ({}) lacks \
-         {}: its code would die of an illegal instruction. Compile the package on this machine, \
-         or for an instruction set it has (scripts/precisiond-export.py --isa)",
-        needed.join(" "),
-        cpu.model,
-        missing.join(" ")
-    ))
+    Err(CannotRun::MissingCpuFlags {
+        isa: metadata
+            .get(keys::CPU_ISA)
+            .unwrap_or("(no AOTI_CPU_ISA)")
+            .to_owned(),
+        needed,
+        cpu: cpu.model.clone(),
+        missing,
+    })
 }
 
 /// Why nothing in a package could be checked against this CPU, when that
@@ -377,6 +440,8 @@ mod tests {
             (keys::DEVICE_KEY, "cpu"),
         ]);
         let why = can_run(&m, &target(&avx2, "x86_64")).unwrap_err();
+        assert!(matches!(why, CannotRun::MissingCpuFlags { .. }), "{why:?}");
+        let why = why.to_string();
         assert!(why.contains("AVX512 AVX512_VNNI"), "{why}");
         assert!(why.contains("lacks avx512_vnni avx512bw"), "{why}");
         let ok = metadata(&[(keys::CPU_ISA, "AVX2"), (keys::MACHINE, "x86_64")]);
@@ -398,7 +463,9 @@ mod tests {
                 "-mavx512f -mavx512dq -mavx512vl -mavx512bw -mfma -mavx512bf16",
             ),
         ]);
-        let why = can_run(&m, &target(&epyc, "x86_64")).unwrap_err();
+        let why = can_run(&m, &target(&epyc, "x86_64"))
+            .unwrap_err()
+            .to_string();
         assert!(
             why.ends_with("--isa)") && why.contains("lacks avx512_bf16"),
             "{why}"
@@ -415,7 +482,9 @@ mod tests {
                 "-march=armv8-a+sve+bf16 -msve-vector-bits=256",
             ),
         ]);
-        let why = can_run(&sve, &target(&a76, "aarch64")).unwrap_err();
+        let why = can_run(&sve, &target(&a76, "aarch64"))
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("lacks bf16 sve"), "{why}");
     }
 
@@ -424,6 +493,8 @@ mod tests {
         let x86 = cpu("avx2 fma f16c lm", "vendor_id\t: GenuineIntel");
         let arm = metadata(&[(keys::CPU_ISA, "ASIMD"), (keys::MACHINE, "aarch64")]);
         let why = can_run(&arm, &target(&x86, "x86_64")).unwrap_err();
+        assert!(matches!(why, CannotRun::OtherMachine { .. }), "{why:?}");
+        let why = why.to_string();
         assert!(why.contains("aarch64") && why.contains("x86_64"), "{why}");
         let cuda = metadata(&[
             (keys::DEVICE_KEY, "cuda"),
@@ -431,6 +502,8 @@ mod tests {
             (keys::MACHINE, "x86_64"),
         ]);
         let why = can_run(&cuda, &target(&x86, "x86_64")).unwrap_err();
+        assert!(matches!(why, CannotRun::NoCudaDevice { .. }), "{why:?}");
+        let why = why.to_string();
         assert!(
             why.contains("8.6") && why.contains("no CUDA device"),
             "{why}"
@@ -441,6 +514,8 @@ mod tests {
             ..target(&x86, "x86_64")
         };
         let why = can_run(&cuda, &turing).unwrap_err();
+        assert!(matches!(why, CannotRun::OtherCapability { .. }), "{why:?}");
+        let why = why.to_string();
         assert!(why.contains("8.6") && why.contains("7.5"), "{why}");
         let caps = ["8.6".to_string()];
         let ampere = Target {
@@ -486,6 +561,12 @@ mod tests {
     #[test]
     fn a_non_zip_is_not_a_package() {
         let why = inspect(b"not a zip").unwrap_err();
+        assert!(matches!(why, InspectError::NotZip(_)), "{why:?}");
+        let why = why.to_string();
+        assert!(
+            why.starts_with("not an AOTInductor package: a .pt2 file is a zip archive, and"),
+            "{why}"
+        );
         assert!(why.contains("precisiond-export.py"), "{why}");
     }
 }

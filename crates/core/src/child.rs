@@ -11,7 +11,7 @@ use crate::protocol::{Phase, WorkerLine, WorkerMessage};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -245,24 +245,25 @@ pub fn run_logged(
     args: &[OsString],
     timeout: Duration,
     log: Option<&Path>,
-) -> Result<Captured, String> {
+) -> Result<Captured, RunLoggedError> {
     let (file, temp) = match log {
         Some(path) => (
-            std::fs::File::create(path)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            std::fs::File::create(path).map_err(|error| RunLoggedError::Log {
+                path: path.to_path_buf(),
+                error,
+            })?,
             None,
         ),
         None => {
-            let t = tempfile::NamedTempFile::new()
-                .map_err(|e| format!("cannot create a temporary file: {e}"))?;
-            (t.reopen().map_err(|e| e.to_string())?, Some(t))
+            let t = tempfile::NamedTempFile::new().map_err(RunLoggedError::TempFile)?;
+            (t.reopen().map_err(RunLoggedError::Reopen)?, Some(t))
         }
     };
     let log_path = log
         .map(Path::to_path_buf)
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
         .expect("a log file");
-    let err_file = file.try_clone().map_err(|e| e.to_string())?;
+    let err_file = file.try_clone().map_err(RunLoggedError::Reopen)?;
     let mut command = Command::new(exe);
     command
         .args(args)
@@ -276,15 +277,16 @@ pub fn run_logged(
         stop: None,
     };
     // Its output goes to the log file, not a pipe: no lines to pass on.
-    let ended = run(&mut command, limits, |_| {})
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let ended = run(&mut command, limits, |_| {}).map_err(|error| RunLoggedError::Spawn {
+        exe: exe.to_path_buf(),
+        error,
+    })?;
     if let Ended::TimedOut(_) = ended {
-        return Err(format!(
-            "{} ran past {} s and was killed (log: {})",
-            exe.display(),
-            timeout.as_secs(),
-            log_path.display()
-        ));
+        return Err(RunLoggedError::TimedOut {
+            exe: exe.to_path_buf(),
+            timeout,
+            log: log_path,
+        });
     }
     let text = String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()).into_owned();
     Ok(Captured {
@@ -292,6 +294,36 @@ pub fn run_logged(
         status: ended.to_string(),
         text,
     })
+}
+
+/// Why a [`run_logged`] child did not run to its end. (One that ran and
+/// failed is a [`Captured`] without `success`: its log says why.)
+#[derive(Debug, thiserror::Error)]
+pub enum RunLoggedError {
+    #[error("cannot write {}: {error}", path.display())]
+    Log {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot create a temporary file: {0}")]
+    TempFile(std::io::Error),
+    /// The log file could not be opened a second time (for stderr, or the
+    /// temporary one for reading).
+    #[error("{0}")]
+    Reopen(std::io::Error),
+    #[error("cannot run {}: {error}", exe.display())]
+    Spawn { exe: PathBuf, error: std::io::Error },
+    #[error(
+        "{} ran past {} s and was killed (log: {})",
+        exe.display(),
+        timeout.as_secs(),
+        log.display()
+    )]
+    TimedOut {
+        exe: PathBuf,
+        timeout: Duration,
+        log: PathBuf,
+    },
 }
 
 /// Kills the child's whole process group, then reaps the child.

@@ -25,7 +25,7 @@ pub fn state_dir_beside(model: &Path) -> PathBuf {
 
 /// Makes sure `.precisiond/` is a real folder of ours: a symlink placed
 /// there would send the status file and the worker's artefacts elsewhere.
-pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+pub fn ensure_state_dir(dir: &Path) -> Result<(), StateDirError> {
     ensure_own_dir(dir)
 }
 
@@ -33,28 +33,52 @@ pub fn ensure_state_dir(dir: &Path) -> Result<(), String> {
 /// [`crate::state_files`]) and of `state` itself as [`ensure_state_dir`]
 /// does, creating what is missing; returns `state/name`. The worker writes
 /// its artefacts there, so a link there would have it write elsewhere.
-pub fn ensure_state_subdir(state: &Path, name: &str) -> Result<PathBuf, String> {
+pub fn ensure_state_subdir(state: &Path, name: &str) -> Result<PathBuf, StateDirError> {
     ensure_own_dir(state)?;
     let dir = state.join(name);
     ensure_own_dir(&dir)?;
     Ok(dir)
 }
 
+/// Why a state folder cannot be used; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error(
+        "cannot create {}: {error}; the drop folder must be writable by precisiond",
+        dir.display()
+    )]
+    Create { dir: PathBuf, error: std::io::Error },
+    #[error("cannot look at {}: {error}", dir.display())]
+    Inspect { dir: PathBuf, error: std::io::Error },
+    #[error(
+        "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
+        dir.display()
+    )]
+    NotAFolder { dir: PathBuf },
+    #[error(
+        "{} belongs to uid {owner}, not to uid {me} that precisiond runs as, so its content \
+         could be changed under precisiond; remove it (rm -r {}), precisiond recreates it",
+        dir.display(),
+        dir.display()
+    )]
+    NotOurs { dir: PathBuf, owner: u32, me: u32 },
+}
+
 /// `dir` is a folder itself (no symbolic link) owned by the user this
 /// process runs as, created (0755) when missing. Owned by someone else, a
 /// folder's entries could be swapped for links under precisiond's feet.
-fn ensure_own_dir(dir: &Path) -> Result<(), String> {
+fn ensure_own_dir(dir: &Path) -> Result<(), StateDirError> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::os::unix::fs::DirBuilderExt;
             match std::fs::DirBuilder::new().mode(0o755).create(dir) {
                 // Created meanwhile (by the worker, or the daemon): checked below.
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                    return Err(format!(
-                        "cannot create {}: {e}; the drop folder must be writable by precisiond",
-                        dir.display()
-                    ))
+                Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(StateDirError::Create {
+                        dir: dir.to_path_buf(),
+                        error,
+                    })
                 }
                 _ => {}
             }
@@ -62,23 +86,23 @@ fn ensure_own_dir(dir: &Path) -> Result<(), String> {
         }
         found => found,
     }
-    .map_err(|e| format!("cannot look at {}: {e}", dir.display()))?;
+    .map_err(|error| StateDirError::Inspect {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     if !meta.is_dir() {
-        return Err(format!(
-            "{} is not a folder (a symbolic link or a file); remove it, precisiond recreates it",
-            dir.display()
-        ));
+        return Err(StateDirError::NotAFolder {
+            dir: dir.to_path_buf(),
+        });
     }
     // SAFETY: geteuid cannot fail and touches no memory.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(format!(
-            "{} belongs to uid {}, not to uid {me} that precisiond runs as, so its content could \
-             be changed under precisiond; remove it (rm -r {}), precisiond recreates it",
-            dir.display(),
-            meta.uid(),
-            dir.display()
-        ));
+        return Err(StateDirError::NotOurs {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
     }
     Ok(())
 }
@@ -266,6 +290,8 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), state.join("tensorrt")).unwrap();
         let e = ensure_state_subdir(&state, "tensorrt").unwrap_err();
+        assert!(matches!(e, StateDirError::NotAFolder { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("tensorrt is not a folder"), "{e}");
         assert!(e.contains("remove it"), "{e}");
         std::fs::remove_file(state.join("tensorrt")).unwrap();
@@ -302,6 +328,11 @@ mod tests {
             )
         };
         let e = result.unwrap_err();
+        assert!(
+            matches!(&e, StateDirError::NotOurs { dir, owner: o, .. } if *dir == theirs && *o == owner),
+            "{e:?}"
+        );
+        let e = e.to_string();
         let head = format!(
             "{} belongs to uid {owner}, not to uid {me}",
             theirs.display()

@@ -189,18 +189,15 @@ impl SettingsDir {
     /// is absolute, climbs with `..` or passes through a symbolic link. A
     /// path that does not exist (yet) is Ok: the caller says so when it
     /// opens it.
-    pub fn resolve(&self, key: &str, named: &Path) -> Result<PathBuf, String> {
+    pub fn resolve(&self, key: &str, named: &Path) -> Result<PathBuf, OutsideDropFolder> {
         if !self.confined {
             return Ok(self.dir.join(named));
         }
-        let refuse = |why: String| {
-            format!(
-                "`{key}` in {}: {why}; precisiond's daemon reads only files inside the drop \
-                 folder {}: put the file there (no symbolic link) and name it relative to the \
-                 settings file",
-                self.settings.display(),
-                self.dir.display()
-            )
+        let refuse = |why: Escape| OutsideDropFolder {
+            key: key.to_owned(),
+            settings: self.settings.clone(),
+            dir: self.dir.clone(),
+            why,
         };
         use std::path::Component;
         let mut path = self.dir.clone();
@@ -208,14 +205,9 @@ impl SettingsDir {
             match part {
                 Component::Normal(name) => path.push(name),
                 Component::CurDir => {}
-                Component::ParentDir => {
-                    return Err(refuse(format!(
-                        "{} climbs out of the folder with `..`",
-                        named.display()
-                    )))
-                }
+                Component::ParentDir => return Err(refuse(Escape::Climbs(named.to_path_buf()))),
                 Component::RootDir | Component::Prefix(_) => {
-                    return Err(refuse(format!("{} is an absolute path", named.display())))
+                    return Err(refuse(Escape::Absolute(named.to_path_buf())))
                 }
             }
         }
@@ -228,69 +220,136 @@ impl SettingsDir {
             };
             below.push(name);
             match std::fs::symlink_metadata(&below) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(refuse(format!("{} is a symbolic link", below.display())))
-                }
+                Ok(m) if m.file_type().is_symlink() => return Err(refuse(Escape::Link(below))),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(refuse(format!("cannot look at {}: {e}", below.display()))),
+                Err(error) => return Err(refuse(Escape::Unreadable { path: below, error })),
             }
         }
         Ok(path)
     }
 }
 
+/// A path in a settings file that the daemon refuses to follow: it could
+/// lead out of the drop folder ([`SettingsDir::resolve`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{key}` in {}: {why}; precisiond's daemon reads only files inside the drop folder {}: put \
+     the file there (no symbolic link) and name it relative to the settings file",
+    settings.display(),
+    dir.display()
+)]
+pub struct OutsideDropFolder {
+    /// The settings key that names the path ("onnx", "calibration.dir").
+    pub key: String,
+    pub settings: PathBuf,
+    pub dir: PathBuf,
+    pub why: Escape,
+}
+
+/// How a confined path could leave the drop folder.
+#[derive(Debug, thiserror::Error)]
+pub enum Escape {
+    #[error("{} climbs out of the folder with `..`", .0.display())]
+    Climbs(PathBuf),
+    #[error("{} is an absolute path", .0.display())]
+    Absolute(PathBuf),
+    #[error("{} is a symbolic link", .0.display())]
+    Link(PathBuf),
+    #[error("cannot look at {}: {error}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// Why a settings file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file's errors, named with the file.
+    #[error("settings file {}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<SettingsError>,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type (toml's
+    /// message names the key and the line).
+    #[error(transparent)]
+    Syntax(#[from] toml::de::Error),
+    #[error("{which}: every dimension of `shape` must be positive, got {shape:?}")]
+    Shape { which: String, shape: Vec<i64> },
+    #[error("{which}: `low` ({low}) must be below `high` ({high})")]
+    Range { which: String, low: f64, high: f64 },
+    #[error("`max_seconds` must be a positive number of seconds, got {0}")]
+    MaxSeconds(f64),
+    #[error(
+        "`variants` names the other precisions' packages; the FP32 package is the model itself \
+         (NAME.pt2)"
+    )]
+    Fp32Variant,
+    /// An `[accuracy]` threshold out of its bounds (the accuracy module's
+    /// message, which names the key).
+    #[error("[accuracy] {0}")]
+    Accuracy(String),
+}
+
 impl ModelSettings {
-    pub fn load(path: &Path) -> Result<ModelSettings, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read settings file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("settings file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<ModelSettings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|error| SettingsError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::parse(&text).map_err(|e| SettingsError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<ModelSettings, String> {
-        let settings: ModelSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<ModelSettings, SettingsError> {
+        let settings: ModelSettings = toml::from_str(text)?;
         settings.validate()?;
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SettingsError> {
         for (i, input) in self.inputs.iter().enumerate() {
-            let which = input.name.clone().unwrap_or_else(|| format!("inputs[{i}]"));
+            let which = || input.name.clone().unwrap_or_else(|| format!("inputs[{i}]"));
             if input.shape.iter().any(|&d| d <= 0) {
-                return Err(format!(
-                    "{which}: every dimension of `shape` must be positive, got {:?}",
-                    input.shape
-                ));
+                return Err(SettingsError::Shape {
+                    which: which(),
+                    shape: input.shape.clone(),
+                });
             }
             if let (Some(low), Some(high)) = (input.low, input.high) {
                 if low >= high {
-                    return Err(format!(
-                        "{which}: `low` ({low}) must be below `high` ({high})"
-                    ));
+                    return Err(SettingsError::Range {
+                        which: which(),
+                        low,
+                        high,
+                    });
                 }
             }
         }
         if let Some(s) = self.max_seconds {
             if !(s.is_finite() && s > 0.0) {
-                return Err(format!(
-                    "`max_seconds` must be a positive number of seconds, got {s}"
-                ));
+                return Err(SettingsError::MaxSeconds(s));
             }
         }
         if let Some(variants) = &self.variants {
             if variants.contains_key(&Precision::Fp32) {
-                return Err(
-                    "`variants` names the other precisions' packages; the FP32 package is the \
-                     model itself (NAME.pt2)"
-                        .into(),
-                );
+                return Err(SettingsError::Fp32Variant);
             }
         }
         if let Some(overrides) = &self.accuracy {
             crate::accuracy::AccuracyThresholds::default()
                 .with(overrides)
                 .validate()
-                .map_err(|e| format!("[accuracy] {e}"))?;
+                .map_err(|e| SettingsError::Accuracy(e.to_string()))?;
         }
         Ok(())
     }
@@ -310,15 +369,61 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_bad_values_naming_them() {
-        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\nshap = [2]\n").unwrap_err();
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\nshap = [2]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shap"), "{err}");
-        let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n").unwrap_err();
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("positive"), "{err}");
-        let err =
-            ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n").unwrap_err();
+        let err = ModelSettings::parse("[[inputs]]\nshape = [1]\ndtype = \"float8\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("float8"), "{err}");
-        let err = ModelSettings::parse("precisions = [\"fp64\"]\n").unwrap_err();
+        let err = ModelSettings::parse("precisions = [\"fp64\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fp64"), "{err}");
+    }
+
+    #[test]
+    fn callers_can_tell_the_kinds_apart() {
+        assert!(matches!(
+            ModelSettings::parse("[[inputs]]\nshape = [1, 0]\n"),
+            Err(SettingsError::Shape { .. })
+        ));
+        assert!(matches!(
+            ModelSettings::parse("max_seconds = -1.0\n"),
+            Err(SettingsError::MaxSeconds(_))
+        ));
+        assert!(matches!(
+            ModelSettings::parse("variants = { fp32 = \"m.pt2\" }\n"),
+            Err(SettingsError::Fp32Variant)
+        ));
+        assert!(matches!(
+            ModelSettings::parse("shap = 1\n"),
+            Err(SettingsError::Syntax(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("m.pt.toml");
+        assert!(matches!(
+            ModelSettings::load(&missing),
+            Err(SettingsError::Read { .. })
+        ));
+        std::fs::write(&missing, "[[inputs]]\nshape = [1]\nlow = 2.0\nhigh = 1.0\n").unwrap();
+        let e = ModelSettings::load(&missing).unwrap_err();
+        assert!(
+            matches!(&e, SettingsError::InFile { error, .. } if matches!(**error, SettingsError::Range { .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "settings file {}: inputs[0]: `low` (2) must be below `high` (1)",
+                missing.display()
+            )
+        );
     }
 
     #[test]
@@ -333,7 +438,9 @@ mod tests {
         );
         assert_eq!(s.onnx, Some(PathBuf::from("m.onnx")));
         assert_eq!(s.tensorrt_calibration_cache, Some(PathBuf::from("m.cache")));
-        let err = ModelSettings::parse("devices = [\"tpu\"]\n").unwrap_err();
+        let err = ModelSettings::parse("devices = [\"tpu\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tpu"), "{err}");
     }
 
@@ -418,6 +525,8 @@ mod tests {
         ] {
             for key in ["calibration.dir", "onnx", "tensorrt_calibration_cache"] {
                 let e = confined.resolve(key, named).unwrap_err();
+                assert_eq!(e.key, key);
+                let e = e.to_string();
                 let head = format!("`{key}` in {}: ", settings.display());
                 assert!(e.starts_with(&head), "{named:?}: {e}");
                 assert!(e.contains(why), "{named:?}: {e}");

@@ -142,8 +142,8 @@ fn open_torchscript(
     path: &Path,
     bytes: &[u8],
 ) -> Result<(CModule, shim::ModuleInfo, ModelKind), String> {
-    let module = model::load(path, bytes)?;
-    let info = shim::module_info(bytes).map_err(|e| model::clean_torch_error(&e))?;
+    let module = model::load(path, bytes).map_err(|e| e.to_string())?;
+    let info = shim::module_info(bytes).map_err(model::clean_torch_error)?;
     let kind = if info.has_quantized_ops {
         ModelKind::Prequantized
     } else {
@@ -162,11 +162,8 @@ fn load_torchscript(
     let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some(report::InputSource::Inferred);
-        vec![model::infer_input(
-            &module,
-            info.num_required,
-            settings_path,
-        )?]
+        vec![model::infer_input(&module, info.num_required, settings_path)
+            .map_err(|e| e.to_string())?]
     } else {
         report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();
@@ -281,7 +278,8 @@ fn load_family(
         settings_dir,
         opts.untrusted_folder,
         &target,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     report.model.variants = family.facts();
     if let Err(why) = &family.head.runnable {
         return Err(format!(
@@ -315,14 +313,14 @@ fn load_family(
         ));
     };
     let state_dir = state_dir(opts, &opts.model);
-    let module = family::load(&family.head, &state_dir)?;
+    let module = family::load(&family.head, &state_dir).map_err(|e| e.to_string())?;
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
     let reference = module.run(&inputs).map_err(|e| {
         inputs_failed(
             &family.head.file,
             &specs,
             report,
-            &e,
+            &e.to_string(),
             settings_dir.settings_path(),
         )
     })?;
@@ -360,7 +358,10 @@ pub fn linked_torchscript(
     named: &Path,
     report: &mut Report,
 ) -> Result<Model, String> {
-    let path = job.settings_dir.resolve("torchscript", named)?;
+    let path = job
+        .settings_dir
+        .resolve("torchscript", named)
+        .map_err(|e| e.to_string())?;
     let bytes = fsutil::read(&path, job.opts.untrusted_folder)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let sha256 = hex_sha256(&bytes);
@@ -415,7 +416,7 @@ fn first_forward(
 ) -> (
     Vec<InputSpec>,
     Vec<Tensor>,
-    Result<tch::IValue, String>,
+    Result<tch::IValue, model::TorchError>,
     String,
 ) {
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);

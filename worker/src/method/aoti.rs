@@ -88,7 +88,7 @@ impl PrecisionMethod for Aoti {
             }));
         }
         let package = family::load(variant, &ctx.model.state_dir)
-            .map_err(|e| ctx.failed(precision, Method::Aoti, e))?;
+            .map_err(|e| ctx.failed(precision, Method::Aoti, e.to_string()))?;
         // A BF16 or FP16 package was exported with inputs of its type;
         // INT8's (PT2E quantization) takes FP32 inputs and quantizes inside.
         let inputs = match precision {

@@ -31,7 +31,7 @@ impl PrecisionMethod for Cast {
             // window. tch's `to` panics on a libtorch error; the caller
             // turns a panic into a failed result.
             let mut m = model::load(&ctx.model.path, &ctx.model.bytes)
-                .map_err(|e| ctx.failed(precision, Method::Cast, e))?;
+                .map_err(|e| ctx.failed(precision, Method::Cast, e.to_string()))?;
             m.to(ctx.tch_device(), kind, false);
             ModuleRef::Owned(Box::new(m))
         };

@@ -45,20 +45,20 @@ impl PrecisionMethod for StaticPtq {
             Some(cal) => Some(
                 job.settings_dir
                     .resolve("calibration.dir", &cal.dir)
-                    .map_err(fail)?,
+                    .map_err(|e| fail(e.to_string()))?,
             ),
             None => None,
         };
         let samples = match (&job.settings.calibration, &calibration_dir) {
             (Some(cal), Some(dir)) => {
-                calibration::from_folder(cal, dir, &job.specs).map_err(fail)?
+                calibration::from_folder(cal, dir, &job.specs).map_err(|e| fail(e.to_string()))?
             }
             _ => calibration::synthetic(&job.specs, quantize::CALIBRATION_SEED),
         };
 
         // Checked (no link, ours) before anything is written there.
-        let dir =
-            ensure_state_subdir(&ctx.model.state_dir, state_files::QUANTIZED_DIR).map_err(fail)?;
+        let dir = ensure_state_subdir(&ctx.model.state_dir, state_files::QUANTIZED_DIR)
+            .map_err(|e| fail(e.to_string()))?;
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
         let sha256 = ctx.model.sha256.clone();
@@ -75,7 +75,7 @@ impl PrecisionMethod for StaticPtq {
             },
             &ctx.model.bytes,
         )
-        .map_err(|e| with_engine(fail(e)))?;
+        .map_err(|e| with_engine(fail(e.to_string())))?;
         let warnings: Vec<String> = done
             .warnings
             .iter()
@@ -105,7 +105,7 @@ impl PrecisionMethod for StaticPtq {
                 let _ = std::fs::remove_file(&artefact);
                 return Err(fail(format!(
                     "libtorch's quantization passes produced a model that does not load: {}",
-                    model::clean_torch_error(&e.to_string())
+                    model::clean_torch_error(e)
                 )));
             }
         };

@@ -3,7 +3,7 @@
 //! involuntary context switches (getrusage), steal time on a VM, and the
 //! load average.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// One reading of the CPU counters, taken before and after the timed calls.
@@ -40,11 +40,11 @@ pub struct CpuUse {
 impl CpuSnapshot {
     /// Reads /proc/stat and /proc/loadavg under `root` (default "/") for the
     /// CPUs in `cpus` (None: every CPU), and this process's getrusage.
-    pub fn take(root: &Path, cpus: Option<&[usize]>) -> Result<CpuSnapshot, String> {
+    pub fn take(root: &Path, cpus: Option<&[usize]>) -> Result<CpuSnapshot, CpuStatError> {
         let at = Instant::now();
         let path = root.join("proc/stat");
-        let stat = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let stat =
+            std::fs::read_to_string(&path).map_err(|error| CpuStatError::Read { path, error })?;
         let (busy_ticks, steal_ticks, counted) = busy_and_steal(&stat, cpus)?;
         let load_average = std::fs::read_to_string(root.join("proc/loadavg"))
             .ok()
@@ -95,7 +95,10 @@ impl CpuSnapshot {
 /// is in `cpus` (all of them when None), and how many lines were counted.
 /// Fields: user nice system idle iowait irq softirq steal guest guest_nice;
 /// guest time is already inside user, so it is not added again.
-pub fn busy_and_steal(stat: &str, cpus: Option<&[usize]>) -> Result<(u64, u64, usize), String> {
+pub fn busy_and_steal(
+    stat: &str,
+    cpus: Option<&[usize]>,
+) -> Result<(u64, u64, usize), CpuStatError> {
     let (mut busy, mut steal, mut counted) = (0u64, 0u64, 0usize);
     for line in stat.lines() {
         let mut fields = line.split_whitespace();
@@ -116,9 +119,21 @@ pub fn busy_and_steal(stat: &str, cpus: Option<&[usize]>) -> Result<(u64, u64, u
         counted += 1;
     }
     if counted == 0 {
-        return Err("no cpuN line of /proc/stat matches the CPUs this process may use".into());
+        return Err(CpuStatError::NoCpuLine);
     }
     Ok((busy, steal, counted))
+}
+
+/// Why the CPUs' use cannot be known.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuStatError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("no cpuN line of /proc/stat matches the CPUs this process may use")]
+    NoCpuLine,
 }
 
 /// The CPUs this process may run on (sched_getaffinity), None if unknown.
@@ -169,7 +184,7 @@ pub fn busy_share(
     root: &Path,
     cpus: Option<&[usize]>,
     window: std::time::Duration,
-) -> Result<f64, String> {
+) -> Result<f64, CpuStatError> {
     let before = CpuSnapshot::take(root, cpus)?;
     std::thread::sleep(window);
     let after = CpuSnapshot::take(root, cpus)?;
@@ -193,7 +208,10 @@ ctxt 456
     fn busy_ticks_count_user_nice_system_irq_softirq_of_the_allowed_cpus() {
         assert_eq!(busy_and_steal(STAT, None).unwrap(), (1540, 40, 2));
         assert_eq!(busy_and_steal(STAT, Some(&[1])).unwrap(), (615, 10, 1));
-        assert!(busy_and_steal(STAT, Some(&[7])).is_err());
+        assert!(matches!(
+            busy_and_steal(STAT, Some(&[7])),
+            Err(CpuStatError::NoCpuLine)
+        ));
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub struct Conditions {
 pub struct Watch {
     root: PathBuf,
     cpus: Option<Vec<usize>>,
-    cpu: Result<CpuSnapshot, String>,
+    cpu: Result<CpuSnapshot, cpu::CpuStatError>,
     thermal: ThermalSnapshot,
     started: std::time::Instant,
 }

@@ -30,7 +30,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::sampler::{self, Sampler};
-use super::{read_error, read_text, Sensor, SensorInfo, SensorKind, Source};
+use super::{read_text, EnergyError, Sensor, SensorInfo, SensorKind, Source};
 
 /// Rail names that mean "the whole board's input", compared
 /// case-insensitively.
@@ -60,7 +60,7 @@ enum Reading {
 
 impl Rail {
     /// The rail's power now, in watts.
-    pub fn watts(&self) -> Result<f64, String> {
+    pub fn watts(&self) -> Result<f64, EnergyError> {
         match &self.reading {
             Reading::VoltsAmps { mv, ma } => Ok(read_number(mv)? * read_number(ma)? / 1e6),
             Reading::MicroWatts(p) => Ok(read_number(p)? / 1e6),
@@ -71,14 +71,14 @@ impl Rail {
 
 /// A sysfs value as a number. Signed: a current can read slightly
 /// negative around zero.
-fn read_number(path: &Path) -> Result<f64, String> {
-    let text = read_text(path).map_err(|e| read_error(path, &e))?;
-    text.parse::<i64>().map(|v| v as f64).map_err(|_| {
-        format!(
-            "energy: {} holds {text:?}, not a number (a channel with nothing connected?)",
-            path.display()
-        )
-    })
+fn read_number(path: &Path) -> Result<f64, EnergyError> {
+    let text = read_text(path).map_err(|e| EnergyError::reading(path, e))?;
+    text.parse::<i64>()
+        .map(|v| v as f64)
+        .map_err(|_| EnergyError::RailNotANumber {
+            path: path.to_path_buf(),
+            text,
+        })
 }
 
 /// The rails whose power is added up for the board.
@@ -89,12 +89,12 @@ pub struct Board {
 
 impl Board {
     /// The summed power of the chosen rails, in watts.
-    pub fn watts(&self) -> Result<f64, String> {
+    pub fn watts(&self) -> Result<f64, EnergyError> {
         self.rails.iter().map(Rail::watts).sum()
     }
 
     /// Starts sampling the chosen rails.
-    pub fn start(&self) -> Result<Sampler, String> {
+    pub fn start(&self) -> Result<Sampler, EnergyError> {
         let board = self.clone();
         sampler::spawn(sampler::PERIOD, move || board.watts())
     }
@@ -140,11 +140,8 @@ pub fn find(root: &Path) -> Option<Sensor> {
         .map(|r| format!("{} {}", r.chip, r.chip_id))
         .collect();
     let kind = chosen.first().map_or("ina3221", |r| r.chip);
-    let why_not = chosen.is_empty().then(|| {
-        format!(
-            "energy: INA3221/INA238 found but no rail could be read ({})",
-            notes.join("; ")
-        )
+    let why_not = chosen.is_empty().then(|| EnergyError::NoRail {
+        notes: notes.clone(),
     });
     let what = match chosen.len() {
         1 => names[0].clone(),
@@ -156,15 +153,17 @@ pub fn find(root: &Path) -> Option<Sensor> {
         kind: kind.to_string(),
         covers: "board".to_string(),
         rails: names,
-        readable: why_not.is_none(),
-        why_not,
+        // Both set by Sensor::new from why_not.
+        readable: false,
+        why_not: None,
     };
-    Some(Sensor {
+    Some(Sensor::new(
         info,
-        kind: SensorKind::Ina3221,
+        SensorKind::Ina3221,
         notes,
-        source: Source::Board(Board { rails: chosen }),
-    })
+        Source::Board(Board { rails: chosen }),
+        why_not,
+    ))
 }
 
 /// hwmon directories of INA3221/INA238 chips, each once: the class

@@ -18,10 +18,13 @@
 //! tests can pass a recorded tree under `tests/fixtures/energy/`; the build
 //! machine has no energy sensor at all.
 
+mod error;
 pub mod hwmon;
 pub mod nvml;
 pub mod rapl;
 mod sampler;
+
+pub use error::{EnergyError, NvmlError};
 
 use std::path::Path;
 
@@ -61,6 +64,8 @@ pub struct Sensor {
     /// rail skipped because its channel is not connected.
     notes: Vec<String>,
     source: Source,
+    /// Why it cannot be read (`info.why_not` in words), None when it can.
+    why_not: Option<EnergyError>,
 }
 
 #[derive(Debug)]
@@ -71,6 +76,26 @@ enum Source {
 }
 
 impl Sensor {
+    /// A sensor described by `info` (whose `readable` and `why_not` are
+    /// set here from `why_not`).
+    fn new(
+        mut info: SensorInfo,
+        kind: SensorKind,
+        notes: Vec<String>,
+        source: Source,
+        why_not: Option<EnergyError>,
+    ) -> Sensor {
+        info.readable = why_not.is_none();
+        info.why_not = why_not.as_ref().map(ToString::to_string);
+        Sensor {
+            info,
+            kind,
+            notes,
+            source,
+            why_not,
+        }
+    }
+
     pub fn info(&self) -> SensorInfo {
         self.info.clone()
     }
@@ -86,8 +111,8 @@ impl Sensor {
 
     /// Reads the counters now, or starts the sampling thread. Fails when
     /// the sensor is not readable (the message says why and what to do).
-    pub fn start(&self) -> Result<Running, String> {
-        if let Some(why) = &self.info.why_not {
+    pub fn start(&self) -> Result<Running, EnergyError> {
+        if let Some(why) = &self.why_not {
             return Err(why.clone());
         }
         let inner = match &self.source {
@@ -115,7 +140,7 @@ enum RunningInner {
 impl Running {
     /// Reads the counters again, or stops the sampling thread, and returns
     /// the energy used since [`Sensor::start`].
-    pub fn finish(self) -> Result<Energy, String> {
+    pub fn finish(self) -> Result<Energy, EnergyError> {
         match self.inner {
             RunningInner::Rapl(r) => r.finish(),
             RunningInner::Sampled(s) => s.finish(),
@@ -170,47 +195,50 @@ fn find_all_with(root: &Path, nvml_library: &str) -> Vec<Sensor> {
 
 /// The sensor whose reading covers work on the CPU: RAPL packages (+dram),
 /// else a Jetson board's total rail (or the sum of its rails).
-pub fn for_cpu(root: &Path) -> Result<Sensor, String> {
-    let rapl = rapl::find(root);
-    let rapl_why = match rapl {
-        Some(s) if s.info.readable => return Ok(s),
-        Some(s) => s.info.why_not,
+pub fn for_cpu(root: &Path) -> Result<Sensor, EnergyError> {
+    let rapl_why = match rapl::find(root) {
+        Some(s) => match s.why_not {
+            None => return Ok(s),
+            why => why,
+        },
         None => None,
     };
-    let board = hwmon::find(root);
-    let board_why = match board {
-        Some(s) if s.info.readable => return Ok(s),
-        Some(s) => s.info.why_not,
+    let board_why = match hwmon::find(root) {
+        Some(s) => match s.why_not {
+            None => return Ok(s),
+            why => why,
+        },
         None => None,
     };
-    Err(rapl_why.or(board_why).unwrap_or_else(|| {
-        "no energy sensor found (no RAPL powercap zones, no INA3221/INA238 hwmon)".to_string()
-    }))
+    Err(rapl_why.or(board_why).unwrap_or(EnergyError::NoSensor))
 }
 
 /// The sensor for CUDA device `index`: NVML, else the Jetson board rail.
-pub fn for_cuda(root: &Path, index: usize) -> Result<Sensor, String> {
+pub fn for_cuda(root: &Path, index: usize) -> Result<Sensor, EnergyError> {
     for_cuda_with(root, index, &nvml::library_name())
 }
 
-fn for_cuda_with(root: &Path, index: usize, nvml_library: &str) -> Result<Sensor, String> {
+fn for_cuda_with(root: &Path, index: usize, nvml_library: &str) -> Result<Sensor, EnergyError> {
     let nvml_why = match nvml::for_index(nvml_library, index) {
-        Ok(s) if s.info.readable => return Ok(s),
-        Ok(s) => s.info.why_not.unwrap_or_default(),
-        Err(e) => e,
+        Ok(s) => match s.why_not {
+            None => return Ok(s),
+            Some(why) => why,
+        },
+        Err(e) => e.into(),
     };
     // A Jetson's iGPU has no NVML energy reading; its board rail covers it.
-    let device = crate::devices::Device::Cuda(index).slug();
-    match hwmon::find(root) {
-        Some(s) if s.info.readable => Ok(s),
-        Some(s) => Err(format!(
-            "no energy sensor for {device}: {nvml_why}; Jetson board rail: {}",
-            s.info.why_not.unwrap_or_default()
-        )),
-        None => Err(format!(
-            "no energy sensor for {device}: {nvml_why}; no INA3221/INA238 board rail either"
-        )),
-    }
+    let board = match hwmon::find(root) {
+        Some(s) => match s.why_not {
+            None => return Ok(s),
+            Some(why) => Some(Box::new(why)),
+        },
+        None => None,
+    };
+    Err(EnergyError::NoCudaSensor {
+        index,
+        nvml: Box::new(nvml_why),
+        board,
+    })
 }
 
 /// Reads a sysfs file as trimmed text.
@@ -219,28 +247,12 @@ fn read_text(path: &Path) -> std::io::Result<String> {
 }
 
 /// Reads a sysfs file holding one integer.
-fn read_u64(path: &Path) -> Result<u64, String> {
-    let text = read_text(path).map_err(|e| read_error(path, &e))?;
-    text.parse()
-        .map_err(|_| format!("energy: {} holds {text:?}, not a number", path.display()))
-}
-
-/// Turns a failed read into a message that says what to do. Permission is
-/// the usual failure: RAPL's energy_uj is mode 0400 since Linux 5.10
-/// (the PLATYPUS power side channel, CVE-2020-8694).
-fn read_error(path: &Path, e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        format!(
-            "energy: not readable (permission): {} is root-only since Linux 5.10; \
-             install the rule precisiond ships, which gives its group read access \
-             (/usr/lib/tmpfiles.d/precisiond.conf, applied with `systemd-tmpfiles --create \
-             /usr/lib/tmpfiles.d/precisiond.conf`), and add yourself to the precisiond \
-             group, or run as root; see the README's \"Energy per inference\"",
-            path.display()
-        )
-    } else {
-        format!("energy: cannot read {}: {e}", path.display())
-    }
+fn read_u64(path: &Path) -> Result<u64, EnergyError> {
+    let text = read_text(path).map_err(|e| EnergyError::reading(path, e))?;
+    text.parse().map_err(|_| EnergyError::NotANumber {
+        path: path.to_path_buf(),
+        text,
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Instant;
 use libloading::{Library, Symbol};
 
 use super::sampler::{self, Sampler};
-use super::{Energy, RunningInner, Sensor, SensorInfo, SensorKind, Source};
+use super::{Energy, EnergyError, NvmlError, RunningInner, Sensor, SensorInfo, SensorKind, Source};
 
 /// The soname the NVIDIA driver installs.
 pub const LIBNVML: &str = "libnvidia-ml.so.1";
@@ -93,21 +93,23 @@ impl Drop for Nvml {
 impl Nvml {
     /// dlopens `library` and calls nvmlInit_v2. The error names the library
     /// and what to do.
-    fn load(library: &str) -> Result<Arc<Nvml>, String> {
+    fn load(library: &str) -> Result<Arc<Nvml>, NvmlError> {
         // SAFETY: loading the NVIDIA management library runs its
         // initialisers, as every NVML program does.
         let lib = unsafe { Library::new(library) }.map_err(|e| {
             log::debug!("dlopen({library}) failed: {e}");
-            format!(
-                "{library} not present (no NVIDIA driver with NVML; set {LIBRARY_ENV} \
-                 to its path if it is installed elsewhere)"
-            )
+            NvmlError::NotPresent {
+                library: library.to_owned(),
+            }
         })?;
         // SAFETY (all `get` calls): the types match nvml.h (nvmlReturn_t is
         // a C enum, unsigned int handles, nvmlDevice_t an opaque pointer,
         // unsigned long long mJ, unsigned int mW).
         unsafe {
-            let need = |name: &str| format!("{library} lacks {name}: not a usable NVML library");
+            let need = |symbol: &'static str| NvmlError::NotNvml {
+                library: library.to_owned(),
+                symbol,
+            };
             let init: Symbol<NvmlInit> =
                 lib.get(b"nvmlInit_v2\0").map_err(|_| need("nvmlInit_v2"))?;
             let shutdown: NvmlShutdown = *lib
@@ -148,10 +150,13 @@ impl Nvml {
                 _lib: lib,
             };
             if rc != NVML_SUCCESS {
-                let msg = format!("nvmlInit_v2 failed: {}", nvml.describe(rc));
+                let failed = NvmlError::Call {
+                    call: "nvmlInit_v2".to_owned(),
+                    why: nvml.describe(rc),
+                };
                 // Not initialised: nothing to shut down.
                 std::mem::forget(nvml);
-                return Err(msg);
+                return Err(failed);
             }
             Ok(Arc::new(nvml))
         }
@@ -170,46 +175,49 @@ impl Nvml {
         format!("nvmlReturn {rc}")
     }
 
-    fn count(&self) -> Result<u32, String> {
+    fn count(&self) -> Result<u32, NvmlError> {
         let mut n: c_uint = 0;
         // SAFETY: a valid out pointer; NVML is initialised.
         let rc = unsafe { (self.get_count)(&mut n) };
         if rc != NVML_SUCCESS {
-            return Err(format!(
-                "nvmlDeviceGetCount_v2 failed: {}",
-                self.describe(rc)
-            ));
+            return Err(NvmlError::Call {
+                call: "nvmlDeviceGetCount_v2".to_owned(),
+                why: self.describe(rc),
+            });
         }
         Ok(n)
     }
 
-    fn handle(&self, index: u32) -> Result<RawDevice, String> {
+    fn handle(&self, index: u32) -> Result<RawDevice, NvmlError> {
         let mut dev: RawDevice = std::ptr::null_mut();
         // SAFETY: a valid out pointer; NVML is initialised.
         let rc = unsafe { (self.get_handle)(index, &mut dev) };
         if rc != NVML_SUCCESS {
-            return Err(format!(
-                "nvmlDeviceGetHandleByIndex_v2({index}) failed: {}",
-                self.describe(rc)
-            ));
+            return Err(NvmlError::Call {
+                call: format!("nvmlDeviceGetHandleByIndex_v2({index})"),
+                why: self.describe(rc),
+            });
         }
         Ok(dev)
     }
 
     /// The handle of the GPU at PCI address `bus_id` ("0000:01:00.0").
-    fn handle_by_pci(&self, bus_id: &str) -> Result<RawDevice, String> {
+    fn handle_by_pci(&self, bus_id: &str) -> Result<RawDevice, NvmlError> {
         let f = self
             .get_handle_by_pci
-            .ok_or_else(|| format!("{} lacks nvmlDeviceGetHandleByPciBusId_v2", self.library))?;
-        let c_id = std::ffi::CString::new(bus_id).map_err(|_| format!("bad PCI id {bus_id:?}"))?;
+            .ok_or_else(|| NvmlError::NoPciLookup {
+                library: self.library.clone(),
+            })?;
+        let c_id =
+            std::ffi::CString::new(bus_id).map_err(|_| NvmlError::BadPciId(bus_id.to_owned()))?;
         let mut dev: RawDevice = std::ptr::null_mut();
         // SAFETY: a NUL-terminated string and a valid out pointer.
         let rc = unsafe { f(c_id.as_ptr(), &mut dev) };
         if rc != NVML_SUCCESS {
-            return Err(format!(
-                "nvmlDeviceGetHandleByPciBusId_v2({bus_id}) failed: {}",
-                self.describe(rc)
-            ));
+            return Err(NvmlError::Call {
+                call: format!("nvmlDeviceGetHandleByPciBusId_v2({bus_id})"),
+                why: self.describe(rc),
+            });
         }
         Ok(dev)
     }
@@ -218,16 +226,20 @@ impl Nvml {
     /// libcuda tells it, since NVML numbers GPUs by PCI bus while CUDA puts
     /// the fastest first and honours CUDA_VISIBLE_DEVICES; else NVML's
     /// device `index` (the same on a machine with one GPU).
-    fn handle_for_cuda(&self, index: u32, bus_ids: Option<&[String]>) -> Result<RawDevice, String> {
+    fn handle_for_cuda(
+        &self,
+        index: u32,
+        bus_ids: Option<&[String]>,
+    ) -> Result<RawDevice, NvmlError> {
         match bus_ids {
             Some(ids) => match ids.get(index as usize) {
                 // A driver too old for the by-PCI lookup: NVML's order.
                 Some(_) if self.get_handle_by_pci.is_none() => self.handle(index),
                 Some(id) => self.handle_by_pci(id),
-                None => Err(format!(
-                    "CUDA lists {} GPU(s), none with index {index}",
-                    ids.len()
-                )),
+                None => Err(NvmlError::NotInCuda {
+                    count: ids.len(),
+                    index,
+                }),
             },
             None => self.handle(index),
         }
@@ -307,16 +319,14 @@ pub fn find_all(library: &str) -> Vec<Sensor> {
 /// The sensor for CUDA device `index`. Err when NVML is absent or has no
 /// such GPU; a sensor with `readable: false` when the GPU reports neither
 /// energy nor power.
-pub fn for_index(library: &str, index: usize) -> Result<Sensor, String> {
+pub fn for_index(library: &str, index: usize) -> Result<Sensor, NvmlError> {
     let nvml = Nvml::load(library)?;
-    let index = u32::try_from(index).map_err(|_| format!("no GPU {index}"))?;
+    let index = u32::try_from(index).map_err(|_| NvmlError::NoGpu(index))?;
     let bus_ids = cuda_bus_ids();
     if bus_ids.is_none() {
         let count = nvml.count()?;
         if index >= count {
-            return Err(format!(
-                "NVML lists {count} GPU(s), none with index {index}"
-            ));
+            return Err(NvmlError::NotInNvml { count, index });
         }
     }
     let dev = nvml.handle_for_cuda(index, bus_ids.as_deref())?;
@@ -372,19 +382,18 @@ fn sensor(nvml: &Arc<Nvml>, index: u32, dev: RawDevice) -> Sensor {
             Ok(_) => (Some(Method::PowerSamples), None),
             Err(rc) => (
                 None,
-                Some(format!(
-                    "energy: GPU {index} reports neither total energy nor power through NVML \
-                     ({})",
-                    nvml.describe(rc)
-                )),
+                Some(NvmlError::NoReading {
+                    index,
+                    why: nvml.describe(rc),
+                }),
             ),
         },
         Err(rc) => (
             None,
-            Some(format!(
-                "energy: nvmlDeviceGetTotalEnergyConsumption failed for GPU {index}: {}",
-                nvml.describe(rc)
-            )),
+            Some(NvmlError::EnergyCounter {
+                index,
+                why: nvml.describe(rc),
+            }),
         ),
     };
     let rail = match method {
@@ -399,24 +408,26 @@ fn sensor(nvml: &Arc<Nvml>, index: u32, dev: RawDevice) -> Sensor {
         kind: "nvml".to_string(),
         covers: crate::devices::Device::Cuda(index as usize).slug(),
         rails: vec![rail.to_string()],
-        readable: why_not.is_none(),
-        why_not,
+        // Both set by Sensor::new from why_not.
+        readable: false,
+        why_not: None,
     };
-    Sensor {
+    Sensor::new(
         info,
-        kind: SensorKind::Nvml,
-        notes: Vec::new(),
-        source: Source::Nvml(NvmlDevice {
+        SensorKind::Nvml,
+        Vec::new(),
+        Source::Nvml(NvmlDevice {
             nvml: Arc::clone(nvml),
             index,
             handle: Handle(dev),
             method,
         }),
-    }
+        why_not.map(EnergyError::from),
+    )
 }
 
 impl NvmlDevice {
-    pub(super) fn start(&self) -> Result<RunningInner, String> {
+    pub(super) fn start(&self) -> Result<RunningInner, EnergyError> {
         let dev = self.handle;
         match self.method {
             Some(Method::Counter) => {
@@ -437,24 +448,24 @@ impl NvmlDevice {
                     nvml.power_mw(dev.0)
                         .map(|mw| f64::from(mw) / 1e3)
                         .map_err(|rc| {
-                            format!(
-                                "energy: nvmlDeviceGetPowerUsage failed for GPU {index}: {}",
-                                nvml.describe(rc)
-                            )
+                            NvmlError::Power {
+                                index,
+                                why: nvml.describe(rc),
+                            }
+                            .into()
                         })
                 })?;
                 Ok(RunningInner::Sampled(sampler))
             }
-            None => Err(format!("energy: GPU {} has no NVML reading", self.index)),
+            None => Err(NvmlError::NoMethod(self.index).into()),
         }
     }
 
-    fn failed(&self, rc: c_uint) -> String {
-        format!(
-            "energy: nvmlDeviceGetTotalEnergyConsumption failed for GPU {}: {}",
-            self.index,
-            self.nvml.describe(rc)
-        )
+    fn failed(&self, rc: c_uint) -> NvmlError {
+        NvmlError::EnergyCounter {
+            index: self.index,
+            why: self.nvml.describe(rc),
+        }
     }
 }
 
@@ -469,22 +480,19 @@ pub struct CounterRunning {
 }
 
 impl CounterRunning {
-    pub(super) fn finish(self) -> Result<Energy, String> {
-        let end = self.nvml.energy_mj(self.handle.0).map_err(|rc| {
-            format!(
-                "energy: nvmlDeviceGetTotalEnergyConsumption failed for GPU {}: {}",
-                self.index,
-                self.nvml.describe(rc)
-            )
-        })?;
+    pub(super) fn finish(self) -> Result<Energy, EnergyError> {
+        let end = self
+            .nvml
+            .energy_mj(self.handle.0)
+            .map_err(|rc| NvmlError::EnergyCounter {
+                index: self.index,
+                why: self.nvml.describe(rc),
+            })?;
         // A 64-bit mJ counter does not wrap; a smaller value means the
         // driver was reloaded in between.
-        let mj = end.checked_sub(self.start_mj).ok_or_else(|| {
-            format!(
-                "energy: GPU {}'s energy counter went backwards (driver reloaded?); measure again",
-                self.index
-            )
-        })?;
+        let mj = end
+            .checked_sub(self.start_mj)
+            .ok_or(NvmlError::Backwards(self.index))?;
         Ok(Energy {
             joules: mj as f64 * RESOLUTION_J,
             seconds: self.started.elapsed().as_secs_f64(),
@@ -512,6 +520,8 @@ mod tests {
     #[test]
     fn a_missing_library_is_a_clean_error() {
         let err = for_index("/nonexistent/libnvidia-ml.so.1", 0).unwrap_err();
+        assert!(matches!(err, NvmlError::NotPresent { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("/nonexistent/libnvidia-ml.so.1 not present"),
             "{err}"
@@ -524,6 +534,17 @@ mod tests {
     fn a_library_that_is_not_nvml_is_a_clean_error() {
         // libc is always loadable and has none of NVML's symbols.
         let err = for_index("libc.so.6", 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NvmlError::NotNvml {
+                    symbol: "nvmlInit_v2",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("libc.so.6 lacks nvmlInit_v2"), "{err}");
     }
 }

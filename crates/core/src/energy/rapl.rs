@@ -22,7 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{read_u64, Energy, Sensor, SensorInfo, SensorKind, Source};
+use super::{read_u64, Energy, EnergyError, Sensor, SensorInfo, SensorKind, Source};
 
 /// energy_uj counts in microjoules, so that is the resolution a reading can
 /// show. The hardware's own unit is coarser: 2^-16 J ≈ 15.3 µJ on most
@@ -46,11 +46,11 @@ impl Domain {
         self.dir.join("energy_uj")
     }
 
-    fn read_energy(&self) -> Result<u64, String> {
+    fn read_energy(&self) -> Result<u64, EnergyError> {
         read_u64(&self.energy_path())
     }
 
-    fn read_max_range(&self) -> Result<u64, String> {
+    fn read_max_range(&self) -> Result<u64, EnergyError> {
         read_u64(&self.dir.join("max_energy_range_uj"))
     }
 }
@@ -103,15 +103,17 @@ pub fn find(root: &Path) -> Option<Sensor> {
         kind: "rapl".to_string(),
         covers: "cpu".to_string(),
         rails,
-        readable: why_not.is_none(),
-        why_not,
+        // Both set by Sensor::new from why_not.
+        readable: false,
+        why_not: None,
     };
-    Some(Sensor {
+    Some(Sensor::new(
         info,
-        kind: SensorKind::Rapl,
-        notes: Vec::new(),
-        source: Source::Rapl(Rapl { domains }),
-    })
+        SensorKind::Rapl,
+        Vec::new(),
+        Source::Rapl(Rapl { domains }),
+        why_not,
+    ))
 }
 
 /// Every RAPL zone under the powercap directory. The live class directory
@@ -214,7 +216,7 @@ pub fn counter_delta(start: u64, end: u64, max_range: u64) -> u64 {
 
 impl Rapl {
     /// Reads every counter now.
-    pub fn start(&self) -> Result<RaplRunning, String> {
+    pub fn start(&self) -> Result<RaplRunning, EnergyError> {
         let mut readings = Vec::with_capacity(self.domains.len());
         for d in &self.domains {
             readings.push((d.clone(), d.read_max_range()?, d.read_energy()?));
@@ -235,7 +237,7 @@ pub struct RaplRunning {
 
 impl RaplRunning {
     /// Reads every counter again and adds up how far each advanced.
-    pub fn finish(self) -> Result<Energy, String> {
+    pub fn finish(self) -> Result<Energy, EnergyError> {
         let mut micro = 0u64;
         for (domain, max_range, start) in &self.readings {
             let end = domain.read_energy()?;

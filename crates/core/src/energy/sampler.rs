@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::Energy;
+use super::{Energy, EnergyError};
 
 /// How often power is read. 20 ms (50 Hz) is finer than the INA3221's own
 /// update interval (its conversion time × averaging, about 8-140 ms as the
@@ -20,7 +20,7 @@ pub const PERIOD: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Sampler {
     stop: mpsc::Sender<()>,
-    handle: JoinHandle<Result<Integral, String>>,
+    handle: JoinHandle<Result<Integral, EnergyError>>,
 }
 
 /// The running integral.
@@ -35,9 +35,9 @@ struct Integral {
 /// Reads power once now (so that a sensor that cannot be read fails here,
 /// not at the end), then starts a thread that reads it every `period`
 /// until [`Sampler::finish`], which also takes a last reading.
-pub fn spawn<F>(period: Duration, mut read_watts: F) -> Result<Sampler, String>
+pub fn spawn<F>(period: Duration, mut read_watts: F) -> Result<Sampler, EnergyError>
 where
-    F: FnMut() -> Result<f64, String> + Send + 'static,
+    F: FnMut() -> Result<f64, EnergyError> + Send + 'static,
 {
     let first = read_watts()?;
     let t0 = Instant::now();
@@ -77,18 +77,18 @@ where
                 }
             }
         })
-        .map_err(|e| format!("energy: cannot start the sampling thread: {e}"))?;
+        .map_err(|e| EnergyError::SamplerThread(e.into()))?;
     Ok(Sampler { stop, handle })
 }
 
 impl Sampler {
     /// Stops the thread (after one last reading) and returns the integral.
-    pub fn finish(self) -> Result<Energy, String> {
+    pub fn finish(self) -> Result<Energy, EnergyError> {
         let _ = self.stop.send(());
         let integral = self
             .handle
             .join()
-            .map_err(|_| "energy: the sampling thread panicked".to_string())??;
+            .map_err(|_| EnergyError::SamplerPanicked)??;
         let sampling_hz =
             (integral.seconds > 0.0).then(|| (integral.samples - 1) as f64 / integral.seconds);
         Ok(Energy {
@@ -136,8 +136,8 @@ mod tests {
 
     #[test]
     fn a_failing_first_read_fails_start() {
-        let err = spawn(PERIOD, || Err("no such rail".to_string())).unwrap_err();
-        assert_eq!(err, "no such rail");
+        let err = spawn(PERIOD, || Err(EnergyError::NoSensor)).unwrap_err();
+        assert!(matches!(err, EnergyError::NoSensor), "{err:?}");
     }
 
     #[test]
@@ -146,13 +146,16 @@ mod tests {
         let s = spawn(Duration::from_millis(1), move || {
             n += 1;
             if n > 2 {
-                Err("rail vanished".to_string())
+                Err(EnergyError::NoRail { notes: Vec::new() })
             } else {
                 Ok(1.0)
             }
         })
         .unwrap();
         thread::sleep(Duration::from_millis(20));
-        assert_eq!(s.finish().unwrap_err(), "rail vanished");
+        assert!(matches!(
+            s.finish().unwrap_err(),
+            EnergyError::NoRail { .. }
+        ));
     }
 }

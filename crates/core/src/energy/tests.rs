@@ -131,7 +131,9 @@ fn rapl_sums_package_and_dram_deltas() {
 fn permission_errors_say_root_only_since_5_10() {
     let path = Path::new("/sys/class/powercap/intel-rapl:0/energy_uj");
     let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-    let msg = read_error(path, &e);
+    let e = EnergyError::reading(path, e);
+    assert!(matches!(e, EnergyError::Permission { .. }), "{e:?}");
+    let msg = e.to_string();
     assert!(
         msg.starts_with(
             "energy: not readable (permission): /sys/class/powercap/intel-rapl:0/energy_uj \
@@ -141,9 +143,14 @@ fn permission_errors_say_root_only_since_5_10() {
     );
     // EPERM maps to the same kind as EACCES.
     let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
-    assert!(read_error(path, &eperm).contains("(permission)"));
+    assert!(matches!(
+        EnergyError::reading(path, eperm),
+        EnergyError::Permission { .. }
+    ));
     let other = std::io::Error::from(std::io::ErrorKind::NotFound);
-    assert!(read_error(path, &other).starts_with("energy: cannot read "));
+    let other = EnergyError::reading(path, other);
+    assert!(matches!(other, EnergyError::Read { .. }), "{other:?}");
+    assert!(other.to_string().starts_with("energy: cannot read "));
 }
 
 #[test]
@@ -162,6 +169,8 @@ fn an_unreadable_counter_makes_the_sensor_unreadable() {
     assert!(s.info().why_not.unwrap().contains("(permission)"));
     assert!(s.start().is_err());
     let err = for_cpu(dir.path()).unwrap_err();
+    assert!(matches!(err, EnergyError::Permission { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("root-only since Linux 5.10"), "{err}");
 }
 
@@ -169,8 +178,9 @@ fn an_unreadable_counter_makes_the_sensor_unreadable() {
 fn nothing_found_says_what_was_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     let err = for_cpu(dir.path()).unwrap_err();
+    assert!(matches!(err, EnergyError::NoSensor), "{err:?}");
     assert_eq!(
-        err,
+        err.to_string(),
         "no energy sensor found (no RAPL powercap zones, no INA3221/INA238 hwmon)"
     );
     assert!(find_all_with(dir.path(), NO_NVML).is_empty());
@@ -271,7 +281,9 @@ fn a_board_without_readable_rails_is_not_readable() {
         why.starts_with("energy: INA3221/INA238 found but no rail"),
         "{why}"
     );
-    assert_eq!(for_cpu(dir.path()).unwrap_err(), why);
+    let err = for_cpu(dir.path()).unwrap_err();
+    assert!(matches!(err, EnergyError::NoRail { .. }), "{err:?}");
+    assert_eq!(err.to_string(), why);
 }
 
 #[test]
@@ -312,6 +324,12 @@ fn sensor_info_serialises_without_an_empty_why_not() {
 fn for_cuda_without_nvml_names_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let err = for_cuda_with(dir.path(), 0, "libnvidia-ml.so.1-not-here").unwrap_err();
+    assert!(
+        matches!(&err, EnergyError::NoCudaSensor { index: 0, board: None, nvml }
+            if matches!(**nvml, EnergyError::Nvml(NvmlError::NotPresent { .. }))),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.starts_with("no energy sensor for cuda0: libnvidia-ml.so.1-not-here not present"),
         "{err}"

@@ -81,20 +81,31 @@ pub fn query_library(library: &str) -> CudaQuery {
     };
     match query_loaded(&lib, library) {
         Ok(q) => q,
-        Err(note) => CudaQuery {
-            note: Some(note),
+        Err(e) => CudaQuery {
+            note: Some(e.to_string()),
             ..CudaQuery::default()
         },
     }
 }
 
-fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, String> {
+/// A library that lacks a driver API entry point: not a CUDA driver.
+#[derive(Debug, thiserror::Error)]
+#[error("{library} lacks {symbol}: not a usable CUDA driver")]
+struct NotADriver {
+    library: String,
+    symbol: &'static str,
+}
+
+fn query_loaded(lib: &Library, library: &str) -> Result<CudaQuery, NotADriver> {
     // SAFETY (all `get` calls): the types match the driver API's prototypes
     // in cuda.h (CUresult = int, CUdevice = int, unsigned int flags,
     // size_t bytes); the `_v2` total-memory entry point is the one cuda.h
     // maps `cuDeviceTotalMem` to on 64-bit systems.
     unsafe {
-        let sym = |name: &str| format!("{library} lacks {name}: not a usable CUDA driver");
+        let sym = |symbol: &'static str| NotADriver {
+            library: library.to_owned(),
+            symbol,
+        };
         let cu_init: Symbol<CuInit> = lib.get(b"cuInit\0").map_err(|_| sym("cuInit"))?;
         let get_version: Symbol<CuDriverGetVersion> = lib
             .get(b"cuDriverGetVersion\0")

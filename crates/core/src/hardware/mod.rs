@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 pub use cpuinfo::{parse_cpuinfo, Arch, CpuInfo};
@@ -125,9 +124,9 @@ const NO_INT8_PROBE: &str = "no int8 probe: int8 is measured by the full static-
 /// load libtorch) only describes what to do with the answers.
 pub trait Libtorch {
     /// libtorch's CPU kernel level ("AVX512", "AVX2", "DEFAULT", ...).
-    fn cpu_capability(&self) -> Result<String, String>;
+    fn cpu_capability(&self) -> Result<String, LibtorchError>;
     /// The quantized engines libtorch was built with.
-    fn quantized_engines(&self) -> Result<Vec<String>, String>;
+    fn quantized_engines(&self) -> Result<Vec<String>, LibtorchError>;
     /// Whether this libtorch can run on CUDA device `index`.
     fn cuda_usable(&self, index: usize) -> bool;
     /// Runs the probe on the CPU (`None`) or a CUDA device, with `threads`
@@ -136,20 +135,41 @@ pub trait Libtorch {
         &self,
         cuda: Option<usize>,
         threads: Option<usize>,
-    ) -> Result<probe::ProbeReport, String>;
+    ) -> Result<probe::ProbeReport, probe::ProbeError>;
+}
+
+/// A libtorch call that failed, with libtorch's own message: it is
+/// libtorch's to word, not ours to parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LibtorchError(pub String);
+
+/// Why there is no hardware report.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The `--cpuinfo` capture cannot be read.
+    #[error("reading cpuinfo file {}: {error}", path.display())]
+    Cpuinfo {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("serialising the hardware report: {0}")]
+    Serialise(#[from] toml::ser::Error),
 }
 
 /// Looks at the CPU and every CUDA GPU. Fails only when a `--cpuinfo` file
 /// cannot be read; everything else (no GPU, no driver, a failing probe)
 /// ends up in the report as a note or a reason.
-pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> anyhow::Result<Hardware> {
+pub fn detect(opts: &DetectOptions, torch: &dyn Libtorch) -> Result<Hardware, DetectError> {
     let mut notes = Vec::new();
     let live = opts.cpuinfo.is_none();
 
     let (text, source) = match &opts.cpuinfo {
         Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading cpuinfo file {}", path.display()))?,
+            std::fs::read_to_string(path).map_err(|error| DetectError::Cpuinfo {
+                path: path.clone(),
+                error,
+            })?,
             path.display().to_string(),
         ),
         None => match std::fs::read_to_string(LIVE_CPUINFO) {
@@ -334,7 +354,7 @@ fn apply_probe(
     fp16: &mut Verdict,
     bf16: &mut Verdict,
     int8: &mut Verdict,
-    result: Result<probe::ProbeReport, String>,
+    result: Result<probe::ProbeReport, probe::ProbeError>,
 ) -> String {
     match result {
         Ok(r) => {
@@ -430,8 +450,8 @@ impl Hardware {
     }
 
     /// The `--format toml` output: tables `cpu`, `cpu.fp16`, ..., `cuda0`, ...
-    pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string(self).context("serialising the hardware report")
+    pub fn to_toml(&self) -> Result<String, DetectError> {
+        Ok(toml::to_string(self)?)
     }
 }
 
@@ -440,7 +460,7 @@ impl Hardware {
 pub fn detect_timed(
     opts: &DetectOptions,
     torch: &dyn Libtorch,
-) -> anyhow::Result<(Hardware, std::time::Duration)> {
+) -> Result<(Hardware, std::time::Duration), DetectError> {
     let start = Instant::now();
     let hw = detect(opts, torch)?;
     Ok((hw, start.elapsed()))

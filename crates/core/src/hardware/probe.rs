@@ -96,8 +96,8 @@ pub struct ProbeReport {
     /// libtorch intra-op threads during the probe.
     pub threads: i32,
     pub fp32: OpTimes,
-    pub fp16: Result<PrecisionProbe, String>,
-    pub bf16: Result<PrecisionProbe, String>,
+    pub fp16: Result<PrecisionProbe, LaneFailure>,
+    pub bf16: Result<PrecisionProbe, LaneFailure>,
     /// Timed calls of each op in FP32 (the minimum is over these).
     pub fp32_calls: usize,
     /// Wall time of the whole probe, tensor creation and warm-up included
@@ -107,6 +107,24 @@ pub struct ProbeReport {
     /// in this job.
     #[serde(skip)]
     pub reused_from: Option<std::path::PathBuf>,
+}
+
+/// Why one precision's probe calls failed, in libtorch's words with what
+/// was being done (kept with the cached report as that text).
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct LaneFailure(pub String);
+
+/// Why the probe has no result at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProbeError {
+    /// Its tensors could not be made (libtorch's message).
+    #[error("creating probe tensors failed: {0}")]
+    Setup(String),
+    /// FP32, the reference of every speedup, could not be timed.
+    #[error("fp32 probe failed: {0}")]
+    Fp32(LaneFailure),
 }
 
 /// Every precision gets at least this many timed calls of each op, even
@@ -143,7 +161,7 @@ struct LaneStats {
     gemm_calls: usize,
     conv_calls: usize,
     spent_ms: f64,
-    error: Option<String>,
+    error: Option<LaneFailure>,
 }
 
 impl LaneStats {
@@ -202,12 +220,12 @@ impl LaneStats {
                 && (self.calls() >= MIN_CALLS || self.slow(fp32_round_ms)))
     }
 
-    fn result(&self) -> Result<OpTimes, String> {
+    fn result(&self) -> Result<OpTimes, LaneFailure> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         if !self.has_both() {
-            return Err("no timed call completed".to_string());
+            return Err(LaneFailure("no timed call completed".to_string()));
         }
         Ok(OpTimes {
             gemm_ms: self.gemm_ms,
@@ -236,8 +254,8 @@ impl LaneStats {
 pub fn measure(
     device: impl Into<String>,
     threads: i32,
-    mut call: impl FnMut(usize, ProbeOp) -> Result<f64, String>,
-) -> Result<ProbeReport, String> {
+    mut call: impl FnMut(usize, ProbeOp) -> Result<f64, LaneFailure>,
+) -> Result<ProbeReport, ProbeError> {
     let ops = [ProbeOp::Gemm, ProbeOp::Conv];
     let mut lanes: Vec<LaneStats> = (0..PROBE_PRECISIONS.len())
         .map(|_| LaneStats::new())
@@ -299,10 +317,8 @@ pub fn measure(
         }
     }
 
-    let fp32 = lanes[0]
-        .result()
-        .map_err(|e| format!("fp32 probe failed: {e}"))?;
-    let compare = |lane: &LaneStats| -> Result<PrecisionProbe, String> {
+    let fp32 = lanes[0].result().map_err(ProbeError::Fp32)?;
+    let compare = |lane: &LaneStats| -> Result<PrecisionProbe, LaneFailure> {
         let times = lane.result()?;
         Ok(PrecisionProbe {
             times,
@@ -330,7 +346,7 @@ pub fn apply(
     verdict: &mut Verdict,
     precision: Precision,
     fp32: &OpTimes,
-    result: &Result<PrecisionProbe, String>,
+    result: &Result<PrecisionProbe, LaneFailure>,
 ) {
     match result {
         Err(e) => {

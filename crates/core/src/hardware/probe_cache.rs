@@ -73,21 +73,32 @@ pub fn load(dir: &Path, key: &ProbeKey) -> Option<ProbeReport> {
 }
 
 /// Keeps `report` in `dir` for `key`, replacing what was there.
-pub fn store(dir: &Path, key: &ProbeKey, report: &ProbeReport) -> Result<(), String> {
+pub fn store(dir: &Path, key: &ProbeKey, report: &ProbeReport) -> Result<(), StoreError> {
     let file = key.file(dir);
     let entry = Entry {
         key: key.clone(),
         report: report.clone(),
     };
-    let text = serde_json::to_vec_pretty(&entry).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(&file, &text)
-        .map_err(|e| format!("cannot keep the probe result in {}: {e}", file.display()))
+    let text = serde_json::to_vec_pretty(&entry)?;
+    crate::fsutil::write_atomic(&file, &text).map_err(|error| StoreError::Write { file, error })
+}
+
+/// Why a probe result could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Serialise(#[from] serde_json::Error),
+    #[error("cannot keep the probe result in {}: {error}", file.display())]
+    Write {
+        file: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::probe::{OpTimes, PrecisionProbe};
+    use crate::hardware::probe::{LaneFailure, OpTimes, PrecisionProbe};
 
     fn report() -> ProbeReport {
         let times = OpTimes {
@@ -98,7 +109,7 @@ mod tests {
             device: "cpu".into(),
             threads: 2,
             fp32: times,
-            fp16: Err("no fp16 kernel".into()),
+            fp16: Err(LaneFailure("no fp16 kernel".into())),
             bf16: Ok(PrecisionProbe {
                 times,
                 speedup_vs_fp32: 1.0,

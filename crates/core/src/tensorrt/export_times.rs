@@ -18,7 +18,7 @@ pub type TraceEntry = BTreeMap<String, f64>;
 
 /// Parses a `--exportTimes` file; non-finite values become `inf` or `NaN`
 /// (see the module comment).
-pub fn parse_export_times(text: &str) -> Result<Vec<TraceEntry>, String> {
+pub fn parse_export_times(text: &str) -> Result<Vec<TraceEntry>, TraceError> {
     let raw: Vec<BTreeMap<String, Value>> =
         serde_json::from_str(&quote_bare_words(text)).map_err(|e| describe(&e))?;
     raw.into_iter()
@@ -28,7 +28,11 @@ pub fn parse_export_times(text: &str) -> Result<Vec<TraceEntry>, String> {
                 .into_iter()
                 .map(|(key, value)| match number(&value) {
                     Some(ms) => Ok((key, ms)),
-                    None => Err(format!("inference {i}: {key} is {value}, not a number")),
+                    None => Err(TraceError::NotANumber {
+                        index: i,
+                        key,
+                        value,
+                    }),
                 })
                 .collect()
         })
@@ -101,25 +105,44 @@ fn quote_bare_words(text: &str) -> String {
 
 /// serde_json's error as a reason: where, and whether the file looks cut
 /// short (a run killed while writing it) or is not a trace at all.
-fn describe(e: &serde_json::Error) -> String {
+fn describe(e: &serde_json::Error) -> TraceError {
     let full = e.to_string();
     // Columns are left out: quoting a bare word shifts the rest of its line.
     let what = full
         .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
-        .unwrap_or(&full);
+        .unwrap_or(&full)
+        .to_owned();
+    let line = e.line();
     if e.is_eof() {
-        format!(
-            "it ends at line {} before the trace does (is it truncated?)",
-            e.line()
-        )
+        TraceError::Truncated { line }
     } else if e.is_data() {
-        format!(
-            "it is not a trace (a JSON array of objects) at line {}: {what}",
-            e.line()
-        )
+        TraceError::NotATrace { line, what }
     } else {
-        format!("it is not valid JSON at line {}: {what}", e.line())
+        TraceError::NotJson { line, what }
     }
+}
+
+/// Why a `--exportTimes` trace gives no times.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TraceError {
+    #[error("it ends at line {line} before the trace does (is it truncated?)")]
+    Truncated { line: usize },
+    #[error("it is not a trace (a JSON array of objects) at line {line}: {what}")]
+    NotATrace { line: usize, what: String },
+    #[error("it is not valid JSON at line {line}: {what}")]
+    NotJson { line: usize, what: String },
+    #[error("inference {index}: {key} is {value}, not a number")]
+    NotANumber {
+        index: usize,
+        key: String,
+        value: Value,
+    },
+    #[error("inference {0} of the trace has no computeMs or latencyMs")]
+    NoTime(usize),
+    #[error("inference {index} of the trace has computeMs = {ms}")]
+    BadTime { index: usize, ms: f64 },
+    #[error("the trace holds no timed inference")]
+    Empty,
 }
 
 /// The per-inference times (ms) of a trace: `computeMs` (else `latencyMs`)
@@ -130,7 +153,7 @@ pub fn samples_ms(
     entries: &[TraceEntry],
     version: TrtVersion,
     warmup_ms: f64,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, TraceError> {
     let mut samples = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         if !version.export_skips_warmup() && e.get("startComputeMs").is_some_and(|&s| s < warmup_ms)
@@ -138,17 +161,15 @@ pub fn samples_ms(
             continue;
         }
         let Some(&ms) = e.get("computeMs").or_else(|| e.get("latencyMs")) else {
-            return Err(format!(
-                "inference {i} of the trace has no computeMs or latencyMs"
-            ));
+            return Err(TraceError::NoTime(i));
         };
         if !(ms.is_finite() && ms >= 0.0) {
-            return Err(format!("inference {i} of the trace has computeMs = {ms}"));
+            return Err(TraceError::BadTime { index: i, ms });
         }
         samples.push(ms);
     }
     if samples.is_empty() {
-        return Err("the trace holds no timed inference".into());
+        return Err(TraceError::Empty);
     }
     Ok(samples)
 }
@@ -162,17 +183,24 @@ mod tests {
         let e = parse_export_times("[ { \"computeMs\" : inf, \"latencyMs\" : -nan }\n]").unwrap();
         assert!(e[0]["computeMs"].is_infinite());
         assert!(e[0]["latencyMs"].is_nan());
-        assert!(samples_ms(&e, TrtVersion::new(10, 0, 0), 0.0)
-            .unwrap_err()
-            .contains("inf"));
+        let e = samples_ms(&e, TrtVersion::new(10, 0, 0), 0.0).unwrap_err();
+        assert!(matches!(e, TraceError::BadTime { index: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains("inf"), "{e}");
         assert_eq!(parse_export_times("[\n]\n").unwrap().len(), 0);
-        assert!(parse_export_times("[ { \"computeMs\" : 1.0 }")
-            .unwrap_err()
-            .contains("truncated"));
-        assert!(parse_export_times("[ { \"computeMs\" : fast } ]")
-            .unwrap_err()
-            .contains("fast"));
-        assert!(parse_export_times("{}").is_err());
+        let e = parse_export_times("[ { \"computeMs\" : 1.0 }").unwrap_err();
+        assert_eq!(e, TraceError::Truncated { line: 1 });
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let e = parse_export_times("[ { \"computeMs\" : fast } ]").unwrap_err();
+        assert!(matches!(e, TraceError::NotANumber { .. }), "{e:?}");
+        assert!(e.to_string().contains("fast"), "{e}");
+        assert!(matches!(
+            parse_export_times("{}"),
+            Err(TraceError::NotATrace { .. })
+        ));
+        assert_eq!(
+            samples_ms(&[], TrtVersion::new(10, 0, 0), 0.0),
+            Err(TraceError::Empty)
+        );
         // Words inside strings are left alone; negative numbers and
         // exponents are numbers.
         let e = parse_export_times("[ { \"nan inf\" : -1.5e-3 } ]").unwrap();

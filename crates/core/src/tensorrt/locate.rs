@@ -5,7 +5,7 @@
 
 // `probe` asks trtexec itself, with the same runner as the builds (its
 // time limit and process-group kill).
-use crate::child::run_logged;
+use crate::child::{run_logged, RunLoggedError};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::fmt;
@@ -131,7 +131,10 @@ pub struct Trtexec {
 /// Finds trtexec: the configured path (the config's `trtexec` or
 /// `--trtexec`), else `PATH`, else [`FALLBACK_DIRS`]. `path_var` is the
 /// value of `PATH`.
-pub fn locate(configured: Option<&Path>, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+pub fn locate(
+    configured: Option<&Path>,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, TrtexecError> {
     let fallback: Vec<PathBuf> = FALLBACK_DIRS.iter().map(PathBuf::from).collect();
     locate_in(configured, path_var, &fallback)
 }
@@ -141,16 +144,12 @@ pub fn locate_in(
     configured: Option<&Path>,
     path_var: Option<&OsStr>,
     fallback_dirs: &[PathBuf],
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, TrtexecError> {
     if let Some(path) = configured {
         return if is_executable(path) {
             Ok(path.to_path_buf())
         } else {
-            Err(format!(
-                "the configured trtexec {} is not an executable file; PyTorch's quantized \
-                 operators are CPU-only",
-                path.display()
-            ))
+            Err(TrtexecError::NotExecutable(path.to_path_buf()))
         };
     }
     let on_path = path_var
@@ -162,12 +161,8 @@ pub fn locate_in(
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join("trtexec"))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| {
-            let dirs: Vec<String> = fallback_dirs.iter().map(|d| d.display().to_string()).collect();
-            format!(
-                "{NOT_FOUND_REASON} (looked on PATH and in {}; set `trtexec` in the config to use another)",
-                dirs.join(", ")
-            )
+        .ok_or_else(|| TrtexecError::NotFound {
+            fallback_dirs: fallback_dirs.to_vec(),
         })
 }
 
@@ -179,25 +174,54 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs `trtexec --help` and reads the version from its banner.
-pub fn probe(path: &Path) -> Result<Trtexec, String> {
+pub fn probe(path: &Path) -> Result<Trtexec, TrtexecError> {
     let out = run_logged(path, &["--help".into()], Duration::from_secs(60), None)?;
     match parse_version(&out.text) {
         Some(version) => Ok(Trtexec {
             path: path.to_path_buf(),
             version,
         }),
-        None => Err(format!(
-            "cannot tell the TensorRT version of {}: `trtexec --help` printed no \
-             \"[TensorRT vNNNN]\" banner (trtexec prints one from TensorRT 8.0; it printed: {})",
-            path.display(),
-            first_lines(&out.text, 3)
-        )),
+        None => Err(TrtexecError::NoVersion {
+            path: path.to_path_buf(),
+            printed: first_lines(&out.text, 3),
+        }),
     }
 }
 
 /// Finds trtexec and asks it its version.
-pub fn find(configured: Option<&Path>, path_var: Option<&OsStr>) -> Result<Trtexec, String> {
+pub fn find(configured: Option<&Path>, path_var: Option<&OsStr>) -> Result<Trtexec, TrtexecError> {
     probe(&locate(configured, path_var)?)
+}
+
+/// Why there is no usable trtexec; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TrtexecError {
+    #[error(
+        "the configured trtexec {} is not an executable file; PyTorch's quantized operators are \
+         CPU-only",
+        .0.display()
+    )]
+    NotExecutable(PathBuf),
+    #[error(
+        "{NOT_FOUND_REASON} (looked on PATH and in {}; set `trtexec` in the config to use another)",
+        shown(fallback_dirs)
+    )]
+    NotFound { fallback_dirs: Vec<PathBuf> },
+    /// `trtexec --help` could not be run to its end.
+    #[error(transparent)]
+    Run(#[from] RunLoggedError),
+    #[error(
+        "cannot tell the TensorRT version of {}: `trtexec --help` printed no \"[TensorRT vNNNN]\" \
+         banner (trtexec prints one from TensorRT 8.0; it printed: {printed})",
+        path.display()
+    )]
+    NoVersion { path: PathBuf, printed: String },
+}
+
+/// Folders, comma-separated, for a message.
+fn shown(dirs: &[PathBuf]) -> String {
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    dirs.join(", ")
 }
 
 /// The first `n` non-empty lines of `text`, for a reason.

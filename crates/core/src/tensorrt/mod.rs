@@ -52,10 +52,10 @@ mod plan;
 
 // The paths callers use stay `tensorrt::…`, whichever file an item lives in.
 pub use engine_cache::{engine_facts_path, EngineFacts, EngineKey};
-pub use export_times::{parse_export_times, samples_ms, TraceEntry};
+pub use export_times::{parse_export_times, samples_ms, TraceEntry, TraceError};
 pub use locate::{
-    find, locate, locate_in, parse_version, probe, TrtVersion, Trtexec, FALLBACK_DIRS,
-    NOT_FOUND_REASON,
+    find, locate, locate_in, parse_version, probe, TrtVersion, Trtexec, TrtexecError,
+    FALLBACK_DIRS, NOT_FOUND_REASON,
 };
-pub use onnx::{onnx_for, onnx_has_qdq};
-pub use plan::{build_args, plan, timing_args, Calibration, Plan};
+pub use onnx::{onnx_for, onnx_has_qdq, OnnxError};
+pub use plan::{build_args, plan, timing_args, Calibration, Plan, Unbuildable};

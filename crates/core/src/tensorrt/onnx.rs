@@ -2,7 +2,7 @@
 //! in the settings, else beside the model) and whether it carries its own
 //! INT8 scales (Q/DQ nodes), which decides how an INT8 engine is built.
 
-use crate::settings::SettingsDir;
+use crate::settings::{OutsideDropFolder, SettingsDir};
 use std::path::{Path, PathBuf};
 
 /// Whether an ONNX file quantizes explicitly: its graph has
@@ -22,17 +22,16 @@ pub fn onnx_for(
     model: &Path,
     named: Option<&Path>,
     settings: &SettingsDir,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, OnnxError> {
     if let Some(named) = named {
         let path = settings.resolve("onnx", named)?;
         return if path.is_file() {
             Ok(Some(path))
         } else {
-            Err(format!(
-                "the ONNX file {} (`onnx` in {}) does not exist",
-                path.display(),
-                settings.settings_path().display()
-            ))
+            Err(OnnxError::Missing {
+                path,
+                settings: settings.settings_path().to_path_buf(),
+            })
         };
     }
     let beside = model.with_extension("onnx");
@@ -43,6 +42,15 @@ pub fn onnx_for(
         beside.is_file()
     };
     Ok(present.then_some(beside))
+}
+
+/// Why the ONNX file the settings name cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error(transparent)]
+    Outside(#[from] OutsideDropFolder),
+    #[error("the ONNX file {} (`onnx` in {}) does not exist", path.display(), settings.display())]
+    Missing { path: PathBuf, settings: PathBuf },
 }
 
 #[cfg(test)]

@@ -36,36 +36,18 @@ pub fn plan(
     precision: Precision,
     onnx_has_qdq: bool,
     calibration_cache: Option<&Path>,
-) -> Result<Plan, String> {
-    let strongly_typed = |what: &str| {
-        format!(
-            "TensorRT {version} builds strongly typed networks only: trtexec has no {what} flag, \
-             the ONNX file's own types decide the precision"
-        )
-    };
+) -> Result<Plan, Unbuildable> {
+    let strongly_typed = |flag| Unbuildable::StronglyTyped { version, flag };
     let (flags, calibration) = match precision {
-        Precision::Fp32 => {
-            return Err(
-                "FP32 on the GPU is timed with libtorch; TensorRT is used for int8, fp16 and bf16"
-                    .into(),
-            )
-        }
+        Precision::Fp32 => return Err(Unbuildable::Fp32),
         Precision::Fp16 if version.strongly_typed_only() => return Err(strongly_typed("--fp16")),
         Precision::Fp16 => (vec!["--fp16".into()], None),
         Precision::Bf16 if version.strongly_typed_only() => return Err(strongly_typed("--bf16")),
-        Precision::Bf16 if !version.has_bf16_flag() => {
-            return Err(format!(
-                "TensorRT {version} has no BF16 in trtexec (--bf16 exists from TensorRT 10.0)"
-            ))
-        }
+        Precision::Bf16 if !version.has_bf16_flag() => return Err(Unbuildable::NoBf16(version)),
         Precision::Bf16 => (vec!["--bf16".into()], None),
         Precision::Int8 if version.strongly_typed_only() => {
             if !onnx_has_qdq {
-                return Err(format!(
-                    "{}; INT8 needs an ONNX file with QuantizeLinear/DequantizeLinear nodes \
-                     (for example from NVIDIA's Model Optimizer), and this one has none",
-                    strongly_typed("--int8")
-                ));
+                return Err(Unbuildable::Int8WithoutQdq(version));
             }
             (Vec::new(), Some(Calibration::ExplicitQdq))
         }
@@ -87,6 +69,29 @@ pub fn plan(
         flags,
         calibration,
     })
+}
+
+/// Why TensorRT (this version of it) cannot build a precision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unbuildable {
+    #[error("FP32 on the GPU is timed with libtorch; TensorRT is used for int8, fp16 and bf16")]
+    Fp32,
+    #[error(
+        "TensorRT {version} builds strongly typed networks only: trtexec has no {flag} flag, the \
+         ONNX file's own types decide the precision"
+    )]
+    StronglyTyped {
+        version: TrtVersion,
+        flag: &'static str,
+    },
+    #[error("TensorRT {0} has no BF16 in trtexec (--bf16 exists from TensorRT 10.0)")]
+    NoBf16(TrtVersion),
+    #[error(
+        "{}; INT8 needs an ONNX file with QuantizeLinear/DequantizeLinear nodes (for example from \
+         NVIDIA's Model Optimizer), and this one has none",
+        Unbuildable::StronglyTyped { version: *.0, flag: "--int8" }
+    )]
+    Int8WithoutQdq(TrtVersion),
 }
 
 /// `NAME=PATH` as one argument, the path byte for byte.

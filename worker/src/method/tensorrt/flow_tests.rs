@@ -240,6 +240,11 @@ fn a_trtexec_that_prints_no_version_is_explained() {
     let standin = StandIn::new("trtexec_help_trt7.1.txt", "export_times_trt10.json", false);
     let e = tensorrt::find(None, Some(&standin.path_var())).unwrap_err();
     assert!(
+        matches!(e, tensorrt::TrtexecError::NoVersion { .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
         e.contains("cannot tell the TensorRT version") && e.contains("8.0"),
         "{e}"
     );

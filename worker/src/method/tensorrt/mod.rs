@@ -14,7 +14,7 @@ use crate::context::Context;
 use precisiond_core::devices::Device;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{Method, PrecisionResult};
-use precisiond_core::tensorrt::{self, Trtexec};
+use precisiond_core::tensorrt::{self, Trtexec, TrtexecError};
 
 const CPU_ONLY: &str = "PyTorch's quantized operators are CPU-only";
 
@@ -37,7 +37,7 @@ impl PrecisionMethod for Tensorrt {
         };
         let trt = trtexec(ctx)
             .as_ref()
-            .map_err(|why| unsupported(why.clone()))?;
+            .map_err(|why| unsupported(why.to_string()))?;
         let job = ctx.job;
         let onnx = match tensorrt::onnx_for(
             &ctx.model.path,
@@ -58,7 +58,7 @@ impl PrecisionMethod for Tensorrt {
             Err(why) if precision == Precision::Int8 => {
                 return Err(unsupported(format!("{why}; {CPU_ONLY}")))
             }
-            Err(why) => return Err(unsupported(why)),
+            Err(why) => return Err(unsupported(why.to_string())),
         };
         let gpu = job
             .hardware
@@ -71,7 +71,7 @@ impl PrecisionMethod for Tensorrt {
             .as_deref()
             .map(|p| job.settings_dir.resolve("tensorrt_calibration_cache", p))
         {
-            Some(Err(why)) => return Err(unsupported(why)),
+            Some(Err(why)) => return Err(unsupported(why.to_string())),
             Some(Ok(p)) => Some(p),
             None => None,
         };
@@ -81,7 +81,7 @@ impl PrecisionMethod for Tensorrt {
             .as_ref()
             .map(|c| job.settings_dir.resolve("calibration.dir", &c.dir))
         {
-            Some(Err(why)) => return Err(unsupported(why)),
+            Some(Err(why)) => return Err(unsupported(why.to_string())),
             Some(Ok(p)) => Some(p),
             None => None,
         };
@@ -119,7 +119,7 @@ pub fn present(ctx: &Context) -> bool {
 }
 
 /// trtexec, looked for once per job.
-fn trtexec<'a>(ctx: &Context<'a>) -> &'a Result<Trtexec, String> {
+fn trtexec<'a>(ctx: &Context<'a>) -> &'a Result<Trtexec, TrtexecError> {
     ctx.job.trtexec.get_or_init(|| {
         let found = tensorrt::find(
             ctx.job.opts.knobs.trtexec.as_deref(),

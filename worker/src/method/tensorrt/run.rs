@@ -6,7 +6,7 @@
 
 use precisiond_core::accuracy::Accuracy;
 use precisiond_core::bench::{self, LatencyStats, StopReason};
-use precisiond_core::child::run_logged;
+use precisiond_core::child::{run_logged, RunLoggedError};
 use precisiond_core::fsutil::{ensure_state_subdir, hex_sha256, write_atomic};
 use precisiond_core::precision::Precision;
 use precisiond_core::protocol::Phase;
@@ -16,7 +16,7 @@ use precisiond_core::tensorrt::{
     build_args, engine_facts_path, onnx_has_qdq, parse_export_times, plan, samples_ms, timing_args,
     Calibration, EngineFacts, EngineKey, Plan, Trtexec,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How the latency of a TensorRT result is measured, for the report.
@@ -87,7 +87,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
     };
     let plan = match plan(req.trtexec.version, p, qdq, req.calibration_cache) {
         Ok(plan) => plan,
-        Err(why) => return fail(result, Status::Unsupported, why),
+        Err(why) => return fail(result, Status::Unsupported, why.to_string()),
     };
     let onnx_sha = hex_sha256(&onnx_bytes);
     drop(onnx_bytes);
@@ -100,7 +100,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
     };
     let dir = match ensure_state_subdir(req.state_dir, state_files::TENSORRT_DIR) {
         Ok(dir) => dir,
-        Err(e) => return fail(result, Status::Failed, e),
+        Err(e) => return fail(result, Status::Failed, e.to_string()),
     };
     let stem = req
         .onnx
@@ -141,7 +141,7 @@ pub fn measure(req: &Request) -> PrecisionResult {
                     log::warn!("cannot write {}: {e}", facts_path.display());
                 }
             }
-            Err(why) => return fail(result, Status::Failed, why),
+            Err(why) => return fail(result, Status::Failed, why.to_string()),
         },
     }
 
@@ -292,7 +292,7 @@ fn describe_calibration(
 
 /// Builds the engine into a temporary name and renames it into place, so a
 /// killed build never leaves an engine the cache would take for complete.
-fn build_engine(req: &Request, plan: &Plan, engine: &Path) -> Result<f64, String> {
+fn build_engine(req: &Request, plan: &Plan, engine: &Path) -> Result<f64, BuildError> {
     let partial = state_files::partial_engine(engine);
     let args = build_args(
         req.trtexec.version,
@@ -315,21 +315,41 @@ fn build_engine(req: &Request, plan: &Plan, engine: &Path) -> Result<f64, String
     let seconds = started.elapsed().as_secs_f64();
     let run = run.map_err(|e| {
         let _ = std::fs::remove_file(&partial);
-        format!("trtexec could not build the engine: {e}")
+        BuildError::NotRun(e)
     })?;
     if !run.success || !partial.is_file() {
         let _ = std::fs::remove_file(&partial);
-        return Err(format!(
-            "trtexec failed to build the {} engine ({}): {} (full log: {})",
-            plan.precision,
-            run.status,
-            error_lines(&run.text),
-            log_path.display()
-        ));
+        return Err(BuildError::Failed {
+            precision: plan.precision,
+            status: run.status,
+            errors: error_lines(&run.text),
+            log: log_path,
+        });
     }
-    std::fs::rename(&partial, engine)
-        .map_err(|e| format!("cannot move the engine into place: {e}"))?;
+    std::fs::rename(&partial, engine).map_err(BuildError::Rename)?;
     Ok(seconds)
+}
+
+/// Why there is no engine.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    /// trtexec did not run to its end (it could not start, or ran past
+    /// the build's limit).
+    #[error("trtexec could not build the engine: {0}")]
+    NotRun(RunLoggedError),
+    /// trtexec ran and failed: its error lines and where its log is.
+    #[error(
+        "trtexec failed to build the {precision} engine ({status}): {errors} (full log: {})",
+        log.display()
+    )]
+    Failed {
+        precision: Precision,
+        status: String,
+        errors: String,
+        log: PathBuf,
+    },
+    #[error("cannot move the engine into place: {0}")]
+    Rename(std::io::Error),
 }
 
 /// The lines of trtexec's output that say what went wrong: its `[E]` lines
