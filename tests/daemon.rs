@@ -22,6 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_precisiond");
 const SETTLE_MS: u64 = 300;
+/// The daemon's least time between two rewrites of its status file
+/// (STATUS_INTERVAL in src/daemon.rs).
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -354,6 +357,32 @@ fn slow_config(max_seconds: f64) -> String {
 
 const JOB: Duration = Duration::from_secs(30);
 
+/// How long a worker takes, from its start to its report, for `model`
+/// under `config` on this machine now: tests whose time limit must fall
+/// at a given point of a job set it from this, so that a loaded machine
+/// (a slow libtorch start, slow calls) moves the limit with the job
+/// instead of putting it elsewhere.
+fn worker_seconds(config: &str, fixture_name: &str) -> f64 {
+    let s = Setup::new(config);
+    let d = s.start();
+    d.wait_ready();
+    let model = s.copy(fixture_name, "calibration.pt");
+    wait_for("the calibration report", JOB * 4, || {
+        report_path(&model).exists()
+    });
+    assert_eq!(report_status(&model), "ok", "{}", report_error(&model));
+    let ended = std::fs::metadata(report_path(&model))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = s.starts()[0].time;
+    d.stop();
+    (ended - started).max(0.0)
+}
+
 #[test]
 fn slow_copy_is_measured_once_after_it_is_complete() {
     let s = Setup::new(&fast_config());
@@ -533,13 +562,18 @@ fn worker_crashed_or_killed_mid_run_gives_a_failed_report() {
 
 #[test]
 fn worker_over_its_time_limit_gets_a_failed_report() {
-    // fp32 takes its 3 s and is done; the limit falls inside bf16 (with
-    // 1.5 s to spare for the worker's start on a loaded machine). No
+    // fp32 takes its 3 s and is done; the limit falls inside bf16, 1.5 s
+    // into its 3 s. The worker's start (libtorch, the model, warm-up) is
+    // timed first on the same job with tiny budgets: on a loaded machine it
+    // takes seconds, and a fixed limit would then fall inside fp32. No
     // timing counts as contended here: a contended one is taken again,
     // which on a loaded machine would put the limit inside fp32.
+    let quiet = "busy_threshold = 1.0\ncontended_ci_percent = 100\ncontended_p90_ratio = 1000\n";
+    let start = worker_seconds(&format!("{}{quiet}", slow_config(0.05)), "cnn_residual.pt");
+    let limit = start + 4.5;
+    eprintln!("the worker's start took {start:.2} s: limit {limit:.2} s");
     let s = Setup::new(&format!(
-        "{}worker_timeout_seconds = 4.5\nbusy_threshold = 1.0\ncontended_ci_percent = 100\n\
-         contended_p90_ratio = 1000\n",
+        "{}worker_timeout_seconds = {limit:.2}\n{quiet}",
         slow_config(3.0)
     ));
     let d = s.start();
@@ -1402,11 +1436,20 @@ fn phased_worker(s: &Setup, limit: f64, seconds: f64) -> PathBuf {
 
 #[test]
 fn an_engine_build_has_its_own_limit_instead_of_the_workers() {
-    // The build (3 s) is longer than the whole worker limit (2 s): the
-    // worker's clock stops while it runs.
-    let s = Setup::new(&format!("{}worker_timeout_seconds = 2.0\n", fast_config()));
+    // The build is longer than the whole worker limit: the worker's clock
+    // stops while it runs. The limit is twice what the same job took just
+    // before (at least 2 s, the build 1 s more), so that a loaded machine's
+    // slow measurement cannot reach it on its own.
+    let work = worker_seconds(&fast_config(), "mlp.pt");
+    let limit = (2.0 * work).max(2.0);
+    let build = limit + 1.0;
+    eprintln!("the job took {work:.2} s: worker limit {limit:.1} s, build {build:.1} s");
+    let s = Setup::new(&format!(
+        "{}worker_timeout_seconds = {limit:.1}\n",
+        fast_config()
+    ));
     let mut cmd = s.command();
-    cmd.env("PRECISIOND_WORKER", phased_worker(&s, 10.0, 3.0));
+    cmd.env("PRECISIOND_WORKER", phased_worker(&s, build + 10.0, build));
     let d = Daemon::spawn(cmd);
     d.wait_ready();
     let model = s.copy("mlp.pt", "built.pt");
@@ -1503,6 +1546,7 @@ fn a_burst_past_the_inotify_queue_is_measured_once_each() {
         }
     })
     .unwrap();
+    let watching = Instant::now();
     notify::Watcher::watch(
         &mut watcher,
         &s.drop.join(".precisiond"),
@@ -1526,11 +1570,24 @@ fn a_burst_past_the_inotify_queue_is_measured_once_each() {
         assert_eq!(report_status(m), "ok", "{m:?}");
     }
     assert_eq!(s.starts().len(), MODELS, "nothing else was measured");
-    // Rate-limited: far fewer rewrites than the jobs' starts, progress
-    // lines and ends.
+    // Rate-limited: at most one rewrite per STATUS_INTERVAL (src/daemon.rs)
+    // however many jobs start, report progress and end meanwhile (one more
+    // for a rename seen just after the count began).
     let rewrites = *rewrites.lock().unwrap();
-    eprintln!("{MODELS} models: the status file was rewritten {rewrites} times");
-    assert!(rewrites < 2 * MODELS, "{rewrites} rewrites");
+    let seconds = watching.elapsed().as_secs_f64();
+    eprintln!("{MODELS} models: the status file was rewritten {rewrites} times in {seconds:.1} s");
+    let most = (seconds / STATUS_INTERVAL.as_secs_f64()).floor() as usize + 1;
+    assert!(rewrites <= most, "{rewrites} rewrites in {seconds:.1} s");
+    // Far fewer than the jobs' starts, progress lines and ends: each job
+    // sends several, and on a quiet machine the burst takes under 20 s.
+    // On a busy one it takes longer, and the interval alone bounds it.
+    if rewrites >= 2 * MODELS {
+        eprintln!(
+            "SKIPPED a_burst_past_the_inotify_queue_is_measured_once_each (fewer than two \
+             rewrites per model): the burst took {seconds:.1} s on a busy machine, so the \
+             interval allows {most}; checked that bound instead"
+        );
+    }
     d.stop();
 }
 

@@ -21,10 +21,11 @@ fn run_with_root(root: &Path, model: &Path, extra: &[&str]) -> Output {
     let mut cmd = precisiond();
     cmd.arg("run")
         .arg(model)
-        .args(["--no-probe", "--threads", "2", "--devices", "cpu"])
-        .args(["--max-seconds", "0.6"])
-        .args(extra)
-        .env("PRECISIOND_SYSFS_ROOT", root);
+        .args(["--no-probe", "--threads", "2", "--devices", "cpu"]);
+    if !extra.contains(&"--max-seconds") {
+        cmd.args(["--max-seconds", "0.6"]);
+    }
+    cmd.args(extra).env("PRECISIOND_SYSFS_ROOT", root);
     cmd.output().expect("precisiond runs")
 }
 
@@ -60,10 +61,15 @@ fn results(report: &toml::Table) -> Vec<&toml::Table> {
 fn energy_is_read_across_the_timed_calls_and_set_against_fp32() {
     let dir = tempfile::tempdir().unwrap();
     let model = copy_fixture("mlp.pt", dir.path());
+    // The window's extension stops at the time budget's end, which counts
+    // from before the warm-up: a budget of 0.6 s left a loaded machine's
+    // slow warm-up less than the half second (window 0.487 s seen). An MLP
+    // meets its confidence target long before 2 s on a quiet machine, so
+    // the extension is still what makes the half second there.
     let out = run_with_root(
         &tree("jetson_orin_jp5"),
         &model,
-        &["--precisions", "fp32,int8"],
+        &["--precisions", "fp32,int8", "--max-seconds", "2"],
     );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -630,12 +630,20 @@ fn accelerated_follows_the_models_own_speedup_interval_and_names_the_probe_when_
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let report = report_of(&model);
+    let contended =
+        |r: &toml::Table| r.get("quality").and_then(|q| q.as_str()) == Some("contended");
+    let fp32_contended = contended(&result_for(&report, "fp32"));
     let mut decided = 0;
+    let mut withheld = Vec::new();
     for p in ["fp16", "bf16"] {
         let r = result_for(&report, p);
         let Some(ci) = r.get("speedup_ci_vs_fp32").and_then(|c| c.as_array()) else {
-            // Too few calls for an interval: detection decides, and says so.
+            // Too few calls for an interval, or a contended timing (its
+            // speedup is withheld): detection decides, and says so.
             assert_eq!(r["accelerated_by"].as_str(), Some("probe"), "{r:?}");
+            if fp32_contended || contended(&r) {
+                withheld.push(p);
+            }
             continue;
         };
         let (lo, hi) = (ci[0].as_float().unwrap(), ci[1].as_float().unwrap());
@@ -664,7 +672,16 @@ fn accelerated_follows_the_models_own_speedup_interval_and_names_the_probe_when_
             );
         }
     }
-    // FP16 runs emulated on most CPUs, far slower than FP32.
+    // FP16 runs emulated on most CPUs, far slower than FP32. A busy machine
+    // makes the timings contended, and then no interval is given at all.
+    if decided == 0 && !withheld.is_empty() {
+        eprintln!(
+            "SKIPPED accelerated_follows_the_models_own_speedup_interval_and_names_the_probe_when_they_disagree \
+             (an interval clear of 1): the machine was busy, the timings of {withheld:?} or fp32 \
+             were contended and their speedups withheld; checked that the probe decided instead"
+        );
+        return;
+    }
     assert!(decided > 0, "no interval lay clear of 1: {report:?}");
 }
 
