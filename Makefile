@@ -64,11 +64,20 @@ test-deps:
 	@scripts/need-deb.sh chromium chromium
 	@scripts/need-deb.sh promtool prometheus
 
+# A test that this machine lets check nothing (no GPU, not root, no
+# avx512_bf16...) or less than elsewhere says so on stderr and in this
+# log (tests/common/skip.rs), printed at the end so CI's output lists it.
+SKIP_LOG := target/release/skipped-tests.txt
+
 test: build test-deps
+	rm -f $(SKIP_LOG)
 	$(CARGO) test $(CARGO_FLAGS) --workspace -- --test-threads=1
 	scripts/check-systemd.sh target/release/precisiond
 	scripts/check-tmpfiles.sh
 	scripts/check-mdwe.sh target/release/precisiond-worker
+	@if [ -s $(SKIP_LOG) ]; then \
+	  echo "Checked less on this machine ($(SKIP_LOG)):"; cat $(SKIP_LOG); \
+	else echo "No test skipped anything on this machine."; fi
 
 # ARM boards from this x86 machine: cross-built for aarch64 against the
 # aarch64 libtorch in the cache (a user's LIBTORCH_AARCH64 wins), and run

@@ -72,6 +72,10 @@ fn a_slower_rerun_is_flagged_and_a_faster_one_is_not() {
     } else {
         // A contended timing gets no verdict, and says so.
         assert!(result.get("regression").is_none(), "{result:#?}");
+        skip_part(
+            "the REGRESSION verdict and summarize's columns",
+            "the rerun was timed under contention (a busy machine)",
+        );
     }
 
     // The previous run twice as slow: no regression.

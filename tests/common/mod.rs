@@ -3,6 +3,12 @@
 #![allow(dead_code)]
 
 pub mod calibrated;
+pub mod machine;
+pub mod skip;
+
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use skip::{skip, skip_part};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -146,7 +152,11 @@ pub fn check_prometheus_text(text: &str) -> Vec<prometheus_parse::Sample> {
             String::from_utf8_lossy(&out.stderr)
         );
     } else {
-        eprintln!("promtool not on PATH: checking with prometheus-parse alone");
+        skip_part(
+            "promtool check metrics",
+            "promtool is not on PATH (`make test-deps` installs Debian's prometheus): \
+             checked with prometheus-parse alone",
+        );
     }
     for line in text.lines() {
         if !line.starts_with('#') {

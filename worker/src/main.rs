@@ -23,6 +23,12 @@ mod supervisor;
 mod timing;
 mod verdict;
 
+/// How a unit test says this machine let it check nothing, or less:
+/// shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/skip.rs"]
+mod skip;
+
 use clap::{Args, Parser, Subcommand};
 use precisiond_core::flags::{DetectArgs, OutputFormat, RunArgs};
 use precisiond_core::hardware::{self, DetectOptions};

@@ -31,3 +31,9 @@ pub mod settings;
 pub mod speedup;
 pub mod state_files;
 pub mod tensorrt;
+
+/// How a unit test says this machine let it check nothing, or less:
+/// shared with the integration tests.
+#[cfg(test)]
+#[path = "../../../tests/common/skip.rs"]
+mod skip;

@@ -745,7 +745,7 @@ mod tests {
     /// Writes the demo report's chart to /tmp/chart.svg to look at
     /// (`cargo test ... write_demo_chart -- --ignored`).
     #[test]
-    #[ignore]
+    #[ignore = "a tool, not a check: writes /tmp/chart.svg to look at"]
     fn write_demo_chart() {
         for (name, out) in [
             ("tiny_resnet_demo.toml", "/tmp/chart.svg"),
