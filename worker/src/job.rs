@@ -17,11 +17,11 @@ mod load;
 mod progress;
 mod run;
 
-use precisiond_core::job::JobSpec;
 use crate::cuda::CudaLoad;
 use crate::shim;
 use crate::supervisor::send;
 use precisiond_core::fsutil::{self, hex_sha256};
+use precisiond_core::job::JobSpec;
 use precisiond_core::protocol;
 use precisiond_core::report::{self, Report, Status};
 
@@ -70,14 +70,16 @@ pub fn run_job(opts: &JobSpec, cuda_load: &CudaLoad) -> Result<JobOutcome, JobEr
     if let Ok(previous) = precisiond_core::report::load(&opts.report) {
         precisiond_core::regression::attach(&previous, &mut report);
     }
-    precisiond_core::output::write_report(&report, &opts.report, opts.knobs.chart).map_err(|e| {
-        let message = format!("cannot write report {}: {e}", opts.report.display());
-        if fsutil::is_disk_full(&e) {
-            JobError::DiskFull(message)
-        } else {
-            JobError::Refused(message)
-        }
-    })?;
+    precisiond_core::output::write_report(&report, &opts.report, opts.knobs.chart).map_err(
+        |e| {
+            let message = format!("cannot write report {}: {e}", opts.report.display());
+            if fsutil::is_disk_full(&e) {
+                JobError::DiskFull(message)
+            } else {
+                JobError::Refused(message)
+            }
+        },
+    )?;
     Ok(JobOutcome { report })
 }
 
@@ -124,9 +126,11 @@ mod tests {
 
     #[test]
     fn the_worker_and_the_supervisor_write_one_report_skeleton() {
-        let mut knobs = precisiond_core::job::Knobs::default();
-        knobs.threads = 3;
-        knobs.max_seconds = 7.0;
+        let knobs = precisiond_core::job::Knobs {
+            threads: 3,
+            max_seconds: 7.0,
+            ..Default::default()
+        };
         let opts = JobSpec::build(
             "/drop/model.pt".into(),
             knobs,

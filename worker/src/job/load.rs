@@ -7,13 +7,13 @@
 //! report as it comes, so a job that fails here still says how far it got.
 
 use crate::context::{Job, Model, ModelKind};
-use precisiond_core::job::JobSpec;
 use crate::cuda::{self, CudaLoad};
 use crate::family::{self, Family};
 use crate::forward::Forward;
 use crate::{model, shim};
 use precisiond_core::fsutil::{self, hex_sha256};
 use precisiond_core::hardware::{DetectOptions, Hardware};
+use precisiond_core::job::JobSpec;
 use precisiond_core::report::{self, Report};
 use precisiond_core::settings::{self, InputSpec, ModelSettings, SettingsDir};
 use precisiond_core::{aoti, state_files};
@@ -66,10 +66,7 @@ pub fn load<'a>(
 
 /// The settings file the options name, else `MODEL.toml` beside the model
 /// where there is one (else no settings), with its path.
-fn read_settings(
-    opts: &JobSpec,
-    report: &mut Report,
-) -> Result<(ModelSettings, PathBuf), String> {
+fn read_settings(opts: &JobSpec, report: &mut Report) -> Result<(ModelSettings, PathBuf), String> {
     let settings_path = opts.settings_path();
     let settings = if settings_path.exists() {
         let text = fsutil::read(&settings_path, opts.untrusted_folder)
@@ -162,8 +159,10 @@ fn load_torchscript(
     let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some(report::InputSource::Inferred);
-        vec![model::infer_input(&module, info.num_required, settings_path)
-            .map_err(|e| e.to_string())?]
+        vec![
+            model::infer_input(&module, info.num_required, settings_path)
+                .map_err(|e| e.to_string())?,
+        ]
     } else {
         report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();

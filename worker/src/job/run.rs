@@ -104,7 +104,7 @@ fn on_device(inputs: &[Tensor], device: Device) -> Result<Vec<Tensor>, String> {
     }));
     let why = match moved {
         Ok(Ok(moved)) => return Ok(moved),
-        Ok(Err(e)) => model::clean_torch_error(&e.to_string()),
+        Ok(Err(e)) => model::clean_torch_error(e),
         Err(payload) => panic_message(&payload),
     };
     Err(format!("cannot move the inputs to {device}: {why}"))
@@ -230,7 +230,12 @@ mod tests {
     use super::*;
     use precisiond_core::bench::LatencyStats;
 
-    fn result(device: Device, precision: Precision, method: Method, median: f64) -> PrecisionResult {
+    fn result(
+        device: Device,
+        precision: Precision,
+        method: Method,
+        median: f64,
+    ) -> PrecisionResult {
         let mut r =
             PrecisionResult::not_measured(device, precision, Status::Ok, method, String::new());
         r.latency_ms = LatencyStats::from_samples(&[median]);
@@ -259,15 +264,7 @@ mod tests {
         let got: Vec<_> = report
             .results
             .iter()
-            .map(|r| {
-                (
-                    r.device,
-                    r.precision,
-                    r.status,
-                    r.method,
-                    r.reason.as_str(),
-                )
-            })
+            .map(|r| (r.device, r.precision, r.status, r.method, r.reason.as_str()))
             .collect();
         assert_eq!(
             got,
