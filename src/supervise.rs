@@ -64,7 +64,7 @@ pub fn run_worker(
     // the supervisor, which then stops the worker itself, instead of the
     // worker dying of SIGINT and being reported as crashed), and dying with
     // the supervisor, so a restarted daemon never finds an orphan timing.
-    child::run_worker(
+    precisiond_core::protocol::run_worker(
         &mut command,
         Limits {
             timeout,

@@ -161,9 +161,9 @@ impl AccuracyThresholds {
     }
 
     /// The first threshold out of its range, named by its knob (the
-    /// bounds are the job's, `crate::job::Knob::check`).
-    pub fn validate(&self) -> Result<(), crate::job::BadKnob> {
-        use crate::job::Knob;
+    /// bounds are the job's, `crate::job::bounds::Knob::check`).
+    pub fn validate(&self) -> Result<(), crate::job::bounds::BadKnob> {
+        use crate::job::bounds::Knob;
         Knob::MinCosine.check(self.min_cosine)?;
         Knob::MinSqnrDb.check(self.min_sqnr_db)?;
         Knob::MinTop1Agreement.check(self.min_top1_agreement)
@@ -570,7 +570,7 @@ mod tests {
             ..AccuracyThresholds::default()
         };
         let e = bad.validate().unwrap_err();
-        assert_eq!(e.knob, crate::job::Knob::MinTop1Agreement);
+        assert_eq!(e.knob, crate::job::bounds::Knob::MinTop1Agreement);
         assert!(e.to_string().contains("`min_top1_agreement`"), "{e}");
         assert!(AccuracyThresholds::default().validate().is_ok());
     }

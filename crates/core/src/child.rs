@@ -7,7 +7,6 @@
 //! whole group is killed, so nothing it started keeps running and competes
 //! with the next timing.
 
-use crate::protocol::{Phase, WorkerLine, WorkerMessage};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -16,6 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// A stretch of a child's work with a time limit of its own (the worker's
+/// engine build): while it lasts, the child's own clock stops and this
+/// limit holds instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// What it is, for messages: `engine-build`.
+    pub name: String,
+    pub limit: Duration,
+}
 
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +35,9 @@ pub enum Ended {
     Signaled(i32),
     /// Ran past its time limit; its process group was killed.
     TimedOut(Duration),
-    /// A phase it announced ([`crate::protocol::Phase`], only a child run
-    /// with [`run_worker`]) ran past that phase's limit; its process group
-    /// was killed.
+    /// A phase it announced ([`Phase`], only a child run with
+    /// [`run_phased`]) ran past that phase's limit; its process group was
+    /// killed.
     PhaseTimedOut(String, Duration),
     /// `stop` was set; its process group was killed.
     Stopped,
@@ -92,27 +101,25 @@ pub fn run(
     supervise(command, limits, |line, _| on_line(&line))
 }
 
-/// [`run`] for a worker, whose stdout speaks the protocol: each line is
-/// read once ([`WorkerLine::parse`]) and passed on as read, and a phase it
-/// announces holds it to the phase's own limit; `limits.timeout` counts only
-/// the time outside phases.
-pub fn run_worker(
+/// [`run`] for a child that announces phases: `on_line` gets each line and
+/// says whether it starts a phase (`Some(Some(phase))`), ends one
+/// (`Some(None)`) or neither (`None`); during a phase the child is held to
+/// the phase's own limit, and `limits.timeout` counts only the time outside
+/// phases. The worker's protocol (`crate::protocol::run_worker`) is built on
+/// this; the runner itself knows no message.
+pub fn run_phased(
     command: &mut Command,
     limits: Limits,
-    mut on_line: impl FnMut(WorkerLine),
+    mut on_line: impl FnMut(String) -> Option<Option<Phase>>,
 ) -> std::io::Result<Ended> {
     supervise(command, limits, |line, clock| {
-        let line = WorkerLine::parse(line);
-        match &line {
-            WorkerLine::Message(WorkerMessage::Phase(phase)) => clock.phase(Some(phase.clone())),
-            WorkerLine::Message(WorkerMessage::PhaseEnd) => clock.phase(None),
-            _ => {}
+        if let Some(next) = on_line(line) {
+            clock.phase(next);
         }
-        on_line(line);
     })
 }
 
-/// What [`run`] and [`run_worker`] share: `on_line` gets each line with the
+/// What [`run`] and [`run_phased`] share: `on_line` gets each line with the
 /// clock that phases change.
 fn supervise(
     command: &mut Command,
@@ -367,55 +374,6 @@ mod tests {
         .unwrap();
         assert_eq!(ended, Ended::Exited(3));
         assert_eq!(lines, ["one", "two"]);
-    }
-
-    #[test]
-    fn a_workers_lines_come_parsed_and_its_phases_stop_its_clock() {
-        let mut lines = Vec::new();
-        // 1.2 s inside the phase, far less outside it: within 0.8 s.
-        let script = "echo 'PHASE engine-build 30'; sleep 1.2; echo 'PHASE end'; \
-                      echo 'PROGRESS cpu fp32 1/1'; echo 'PROGRESS soon'; echo done";
-        let ended = run_worker(
-            Command::new("sh")
-                .args(["-c", script])
-                .stdout(Stdio::piped()),
-            Limits {
-                timeout: Some(Duration::from_millis(800)),
-                stop: None,
-            },
-            |l| lines.push(l),
-        )
-        .unwrap();
-        assert_eq!(ended, Ended::Exited(0));
-        assert!(
-            matches!(
-                lines.as_slice(),
-                [
-                    WorkerLine::Message(WorkerMessage::Phase(_)),
-                    WorkerLine::Message(WorkerMessage::PhaseEnd),
-                    WorkerLine::Message(WorkerMessage::Progress(_)),
-                    WorkerLine::Malformed(_),
-                    WorkerLine::Text(done),
-                ] if done == "done"
-            ),
-            "{lines:?}"
-        );
-    }
-
-    #[test]
-    fn a_phase_past_its_limit_ends_the_worker() {
-        let ended = run_worker(
-            Command::new("sh")
-                .args(["-c", "echo 'PHASE engine-build 0.3'; sleep 30"])
-                .stdout(Stdio::piped()),
-            Limits::default(),
-            |_| {},
-        )
-        .unwrap();
-        assert_eq!(
-            ended,
-            Ended::PhaseTimedOut("engine-build".into(), Duration::from_millis(300))
-        );
     }
 
     #[test]

@@ -186,13 +186,8 @@ pub enum WorkerMessage {
 
 /// A stretch of the worker's work with a time limit of its own (an engine
 /// build): while it lasts, the supervisor stops the worker's own clock and
-/// holds it to this limit instead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Phase {
-    /// What it is, for messages: `engine-build`.
-    pub name: String,
-    pub limit: Duration,
-}
+/// holds it to this limit instead. The runner (`crate::child`) defines it.
+pub use crate::child::Phase;
 
 /// The step a worker is about to measure: `precision` on `device`, the
 /// `step`-th of `total`.
@@ -403,6 +398,26 @@ pub struct WorkerBuild {
     /// Whether this libtorch has libtorch_cuda.so, which the worker loads
     /// at run time where the CUDA driver reports a GPU.
     pub libtorch_cuda: bool,
+}
+
+/// Runs a worker (`crate::child::run_phased`): each stdout line is read
+/// once ([`WorkerLine::parse`]) and passed on as read, and a phase the
+/// worker announces holds it to the phase's own limit.
+pub fn run_worker(
+    command: &mut std::process::Command,
+    limits: crate::child::Limits,
+    mut on_line: impl FnMut(WorkerLine),
+) -> std::io::Result<Ended> {
+    crate::child::run_phased(command, limits, |line| {
+        let line = WorkerLine::parse(line);
+        let change = match &line {
+            WorkerLine::Message(WorkerMessage::Phase(phase)) => Some(Some(phase.clone())),
+            WorkerLine::Message(WorkerMessage::PhaseEnd) => Some(None),
+            _ => None,
+        };
+        on_line(line);
+        change
+    })
 }
 
 #[cfg(test)]
@@ -667,6 +682,55 @@ mod tests {
                 Duration::from_secs(2)
             )),
             WorkerEnd::PhaseTimedOut("engine-build".into(), Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn a_workers_lines_come_parsed_and_its_phases_stop_its_clock() {
+        let mut lines = Vec::new();
+        // 1.2 s inside the phase, far less outside it: within 0.8 s.
+        let script = "echo 'PHASE engine-build 30'; sleep 1.2; echo 'PHASE end'; \
+                      echo 'PROGRESS cpu fp32 1/1'; echo 'PROGRESS soon'; echo done";
+        let ended = run_worker(
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .stdout(std::process::Stdio::piped()),
+            crate::child::Limits {
+                timeout: Some(std::time::Duration::from_millis(800)),
+                stop: None,
+            },
+            |l| lines.push(l),
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::Exited(0));
+        assert!(
+            matches!(
+                lines.as_slice(),
+                [
+                    WorkerLine::Message(WorkerMessage::Phase(_)),
+                    WorkerLine::Message(WorkerMessage::PhaseEnd),
+                    WorkerLine::Message(WorkerMessage::Progress(_)),
+                    WorkerLine::Malformed(_),
+                    WorkerLine::Text(done),
+                ] if done == "done"
+            ),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_phase_past_its_limit_ends_the_worker() {
+        let ended = run_worker(
+            std::process::Command::new("sh")
+                .args(["-c", "echo 'PHASE engine-build 0.3'; sleep 30"])
+                .stdout(std::process::Stdio::piped()),
+            crate::child::Limits::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            ended,
+            Ended::PhaseTimedOut("engine-build".into(), std::time::Duration::from_millis(300))
         );
     }
 }

@@ -11,9 +11,11 @@
 //! the spec is [`JobSpec::with_settings`], which the daemon uses too to
 //! tell whether a report is current.
 
+pub mod bounds;
 mod knobs;
 
-pub use knobs::{BadFlag, BadKnob, Knob, Knobs, Problem, DEFAULT_BUILD_TIMEOUT_SECONDS};
+pub use bounds::{BadFlag, BadKnob, Knob, Problem};
+pub use knobs::{Knobs, DEFAULT_BUILD_TIMEOUT_SECONDS};
 
 use crate::accuracy::AccuracyThresholds;
 use crate::bench::BenchConfig;
