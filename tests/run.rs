@@ -815,9 +815,18 @@ fn a_probe_that_says_accelerated_does_not_overrule_a_slower_model_and_both_are_r
     let bf16 = result_for(&report, "bf16");
     if !bf16["native"].as_bool().unwrap() {
         // The other side: without bf16 arithmetic even a 10x probe is no
-        // acceleration, and nothing claims one.
+        // acceleration by the probe's verdict, and nothing says the probe
+        // called it accelerated. `accelerated` stays the model's own: an
+        // emulated BF16 can still run this model measurably faster (seen:
+        // 1.15x, 95% CI 1.13x to 1.17x), and then it says so.
         assert_eq!(bf16["probe_accelerated"].as_bool(), Some(false), "{bf16:?}");
-        assert_eq!(bf16["accelerated"].as_bool(), Some(false), "{bf16:?}");
+        match bf16["speedup_ci_vs_fp32"].as_array() {
+            Some(ci) if bf16["accelerated_by"].as_str() == Some("model") => {
+                let faster = ci[0].as_float().unwrap() > 1.0;
+                assert_eq!(bf16["accelerated"].as_bool(), Some(faster), "{bf16:?}");
+            }
+            _ => assert_eq!(bf16["accelerated"].as_bool(), Some(false), "{bf16:?}"),
+        }
         let notes = notes_of(&bf16);
         assert!(
             !notes
