@@ -95,7 +95,7 @@ fn detect_hardware(
     report: &mut Report,
 ) -> Result<Hardware, String> {
     let probe_dir = opts.knobs.probe.then(|| {
-        fsutil::ensure_state_subdir(&state_dir(opts, &opts.model), state_files::PROBE_DIR)
+        fsutil::ensure_state_subdir(&opts.state_dir, state_files::PROBE_DIR)
             .map_err(|e| log::warn!("the hardware probe runs uncached: {e}"))
             .ok()
     });
@@ -115,13 +115,6 @@ fn detect_hardware(
     hardware.notes.push(cuda::libraries_note(cuda_load));
     report.hardware = Some(hardware.clone());
     Ok(hardware)
-}
-
-/// The state folder of the job (`--state-dir`, else `.precisiond/` beside
-/// the model, resolved when the spec was built): a linked TorchScript
-/// file's artefacts go there too.
-fn state_dir(opts: &JobSpec, _path: &Path) -> PathBuf {
-    opts.state_dir.clone()
 }
 
 /// A model as loaded, with the inputs it settled, which the whole job
@@ -204,7 +197,7 @@ fn load_torchscript(
             path: opts.model.clone(),
             sha256: report.model.sha256.clone(),
             bytes,
-            state_dir: state_dir(opts, &opts.model),
+            state_dir: opts.state_dir.clone(),
             kind,
             module: Box::new(module),
             reference,
@@ -311,8 +304,7 @@ fn load_family(
             settings::EXAMPLE
         ));
     };
-    let state_dir = state_dir(opts, &opts.model);
-    let module = family::load(&family.head, &state_dir).map_err(|e| e.to_string())?;
+    let module = family::load(&family.head, &opts.state_dir).map_err(|e| e.to_string())?;
     let inputs = model::synthetic_inputs(&specs, INPUT_SEED);
     let reference = module.run(&inputs).map_err(|e| {
         inputs_failed(
@@ -335,7 +327,7 @@ fn load_family(
             path: opts.model.clone(),
             sha256: report.model.sha256.clone(),
             bytes,
-            state_dir,
+            state_dir: opts.state_dir.clone(),
             kind: ModelKind::AotiFamily,
             module: Box::new(module),
             reference,
@@ -390,7 +382,7 @@ pub fn linked_torchscript(
         ));
     }
     Ok(Model {
-        state_dir: state_dir(job.opts, &path),
+        state_dir: job.opts.state_dir.clone(),
         path,
         bytes,
         sha256,
