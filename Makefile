@@ -28,7 +28,7 @@ TORCH_PYTHONPATH = $(shell scripts/install-torch-full.sh)
 # build user's cache.
 LIBDIR ?= $(PREFIX)/lib/precisiond
 
-.PHONY: all build demo demo-aoti test test-deps fixtures bench install uninstall clean lint \
+.PHONY: all build demo demo-aoti test test-deps fixtures bench bench-zoo install uninstall clean lint \
 	aarch64-deps build-aarch64 build-aarch64-armv8.0 test-aarch64 deb test-deb
 
 all: build
@@ -146,6 +146,21 @@ bench: build
 	benches/detect.sh
 	benches/daemon_idle.sh
 	benches/many_models.py
+
+# The zoo (benches/zoo/): about 50 real architectures from torchvision,
+# timm, transformers, ultralytics, torchaudio and hand-written RNNs, built
+# with random weights into the cache's zoo-models/ folder on first use
+# (scripts/install-zoo.sh installs their Python packages, about 400 MB),
+# then `precisiond run` on each; prints how many are ok per precision and
+# the failures by class, also into zoo-models/zoo-table.md.
+# ZOO_MODELS=name,... for a subset; ZOO_FLAGS for run_zoo.py's other flags
+# (--jobs, --timeout, --zoo DIR).
+comma := ,
+ZOO_MODELS ?=
+ZOO_FLAGS ?=
+
+bench-zoo: build
+	python3 benches/zoo/run_zoo.py $(subst $(comma), ,$(ZOO_MODELS)) $(ZOO_FLAGS)
 
 install: build
 	install -Dm755 target/release/precisiond $(DESTDIR)$(BINDIR)/precisiond
