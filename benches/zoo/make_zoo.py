@@ -198,27 +198,41 @@ SMALL_TEXT = dict(
 )
 
 
+def hf_config(config_name, config_kwargs, tuples=True):
+    """transformers' TorchScript recipe: torchscript=True (untied weights).
+    transformers 5 still returns its ModelOutput dicts with it, which the
+    tracer refuses; return_dict=False gives the tuples the recipe expects."""
+    import transformers
+
+    return getattr(transformers, config_name)(
+        torchscript=True, **({"return_dict": False} if tuples else {}), **config_kwargs
+    )
+
+
 def hf_text(config_name, model_name, config_kwargs, vocab=30522, length=128):
     def build():
         import transformers
 
-        config = getattr(transformers, config_name)(torchscript=True, **config_kwargs)
+        config = hf_config(config_name, config_kwargs)
         model = getattr(transformers, model_name)(config).eval()
-        # transformers' TorchScript recipe: torchscript=True in the config
-        # (tuple outputs, untied weights), then torch.jit.trace with token ids.
+        # Traced with int64 token ids, as transformers documents.
         return trace(model, tokens(vocab, length)())
 
     return build
 
 
-def hf_vision(config_name, model_name, config_kwargs, size=224):
+def hf_vision(config_name, model_name, config_kwargs, size=224, tuples=True):
     def build():
         import transformers
 
-        config = getattr(transformers, config_name)(torchscript=True, **config_kwargs)
+        config = hf_config(config_name, config_kwargs, tuples)
         model = getattr(transformers, model_name)(config)
         settle_batchnorm(model, image(size))
-        return trace(model, image(size)())
+        # tuples=False: transformers 5's Swin and ConvNext fail with
+        # return_dict=False (they read .last_hidden_state from their own
+        # encoder's tuple), so they keep the dict output, which the tracer
+        # takes with strict=False.
+        return trace(model, image(size)(), strict=tuples)
 
     return build
 
@@ -227,7 +241,7 @@ def hf_audio(config_name, model_name, config_kwargs, samples=16000):
     def build():
         import transformers
 
-        config = getattr(transformers, config_name)(torchscript=True, **config_kwargs)
+        config = hf_config(config_name, config_kwargs)
         model = getattr(transformers, model_name)(config)
         wave = lambda batch=1: torch.randn(batch, samples)
         settle_batchnorm(model, wave)
@@ -257,7 +271,9 @@ HF = {
     "hf_gpt2": hf_text(
         "GPT2Config",
         "GPT2Model",
-        dict(vocab_size=50257, n_embd=256, n_layer=4, n_head=4, n_positions=512),
+        # use_cache=False: the key/value cache is an object the tracer
+        # cannot return.
+        dict(vocab_size=50257, n_embd=256, n_layer=4, n_head=4, n_positions=512, use_cache=False),
         vocab=50257,
     ),
     "hf_vit": hf_vision(
@@ -269,11 +285,13 @@ HF = {
         "SwinConfig",
         "SwinModel",
         dict(embed_dim=48, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24]),
+        tuples=False,
     ),
     "hf_convnext": hf_vision(
         "ConvNextConfig",
         "ConvNextModel",
         dict(hidden_sizes=[48, 96, 192, 384], depths=[2, 2, 2, 2]),
+        tuples=False,
     ),
     "hf_wav2vec2": hf_audio(
         "Wav2Vec2Config",

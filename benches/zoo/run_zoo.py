@@ -49,6 +49,11 @@ def parse_args():
     p.add_argument("--precisiond", type=Path, default=REPO / "target/release/precisiond")
     p.add_argument("--precisions", default=",".join(PRECISIONS))
     p.add_argument("--max-seconds", default="1")
+    p.add_argument(
+        "--threads",
+        help="precisiond's --threads (default: its own); 1 keeps a busy machine's "
+        "timings from collapsing under thread oversubscription",
+    )
     p.add_argument("--timeout", type=float, default=600, help="seconds per model")
     p.add_argument("--jobs", type=int, default=1, help="models measured at once")
     p.add_argument("--table", type=Path, help="default: ZOO/zoo-table.md")
@@ -102,6 +107,8 @@ def run_one(args, name):
         str(args.precisiond), "run", str(model),
         "--precisions", args.precisions, "--max-seconds", args.max_seconds,
     ]
+    if args.threads:
+        cmd += ["--threads", args.threads]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
         tail = (done.stderr or "").strip().splitlines()[-3:]
@@ -138,15 +145,21 @@ def error_line(text):
     return re.sub(r"^[A-Za-z.]*(Error|Exception): ", "", line)
 
 
-def error_class(text, words=7):
-    """Groups errors by their leading words, with numbers, quoted names,
-    paths and shapes blanked, so one cause across models is one class."""
+def error_class(text, words=8):
+    """Groups errors by their leading words, with the precision, numbers,
+    quoted names, paths and shapes blanked, so one cause across models and
+    precisions is one class."""
     line = error_line(text)
-    line = re.sub(r"/\S+", "PATH", line)
+    line = line.replace("Internal torch error: ", "")
+    line = re.sub(r"^the model's forward\(\) failed on inputs .*?\((\w+)\): ", r"forward() failed on \1 inputs: ", line)
+    line = re.sub(r"\b(fp32|fp16|bf16|int8)\b", "P", line)
+    line = re.sub(r"(?<!\S)/\S+", "PATH", line)
     line = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", "'…'", line)
     line = re.sub(r"\[[^\]]*\]", "[…]", line)
-    line = re.sub(r"\d+(\.\d+)?", "N", line)
-    return " ".join(line.split()[:words]) or "(no message)"
+    line = re.sub(r"\b\d+(\.\d+)?\b", "N", line)
+    # The stage (before the first colon) whole, then the cause's first words.
+    stage, _, cause = line.partition(": ")
+    return (stage + (": " + " ".join(cause.split()[:words]) if cause else "")) or "(no message)"
 
 
 def short(text, width=90):
@@ -250,7 +263,7 @@ def render(models, precisions, command):
     w = lines.append
     w(f"# precisiond on the zoo: {n} models")
     w("")
-    w(f"Command, per model: `{command}`")
+    w(f"Command, per model: `{command}")
     w("")
     ok = {p: 0 for p in precisions}
     int8_good = 0
@@ -353,7 +366,9 @@ def main():
 
     command = (
         f"precisiond run MODEL --precisions {args.precisions} --max-seconds {args.max_seconds}"
-        f" (limit {args.timeout:.0f} s per model, {args.jobs} at a time)"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + "`"
+        f" (limit {args.timeout:.0f} s per model, {args.jobs} model(s) at a time)"
     )
     text = render(summarize(args.zoo, names, runs, manifest), precisions, command)
     print(text)
