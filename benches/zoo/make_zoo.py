@@ -9,11 +9,12 @@ the way its library documents, to see what a new user gets from
 
 OUTDIR defaults to the cache's zoo-models/ folder; the models never go into
 the repository. Every model has random weights (a seed of its own, from its
-name, so a rebuild gives the same file contents' weights), its BatchNorm
+name: a rebuild has the same weights, though not the same bytes, as
+TorchScript writes a random serialization id), its BatchNorm
 statistics settled by a few train-mode passes on random inputs, then eval().
 No weights are downloaded: pretrained=False, transformers from configs,
 ultralytics from its yaml. Batch 1, inputs of at most 224 pixels, so a
-2-core machine measures the whole zoo in well under an hour.
+2-core machine measures the whole zoo in under an hour.
 
 No settings file is written beside any model: the zoo shows what precisiond
 makes of a model on its own (input inference included). A model whose file
@@ -364,7 +365,7 @@ def ta_deepspeech():
     return trace(settle_batchnorm(model, feats), feats())
 
 
-def ta_conformer_encoder():
+def ta_melspec_cnn():
     """Spectrogram front end (torchaudio.transforms) into a small conv net."""
     import torchaudio
 
@@ -391,7 +392,7 @@ class Unsqueeze1(nn.Module):
 TORCHAUDIO = {
     "ta_wav2letter": ta_wav2letter,
     "ta_deepspeech": ta_deepspeech,
-    "ta_melspec_cnn": ta_conformer_encoder,
+    "ta_melspec_cnn": ta_melspec_cnn,
 }
 
 

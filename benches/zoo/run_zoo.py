@@ -153,6 +153,7 @@ def error_class(text, words=8):
     line = line.replace("Internal torch error: ", "")
     line = re.sub(r"^the model's forward\(\) failed on inputs .*?\((\w+)\): ", r"forward() failed on \1 inputs: ", line)
     line = re.sub(r"\b(fp32|fp16|bf16|int8)\b", "P", line)
+    line = re.sub(r"\b(CPU)?(Half|BFloat16)(Type)?\b", "P", line)
     line = re.sub(r"(?<!\S)/\S+", "PATH", line)
     line = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", "'…'", line)
     line = re.sub(r"\[[^\]]*\]", "[…]", line)
@@ -364,7 +365,7 @@ def main():
             for name, run in zip(todo, pool.map(lambda n: run_one(args, n), todo)):
                 runs[name] = run
 
-    command = (
+    command = "(reports read as they are: --report-only)`" if args.report_only else (
         f"precisiond run MODEL --precisions {args.precisions} --max-seconds {args.max_seconds}"
         + (f" --threads {args.threads}" if args.threads else "")
         + "`"
