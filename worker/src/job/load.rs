@@ -1,7 +1,7 @@
 //! The first step of a job: everything that is fixed before the first
 //! measurement. The settings file is read, the hardware detected, the model
 //! loaded (a TorchScript file, or an AOTInductor family's FP32 package),
-//! its inputs settled (from the settings, inferred from its weights, or
+//! its inputs settled (from the settings, inferred from its graph, or
 //! from the package's metadata) and its FP32 outputs on them computed: the
 //! reference every precision is compared with. What is learnt goes into the
 //! report as it comes, so a job that fails here still says how far it got.
@@ -152,10 +152,10 @@ fn load_torchscript(
     let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some(report::InputSource::Inferred);
-        vec![
-            model::infer_input(&module, info.num_required, settings_path)
-                .map_err(|e| e.to_string())?,
-        ]
+        let inferred = model::infer_inputs(&module, &bytes, &info, settings_path)
+            .map_err(|e| e.to_string())?;
+        report.inputs_inferred_from = inferred.iter().map(|i| i.from.clone()).collect();
+        inferred.into_iter().map(|i| i.spec).collect()
     } else {
         report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();
