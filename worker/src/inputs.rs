@@ -51,7 +51,9 @@ pub enum Undecided {
     NoWeight { op: String },
     #[error("it goes to {op}, whose weight has the shape {shape:?}")]
     WeightShape { op: String, shape: Vec<i64> },
-    #[error("it is used in {0} with another tensor, and no token ids were inferred to give it a shape")]
+    #[error(
+        "it is used in {0} with another tensor, and no token ids were inferred to give it a shape"
+    )]
     LoneArithmetic(String),
 }
 
@@ -204,7 +206,8 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
             } else {
                 (vec![1, features], String::new())
             };
-            let from = format!("{features} features, from the linear layer {weight} ({op}){sequence}");
+            let from =
+                format!("{features} features, from the linear layer {weight} ({op}){sequence}");
             (float("features", dims), from)
         }
         UseKind::Recurrent => {
@@ -233,7 +236,8 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
                 return Err(bad_shape());
             }
             let dims = [vec![1], shape.clone()].concat();
-            let from = format!("the normalized shape {shape:?} of the layer norm ({op}) it goes to first");
+            let from =
+                format!("the normalized shape {shape:?} of the layer norm ({op}) it goes to first");
             (float("features", dims), from)
         }
         UseKind::Undecided | UseKind::Arithmetic => unreachable!("returned above"),
@@ -326,56 +330,110 @@ mod tests {
 
     #[test]
     fn an_embedding_gives_token_ids_below_its_vocabulary() {
-        let u = used(UseKind::Embedding, "aten::embedding", "emb.weight", &[1000, 64]);
+        let u = used(
+            UseKind::Embedding,
+            "aten::embedding",
+            "emb.weight",
+            &[1000, 64],
+        );
         let tables = vec![table("emb.weight", 1000, false)];
         let got = one(u.clone(), tables).unwrap();
         assert_eq!(got.spec.shape, [1, SEQUENCE_LENGTH]);
         assert_eq!(got.spec.dtype, DType::Int64);
         assert_eq!((got.spec.low, got.spec.high), (Some(0.0), Some(1000.0)));
         assert!(
-            got.from
-                .starts_with("token ids below the vocabulary size 1000, from the embedding `emb.weight`"),
+            got.from.starts_with(
+                "token ids below the vocabulary size 1000, from the embedding `emb.weight`"
+            ),
             "{}",
             got.from
         );
         // A table of 8 positions bounds the sequence; a longer one does not.
         let short = one(u.clone(), vec![table("pos.weight", 8, true)]).unwrap();
         assert_eq!(short.spec.shape, [1, 8]);
-        assert!(short.from.contains("the rows of the position table pos.weight"), "{}", short.from);
+        assert!(
+            short
+                .from
+                .contains("the rows of the position table pos.weight"),
+            "{}",
+            short.from
+        );
         let long = one(u.clone(), vec![table("h.wpe.weight", 1024, false)]).unwrap();
         assert_eq!(long.spec.shape, [1, SEQUENCE_LENGTH]);
         // A token-type table of 2 rows is no position table.
-        let types = one(u.clone(), vec![table("token_type_embeddings.weight", 2, false)]).unwrap();
+        let types = one(
+            u.clone(),
+            vec![table("token_type_embeddings.weight", 2, false)],
+        )
+        .unwrap();
         assert_eq!(types.spec.shape, [1, SEQUENCE_LENGTH]);
         // index_select on dimension 1 of a [64, 500] weight: 500 ids.
         let select = InputUse {
             dim: 1,
-            ..used(UseKind::Embedding, "aten::index_select", "table", &[64, 500])
+            ..used(
+                UseKind::Embedding,
+                "aten::index_select",
+                "table",
+                &[64, 500],
+            )
         };
         assert_eq!(one(select, vec![]).unwrap().spec.high, Some(500.0));
     }
 
     #[test]
     fn a_convolution_gives_its_rank_and_channels() {
-        let conv2d = used(UseKind::Convolution, "aten::conv2d", "c.weight", &[16, 3, 3, 3]);
+        let conv2d = used(
+            UseKind::Convolution,
+            "aten::conv2d",
+            "c.weight",
+            &[16, 3, 3, 3],
+        );
         let got = one(conv2d.clone(), vec![]).unwrap();
         assert_eq!(got.spec.shape, [1, 3, 224, 224]);
         assert_eq!(got.spec.dtype, DType::Float32);
-        assert!(got.from.starts_with("an image of 3 channels, from the convolution `c.weight`"));
+        assert!(got
+            .from
+            .starts_with("an image of 3 channels, from the convolution `c.weight`"));
         let grouped = InputUse {
             groups: 4,
-            ..used(UseKind::Convolution, "aten::_convolution", "c.weight", &[8, 2, 3, 3])
+            ..used(
+                UseKind::Convolution,
+                "aten::_convolution",
+                "c.weight",
+                &[8, 2, 3, 3],
+            )
         };
         assert_eq!(one(grouped, vec![]).unwrap().spec.shape, [1, 8, 224, 224]);
-        let conv1d = used(UseKind::Convolution, "aten::conv1d", "c.weight", &[16, 1, 9]);
+        let conv1d = used(
+            UseKind::Convolution,
+            "aten::conv1d",
+            "c.weight",
+            &[16, 1, 9],
+        );
         assert_eq!(one(conv1d, vec![]).unwrap().spec.shape, [1, 1, 224]);
         let transposed = InputUse {
             transposed: true,
-            ..used(UseKind::Convolution, "aten::conv_transpose2d", "c.weight", &[32, 8, 4, 4])
+            ..used(
+                UseKind::Convolution,
+                "aten::conv_transpose2d",
+                "c.weight",
+                &[32, 8, 4, 4],
+            )
         };
-        assert_eq!(one(transposed, vec![]).unwrap().spec.shape, [1, 32, 224, 224]);
-        let conv3d = used(UseKind::Convolution, "aten::conv3d", "c.weight", &[8, 3, 3, 3, 3]);
-        assert_eq!(one(conv3d, vec![]).unwrap().spec.shape, [1, 3, 16, 112, 112]);
+        assert_eq!(
+            one(transposed, vec![]).unwrap().spec.shape,
+            [1, 32, 224, 224]
+        );
+        let conv3d = used(
+            UseKind::Convolution,
+            "aten::conv3d",
+            "c.weight",
+            &[8, 3, 3, 3, 3],
+        );
+        assert_eq!(
+            one(conv3d, vec![]).unwrap().spec.shape,
+            [1, 3, 16, 112, 112]
+        );
     }
 
     #[test]
@@ -386,14 +444,22 @@ mod tests {
             rank: Some(3),
             ..linear
         };
-        assert_eq!(one(unpacked, vec![]).unwrap().spec.shape, [1, SEQUENCE_LENGTH, 64]);
+        assert_eq!(
+            one(unpacked, vec![]).unwrap().spec.shape,
+            [1, SEQUENCE_LENGTH, 64]
+        );
         let matmul = InputUse {
             transposed: true,
             ..used(UseKind::Linear, "aten::matmul", "w", &[64, 32])
         };
         assert_eq!(one(matmul, vec![]).unwrap().spec.shape, [1, 64]);
 
-        let lstm = used(UseKind::Recurrent, "aten::lstm", "rnn.weight_ih_l0", &[128, 20]);
+        let lstm = used(
+            UseKind::Recurrent,
+            "aten::lstm",
+            "rnn.weight_ih_l0",
+            &[128, 20],
+        );
         let got = one(lstm.clone(), vec![]).unwrap();
         assert_eq!(got.spec.shape, [SEQUENCE_LENGTH, 1, 20]);
         assert!(got.from.contains("not batch_first"), "{}", got.from);
@@ -401,7 +467,10 @@ mod tests {
             batch_first: true,
             ..lstm
         };
-        assert_eq!(one(batch_first, vec![]).unwrap().spec.shape, [1, SEQUENCE_LENGTH, 20]);
+        assert_eq!(
+            one(batch_first, vec![]).unwrap().spec.shape,
+            [1, SEQUENCE_LENGTH, 20]
+        );
 
         let norm = used(UseKind::LayerNorm, "aten::layer_norm", "ln.weight", &[48]);
         assert_eq!(one(norm, vec![]).unwrap().spec.shape, [1, 48]);
@@ -424,19 +493,33 @@ mod tests {
             weight_shape: None,
             ..used(UseKind::Linear, "aten::linear", "", &[])
         };
-        assert!(matches!(one(unread, vec![]), Err(Undecided::NoWeight { .. })));
+        assert!(matches!(
+            one(unread, vec![]),
+            Err(Undecided::NoWeight { .. })
+        ));
         let odd = used(UseKind::Linear, "aten::linear", "w", &[2, 3, 4]);
-        assert!(matches!(one(odd, vec![]), Err(Undecided::WeightShape { .. })));
+        assert!(matches!(
+            one(odd, vec![]),
+            Err(Undecided::WeightShape { .. })
+        ));
         // A mask alone has nothing to take its shape from.
         let mask = used(UseKind::Arithmetic, "aten::add", "", &[]);
-        assert!(matches!(one(mask, vec![]), Err(Undecided::LoneArithmetic(_))));
+        assert!(matches!(
+            one(mask, vec![]),
+            Err(Undecided::LoneArithmetic(_))
+        ));
     }
 
     #[test]
     fn a_mask_beside_token_ids_is_ones_of_their_shape() {
         let ids = InputUse {
             name: Some("input_ids".into()),
-            ..used(UseKind::Embedding, "aten::embedding", "wte.weight", &[300, 32])
+            ..used(
+                UseKind::Embedding,
+                "aten::embedding",
+                "wte.weight",
+                &[300, 32],
+            )
         };
         let mask = InputUse {
             name: Some("attention_mask".into()),
@@ -457,5 +540,78 @@ mod tests {
         assert!(got[1].from.contains("`input_ids`"), "{}", got[1].from);
         // Only the required inputs are inferred.
         assert_eq!(infer(&uses, 1).len(), 1);
+    }
+
+    /// A committed fixture's bytes: from worker/ or from worker/tch-0.19/.
+    fn fixture(name: &str) -> Vec<u8> {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = ["..", "../.."]
+            .iter()
+            .map(|up| manifest.join(up).join("tests/fixtures/models").join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("fixture {name} not found above {}", manifest.display()));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn the_shim_reads_each_inputs_first_use_from_the_inlined_graph() {
+        use crate::shim::graph::input_uses;
+        // Traced: submodules called through prim::CallMethod.
+        let gpt = input_uses(&fixture("gpt_decoder.pt")).unwrap();
+        assert_eq!(gpt.inputs.len(), 1);
+        let ids = &gpt.inputs[0];
+        assert_eq!(ids.kind, UseKind::Embedding, "{ids:?}");
+        assert_eq!(ids.weight.as_deref(), Some("wte.weight"));
+        assert_eq!(ids.weight_shape, Some(vec![256, 64]));
+        assert_eq!(ids.name.as_deref(), Some("idx"));
+        let positions = gpt
+            .embedding_tables
+            .iter()
+            .find(|t| t.weight.as_deref() == Some("wpe.weight"))
+            .expect("the position table");
+        assert_eq!(positions.rows, 64);
+        assert!(positions.indices_from_arange);
+
+        // Scripted nn.LSTM: its forward inlined, weights in a list attribute.
+        let lstm = input_uses(&fixture("lstm_first.pt")).unwrap();
+        let x = &lstm.inputs[0];
+        assert_eq!(
+            (x.kind, x.batch_first),
+            (UseKind::Recurrent, false),
+            "{x:?}"
+        );
+        assert_eq!(x.weight_shape, Some(vec![128, 20]));
+        let tagger = input_uses(&fixture("lstm_tagger.pt")).unwrap();
+        assert_eq!(tagger.inputs[0].kind, UseKind::Embedding);
+
+        // Conv1d through a traced nn.Sequential.
+        let audio = input_uses(&fixture("audio_conv1d.pt")).unwrap();
+        assert_eq!(audio.inputs[0].kind, UseKind::Convolution);
+        assert_eq!(audio.inputs[0].weight_shape, Some(vec![16, 1, 9]));
+
+        // A mask used in arithmetic, through slicing, .to() and 1.0 - mask.
+        let masked = input_uses(&fixture("masked_encoder.pt")).unwrap();
+        assert_eq!(masked.inputs[0].kind, UseKind::Embedding);
+        assert_eq!(
+            masked.inputs[1].kind,
+            UseKind::Arithmetic,
+            "{:?}",
+            masked.inputs[1]
+        );
+        assert_eq!(masked.inputs[1].op.as_deref(), Some("aten::add"));
+
+        // Scripted, two inputs: a convolution and a linear layer.
+        let two = input_uses(&fixture("two_inputs.pt")).unwrap();
+        assert_eq!(two.inputs[0].kind, UseKind::Convolution);
+        assert_eq!(two.inputs[1].kind, UseKind::Linear);
+        assert_eq!(two.inputs[1].weight_shape, Some(vec![8, 16]));
+
+        // tanh tells nothing: the walk stops there.
+        let opaque = input_uses(&fixture("opaque_inputs.pt")).unwrap();
+        assert_eq!(opaque.inputs[0].kind, UseKind::Undecided);
+        assert_eq!(opaque.inputs[0].op.as_deref(), Some("aten::tanh"));
+
+        // Not a model: an error, not a crash.
+        assert!(input_uses(b"not a zip").is_err());
     }
 }

@@ -174,8 +174,23 @@ fn load_torchscript(
     };
     // The FP32 reference: also the check that these inputs fit the model.
     let inferred = settings.inputs.is_empty();
+    let tried = specs.clone();
     let (specs, inputs, reference, also_tried) =
         first_forward(&module, specs, inferred, settings_path, &mut report.notes);
+    // The rank retry took another shape than the one inferred.
+    for ((from, used), first) in report
+        .inputs_inferred_from
+        .iter_mut()
+        .zip(&specs)
+        .zip(&tried)
+    {
+        if used.shape != first.shape {
+            from.push_str(&format!(
+                "; forward() rejected {:?}, so {:?} was used (see the notes)",
+                first.shape, used.shape
+            ));
+        }
+    }
     report.inputs = specs.clone();
     let reference = reference.map_err(|e| {
         inputs_failed(
