@@ -917,8 +917,9 @@ private:
     }
   }
 
+  // The operator tells; Rust decides what an unread weight means.
   bool decide(int32_t kind, const Node *node, std::optional<Weight> weight) {
-    use.kind = weight ? kind : PD_USE_UNDECIDED;
+    use.kind = kind;
     use.weight = std::move(weight);
     use.op = op_name(node);
     return true;

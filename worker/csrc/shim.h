@@ -113,7 +113,7 @@ enum {
 
 typedef struct PdInputUse {
   int32_t kind;          // PD_USE_*
-  int32_t weight_dims;   // entries of weight_shape in use; 0 when no weight was read
+  int32_t weight_dims;   // entries of weight_shape in use; 0 when its weight could not be read
   int64_t weight_shape[PD_MAX_WEIGHT_DIMS];
   int64_t dim;           // the weight's dimension indexed by index_select (0 otherwise)
   int64_t groups;        // convolution groups (1 when not a constant)
