@@ -456,6 +456,154 @@ def fixtures() -> List[Fixture]:
 
 
 # --------------------------------------------------------------------------
+# Inputs from the graph (issue 22, class 3): models whose inputs precisiond
+# infers from how forward() uses them first, without a settings file. Traced
+# as their libraries would save them (submodules called through
+# prim::CallMethod), the LSTM-first one scripted.
+# --------------------------------------------------------------------------
+
+class TinyGpt(nn.Module):
+    """GPT-2-style decoder: token and position embeddings, one pre-norm block
+    with causal self-attention, an LM head. Its first weight is the token
+    embedding's, its first use of the input an aten::embedding."""
+
+    def __init__(self, vocab: int = 256, positions: int = 64, width: int = 64) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, width)
+        self.wpe = nn.Embedding(positions, width)
+        self.ln_1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.ln_f = nn.LayerNorm(width)
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.heads = 4
+
+    def forward(self, idx: Tensor) -> Tensor:
+        b, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        q, k, v = self.qkv(self.ln_1(x)).split(x.size(-1), dim=2)
+        shape = (b, t, self.heads, x.size(-1) // self.heads)
+        q, k, v = (z.view(shape).transpose(1, 2) for z in (q, k, v))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, -1))
+        x = x + self.mlp(self.ln_2(x))
+        return self.lm_head(self.ln_f(x))
+
+
+class LstmTagger(nn.Module):
+    """Embedding + LSTM sequence tagger (batch_first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(200, 32)
+        self.lstm = nn.LSTM(32, 48, batch_first=True)
+        self.tags = nn.Linear(48, 10)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        out, _ = self.lstm(self.embed(tokens))
+        return self.tags(out)
+
+
+class AudioConv1d(nn.Module):
+    """Keyword-spotting style 1-D convolutions over a raw waveform."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(1, 16, kernel_size=9, stride=4), nn.BatchNorm1d(16), nn.ReLU(),
+            nn.Conv1d(16, 32, kernel_size=5, stride=2), nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1))
+        self.head = nn.Linear(32, 12)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        return self.head(self.features(wave).flatten(1))
+
+
+class LstmFirst(nn.Module):
+    """An LSTM straight on the input (not batch_first: [steps, batch, features])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(20, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[-1])
+
+
+class MaskedEncoder(nn.Module):
+    """BERT-style: token ids and an attention mask that is only used in
+    arithmetic (an additive mask on the attention scores)."""
+
+    def __init__(self, vocab: int = 300, positions: int = 32, width: int = 32) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, width)
+        self.position_embeddings = nn.Embedding(positions, width)
+        self.norm = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.width = width
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        t = input_ids.size(1)
+        positions = torch.arange(t, device=input_ids.device).unsqueeze(0)
+        x = self.norm(self.word_embeddings(input_ids) + self.position_embeddings(positions))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        scores = torch.matmul(q, k.transpose(1, 2)) / self.width ** 0.5
+        scores = scores + (1.0 - attention_mask[:, None, :].to(scores.dtype)) * -10000.0
+        return self.out(torch.matmul(scores.softmax(dim=-1), v))
+
+
+class OpaqueInputs(nn.Module):
+    """Two inputs whose first use tells nothing of their shape: inference
+    fails and the error names the settings file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Linear(8, 8)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.scale(torch.tanh(a) * torch.tanh(b))
+
+
+def graph_input_fixtures() -> List[Tuple[str, nn.Module, List[Tensor], bool]]:
+    """(file name, model, example inputs, traced) of the inputs-from-the-graph fixtures."""
+    def seeded(build):
+        torch.manual_seed(0)
+        m = build()
+        randomize_bn(m)
+        return m.eval()
+
+    return [
+        ("gpt_decoder.pt", seeded(TinyGpt), [torch.randint(0, 256, (1, 16))], True),
+        ("lstm_tagger.pt", seeded(LstmTagger), [torch.randint(0, 200, (1, 16))], True),
+        ("audio_conv1d.pt", seeded(AudioConv1d), [torch.randn(1, 1, 224)], True),
+        ("lstm_first.pt", seeded(LstmFirst), [torch.randn(16, 1, 20)], False),
+        ("masked_encoder.pt", seeded(MaskedEncoder),
+         [torch.randint(0, 300, (1, 16)), torch.ones(1, 16, dtype=torch.long)], True),
+        ("opaque_inputs.pt", seeded(OpaqueInputs), [torch.randn(1, 8), torch.randn(1, 8)], False),
+    ]
+
+
+def make_graph_input_fixtures() -> List[str]:
+    """Writes and checks them; the names of those that fail their check."""
+    failures = []
+    for name, model, example, traced in graph_input_fixtures():
+        path = os.path.join(MODELS_DIR, name)
+        with torch.no_grad():
+            saved = torch.jit.trace(model, tuple(example)) if traced else torch.jit.script(model)
+        saved.eval()
+        torch.jit.save(saved, path)
+        if not check(path, example, try_bf16=True, bf16_expected=False):
+            failures.append(name)
+    return failures
+
+
+# --------------------------------------------------------------------------
 # Writing and checking
 # --------------------------------------------------------------------------
 
@@ -580,6 +728,7 @@ def make_all() -> int:
         torch.manual_seed(42)
         if not check(fx.path, fx.inputs(), try_bf16=True, bf16_expected=fx.bf16):
             failures.append(fx.name)
+    failures += make_graph_input_fixtures()
     qops = quantized_ops(os.path.join(MODELS_DIR, "prequantized.pt"))
     print("prequantized.pt quantized ops:", ", ".join(qops) or "NONE")
     if not any(op.startswith("quantized::") for op in qops):

@@ -177,26 +177,155 @@ fn tuple_outputs_are_compared_output_by_output() {
     assert_eq!(outputs.len(), 2);
 }
 
+fn shape_of(input: &toml::Value) -> Vec<i64> {
+    input["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_integer().unwrap())
+        .collect()
+}
+
+/// What the report says the inputs were inferred from, one line per input.
+fn inferred_from(report: &toml::Table) -> Vec<String> {
+    report
+        .get("inputs_inferred_from")
+        .and_then(|v| v.as_array())
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| l.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
-fn inputs_are_inferred_from_the_first_weight_and_said_so() {
+fn inputs_are_inferred_from_how_forward_uses_them_and_said_so() {
     let dir = tempfile::tempdir().unwrap();
     let cnn = copy_fixture("cnn_residual.pt", dir.path());
     assert!(run_quick(&cnn, &["--precisions", "fp32"]).status.success());
     let report = report_of(&cnn);
     assert_eq!(report["input_source"].as_str(), Some("inferred"));
-    let shape: Vec<i64> = report["inputs"][0]["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_integer().unwrap())
-        .collect();
-    assert_eq!(shape, vec![1, 3, 224, 224]);
+    assert_eq!(shape_of(&report["inputs"][0]), vec![1, 3, 224, 224]);
+    let from = inferred_from(&report);
+    assert_eq!(from.len(), 1, "{from:?}");
+    assert!(
+        from[0].starts_with("an image of 3 channels, from the convolution `conv1.weight`"),
+        "{from:?}"
+    );
 
     let mlp = copy_fixture("mlp.pt", dir.path());
     assert!(run_quick(&mlp, &["--precisions", "fp32"]).status.success());
     let report = report_of(&mlp);
     assert_eq!(report["inputs"][0]["shape"].as_array().unwrap().len(), 2);
     assert_eq!(report["inputs"][0]["shape"][1].as_integer(), Some(64));
+    let from = inferred_from(&report);
+    assert!(
+        from[0].starts_with("64 features, from the linear layer `fc1.weight`"),
+        "{from:?}"
+    );
+}
+
+/// Models whose first weight does not say what their input is (issue 22,
+/// class 3): each input comes from the operator forward() first gives it
+/// to, and every precision is attempted on it.
+#[test]
+fn inputs_come_from_the_first_operator_that_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // (fixture, shape, dtype, what the report says it was inferred from)
+    let cases: [(&str, &[i64], &str, &str); 4] = [
+        (
+            // Traced GPT-2-style decoder: token ids, not [1, F] floats.
+            "gpt_decoder.pt",
+            &[1, 16],
+            "int64",
+            "token ids below the vocabulary size 256, from the embedding `wte.weight`",
+        ),
+        (
+            // Traced embedding + LSTM tagger.
+            "lstm_tagger.pt",
+            &[1, 16],
+            "int64",
+            "token ids below the vocabulary size 200, from the embedding `embed.weight`",
+        ),
+        (
+            // Traced 1-D convolutions over a waveform.
+            "audio_conv1d.pt",
+            &[1, 1, 224],
+            "float32",
+            "a signal of 1 channel, from the convolution `features.0.weight`",
+        ),
+        (
+            // Scripted LSTM on the input, not batch_first: [steps, batch, features].
+            "lstm_first.pt",
+            &[16, 1, 20],
+            "float32",
+            "a sequence of 16 steps of 20 features, from the recurrent layer's",
+        ),
+    ];
+    for (name, shape, dtype, from) in cases {
+        let model = copy_fixture(name, dir.path());
+        let out = run_quick(&model, &["--precisions", "fp32,fp16,bf16,int8"]);
+        let report = report_of(&model);
+        assert_eq!(
+            report["status"].as_str(),
+            Some("ok"),
+            "{name}: {}",
+            text(&out)
+        );
+        assert_eq!(report["input_source"].as_str(), Some("inferred"), "{name}");
+        let inputs = report["inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), 1, "{name}");
+        assert_eq!(shape_of(&inputs[0]), shape, "{name}");
+        assert_eq!(inputs[0]["dtype"].as_str(), Some(dtype), "{name}");
+        let said = inferred_from(&report);
+        assert!(
+            said.len() == 1 && said[0].starts_with(from),
+            "{name}: {said:?}"
+        );
+        for precision in ["fp32", "fp16", "bf16", "int8"] {
+            // Attempted: a row for each, whatever its status.
+            result_for(&report, precision);
+        }
+        assert_eq!(
+            result_for(&report, "fp32")["status"].as_str(),
+            Some("ok"),
+            "{name}"
+        );
+    }
+    no_nan(dir.path());
+}
+
+#[test]
+fn an_attention_mask_beside_token_ids_is_ones_of_their_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    // forward(input_ids, attention_mask): the mask is only used in
+    // arithmetic on the attention scores.
+    let model = copy_fixture("masked_encoder.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,fp16,bf16,int8"]);
+    let report = report_of(&model);
+    assert_eq!(report["status"].as_str(), Some("ok"), "{}", text(&out));
+    let inputs = report["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0]["name"].as_str(), Some("input_ids"));
+    assert_eq!(inputs[0]["high"].as_float(), Some(300.0));
+    assert_eq!(inputs[1]["name"].as_str(), Some("attention_mask"));
+    assert_eq!(shape_of(&inputs[1]), shape_of(&inputs[0]));
+    assert_eq!(inputs[1]["dtype"].as_str(), Some("int64"));
+    // Ones: integers drawn from [1, 2).
+    assert_eq!(inputs[1]["low"].as_float(), Some(1.0));
+    assert_eq!(inputs[1]["high"].as_float(), Some(2.0));
+    let said = inferred_from(&report);
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(
+        said[1].starts_with("ones (nothing masked) of the shape of the token ids `input_ids`"),
+        "{said:?}"
+    );
+    for precision in ["fp32", "fp16", "bf16", "int8"] {
+        result_for(&report, precision);
+    }
+    assert_eq!(result_for(&report, "fp32")["status"].as_str(), Some("ok"));
 }
 
 #[test]
@@ -210,16 +339,32 @@ fn the_settings_file_describes_several_inputs() {
     assert_eq!(report["inputs"].as_array().unwrap().len(), 2);
     assert!(report["model"]["settings_sha256"].is_str());
 
-    // Without its settings file the model cannot be inferred: the error
-    // names the file to write and shows an example.
+    // Without its settings file both inputs are inferred from the graph:
+    // the image from its convolution, the features from their linear layer.
     std::fs::remove_file(dir.path().join("two_inputs.pt.toml")).unwrap();
+    let out = run_quick(&model, &["--precisions", "fp32"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert_eq!(report["input_source"].as_str(), Some("inferred"));
+    let inputs = report["inputs"].as_array().unwrap();
+    assert_eq!(shape_of(&inputs[0]), [1, 3, 224, 224]);
+    assert_eq!(shape_of(&inputs[1]), [1, 16]);
+
+    // Inputs whose first use tells nothing (both go to tanh) cannot be
+    // inferred: the error says which and why, names the file to write and
+    // shows an example.
+    let model = copy_fixture("opaque_inputs.pt", dir.path());
     let out = run_quick(&model, &["--precisions", "fp32"]);
     assert!(!out.status.success());
     let report = report_of(&model);
     assert_eq!(report["status"].as_str(), Some("failed"));
     let error = report["error"].as_str().unwrap();
     assert!(
-        error.contains("two_inputs.pt.toml") && error.contains("[[inputs]]"),
+        error.contains("opaque_inputs.pt.toml") && error.contains("[[inputs]]"),
+        "{error}"
+    );
+    assert!(
+        error.contains("argument 1 `a`: it is first used in aten::tanh"),
         "{error}"
     );
 }
@@ -711,6 +856,13 @@ fn an_inferred_input_of_the_wrong_rank_is_tried_once_as_a_sequence() {
         "{notes:?}"
     );
     assert_eq!(result_for(&report, "fp32")["status"].as_str(), Some("ok"));
+    let said = inferred_from(&report);
+    assert!(
+        said[0].starts_with("32 features, from the linear layer `qkv.weight`")
+            && said[0]
+                .ends_with("forward() rejected [1, 32], so [1, 16, 32] was used (see the notes)"),
+        "{said:?}"
+    );
 }
 
 #[test]

@@ -15,6 +15,8 @@
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/fold_conv_bn.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/quantization/finalize.h>
 #include <torch/csrc/jit/passes/quantization/insert_observers.h>
 #include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
@@ -29,7 +31,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <algorithm>
+#include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 #include <cstring>
 #include <string>
@@ -689,6 +694,520 @@ void pd_aoti_free(void *handle) {
     delete static_cast<torch::inductor::AOTIModelPackageLoader *>(handle);
   } catch (...) {
   }
+}
+
+} // extern "C"
+
+// ---- How forward() uses its inputs --------------------------------------
+//
+// One pass over the inlined forward graph per input, in node order (the
+// graph is topologically ordered, so the first telling node met is the
+// first use): `tracked` holds the values that are still the input (reshaped,
+// retyped), `derived` everything computed from it. The decision what the
+// input must be is Rust's (worker/src/inputs.rs); this only reads the graph.
+namespace {
+
+using torch::jit::Block;
+using torch::jit::Node;
+using torch::jit::Value;
+
+// An operator's name, the in-place form (add_) read as the plain one (add).
+std::string op_name(const Node *node) {
+  std::string name = node->kind().toQualString();
+  if (name.size() > 2 && name.back() == '_' && name[name.size() - 2] != '_') {
+    name.pop_back();
+  }
+  return name;
+}
+
+// Operators whose output is the input itself, reshaped, retyped or cut:
+// what it must be is told by whatever consumes that output.
+bool keeps_the_tensor(const std::string &op) {
+  static const std::unordered_set<std::string> ops = {
+      "aten::to",          "aten::type_as",     "aten::contiguous",   "aten::dropout",
+      "aten::feature_dropout", "aten::alpha_dropout", "aten::feature_alpha_dropout",
+      "aten::detach",      "aten::clone",       "aten::view",         "aten::reshape",
+      "aten::view_as",     "aten::reshape_as",  "aten::flatten",      "aten::unflatten",
+      "aten::unsqueeze",   "aten::squeeze",     "aten::permute",      "aten::transpose",
+      "aten::t",           "aten::expand",      "aten::expand_as",    "aten::slice",
+      "aten::narrow",      "aten::constant_pad_nd", "aten::pad",      "aten::float",
+      "aten::half",        "aten::double",      "aten::long",         "aten::int",
+      "aten::movedim",     "aten::swapaxes",    "aten::neg",          "aten::abs",
+  };
+  return ops.count(op) != 0;
+}
+
+// Element-wise arithmetic: the input stays itself when every other tensor
+// operand is a scalar (or computed from the input itself, as in x - x.mean()).
+bool is_arithmetic(const std::string &op) {
+  static const std::unordered_set<std::string> ops = {
+      "aten::add",       "aten::sub",        "aten::mul",       "aten::div",
+      "aten::rsub",      "aten::true_divide", "aten::floor_divide", "aten::remainder",
+      "aten::pow",       "aten::clamp",      "aten::clamp_min", "aten::clamp_max",
+  };
+  return ops.count(op) != 0;
+}
+
+// Uses that read only facts about the input, not its values.
+bool is_no_use(const std::string &op) {
+  static const std::unordered_set<std::string> ops = {
+      "aten::size",   "aten::dim",     "aten::len",     "aten::numel",   "prim::shape",
+      "prim::device", "prim::dtype",   "prim::layout",  "aten::__is__",  "aten::__isnot__",
+      "prim::isinstance", "aten::is_floating_point", "aten::is_contiguous", "prim::is_cuda",
+      "aten::device", "prim::requires_grad",
+  };
+  return ops.count(op) != 0;
+}
+
+bool is_tensor(const Value *value) {
+  return value->type()->isSubtypeOf(*c10::TensorType::get());
+}
+
+std::optional<int64_t> constant_int(const Value *value) {
+  return torch::jit::constant_as<int64_t>(value);
+}
+
+std::optional<std::vector<int64_t>> constant_ints(const Value *value) {
+  if (value->node()->kind() == c10::prim::ListConstruct) {
+    std::vector<int64_t> out;
+    for (const Value *item : value->node()->inputs()) {
+      auto v = constant_int(item);
+      if (!v) {
+        return std::nullopt;
+      }
+      out.push_back(*v);
+    }
+    return out;
+  }
+  auto iv = torch::jit::toIValue(value);
+  if (iv && iv->isIntList()) {
+    return iv->toIntVector();
+  }
+  return std::nullopt;
+}
+
+struct Weight {
+  std::vector<int64_t> shape;
+  std::string name; // empty for a constant (a frozen model's weight)
+};
+
+std::string joined(const std::vector<std::string> &path) {
+  std::string out;
+  for (const std::string &name : path) {
+    if (!out.empty()) {
+      out += ".";
+    }
+    out += name;
+  }
+  return out;
+}
+
+// Reads the model's weights through the prim::GetAttr chains from `self`.
+struct Weights {
+  const torch::jit::Module &module;
+  const Value *self;
+
+  std::optional<std::pair<c10::IValue, std::string>> attribute(const Value *value) const {
+    std::vector<std::string> path;
+    while (value != self) {
+      const Node *node = value->node();
+      if (node->kind() != c10::prim::GetAttr) {
+        return std::nullopt;
+      }
+      path.push_back(node->s(c10::attr::name));
+      value = node->input(0);
+    }
+    std::reverse(path.begin(), path.end());
+    c10::IValue current = module._ivalue();
+    for (const std::string &name : path) {
+      if (!current.isObject()) {
+        return std::nullopt;
+      }
+      auto object = current.toObject();
+      if (!object->type()->hasAttribute(name)) {
+        return std::nullopt;
+      }
+      current = object->getAttr(name);
+    }
+    return std::make_pair(current, joined(path));
+  }
+
+  std::optional<Weight> tensor(const Value *value) const {
+    if (value->node()->kind() == c10::prim::Constant) {
+      auto iv = torch::jit::toIValue(value);
+      if (iv && iv->isTensor()) {
+        return Weight{iv->toTensor().sizes().vec(), ""};
+      }
+      return std::nullopt;
+    }
+    auto found = attribute(value);
+    if (!found || !found->first.isTensor()) {
+      return std::nullopt;
+    }
+    return Weight{found->first.toTensor().sizes().vec(), found->second};
+  }
+
+  // The first tensor of a list of weights (a recurrent layer's parameters).
+  std::optional<Weight> first_of_list(const Value *value) const {
+    const Node *node = value->node();
+    if (node->kind() == c10::prim::ListConstruct) {
+      if (node->inputs().empty()) {
+        return std::nullopt;
+      }
+      return tensor(node->input(0));
+    }
+    auto found = attribute(value);
+    if (!found || !found->first.isList()) {
+      return std::nullopt;
+    }
+    auto list = found->first.toListRef();
+    if (list.empty() || !list[0].isTensor()) {
+      return std::nullopt;
+    }
+    return Weight{list[0].toTensor().sizes().vec(), found->second + "[0]"};
+  }
+};
+
+struct Use {
+  int32_t kind = PD_USE_UNDECIDED;
+  std::optional<Weight> weight;
+  int64_t dim = 0;
+  int64_t groups = 1;
+  bool transposed = false;
+  bool batch_first = false;
+  int32_t rank = 0;
+  std::string op;
+};
+
+bool is_overload(const Node *node, const char *overload) {
+  const c10::FunctionSchema *schema = node->maybeSchema();
+  return schema != nullptr && schema->overload_name() == overload;
+}
+
+class InputWalk {
+public:
+  InputWalk(const Weights &weights, const Value *input) : weights_(weights) {
+    tracked_.insert(input);
+    derived_.insert(input);
+  }
+
+  // Walks `block` in order; true once the use is decided (or the walk stopped).
+  bool walk(const Block *block) {
+    for (const Node *node : block->nodes()) {
+      if (visit(node)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  Use use;
+
+private:
+  const Weights &weights_;
+  std::unordered_set<const Value *> tracked_;
+  std::unordered_set<const Value *> derived_;
+  std::unordered_set<const Value *> lists_; // lists holding a tracked value
+
+  bool tracked(const Value *v) const { return tracked_.count(v) != 0; }
+
+  void derive_outputs(const Node *node) {
+    for (const Value *out : node->outputs()) {
+      derived_.insert(out);
+    }
+  }
+
+  // The operator tells; Rust decides what an unread weight means.
+  bool decide(int32_t kind, const Node *node, std::optional<Weight> weight) {
+    use.kind = kind;
+    use.weight = std::move(weight);
+    use.op = op_name(node);
+    return true;
+  }
+
+  bool stop(const Node *node) {
+    use.kind = PD_USE_UNDECIDED;
+    use.op = op_name(node);
+    return true;
+  }
+
+  bool visit(const Node *node) {
+    bool any_tracked = false;
+    bool any_list = false;
+    bool any_derived = false;
+    for (const Value *in : node->inputs()) {
+      any_tracked = any_tracked || tracked(in);
+      any_list = any_list || lists_.count(in) != 0;
+      any_derived = any_derived || derived_.count(in) != 0;
+    }
+    if (node->kind() == c10::prim::If) {
+      for (const Block *inner : node->blocks()) {
+        if (walk(inner)) {
+          return true;
+        }
+      }
+      // The If's result is the input where a branch returns it.
+      for (size_t i = 0; i < node->outputs().size(); ++i) {
+        for (const Block *inner : node->blocks()) {
+          const Value *ret = inner->outputs()[i];
+          if (tracked(ret)) {
+            tracked_.insert(node->outputs()[i]);
+          }
+          if (derived_.count(ret) != 0) {
+            derived_.insert(node->outputs()[i]);
+          }
+        }
+      }
+      return false;
+    }
+    if (!node->blocks().empty()) {
+      // A loop that carries the input along: beyond this walk.
+      if (any_tracked || any_list) {
+        return stop(node);
+      }
+      for (const Block *inner : node->blocks()) {
+        if (walk(inner)) {
+          return true;
+        }
+      }
+      if (any_derived) {
+        derive_outputs(node);
+      }
+      return false;
+    }
+    if (!any_tracked && !any_list) {
+      if (any_derived) {
+        derive_outputs(node);
+      }
+      return false;
+    }
+    const std::string op = op_name(node);
+    const auto &in = node->inputs();
+    auto at = [&](size_t i) { return i < in.size() && tracked(in[i]); };
+    if (is_no_use(op)) {
+      // `a, b, c = x.size()`: forward expects the input to have that rank.
+      if (op == "aten::size" && in.size() == 1) {
+        for (const torch::jit::Use &u : node->output()->uses()) {
+          if (u.user->kind() == c10::prim::ListUnpack) {
+            use.rank = static_cast<int32_t>(u.user->outputs().size());
+          }
+        }
+      }
+      return false;
+    }
+    if (op == "prim::ListConstruct") {
+      for (const Value *out : node->outputs()) {
+        lists_.insert(out);
+      }
+      derive_outputs(node);
+      return false;
+    }
+    if ((op == "aten::embedding" || op == "aten::embedding_bag") && at(1)) {
+      return decide(PD_USE_EMBEDDING, node, weights_.tensor(in[0]));
+    }
+    if (op == "aten::index_select" && at(2)) {
+      use.dim = constant_int(in[1]).value_or(0);
+      return decide(PD_USE_EMBEDDING, node, weights_.tensor(in[0]));
+    }
+    if (op == "aten::index" && !at(0) && in.size() == 2 && lists_.count(in[1]) != 0) {
+      return decide(PD_USE_EMBEDDING, node, weights_.tensor(in[0]));
+    }
+    if ((op == "aten::conv1d" || op == "aten::conv2d" || op == "aten::conv3d") && at(0)) {
+      use.groups = in.size() > 6 ? constant_int(in[6]).value_or(1) : 1;
+      return decide(PD_USE_CONVOLUTION, node, weights_.tensor(in[1]));
+    }
+    if ((op == "aten::conv_transpose1d" || op == "aten::conv_transpose2d" ||
+         op == "aten::conv_transpose3d") &&
+        at(0)) {
+      use.groups = in.size() > 6 ? constant_int(in[6]).value_or(1) : 1;
+      use.transposed = true;
+      return decide(PD_USE_CONVOLUTION, node, weights_.tensor(in[1]));
+    }
+    if ((op == "aten::_convolution" || op == "aten::convolution") && at(0) && in.size() > 8) {
+      use.transposed = torch::jit::constant_as<bool>(in[6]).value_or(false);
+      use.groups = constant_int(in[8]).value_or(1);
+      return decide(PD_USE_CONVOLUTION, node, weights_.tensor(in[1]));
+    }
+    if (op == "aten::linear" && at(0)) {
+      return decide(PD_USE_LINEAR, node, weights_.tensor(in[1]));
+    }
+    if ((op == "aten::matmul" || op == "aten::mm") && at(0) && !at(1)) {
+      use.transposed = true;
+      auto weight = weights_.tensor(in[1]);
+      if (weight) {
+        return decide(PD_USE_LINEAR, node, weight);
+      }
+      return stop(node);
+    }
+    if ((op == "aten::lstm" || op == "aten::gru" || op == "aten::rnn_tanh" ||
+         op == "aten::rnn_relu") &&
+        at(0) && is_overload(node, "input") && in.size() > 8) {
+      use.batch_first = torch::jit::constant_as<bool>(in[8]).value_or(false);
+      return decide(PD_USE_RECURRENT, node, weights_.first_of_list(in[2]));
+    }
+    if (op == "aten::layer_norm" && at(0)) {
+      auto weight = in.size() > 2 ? weights_.tensor(in[2]) : std::nullopt;
+      if (!weight) {
+        if (auto shape = constant_ints(in[1])) {
+          weight = Weight{*shape, ""};
+        }
+      }
+      return decide(PD_USE_LAYER_NORM, node, weight);
+    }
+    if (is_arithmetic(op)) {
+      bool alone = true;
+      for (const Value *other : in) {
+        if (!is_tensor(other) || derived_.count(other) != 0) {
+          continue;
+        }
+        if (other->node()->kind() == c10::prim::Constant) {
+          auto iv = torch::jit::toIValue(other);
+          if (iv && iv->isTensor() && iv->toTensor().numel() == 1) {
+            continue;
+          }
+        }
+        alone = false;
+      }
+      if (!alone) {
+        use.kind = PD_USE_ARITHMETIC;
+        use.op = op;
+        return true;
+      }
+      tracked_.insert(node->output());
+      derive_outputs(node);
+      return false;
+    }
+    if (keeps_the_tensor(op) && at(0)) {
+      tracked_.insert(node->output());
+      derive_outputs(node);
+      return false;
+    }
+    return stop(node);
+  }
+};
+
+// Where an embedding's indices come from aten::arange (through reshapes):
+// a table of positions.
+bool from_arange(const Value *value) {
+  for (int hops = 0; hops < 32; ++hops) {
+    const Node *node = value->node();
+    const std::string op = op_name(node);
+    if (op == "aten::arange") {
+      return true;
+    }
+    if (!keeps_the_tensor(op) || node->inputs().empty()) {
+      return false;
+    }
+    value = node->input(0);
+  }
+  return false;
+}
+
+void embedding_tables(const Block *block, const Weights &weights,
+                      std::vector<std::pair<Weight, bool>> &out) {
+  for (const Node *node : block->nodes()) {
+    for (const Block *inner : node->blocks()) {
+      embedding_tables(inner, weights, out);
+    }
+    if (op_name(node) == "aten::embedding" && node->inputs().size() > 1) {
+      if (auto weight = weights.tensor(node->input(0))) {
+        if (!weight->shape.empty()) {
+          out.emplace_back(*weight, from_arange(node->input(1)));
+        }
+      }
+    }
+  }
+}
+
+char *copy_or_null(const std::string &s) { return s.empty() ? nullptr : copy_string(s); }
+
+} // namespace
+
+extern "C" {
+
+char *pd_forward_input_uses(const char *data, size_t len, PdInputUse **uses, int64_t *num_uses,
+                            PdEmbeddingTable **tables, int64_t *num_tables) {
+  *uses = nullptr;
+  *num_uses = 0;
+  *tables = nullptr;
+  *num_tables = 0;
+  return guarded([&] {
+    torch::jit::Module module = load_from_bytes(data, len);
+    module.eval();
+    // A copy: inlining must not change the loaded model's own graph.
+    std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+    // Traced models call their submodules through prim::CallMethod.
+    torch::jit::Inline(*graph);
+    try {
+      // Settles branches on module constants (a scripted Conv2d's padding_mode).
+      torch::jit::ConstantPropagation(graph);
+    } catch (const std::exception &) {
+      // The unpropagated graph is walked as it is.
+    }
+    const auto &inputs = graph->inputs();
+    if (inputs.empty()) {
+      throw std::runtime_error("forward() has no self argument");
+    }
+    const Weights weights{module, inputs[0]};
+    std::vector<Use> found;
+    for (size_t i = 1; i < inputs.size(); ++i) {
+      InputWalk walk(weights, inputs[i]);
+      walk.walk(graph->block());
+      found.push_back(walk.use);
+    }
+    const auto &arguments = module.get_method("forward").function().getSchema().arguments();
+    std::vector<std::pair<Weight, bool>> found_tables;
+    embedding_tables(graph->block(), weights, found_tables);
+
+    auto *use_array = static_cast<PdInputUse *>(std::calloc(found.size() + 1, sizeof(PdInputUse)));
+    auto *table_array =
+        static_cast<PdEmbeddingTable *>(std::calloc(found_tables.size() + 1, sizeof(PdEmbeddingTable)));
+    if (use_array == nullptr || table_array == nullptr) {
+      std::free(use_array);
+      std::free(table_array);
+      throw std::bad_alloc();
+    }
+    for (size_t i = 0; i < found.size(); ++i) {
+      const Use &u = found[i];
+      PdInputUse &out = use_array[i];
+      out.kind = u.kind;
+      if (u.weight && u.weight->shape.size() <= PD_MAX_WEIGHT_DIMS) {
+        out.weight_dims = static_cast<int32_t>(u.weight->shape.size());
+        std::copy(u.weight->shape.begin(), u.weight->shape.end(), out.weight_shape);
+      }
+      out.dim = u.dim;
+      out.groups = u.groups;
+      out.transposed = u.transposed ? 1 : 0;
+      out.batch_first = u.batch_first ? 1 : 0;
+      out.rank = u.rank;
+      out.op = copy_or_null(u.op);
+      out.weight = u.weight ? copy_or_null(u.weight->name) : nullptr;
+      out.name = i + 1 < arguments.size() ? copy_or_null(arguments[i + 1].name()) : nullptr;
+    }
+    for (size_t i = 0; i < found_tables.size(); ++i) {
+      table_array[i].rows = found_tables[i].first.shape[0];
+      table_array[i].indices_from_arange = found_tables[i].second ? 1 : 0;
+      table_array[i].weight = copy_or_null(found_tables[i].first.name);
+    }
+    *uses = use_array;
+    *num_uses = static_cast<int64_t>(found.size());
+    *tables = table_array;
+    *num_tables = static_cast<int64_t>(found_tables.size());
+  });
+}
+
+void pd_free_input_uses(PdInputUse *uses, int64_t num_uses, PdEmbeddingTable *tables,
+                        int64_t num_tables) {
+  for (int64_t i = 0; uses != nullptr && i < num_uses; ++i) {
+    std::free(uses[i].op);
+    std::free(uses[i].weight);
+    std::free(uses[i].name);
+  }
+  for (int64_t i = 0; tables != nullptr && i < num_tables; ++i) {
+    std::free(tables[i].weight);
+  }
+  std::free(uses);
+  std::free(tables);
 }
 
 } // extern "C"

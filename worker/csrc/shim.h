@@ -92,6 +92,53 @@ char *pd_aoti_run(void *handle, void *const *inputs, int64_t num_inputs, void **
                   int64_t *count);
 void pd_aoti_free(void *handle);
 
+// How forward() uses each of its arguments first, read from its graph
+// (submodule calls inlined, constants propagated): the input is followed
+// through operators that keep it the same tensor (to, contiguous, dropout,
+// view/reshape/unsqueeze/permute/transpose/slice, arithmetic with scalars;
+// size() and dim() are no uses) to the first operator that tells what it
+// must be. The weight that operator reads is found through the prim::GetAttr
+// chain from `self` and its shape given.
+enum {
+  PD_USE_UNDECIDED = 0,  // no telling operator; `op` names where the walk stopped, if anywhere
+  PD_USE_EMBEDDING = 1,  // aten::embedding (or index_select/index on a weight): token ids
+  PD_USE_CONVOLUTION = 2,
+  PD_USE_LINEAR = 3,     // aten::linear, or matmul/mm with a weight (`transposed`: [in, out])
+  PD_USE_RECURRENT = 4,  // aten::lstm/gru/rnn_tanh/rnn_relu: weight_shape is weight_ih_l0's
+  PD_USE_LAYER_NORM = 5, // weight_shape is the normalized shape
+  PD_USE_ARITHMETIC = 6, // added to, multiplied with, ... another tensor (a mask, typically)
+};
+
+#define PD_MAX_WEIGHT_DIMS 8
+
+typedef struct PdInputUse {
+  int32_t kind;          // PD_USE_*
+  int32_t weight_dims;   // entries of weight_shape in use; 0 when its weight could not be read
+  int64_t weight_shape[PD_MAX_WEIGHT_DIMS];
+  int64_t dim;           // the weight's dimension indexed by index_select (0 otherwise)
+  int64_t groups;        // convolution groups (1 when not a constant)
+  int32_t transposed;    // transposed convolution; matmul with a [in, out] weight
+  int32_t batch_first;   // recurrent: the op's batch_first argument
+  int32_t rank;          // rank forward() unpacks the input's size() into, 0 when not seen
+  char *op;              // the deciding operator (or where the walk stopped), or NULL
+  char *weight;          // attribute path of the weight read ("emb.weight"), or NULL
+  char *name;            // the argument's name in forward()'s schema, or NULL
+} PdInputUse;
+
+// An embedding table forward() reads (aten::embedding), whatever indexes it.
+typedef struct PdEmbeddingTable {
+  int64_t rows;
+  int32_t indices_from_arange; // its indices come from aten::arange: positions
+  char *weight;                // attribute path, or NULL
+} PdEmbeddingTable;
+
+// *uses gets *num_uses entries, one per forward() argument (without self);
+// *tables the embedding tables. Free both with pd_free_input_uses.
+char *pd_forward_input_uses(const char *data, size_t len, PdInputUse **uses, int64_t *num_uses,
+                            PdEmbeddingTable **tables, int64_t *num_tables);
+void pd_free_input_uses(PdInputUse *uses, int64_t num_uses, PdEmbeddingTable *tables,
+                        int64_t num_tables);
+
 #ifdef __cplusplus
 }
 #endif

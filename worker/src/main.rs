@@ -8,6 +8,7 @@ mod cuda;
 mod energy;
 mod family;
 mod forward;
+mod inputs;
 mod job;
 mod libs;
 mod measure;

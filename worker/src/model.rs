@@ -1,12 +1,10 @@
 //! Loading a TorchScript model, building its inputs and calling it.
 
+use crate::inputs::{self, Inferred, DEFAULT_IMAGE_SIZE, SEQUENCE_LENGTH};
 use precisiond_core::precision::Precision;
 use precisiond_core::settings::{DType, InputSpec, EXAMPLE};
 use std::path::{Path, PathBuf};
 use tch::{CModule, IValue, Kind, Tensor};
-
-/// Image models get this height and width when the input is inferred.
-pub const DEFAULT_IMAGE_SIZE: i64 = 224;
 
 /// libtorch's messages carry a C++ stack ("Exception raised from ...") and,
 /// for TorchScript, the interpreter's traceback. Users need the last line
@@ -126,29 +124,85 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, LoadError> {
     Ok(module)
 }
 
-/// Guesses a model's single input from its first weight: a convolution's
-/// weight gives the channel count, a linear layer's the feature count, an
-/// embedding's the vocabulary size.
-pub fn infer_input(
+/// Infers the model's required inputs (`info.num_required`) from how its
+/// forward() uses each one first ([`crate::inputs`]). A single input the
+/// graph does not tell is guessed from the model's first weight, as before
+/// the graph was read.
+pub fn infer_inputs(
     module: &CModule,
-    num_inputs: usize,
+    bytes: &[u8],
+    info: &crate::shim::ModuleInfo,
     settings_path: &Path,
-) -> Result<InputSpec, CannotInfer> {
+) -> Result<Vec<Inferred>, CannotInfer> {
     let ask = |why: Uninferable| CannotInfer {
         why,
         settings: settings_path.to_path_buf(),
     };
-    if num_inputs != 1 {
-        return Err(ask(Uninferable::Arguments(num_inputs)));
+    let count = info.num_required;
+    if count == 0 {
+        return Err(ask(Uninferable::NoRequired(info.num_inputs)));
     }
+    let (decided, names) = match crate::shim::graph::input_uses(bytes) {
+        Ok(uses) if uses.inputs.len() >= count => (
+            inputs::infer(&uses, count),
+            uses.inputs.iter().map(|u| u.name.clone()).collect(),
+        ),
+        Ok(uses) => {
+            log::warn!(
+                "forward()'s graph has {} arguments, its schema {count} required ones",
+                uses.inputs.len()
+            );
+            (Vec::new(), Vec::new())
+        }
+        Err(e) => {
+            log::warn!("cannot read forward()'s graph: {}", clean_torch_error(e));
+            (Vec::new(), Vec::new())
+        }
+    };
+    let mut inferred = Vec::with_capacity(count);
+    for index in 0..count {
+        match decided.get(index) {
+            Some(Ok(one)) => inferred.push(one.clone()),
+            // One input the graph does not tell: its first weight, as ever.
+            _ if count == 1 => {
+                let graph_said = match decided.first() {
+                    Some(Err(why)) => format!("; the graph did not tell: {why}"),
+                    _ => String::new(),
+                };
+                let (spec, from) = first_weight_input(module).map_err(ask)?;
+                inferred.push(Inferred {
+                    spec,
+                    from: format!("{from}{graph_said}"),
+                });
+            }
+            Some(Err(why)) => {
+                return Err(ask(Uninferable::Undecided {
+                    argument: index + 1,
+                    name: names.get(index).cloned().flatten(),
+                    why: why.clone(),
+                }))
+            }
+            None => return Err(ask(Uninferable::GraphUnread(count))),
+        }
+    }
+    for one in &inferred {
+        log::info!("inferred input {}: {}", one.spec, one.from);
+    }
+    Ok(inferred)
+}
+
+/// Guesses a model's single input from its first weight: a convolution's
+/// weight gives the channel count, a linear layer's the feature count, an
+/// embedding's the vocabulary size. With what from, in words.
+fn first_weight_input(module: &CModule) -> Result<(InputSpec, String), Uninferable> {
     let params = module
         .named_parameters()
-        .map_err(|e| ask(Uninferable::Parameters(clean_torch_error(e))))?;
+        .map_err(|e| Uninferable::Parameters(clean_torch_error(e)))?;
     let Some((name, weight)) = params
         .iter()
         .find(|(name, t)| name.ends_with("weight") && t.dim() >= 2)
     else {
-        return Err(ask(Uninferable::NoWeight));
+        return Err(Uninferable::NoWeight);
     };
     let size = weight.size();
     let spec = match size.len() {
@@ -170,7 +224,7 @@ pub fn infer_input(
         },
         2 if name.contains("embed") => InputSpec {
             name: Some("tokens".into()),
-            shape: vec![1, 16],
+            shape: vec![1, SEQUENCE_LENGTH],
             dtype: DType::Int64,
             low: Some(0.0),
             high: Some(size[0] as f64),
@@ -183,14 +237,13 @@ pub fn infer_input(
             high: None,
         },
         n => {
-            return Err(ask(Uninferable::WeightRank {
+            return Err(Uninferable::WeightRank {
                 name: name.clone(),
                 dims: n,
-            }))
+            })
         }
     };
-    log::info!("inferred input {spec} from parameter `{name}` {size:?}");
-    Ok(spec)
+    Ok((spec, format!("the first weight `{name}` {size:?}")))
 }
 
 /// The inputs of a model cannot be guessed: they must be described in its
@@ -210,8 +263,17 @@ pub struct CannotInfer {
 /// What keeps a model's input from being guessed.
 #[derive(Debug, thiserror::Error)]
 pub enum Uninferable {
-    #[error("its forward() takes {0} arguments")]
-    Arguments(usize),
+    #[error("its forward() takes {0} arguments, each with a default")]
+    NoRequired(usize),
+    #[error("its forward() takes {0} arguments and its graph could not be read")]
+    GraphUnread(usize),
+    #[error("forward()'s argument {argument}{}: {why}", name.as_ref().map(|n| format!(" `{n}`")).unwrap_or_default())]
+    Undecided {
+        /// 1 for the first argument after self.
+        argument: usize,
+        name: Option<String>,
+        why: inputs::Undecided,
+    },
     #[error("its parameters cannot be read: {0}")]
     Parameters(String),
     #[error("it has no convolution, linear or embedding weight to read the input size from")]
@@ -222,7 +284,7 @@ pub enum Uninferable {
 
 /// Sequence length of the retried input of a model that wants
 /// `[batch, sequence, features]`.
-pub const RETRY_SEQUENCE_LENGTH: i64 = 16;
+pub const RETRY_SEQUENCE_LENGTH: i64 = SEQUENCE_LENGTH;
 
 /// The one retry of an inferred `[batch, features]` input whose forward()
 /// failed with `error`: when the error is about the input's rank (a

@@ -408,6 +408,186 @@ impl Drop for ProfileSession {
     }
 }
 
+/// How forward() uses each of its arguments first, as the shim reads it
+/// from the inlined graph (`pd_forward_input_uses` in shim.h). What that
+/// makes the input is decided in `crate::inputs`.
+pub mod graph {
+    use super::{check, ShimError};
+    use std::ffi::c_char;
+
+    /// shim.h's PD_MAX_WEIGHT_DIMS.
+    const MAX_WEIGHT_DIMS: usize = 8;
+
+    #[repr(C)]
+    struct PdInputUse {
+        kind: i32,
+        weight_dims: i32,
+        weight_shape: [i64; MAX_WEIGHT_DIMS],
+        dim: i64,
+        groups: i64,
+        transposed: i32,
+        batch_first: i32,
+        rank: i32,
+        op: *mut c_char,
+        weight: *mut c_char,
+        name: *mut c_char,
+    }
+
+    #[repr(C)]
+    struct PdEmbeddingTable {
+        rows: i64,
+        indices_from_arange: i32,
+        weight: *mut c_char,
+    }
+
+    extern "C" {
+        fn pd_forward_input_uses(
+            data: *const c_char,
+            len: usize,
+            uses: *mut *mut PdInputUse,
+            num_uses: *mut i64,
+            tables: *mut *mut PdEmbeddingTable,
+            num_tables: *mut i64,
+        ) -> *mut c_char;
+        fn pd_free_input_uses(
+            uses: *mut PdInputUse,
+            num_uses: i64,
+            tables: *mut PdEmbeddingTable,
+            num_tables: i64,
+        );
+    }
+
+    /// The operator that first tells what an input must be.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum UseKind {
+        /// None found: the walk met no telling operator, or stopped at one
+        /// it does not follow (`InputUse::op`).
+        Undecided,
+        /// aten::embedding, or index_select/index on a weight: token ids.
+        Embedding,
+        Convolution,
+        /// aten::linear, or matmul/mm with a weight.
+        Linear,
+        /// aten::lstm, gru, rnn_tanh or rnn_relu.
+        Recurrent,
+        LayerNorm,
+        /// Added to, multiplied with, ... another tensor: a mask, typically.
+        Arithmetic,
+    }
+
+    impl UseKind {
+        fn from_c(kind: i32) -> UseKind {
+            match kind {
+                1 => UseKind::Embedding,
+                2 => UseKind::Convolution,
+                3 => UseKind::Linear,
+                4 => UseKind::Recurrent,
+                5 => UseKind::LayerNorm,
+                6 => UseKind::Arithmetic,
+                _ => UseKind::Undecided,
+            }
+        }
+    }
+
+    /// How forward() uses one argument first.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct InputUse {
+        /// The argument's name in forward()'s signature.
+        pub name: Option<String>,
+        pub kind: UseKind,
+        /// The operator that decided it, or where the walk stopped.
+        pub op: Option<String>,
+        /// The weight that operator reads: its attribute path from the model
+        /// ("emb.weight"; None for a frozen model's constant) and its shape.
+        /// For a recurrent layer weight_ih_l0's, for LayerNorm the
+        /// normalized shape. None when it could not be read.
+        pub weight: Option<String>,
+        pub weight_shape: Option<Vec<i64>>,
+        /// The weight's dimension index_select indexes (0 otherwise).
+        pub dim: i64,
+        /// A convolution's groups (1 when not a constant).
+        pub groups: i64,
+        /// A transposed convolution; a matmul's weight laid out [in, out].
+        pub transposed: bool,
+        /// A recurrent layer's batch_first.
+        pub batch_first: bool,
+        /// The rank forward() unpacks the input's size() into.
+        pub rank: Option<usize>,
+    }
+
+    /// An embedding table forward() reads.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct EmbeddingTable {
+        pub weight: Option<String>,
+        pub rows: i64,
+        /// Its indices come from aten::arange: a table of positions.
+        pub indices_from_arange: bool,
+    }
+
+    /// What the forward graph of the model whose file holds `bytes` says.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct GraphUses {
+        /// One per forward() argument, self not counted.
+        pub inputs: Vec<InputUse>,
+        pub embedding_tables: Vec<EmbeddingTable>,
+    }
+
+    /// Reads how forward() uses its inputs.
+    pub fn input_uses(bytes: &[u8]) -> Result<GraphUses, ShimError> {
+        let mut uses: *mut PdInputUse = std::ptr::null_mut();
+        let mut num_uses: i64 = 0;
+        let mut tables: *mut PdEmbeddingTable = std::ptr::null_mut();
+        let mut num_tables: i64 = 0;
+        // SAFETY: the shim copies `bytes` before reading them; on success it
+        // hands over two calloc'd arrays of the given lengths, whose strings
+        // are copied here before pd_free_input_uses frees them all.
+        unsafe {
+            check(pd_forward_input_uses(
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                &mut uses,
+                &mut num_uses,
+                &mut tables,
+                &mut num_tables,
+            ))?;
+            let copy = |p: *mut c_char| {
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            };
+            let mut inputs = Vec::new();
+            for i in 0..num_uses.max(0) as usize {
+                let u = &*uses.add(i);
+                let dims = u.weight_dims.clamp(0, MAX_WEIGHT_DIMS as i32) as usize;
+                inputs.push(InputUse {
+                    name: copy(u.name),
+                    kind: UseKind::from_c(u.kind),
+                    op: copy(u.op),
+                    weight: copy(u.weight),
+                    weight_shape: (dims > 0).then(|| u.weight_shape[..dims].to_vec()),
+                    dim: u.dim,
+                    groups: u.groups.max(1),
+                    transposed: u.transposed != 0,
+                    batch_first: u.batch_first != 0,
+                    rank: (u.rank > 0).then_some(u.rank as usize),
+                });
+            }
+            let mut embedding_tables = Vec::new();
+            for i in 0..num_tables.max(0) as usize {
+                let t = &*tables.add(i);
+                embedding_tables.push(EmbeddingTable {
+                    weight: copy(t.weight),
+                    rows: t.rows,
+                    indices_from_arange: t.indices_from_arange != 0,
+                });
+            }
+            pd_free_input_uses(uses, num_uses, tables, num_tables);
+            Ok(GraphUses {
+                inputs,
+                embedding_tables,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

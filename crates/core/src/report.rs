@@ -183,6 +183,10 @@ pub struct Report {
     /// "settings" (from the settings file) or "inferred" (guessed from the model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_source: Option<InputSource>,
+    /// With `input_source = "inferred"`: what in the model each input of
+    /// `inputs` was inferred from, in words, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs_inferred_from: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -704,6 +708,7 @@ pub fn skeleton(
             accuracy: None,
         },
         input_source: None,
+        inputs_inferred_from: Vec::new(),
         inputs: Vec::new(),
         notes: Vec::new(),
         hardware: None,

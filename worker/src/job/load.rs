@@ -1,7 +1,7 @@
 //! The first step of a job: everything that is fixed before the first
 //! measurement. The settings file is read, the hardware detected, the model
 //! loaded (a TorchScript file, or an AOTInductor family's FP32 package),
-//! its inputs settled (from the settings, inferred from its weights, or
+//! its inputs settled (from the settings, inferred from its graph, or
 //! from the package's metadata) and its FP32 outputs on them computed: the
 //! reference every precision is compared with. What is learnt goes into the
 //! report as it comes, so a job that fails here still says how far it got.
@@ -152,10 +152,10 @@ fn load_torchscript(
     let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some(report::InputSource::Inferred);
-        vec![
-            model::infer_input(&module, info.num_required, settings_path)
-                .map_err(|e| e.to_string())?,
-        ]
+        let inferred = model::infer_inputs(&module, &bytes, &info, settings_path)
+            .map_err(|e| e.to_string())?;
+        report.inputs_inferred_from = inferred.iter().map(|i| i.from.clone()).collect();
+        inferred.into_iter().map(|i| i.spec).collect()
     } else {
         report.input_source = Some(report::InputSource::Settings);
         let given = settings.inputs.len();
@@ -174,8 +174,23 @@ fn load_torchscript(
     };
     // The FP32 reference: also the check that these inputs fit the model.
     let inferred = settings.inputs.is_empty();
+    let tried = specs.clone();
     let (specs, inputs, reference, also_tried) =
         first_forward(&module, specs, inferred, settings_path, &mut report.notes);
+    // The rank retry took another shape than the one inferred.
+    for ((from, used), first) in report
+        .inputs_inferred_from
+        .iter_mut()
+        .zip(&specs)
+        .zip(&tried)
+    {
+        if used.shape != first.shape {
+            from.push_str(&format!(
+                "; forward() rejected {:?}, so {:?} was used (see the notes)",
+                first.shape, used.shape
+            ));
+        }
+    }
     report.inputs = specs.clone();
     let reference = reference.map_err(|e| {
         inputs_failed(
