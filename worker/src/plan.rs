@@ -146,11 +146,12 @@ pub fn method_for(device: Device, precision: Precision, kind: ModelKind) -> Plan
 /// added where it applies to the model (`PrecisionMethod::applies`):
 /// - TensorRT's FP16/BF16 next to libtorch's on a CUDA device (where
 ///   TensorRT and an ONNX file are there);
-/// - dynamic PTQ next to static PTQ for INT8 on the CPU (where the model
-///   has a linear layer): static quantization leaves recurrent layers to
-///   FP32 and refuses some models outright, and for linear-heavy models
-///   (transformers, RNN heads) dynamic quantization is often the faster and
-///   more accurate INT8; the report keeps both, so the user sees which.
+/// - dynamic PTQ next to static PTQ for INT8 on the CPU (where the model's
+///   compute is in linear layers: `method::dynamic_ptq`): static
+///   quantization leaves recurrent layers to FP32 and refuses some models
+///   outright, and for linear-heavy models (transformers, RNN heads)
+///   dynamic quantization is often the faster and more accurate INT8; the
+///   report keeps both, so the user sees which.
 pub fn comparison_for(
     device: Device,
     precision: Precision,

@@ -39,7 +39,7 @@ impl PrecisionMethod for DynamicPtq {
     fn applies(&self, ctx: &Context) -> bool {
         ctx.model.kind == ModelKind::TorchScript
             && match shim::forward_kinds(&ctx.model.bytes) {
-                Ok(kinds) => has_linear(&kinds),
+                Ok(kinds) => suits(&kinds),
                 Err(e) => {
                     log::debug!("cannot read the model's forward graph: {e}");
                     false
@@ -111,11 +111,34 @@ impl PrecisionMethod for DynamicPtq {
     }
 }
 
-/// Whether a forward graph (inlined) has a layer dynamic quantization
-/// takes: a linear layer (`nn.Linear` and `F.linear` are both
-/// `aten::linear` in TorchScript).
-fn has_linear(kinds: &OpKinds) -> bool {
-    kinds.contains_key("aten::linear")
+/// Whether dynamic PTQ suits a model, by its forward graph's (inlined)
+/// node kinds: it has a linear layer (`nn.Linear` and `F.linear` are both
+/// `aten::linear` in TorchScript), and either a recurrent layer (which
+/// static PTQ cannot take; the linear layers around it are what INT8 can
+/// speed up) or at least as many linear layers as convolutions (a
+/// transformer, an MLP, ConvNeXt's pointwise layers), not a CNN whose one
+/// linear layer is its classifier.
+fn suits(kinds: &OpKinds) -> bool {
+    let count = |names: &[&str]| -> u64 { names.iter().filter_map(|k| kinds.get(*k)).sum() };
+    let linear = count(&["aten::linear"]);
+    let recurrent = count(&[
+        "aten::lstm",
+        "aten::gru",
+        "aten::rnn_tanh",
+        "aten::rnn_relu",
+        "aten::lstm_cell",
+        "aten::gru_cell",
+    ]);
+    let convolutions = count(&[
+        "aten::_convolution",
+        "aten::conv1d",
+        "aten::conv2d",
+        "aten::conv3d",
+        "aten::conv_transpose1d",
+        "aten::conv_transpose2d",
+        "aten::conv_transpose3d",
+    ]);
+    linear > 0 && (recurrent > 0 || linear >= convolutions)
 }
 
 /// The layers the dynamic quantizer ran in INT8, by their kernels.
@@ -208,12 +231,25 @@ mod tests {
     }
 
     #[test]
-    fn it_applies_where_the_forward_has_a_linear_layer() {
-        assert!(has_linear(&kinds(&[
+    fn it_suits_models_whose_compute_is_in_linear_layers() {
+        // Linear layers around an LSTM, even beside convolutions.
+        assert!(suits(&kinds(&[
             ("aten::linear", 1),
-            ("aten::lstm", 1)
+            ("aten::lstm", 1),
+            ("aten::_convolution", 3)
         ])));
-        assert!(!has_linear(&kinds(&[("aten::lstm", 1)])));
-        assert!(!has_linear(&kinds(&[("aten::conv2d", 4)])));
+        // A transformer (a ViT's one patch convolution), an MLP.
+        assert!(suits(&kinds(&[
+            ("aten::linear", 48),
+            ("aten::_convolution", 1)
+        ])));
+        assert!(suits(&kinds(&[("aten::linear", 3)])));
+        // A CNN with a linear classifier; no linear layer at all.
+        assert!(!suits(&kinds(&[
+            ("aten::linear", 1),
+            ("aten::_convolution", 20)
+        ])));
+        assert!(!suits(&kinds(&[("aten::lstm", 1)])));
+        assert!(!suits(&kinds(&[("aten::conv2d", 4)])));
     }
 }
