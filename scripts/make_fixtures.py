@@ -18,8 +18,8 @@ The default mode writes (all committed to git, so everything stays small):
 ResNet-18 (written out by hand here, torchvision is not needed), random init,
 about 46 MB. It is NOT committed; benchmarks generate it on demand.
 
-Every model is put in eval mode, compiled with torch.jit.script (except the
-traced ones of `make_traced`, saved as their libraries save such models) and
+Every model is put in eval mode, compiled with torch.jit.script (or traced,
+as the libraries of the traced fixtures save such models) and
 saved with torch.jit.save. Generation is
 deterministic: every model and data file is built right after its own
 torch.manual_seed call, so files do not depend on the order they are made in,
