@@ -18,8 +18,9 @@ The default mode writes (all committed to git, so everything stays small):
 ResNet-18 (written out by hand here, torchvision is not needed), random init,
 about 46 MB. It is NOT committed; benchmarks generate it on demand.
 
-Every model is put in eval mode, compiled with torch.jit.script (no model here
-needs torch.jit.trace) and saved with torch.jit.save. Generation is
+Every model is put in eval mode, compiled with torch.jit.script (or traced,
+as the libraries of the traced fixtures save such models) and
+saved with torch.jit.save. Generation is
 deterministic: every model and data file is built right after its own
 torch.manual_seed call, so files do not depend on the order they are made in,
 and the script re-executes itself with PYTHONHASHSEED=0 because TorchScript
@@ -604,6 +605,85 @@ def make_graph_input_fixtures() -> List[str]:
 
 
 # --------------------------------------------------------------------------
+# INT8 beyond static PTQ (issue #22, class 5): traced, as their libraries
+# save such models
+# --------------------------------------------------------------------------
+
+class LstmLinear(nn.Module):
+    """An LSTM with a Linear head: dynamic PTQ quantizes the Linear layers,
+    static PTQ has nothing for the LSTM (it stays FP32 either way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(16, 48, batch_first=True)
+        self.fc1 = nn.Linear(48, 96)
+        self.fc2 = nn.Linear(96, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, _ = self.lstm(x)
+        return self.fc2(torch.relu(self.fc1(y)))
+
+
+class SharedActConv(nn.Module):
+    """ultralytics' Conv: one class-level activation module shared by every
+    instance (`default_act = nn.SiLU()`). Traced, each Conv.forward takes
+    that shared SiLU as an argument, and libtorch's quantization passes
+    refuse such methods: "We don't support quantizing methods that has
+    Object as arguments"."""
+
+    default_act = nn.SiLU()
+
+    def __init__(self, c1: int, c2: int, s: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 3, s, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = self.default_act
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class SharedActNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(SharedActConv(3, 16, 2), SharedActConv(16, 32, 2),
+                                  SharedActConv(32, 32))
+        self.head = nn.Conv2d(32, 8, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def traced_fixtures() -> List[Tuple[str, nn.Module, List[Tensor], str]]:
+    """(name, model, example inputs, settings text) of the traced fixtures."""
+    torch.manual_seed(0)
+    lstm = LstmLinear().eval()
+    torch.manual_seed(0)
+    shared = SharedActNet()
+    randomize_bn(shared)
+    shared.eval()
+    return [
+        ("lstm_linear.pt", lstm, [torch.randn(1, 20, 16)], float_input("x", [1, 20, 16])),
+        ("shared_act.pt", shared, [torch.randn(1, 3, 64, 64)], float_input("x", [1, 3, 64, 64])),
+    ]
+
+
+def make_traced() -> List[str]:
+    """Writes the traced fixtures; returns the names of those that fail their check."""
+    failures = []
+    for name, model, inputs, settings in traced_fixtures():
+        path = os.path.join(MODELS_DIR, name)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, tuple(inputs))
+        torch.jit.save(traced, path)
+        with open(path + ".toml", "w") as f:
+            f.write(settings)
+        if not check(path, inputs, try_bf16=True, bf16_expected=False):
+            failures.append(name)
+    return failures
+
+
+# --------------------------------------------------------------------------
 # Writing and checking
 # --------------------------------------------------------------------------
 
@@ -729,6 +809,7 @@ def make_all() -> int:
         if not check(fx.path, fx.inputs(), try_bf16=True, bf16_expected=fx.bf16):
             failures.append(fx.name)
     failures += make_graph_input_fixtures()
+    failures += make_traced()
     qops = quantized_ops(os.path.join(MODELS_DIR, "prequantized.pt"))
     print("prequantized.pt quantized ops:", ", ".join(qops) or "NONE")
     if not any(op.startswith("quantized::") for op in qops):

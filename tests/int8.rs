@@ -317,3 +317,121 @@ fn the_quantizing_process_refuses_a_model_that_is_not_the_jobs() {
     assert!(said.contains(&named), "{said}");
     assert!(!out.exists(), "nothing is quantized");
 }
+
+/// The int8 results of `model`'s report, by method ("static-ptq", "dynamic-ptq").
+fn int8_by_method(model: &Path) -> Vec<(String, toml::Table)> {
+    report_of(model)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_table().unwrap().clone())
+        .filter(|r| r["precision"].as_str() == Some("int8"))
+        .map(|r| (r["method"].as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+fn notes(result: &toml::Table) -> Vec<String> {
+    result["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn dynamic_ptq_quantizes_the_linear_layers_around_an_lstm_beside_static_ptq() {
+    let dir = tempfile::tempdir().unwrap();
+    // Traced LSTM(16, 48) -> Linear(48, 96) -> ReLU -> Linear(96, 10).
+    let model = copy_fixture("lstm_linear.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = int8_by_method(&model);
+    let methods: Vec<&str> = int8.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(methods, ["static-ptq", "dynamic-ptq"], "both, static first");
+    let dynamic = &int8[1].1;
+    assert_eq!(dynamic["status"].as_str(), Some("ok"), "{dynamic:?}");
+    assert_eq!(dynamic["accuracy_ok"].as_bool(), Some(true), "{dynamic:?}");
+    // Measured 0.99998 with libtorch 2.13: only the two Linear layers are
+    // int8 (per-channel weights), the LSTM stays FP32.
+    let cosine = dynamic["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine > 0.999, "cosine {cosine}");
+    assert!(
+        dynamic.get("calibration").is_none(),
+        "dynamic PTQ calibrates nothing"
+    );
+    let layers = notes(dynamic);
+    assert!(
+        layers.iter().any(|n| n.contains("in INT8")
+            && n.contains("2 linear")
+            && n.contains("FP32")
+            && n.contains("1 LSTM")),
+        "{layers:?}"
+    );
+    // Its artefact is its own, beside static PTQ's.
+    let artefact = dir
+        .path()
+        .join(dynamic["quantized_model"].as_str().unwrap());
+    assert!(artefact.is_file(), "{}", artefact.display());
+    assert!(artefact.to_string_lossy().ends_with(".dynamic.int8.pt"));
+    assert_ne!(
+        int8[0].1["quantized_model"].as_str(),
+        dynamic["quantized_model"].as_str()
+    );
+    // The table tells the two rows apart.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("int8 (dynamic-ptq)"), "{stdout}");
+}
+
+#[test]
+fn where_static_ptq_fails_dynamic_ptq_still_gives_an_int8_result() {
+    let dir = tempfile::tempdir().unwrap();
+    // Static PTQ's passes emit a graph that does not load for tuple
+    // outputs (see quantization_failures_fail_only_the_int8_result);
+    // dynamic PTQ's do not.
+    let model = copy_fixture("tuple_out.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = int8_by_method(&model);
+    let status: Vec<(&str, &str)> = int8
+        .iter()
+        .map(|(m, r)| (m.as_str(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [("static-ptq", "failed"), ("dynamic-ptq", "ok")],
+        "{int8:?}"
+    );
+    let cosine = int8[1].1["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine > 0.99, "cosine {cosine}");
+}
+
+#[test]
+fn a_traced_model_sharing_one_module_between_parents_quantizes_statically() {
+    let dir = tempfile::tempdir().unwrap();
+    // ultralytics' Conv pattern: one class-level SiLU shared by every Conv,
+    // so each traced Conv.forward takes it as an argument, which libtorch's
+    // passes refuse ("We don't support quantizing methods that has Object
+    // as arguments"). Quantized from the inlined forward instead.
+    let model = copy_fixture("shared_act.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,int8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let int8 = int8_by_method(&model);
+    assert_eq!(
+        int8.len(),
+        1,
+        "no linear layer, so no dynamic PTQ: {int8:?}"
+    );
+    let (method, result) = &int8[0];
+    assert_eq!(method, "static-ptq");
+    assert_eq!(result["status"].as_str(), Some("ok"), "{result:?}");
+    // Measured 0.99986 with libtorch 2.13.
+    let cosine = result["accuracy"]["cosine"].as_float().unwrap();
+    assert!(cosine > 0.999, "cosine {cosine}");
+    assert!(
+        notes(result)
+            .iter()
+            .any(|n| n.contains("inlined") && n.contains("take a module as an argument")),
+        "{result:?}"
+    );
+}

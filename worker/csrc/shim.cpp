@@ -33,6 +33,7 @@
 #include <memory>
 #include <algorithm>
 #include <optional>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -275,6 +276,103 @@ torch::jit::Module activation_observer(bool reduce_range) {
   return obs;
 }
 
+// Dynamic quantization's activation "observer": activations are
+// quantized at run time (the quantized kernels choose their range per
+// call), so it records nothing; the passes read only its dtype and qscheme,
+// as from PyTorch's PlaceholderObserver(dtype=quint8, is_dynamic=True).
+const char *kDynamicActivationObserverSource = R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    return x
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    return torch.ones(1).float(), torch.zeros(1).long()
+)JIT";
+
+torch::jit::Module dynamic_activation_observer() {
+  torch::jit::Module obs("__torch__.precisiond.DynamicActivationObserver");
+  obs.register_attribute("dtype", c10::IntType::get(), static_cast<int64_t>(at::kQUInt8));
+  obs.register_attribute("qscheme", c10::IntType::get(),
+                         static_cast<int64_t>(at::kPerTensorAffine));
+  obs.register_attribute("is_dynamic", c10::BoolType::get(), true);
+  obs.define(kDynamicActivationObserverSource);
+  return obs;
+}
+
+bool takes_a_module(const torch::jit::Method &method) {
+  const auto &arguments = method.function().getSchema().arguments();
+  // The first argument is `self`.
+  for (size_t i = 1; i < arguments.size(); ++i) {
+    if (arguments[i].type()->cast<c10::ClassType>()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The quantization passes clone every method of every module type and
+// refuse one that takes a module as an argument ("We don't support
+// quantizing methods that has Object as arguments"). Tracing writes such
+// methods where one module instance is the child of several parents:
+// ultralytics' Conv shares one class-level `default_act = nn.SiLU()`, and
+// each traced Conv.forward takes that SiLU as an argument. Such a model is
+// quantized from its forward graph inlined (no submodule method is called
+// any more, as PyTorch's on-device quantize_jit path does too), with the
+// methods that take a module removed from their types: nothing calls them.
+// Returns how many methods were removed (0: the model was left as it is).
+int64_t inline_methods_taking_modules(torch::jit::Module &model) {
+  std::vector<std::pair<c10::ClassTypePtr, std::string>> offending;
+  std::unordered_set<const c10::ClassType *> seen;
+  for (const auto &sub : model.modules()) {
+    const c10::ClassTypePtr type = sub.type();
+    if (!seen.insert(type.get()).second) {
+      continue;
+    }
+    for (const auto &method : sub.get_methods()) {
+      if (takes_a_module(method)) {
+        offending.emplace_back(type, method.name());
+      }
+    }
+  }
+  if (offending.empty()) {
+    return 0;
+  }
+  for (const auto &[type, name] : offending) {
+    if (type == model.type()) {
+      throw std::runtime_error("the model's own method " + name +
+                               "() takes a module as an argument");
+    }
+  }
+  torch::jit::Inline(*model.get_method("forward").graph());
+  for (const auto &[type, name] : offending) {
+    type->unsafeRemoveMethod(name);
+  }
+  return static_cast<int64_t>(offending.size());
+}
+
+// How many nodes of each kind the graph runs, inner blocks included.
+void count_kinds(const torch::jit::Block *block, std::map<std::string, int64_t> &counts) {
+  for (const torch::jit::Node *node : block->nodes()) {
+    counts[node->kind().toQualString()] += 1;
+    for (const torch::jit::Block *inner : node->blocks()) {
+      count_kinds(inner, counts);
+    }
+  }
+}
+
+// "KIND COUNT" lines for the nodes of `module`'s forward, inlined (on a
+// copy of its graph: the module is left as it is).
+std::string forward_kinds(const torch::jit::Module &module) {
+  std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+  torch::jit::Inline(*graph);
+  std::map<std::string, int64_t> counts;
+  count_kinds(graph->block(), counts);
+  std::string lines;
+  for (const auto &[kind, count] : counts) {
+    lines += kind + " " + std::to_string(count) + "\n";
+  }
+  return lines;
+}
+
 // Collects libtorch's warnings (TORCH_WARN) instead of printing them, so
 // the report can record them: torch 2.13 warns that quantized tensor
 // creation is deprecated, and that is worth knowing, not hiding.
@@ -389,22 +487,69 @@ char *pd_set_qengine(const char *engine) {
   return guarded([&] { at::globalContext().setQEngine(parse_engine(engine)); });
 }
 
-char *pd_quantize_static(const char *model_data, size_t model_len, const char *out_path,
-                         const char *engine,
-                         void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
-                         char **warnings) {
+} // extern "C"
+
+namespace {
+
+// The model from its bytes, eval mode, conv-bn folded, and inlined where
+// the passes would refuse its methods (inline_methods_taking_modules):
+// the first steps of PyTorch's quantize_jit, both modes.
+torch::jit::Module quantizable(const char *model_data, size_t model_len,
+                               int64_t *inlined_methods) {
+  torch::jit::Module model = load_from_bytes(model_data, model_len);
+  model.eval();
+  torch::jit::Module folded = torch::jit::FoldConvBatchNorm(model);
+  *inlined_methods = inline_methods_taking_modules(folded);
+  return folded;
+}
+
+// The last steps of both modes: quant/dequant inserted, finalized,
+// constants propagated; refused if nothing runs quantized.
+torch::jit::Module converted(torch::jit::Module &observed, torch::jit::QuantType mode,
+                             const char *nothing_quantized) {
+  torch::jit::Module quantized = torch::jit::InsertQuantDeQuant(
+      observed, "forward", /*inplace=*/false, /*debug=*/false, mode);
+  quantized = torch::jit::Finalize(quantized, mode, {});
+  auto graph = quantized.get_method("forward").graph();
+  torch::jit::ConstantPropagation(graph);
+  torch::jit::EliminateDeadCode(graph);
+  if (!module_calls_quantized(quantized)) {
+    throw std::runtime_error(nothing_quantized);
+  }
+  return quantized;
+}
+
+template <typename F>
+char *with_warnings(char **warnings, F &&body) {
   *warnings = nullptr;
   CollectingWarningHandler collector;
   c10::WarningUtils::WarningHandlerGuard guard(&collector);
-  char *error = guarded([&] {
+  char *error = guarded(body);
+  std::string joined;
+  for (const std::string &message : collector.messages) {
+    joined += message;
+    joined += "\n";
+  }
+  *warnings = copy_string(joined);
+  return error;
+}
+
+} // namespace
+
+extern "C" {
+
+char *pd_quantize_static(const char *model_data, size_t model_len, const char *out_path,
+                         const char *engine,
+                         void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
+                         int64_t *inlined_methods, char **kinds, char **warnings) {
+  *kinds = nullptr;
+  return with_warnings(warnings, [&] {
     const std::string engine_name(engine);
     at::globalContext().setQEngine(parse_engine(engine_name));
     torch::NoGradGuard no_grad;
 
-    torch::jit::Module model = load_from_bytes(model_data, model_len);
-    model.eval();
     // What PyTorch's quantize_jit does, step by step (torch/ao/quantization/quantize_jit.py).
-    torch::jit::Module folded = torch::jit::FoldConvBatchNorm(model);
+    torch::jit::Module folded = quantizable(model_data, model_len, inlined_methods);
     const bool reduce_range = engine_name == "x86" || engine_name == "fbgemm";
     torch::jit::QConfigDict qconfig{
         {"", std::make_tuple(activation_observer(reduce_range), weight_observer())}};
@@ -419,27 +564,41 @@ char *pd_quantize_static(const char *model_data, size_t model_len, const char *o
       observed.forward(args);
     }
 
-    torch::jit::Module quantized = torch::jit::InsertQuantDeQuant(
-        observed, "forward", /*inplace=*/false, /*debug=*/false, torch::jit::QuantType::STATIC);
-    quantized = torch::jit::Finalize(quantized, torch::jit::QuantType::STATIC, {});
-    auto graph = quantized.get_method("forward").graph();
-    torch::jit::ConstantPropagation(graph);
-    torch::jit::EliminateDeadCode(graph);
-
-    if (!module_calls_quantized(quantized)) {
-      throw std::runtime_error(
-          "the model has no layer libtorch can quantize (no convolution or linear layer in a "
-          "supported pattern), so INT8 would run as FP32");
-    }
+    torch::jit::Module quantized = converted(
+        observed, torch::jit::QuantType::STATIC,
+        "the model has no layer libtorch can quantize (no convolution or linear layer in a "
+        "supported pattern), so INT8 would run as FP32");
+    *kinds = copy_string(forward_kinds(quantized));
     quantized.save(out_path);
   });
-  std::string joined;
-  for (const std::string &message : collector.messages) {
-    joined += message;
-    joined += "\n";
-  }
-  *warnings = copy_string(joined);
-  return error;
+}
+
+char *pd_quantize_dynamic(const char *model_data, size_t model_len, const char *out_path,
+                          const char *engine, int64_t *inlined_methods, char **kinds,
+                          char **warnings) {
+  *kinds = nullptr;
+  return with_warnings(warnings, [&] {
+    at::globalContext().setQEngine(parse_engine(engine));
+    torch::NoGradGuard no_grad;
+    // What PyTorch's quantize_dynamic_jit does with per_channel_dynamic_qconfig:
+    // no calibration; the weights' observers run during the conversion.
+    torch::jit::Module folded = quantizable(model_data, model_len, inlined_methods);
+    torch::jit::QConfigDict qconfig{
+        {"", std::make_tuple(dynamic_activation_observer(), weight_observer())}};
+    torch::jit::Module observed = torch::jit::InsertObservers(
+        folded, "forward", qconfig, /*inplace=*/false, torch::jit::QuantType::DYNAMIC);
+    torch::jit::Module quantized = converted(
+        observed, torch::jit::QuantType::DYNAMIC,
+        "the model has no layer libtorch quantizes dynamically (no linear layer), so INT8 "
+        "would run as FP32");
+    *kinds = copy_string(forward_kinds(quantized));
+    quantized.save(out_path);
+  });
+}
+
+char *pd_forward_kinds(const char *data, size_t len, char **out) {
+  *out = nullptr;
+  return guarded([&] { *out = copy_string(forward_kinds(load_from_bytes(data, len))); });
 }
 
 char *pd_load_pickled_tensors(const char *path, void ***tensors, int64_t *count) {

@@ -43,12 +43,27 @@ char *pd_set_qengine(const char *engine);
 // quant/dequant, finalize, constant-propagate, eliminate dead code; then
 // save to out_path. `tensors` holds num_batches * inputs_per_batch pointers
 // to torch::Tensor (tch's C_tensor), batch after batch.
+// A model whose submodules' methods take a module as an argument (which
+// the passes refuse) is quantized from its forward inlined:
+// *inlined_methods says how many such methods there were (0: none).
+// *kinds: "KIND COUNT" lines, the node kinds of the quantized forward
+// (inlined), on success (free with pd_free_string).
 // libtorch's warnings during the passes come back in *warnings (newline
 // separated; free with pd_free_string), whether or not it failed.
 char *pd_quantize_static(const char *model_data, size_t model_len, const char *out_path,
                          const char *engine,
                          void *const *tensors, int64_t num_batches, int64_t inputs_per_batch,
-                         char **warnings);
+                         int64_t *inlined_methods, char **kinds, char **warnings);
+
+// Dynamic post-training quantization (what PyTorch's quantize_dynamic_jit
+// does): int8 weights, activations quantized at run time by the kernels;
+// no calibration. Otherwise as pd_quantize_static.
+char *pd_quantize_dynamic(const char *model_data, size_t model_len, const char *out_path,
+                          const char *engine, int64_t *inlined_methods, char **kinds,
+                          char **warnings);
+
+// "KIND COUNT" lines: the node kinds of the model's forward, inlined.
+char *pd_forward_kinds(const char *data, size_t len, char **out);
 
 // Reads a file written by Python's torch.save holding a tensor or a
 // tuple/list of tensors. *tensors (free with pd_free_pointer_array) holds

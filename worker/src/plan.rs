@@ -6,6 +6,7 @@
 use crate::context::ModelKind;
 use crate::method::aoti::Aoti;
 use crate::method::cast::Cast;
+use crate::method::dynamic_ptq::DynamicPtq;
 use crate::method::prequantized::Prequantized;
 use crate::method::static_ptq::StaticPtq;
 use crate::method::tensorrt::Tensorrt;
@@ -141,15 +142,25 @@ pub fn method_for(device: Device, precision: Precision, kind: ModelKind) -> Plan
     }
 }
 
-/// A second result for `precision` on `device`, beside the planned one:
-/// TensorRT's FP16/BF16 next to libtorch's on a CUDA device (added only
-/// where TensorRT and an ONNX file are there).
+/// A second result for `precision` on `device`, beside the planned one,
+/// added where it applies to the model (`PrecisionMethod::applies`):
+/// - TensorRT's FP16/BF16 next to libtorch's on a CUDA device (where
+///   TensorRT and an ONNX file are there);
+/// - dynamic PTQ next to static PTQ for INT8 on the CPU (where the model's
+///   compute is in linear layers: `method::dynamic_ptq`): static
+///   quantization leaves recurrent layers to FP32 and refuses some models
+///   outright, and for linear-heavy models (transformers, RNN heads)
+///   dynamic quantization is often the faster and more accurate INT8; the
+///   report keeps both, so the user sees which.
 pub fn comparison_for(
     device: Device,
     precision: Precision,
 ) -> Option<&'static dyn PrecisionMethod> {
-    let cuda = matches!(device, Device::Cuda(_));
-    (cuda && matches!(precision, Precision::Fp16 | Precision::Bf16)).then_some(&Tensorrt as _)
+    match (device, precision) {
+        (Device::Cuda(_), Precision::Fp16 | Precision::Bf16) => Some(&Tensorrt),
+        (Device::Cpu, Precision::Int8) => Some(&DynamicPtq),
+        _ => None,
+    }
 }
 
 /// The method a result names when it could not even be planned (its
@@ -219,9 +230,14 @@ mod tests {
                 assert_eq!(m.method(), Method::Aoti);
             }
         }
-        assert!(comparison_for(gpu, Precision::Fp16).is_some());
-        assert!(comparison_for(gpu, Precision::Int8).is_none());
-        assert!(comparison_for(Device::Cpu, Precision::Bf16).is_none());
+        let beside = |d, p| comparison_for(d, p).map(|m| m.method());
+        assert_eq!(beside(gpu, Precision::Fp16), Some(Method::Tensorrt));
+        assert_eq!(beside(gpu, Precision::Int8), None);
+        assert_eq!(beside(Device::Cpu, Precision::Bf16), None);
+        assert_eq!(
+            beside(Device::Cpu, Precision::Int8),
+            Some(Method::DynamicPtq)
+        );
     }
 
     #[test]

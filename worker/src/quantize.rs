@@ -1,6 +1,6 @@
 //! The quantizing child process: `precisiond-worker quantize JOB.toml`
-//! runs libtorch's static quantization passes on one model and saves the
-//! result. The model comes on its stdin, not by path: the worker hands over
+//! runs libtorch's static or dynamic quantization passes on one model and
+//! saves the result. The model comes on its stdin, not by path: the worker hands over
 //! the very bytes it read, hashed and timed, and the child refuses bytes
 //! whose sha256 is not the job's, so the artefact saved under that hash is
 //! the quantization of what was timed even if the file was swapped since. libtorch's passes can crash on a model (InsertObservers
@@ -26,9 +26,24 @@ pub const CALIBRATION_SEED: i64 = 7_000;
 /// They take seconds on torchvision's CNNs: this only ends a hang.
 const QUANTIZE_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// Which of libtorch's graph-mode quantizations the process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantMode {
+    /// Weights and activations int8, activation ranges calibrated
+    /// (`crate::method::static_ptq`).
+    #[default]
+    Static,
+    /// Weights int8, activations quantized at run time; no calibration
+    /// (`crate::method::dynamic_ptq`).
+    Dynamic,
+}
+
 /// What the quantizing process is asked to do.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QuantizeJob {
+    #[serde(default)]
+    pub mode: QuantMode,
     /// sha256 (hex) of the model bytes the child gets on its stdin.
     pub model_sha256: String,
     #[serde(with = "precisiond_core::path_bytes")]
@@ -49,6 +64,28 @@ pub struct QuantizeDone {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// Methods that took a module as an argument: the model was quantized
+    /// from its forward inlined (`shim::QuantizeOutcome::inlined_methods`).
+    #[serde(default)]
+    pub inlined_methods: usize,
+    /// The quantized forward's node kinds and counts.
+    #[serde(default)]
+    pub kinds: shim::OpKinds,
+}
+
+impl QuantizeDone {
+    /// The note a result gets where the model was quantized from its
+    /// forward inlined.
+    pub fn inlined_note(&self) -> Option<String> {
+        (self.inlined_methods > 0).then(|| {
+            format!(
+                "quantized from the forward graph inlined: {} traced method(s) take a module as \
+                 an argument (a module instance shared by several parents, such as \
+                 ultralytics' Conv.default_act), which libtorch's quantization passes refuse",
+                self.inlined_methods
+            )
+        })
+    }
 }
 
 /// Runs `job` on the model file's `bytes` (those `job.model_sha256` hashes)
@@ -216,15 +253,26 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
             });
         }
         tch::set_num_threads(job.threads as i32);
-        let samples = match (&job.calibration, &job.calibration_dir) {
-            (Some(cal), Some(dir)) => calibration::from_folder(cal, dir, &job.inputs)?,
-            _ => calibration::synthetic(&job.inputs, CALIBRATION_SEED),
+        let samples = match (job.mode, &job.calibration, &job.calibration_dir) {
+            (QuantMode::Dynamic, _, _) => None,
+            (QuantMode::Static, Some(cal), Some(dir)) => {
+                Some(calibration::from_folder(cal, dir, &job.inputs)?)
+            }
+            (QuantMode::Static, _, _) => {
+                Some(calibration::synthetic(&job.inputs, CALIBRATION_SEED))
+            }
         };
         let started = Instant::now();
         // Saved under a temporary name and renamed: a killed process never
         // leaves a half-written model where the report points.
         let partial = precisiond_core::state_files::partial_quantized(&job.out);
-        let outcome = shim::quantize_static(&bytes, &partial, &job.engine, &samples.calibration)
+        let passes = match &samples {
+            Some(samples) => {
+                shim::quantize_static(&bytes, &partial, &job.engine, &samples.calibration)
+            }
+            None => shim::quantize_dynamic(&bytes, &partial, &job.engine),
+        };
+        let outcome = passes
             .map_err(|(e, warnings)| (model::clean_torch_error(e), warnings))
             .and_then(|o| {
                 std::fs::rename(&partial, &job.out)
@@ -243,11 +291,14 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
                 seconds,
                 warnings: o.warnings,
                 error: None,
+                inlined_methods: o.inlined_methods,
+                kinds: o.kinds,
             },
             Err((error, warnings)) => QuantizeDone {
                 seconds,
                 warnings,
                 error: Some(error),
+                ..QuantizeDone::default()
             },
         })
     };

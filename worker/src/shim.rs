@@ -29,7 +29,23 @@ mod ffi {
             tensors: *const *mut std::ffi::c_void,
             num_batches: i64,
             inputs_per_batch: i64,
+            inlined_methods: *mut i64,
+            kinds: *mut *mut c_char,
             warnings: *mut *mut c_char,
+        ) -> *mut c_char;
+        pub fn pd_quantize_dynamic(
+            model_data: *const c_char,
+            model_len: usize,
+            out_path: *const c_char,
+            engine: *const c_char,
+            inlined_methods: *mut i64,
+            kinds: *mut *mut c_char,
+            warnings: *mut *mut c_char,
+        ) -> *mut c_char;
+        pub fn pd_forward_kinds(
+            data: *const c_char,
+            len: usize,
+            out: *mut *mut c_char,
         ) -> *mut c_char;
         pub fn pd_load_pickled_tensors(
             path: *const c_char,
@@ -204,10 +220,46 @@ pub fn set_qengine(engine: &str) -> Result<(), ShimError> {
     unsafe { check(ffi::pd_set_qengine(engine.as_ptr())) }
 }
 
-/// What static quantization left behind besides the saved model.
+/// What quantization left behind besides the saved model.
+#[derive(Debug, Default)]
 pub struct QuantizeOutcome {
     /// libtorch's warnings during the passes (deprecations among them).
     pub warnings: Vec<String>,
+    /// Submodule methods that took a module as an argument, which the
+    /// passes refuse: where there were any, the model was quantized from
+    /// its forward inlined (csrc/shim.cpp, inline_methods_taking_modules).
+    pub inlined_methods: usize,
+    /// The node kinds of the quantized forward (inlined), with their counts.
+    pub kinds: OpKinds,
+}
+
+/// Node kinds ("aten::linear", "quantized::linear_dynamic") and how many
+/// nodes of each a forward graph has.
+pub type OpKinds = std::collections::BTreeMap<String, u64>;
+
+/// Parses the shim's "KIND COUNT" lines.
+fn op_kinds(text: &str) -> OpKinds {
+    text.lines()
+        .filter_map(|line| {
+            let (kind, count) = line.rsplit_once(' ')?;
+            Some((kind.to_owned(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The node kinds of the forward of the model whose file holds `bytes`,
+/// inlined.
+pub fn forward_kinds(bytes: &[u8]) -> Result<OpKinds, ShimError> {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `bytes` is valid for the call (the shim copies it); on
+    // success `out` is a string the shim allocated, taken here.
+    let text = unsafe {
+        let err = ffi::pd_forward_kinds(bytes.as_ptr().cast(), bytes.len(), &mut out);
+        let text = take_string(out).unwrap_or_default();
+        check(err)?;
+        text
+    };
+    Ok(op_kinds(&text))
 }
 
 /// Statically quantizes the TorchScript model whose file holds `model`
@@ -231,11 +283,13 @@ pub fn quantize_static(
         .flatten()
         .map(|t| t.as_ptr() as *mut std::ffi::c_void)
         .collect();
+    let mut inlined: i64 = 0;
+    let mut kinds_ptr: *mut c_char = std::ptr::null_mut();
     let mut warnings_ptr: *mut c_char = std::ptr::null_mut();
     // SAFETY: the tensor pointers stay valid (borrowed from `batches`) for
     // the call; the shim only reads them and `model`. Strings are valid C
-    // strings.
-    let (result, warnings) = unsafe {
+    // strings; the ones the shim hands back are taken here.
+    let (result, kinds, warnings) = unsafe {
         let err = ffi::pd_quantize_static(
             model.as_ptr().cast(),
             model.len(),
@@ -244,13 +298,67 @@ pub fn quantize_static(
             pointers.as_ptr(),
             batches.len() as i64,
             per_batch as i64,
+            &mut inlined,
+            &mut kinds_ptr,
             &mut warnings_ptr,
         );
-        (check(err), take_string(warnings_ptr).unwrap_or_default())
+        (
+            check(err),
+            take_string(kinds_ptr).unwrap_or_default(),
+            take_string(warnings_ptr).unwrap_or_default(),
+        )
     };
-    let warnings = lines(&warnings);
+    outcome(result, inlined, &kinds, &warnings)
+}
+
+/// Dynamically quantizes the TorchScript model whose file holds `model`
+/// (int8 weights, activations quantized at run time; no calibration) with
+/// libtorch's graph-mode passes, and saves it to `out`.
+pub fn quantize_dynamic(
+    model: &[u8],
+    out: &Path,
+    engine: &str,
+) -> Result<QuantizeOutcome, (ShimError, Vec<String>)> {
+    let fail = |e: ShimError| (e, Vec::new());
+    let out_c = c_path(out).map_err(fail)?;
+    let engine_c = CString::new(engine).map_err(|_| fail(ShimError::NulInEngine))?;
+    let mut inlined: i64 = 0;
+    let mut kinds_ptr: *mut c_char = std::ptr::null_mut();
+    let mut warnings_ptr: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `model` and the C strings are valid for the call; the
+    // strings the shim hands back are taken here.
+    let (result, kinds, warnings) = unsafe {
+        let err = ffi::pd_quantize_dynamic(
+            model.as_ptr().cast(),
+            model.len(),
+            out_c.as_ptr(),
+            engine_c.as_ptr(),
+            &mut inlined,
+            &mut kinds_ptr,
+            &mut warnings_ptr,
+        );
+        (
+            check(err),
+            take_string(kinds_ptr).unwrap_or_default(),
+            take_string(warnings_ptr).unwrap_or_default(),
+        )
+    };
+    outcome(result, inlined, &kinds, &warnings)
+}
+
+fn outcome(
+    result: Result<(), ShimError>,
+    inlined: i64,
+    kinds: &str,
+    warnings: &str,
+) -> Result<QuantizeOutcome, (ShimError, Vec<String>)> {
+    let warnings = lines(warnings);
     match result {
-        Ok(()) => Ok(QuantizeOutcome { warnings }),
+        Ok(()) => Ok(QuantizeOutcome {
+            warnings,
+            inlined_methods: inlined.max(0) as usize,
+            kinds: op_kinds(kinds),
+        }),
         Err(e) => Err((e, warnings)),
     }
 }

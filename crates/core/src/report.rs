@@ -46,6 +46,10 @@ impl Status {
 pub enum Method {
     Cast,
     StaticPtq,
+    /// INT8 weights, activations quantized at run time (libtorch's
+    /// graph-mode dynamic quantization): beside static PTQ where a model
+    /// has linear layers.
+    DynamicPtq,
     Prequantized,
     Tensorrt,
     /// An AOTInductor package compiled for the precision, run as it is.
@@ -534,12 +538,15 @@ pub struct CalibrationFacts {
 }
 
 impl PrecisionResult {
-    /// "fp16", or "fp16 (tensorrt)" for TensorRT's result beside libtorch's.
+    /// "fp16", or "fp16 (tensorrt)" for TensorRT's result beside libtorch's,
+    /// "int8 (dynamic-ptq)" for dynamic PTQ's beside static PTQ's.
     pub fn precision_label(&self) -> String {
         if let Some(runtime) = &self.runtime {
             format!("{} ({runtime})", self.precision)
         } else if self.method == Method::Tensorrt {
             format!("{} (tensorrt)", self.precision)
+        } else if self.method == Method::DynamicPtq {
+            format!("{} (dynamic-ptq)", self.precision)
         } else {
             self.precision.to_string()
         }
@@ -774,12 +781,30 @@ mod tests {
         for (m, word) in [
             (Method::Cast, "cast"),
             (Method::StaticPtq, "static-ptq"),
+            (Method::DynamicPtq, "dynamic-ptq"),
             (Method::Prequantized, "prequantized"),
             (Method::Tensorrt, "tensorrt"),
             (Method::Aoti, "aoti"),
         ] {
             assert_eq!(spelled(m), word);
         }
+    }
+
+    #[test]
+    fn a_result_beside_the_planned_one_names_its_method_in_its_label() {
+        let label = |method| {
+            PrecisionResult::not_measured(
+                Device::Cpu,
+                Precision::Int8,
+                Status::Ok,
+                method,
+                String::new(),
+            )
+            .precision_label()
+        };
+        assert_eq!(label(Method::StaticPtq), "int8");
+        assert_eq!(label(Method::DynamicPtq), "int8 (dynamic-ptq)");
+        assert_eq!(label(Method::Tensorrt), "int8 (tensorrt)");
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub fn quantized_model(dir: &Path, model_name: &std::ffi::OsStr, hash: &str) -> 
     dir.join(name)
 }
 
+/// Where the dynamically quantized `model_name` is kept in `dir` (beside
+/// the statically quantized one, `quantized_model`).
+pub fn dynamic_quantized_model(dir: &Path, model_name: &std::ffi::OsStr, hash: &str) -> PathBuf {
+    let mut name = model_name.to_os_string();
+    name.push(format!(".{}.dynamic.int8.pt", &hash[..12.min(hash.len())]));
+    dir.join(name)
+}
+
 /// The quantizing process writes the model here, then renames it to `out`.
 pub fn partial_quantized(out: &Path) -> PathBuf {
     out.with_extension("pt.tmp")
@@ -65,7 +73,15 @@ mod tests {
     fn the_names_the_worker_makes_are_the_leftovers_the_daemon_knows() {
         let model = quantized_model(Path::new("/d/q"), "m.pt".as_ref(), "0123456789abcdef");
         assert_eq!(model, Path::new("/d/q/m.pt.0123456789ab.int8.pt"));
-        for made in [partial_quantized(&model), quantize_job(&model)] {
+        let dynamic =
+            dynamic_quantized_model(Path::new("/d/q"), "m.pt".as_ref(), "0123456789abcdef");
+        assert_eq!(dynamic, Path::new("/d/q/m.pt.0123456789ab.dynamic.int8.pt"));
+        for made in [
+            partial_quantized(&model),
+            quantize_job(&model),
+            partial_quantized(&dynamic),
+            quantize_job(&dynamic),
+        ] {
             let name = made.file_name().unwrap().to_str().unwrap();
             assert!(is_leftover(QUANTIZED_DIR, name), "{name}");
             assert!(!is_leftover(TENSORRT_DIR, name), "{name}");
@@ -79,6 +95,7 @@ mod tests {
         // The finished files stay.
         for kept in [
             "m.pt.0123456789ab.int8.pt",
+            "m.pt.0123456789ab.dynamic.int8.pt",
             "m.engine",
             "m.engine.toml",
             "m.build.log",

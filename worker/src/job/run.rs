@@ -11,7 +11,7 @@ use crate::context::{Context, Job, Model, ModelKind};
 use crate::cuda::{self, MemoryWindow};
 use crate::measure::{self, panic_message};
 use crate::plan::{self, Linked, Targets};
-use crate::{method, model, verdict};
+use crate::{model, verdict};
 use precisiond_core::devices::Device;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{self, Method, PrecisionResult, Report, Status};
@@ -140,14 +140,12 @@ fn measure_device(
         report.results.push(result);
         let beside = plan::comparison_for(ctx.device, precision)
             .filter(|_| ctx.model.kind != ModelKind::AotiFamily);
-        if let Some(other) = beside {
-            if method::tensorrt::present(ctx) {
-                progress.total += 1;
-                progress.step(ctx.device, precision, Some(Method::Tensorrt), report);
-                let mut extra = measure::beside(ctx, other, precision);
-                verdict::judge(ctx, &mut extra, fp32.as_ref());
-                report.results.push(extra);
-            }
+        if let Some(other) = beside.filter(|other| other.applies(ctx)) {
+            progress.total += 1;
+            progress.step(ctx.device, precision, Some(other.method()), report);
+            let mut extra = measure::beside(ctx, other, precision);
+            verdict::judge(ctx, &mut extra, fp32.as_ref());
+            report.results.push(extra);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`cast::Cast`]: FP32/FP16/BF16, the model cast (and moved) as it is;
 //! - [`static_ptq::StaticPtq`]: INT8 on the CPU through libtorch's
 //!   graph-mode static post-training quantization;
+//! - [`dynamic_ptq::DynamicPtq`]: INT8 on the CPU through its dynamic
+//!   mode (int8 weights, activations quantized per call), beside static;
 //! - [`prequantized::Prequantized`]: a model already quantized, as it is;
 //! - [`tensorrt::Tensorrt`]: INT8 (and FP16/BF16 beside libtorch's) on a
 //!   CUDA device through TensorRT's trtexec;
@@ -13,6 +15,7 @@
 
 pub mod aoti;
 pub mod cast;
+pub mod dynamic_ptq;
 pub mod prequantized;
 pub mod static_ptq;
 pub mod tensorrt;
@@ -27,6 +30,13 @@ use tch::Tensor;
 pub trait PrecisionMethod {
     /// The method's name in the report.
     fn method(&self) -> Method;
+
+    /// Whether it applies to `ctx`'s model at all, where it is measured
+    /// beside the planned method (`crate::plan::comparison_for`): a method
+    /// that does not apply adds no result.
+    fn applies(&self, _ctx: &Context) -> bool {
+        true
+    }
 
     /// Prepares the job's model for `precision` on `ctx`'s device. Err: a
     /// result that says why it was not measured (unsupported, failed).

@@ -10,12 +10,12 @@ use crate::calibration::{self, SampleSet};
 use crate::context::Context;
 use crate::model;
 use crate::qengine::{self, NoEngine};
-use crate::quantize::{self, QuantizeJob};
+use crate::quantize::{self, QuantMode, QuantizeJob};
 use precisiond_core::fsutil::ensure_state_subdir;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{CalibrationFacts, Method, PrecisionResult, Status};
 use precisiond_core::state_files;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{CModule, Tensor};
 
 pub struct StaticPtq;
@@ -62,9 +62,10 @@ impl PrecisionMethod for StaticPtq {
         // The quantizing process gets the very bytes that were hashed and
         // timed, and checks them against this hash, the artefact's name.
         let sha256 = ctx.model.sha256.clone();
-        let artefact = artefact_path(ctx, &dir, &sha256);
+        let artefact = state_files::quantized_model(&dir, model_name(ctx), &sha256);
         let done = quantize::run_child(
             &QuantizeJob {
+                mode: QuantMode::Static,
                 model_sha256: sha256,
                 out: artefact.clone(),
                 engine: engine.clone(),
@@ -81,34 +82,13 @@ impl PrecisionMethod for StaticPtq {
             .iter()
             .map(|w| format!("libtorch warned: {w}"))
             .collect();
-        if let Some(e) = done.error {
+        if let Some(e) = &done.error {
             let mut result = with_engine(fail(format!("static quantization failed: {e}")));
             result.notes.extend(warnings);
             return Err(result);
         }
 
-        // From its bytes: tch's load by path wants a UTF-8 path, and the
-        // artefact is named after the model, whose name need not be.
-        let saved = std::fs::read(&artefact).map_err(|e| {
-            fail(format!(
-                "cannot read the quantized model {}: {e}",
-                artefact.display()
-            ))
-        })?;
-        let quantized = match CModule::load_data(&mut std::io::Cursor::new(saved)) {
-            Ok(mut m) => {
-                let _ = m.f_set_eval();
-                m
-            }
-            Err(e) => {
-                // Keep no artefact that cannot be deployed.
-                let _ = std::fs::remove_file(&artefact);
-                return Err(fail(format!(
-                    "libtorch's quantization passes produced a model that does not load: {}",
-                    model::clean_torch_error(e)
-                )));
-            }
-        };
+        let quantized = load_artefact(&artefact).map_err(fail)?;
 
         let mut result =
             with_engine(ctx.result(precision, Status::Ok, Method::StaticPtq, String::new()));
@@ -120,6 +100,7 @@ impl PrecisionMethod for StaticPtq {
             held_out: samples.held_out.len(),
             note: samples.notes.join("; "),
         });
+        result.notes.extend(done.inlined_note());
         result.notes.extend(warnings);
         Ok(Prepared::Module(Runnable {
             module: ModuleRef::Owned(Box::new(quantized)),
@@ -140,18 +121,44 @@ fn held_out(samples: SampleSet) -> Comparison {
     }
 }
 
-/// Where the quantized model is kept: the state folder's `quantized/`
-/// (`dir`), named after the model (byte for byte: it need not be UTF-8)
-/// and its hash.
-fn artefact_path(ctx: &Context, dir: &Path, hash: &str) -> PathBuf {
+/// The model's file name (byte for byte: it need not be UTF-8), which its
+/// quantized artefacts are named after.
+pub(super) fn model_name<'a>(ctx: &Context<'a>) -> &'a std::ffi::OsStr {
     let model = &ctx.model.path;
-    state_files::quantized_model(dir, model.file_name().unwrap_or(model.as_os_str()), hash)
+    model.file_name().unwrap_or(model.as_os_str())
+}
+
+/// The quantized model saved at `artefact`, loaded for timing. Err: why it
+/// cannot be (the artefact is then removed: none is kept that cannot be
+/// deployed).
+pub(super) fn load_artefact(artefact: &Path) -> Result<CModule, String> {
+    // From its bytes: tch's load by path wants a UTF-8 path, and the
+    // artefact is named after the model, whose name need not be.
+    let saved = std::fs::read(artefact).map_err(|e| {
+        format!(
+            "cannot read the quantized model {}: {e}",
+            artefact.display()
+        )
+    })?;
+    match CModule::load_data(&mut std::io::Cursor::new(saved)) {
+        Ok(mut m) => {
+            let _ = m.f_set_eval();
+            Ok(m)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(artefact);
+            Err(format!(
+                "libtorch's quantization passes produced a model that does not load: {}",
+                model::clean_torch_error(e)
+            ))
+        }
+    }
 }
 
 /// The artefact's path as the report shows it: relative to the report's
 /// folder when it lies below it (the drop folder moves as a whole), else
 /// absolute.
-fn report_relative(artefact: &Path, report: &Path) -> String {
+pub(super) fn report_relative(artefact: &Path, report: &Path) -> String {
     let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let artefact = absolute(artefact);
     let base = report.parent().map(absolute).unwrap_or_default();

@@ -25,6 +25,11 @@ impl PrecisionMethod for Tensorrt {
         Method::Tensorrt
     }
 
+    /// Beside libtorch's FP16/BF16: only where trtexec and an ONNX file are.
+    fn applies(&self, ctx: &Context) -> bool {
+        present(ctx)
+    }
+
     #[allow(clippy::result_large_err)]
     fn prepare<'a>(
         &self,
