@@ -84,7 +84,8 @@ impl Targets {
     }
 
     /// The steps of one model: a precision on a device, measured or not.
-    /// (TensorRT's results beside libtorch's add theirs as they come.)
+    /// (The results beside the planned ones, autocast's and TensorRT's,
+    /// add theirs as they come.)
     pub fn steps(&self) -> usize {
         (self.devices.len() + self.missing.len()) * self.precisions.len()
     }

@@ -59,6 +59,21 @@ pub enum Method {
     Aoti,
 }
 
+impl Method {
+    /// As the report writes it: "cast", "autocast", "static-ptq", ...
+    pub fn word(self) -> &'static str {
+        match self {
+            Method::Cast => "cast",
+            Method::Autocast => "autocast",
+            Method::StaticPtq => "static-ptq",
+            Method::DynamicPtq => "dynamic-ptq",
+            Method::Prequantized => "prequantized",
+            Method::Tensorrt => "tensorrt",
+            Method::Aoti => "aoti",
+        }
+    }
+}
+
 /// What kind of file the model is (`model.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -797,6 +812,7 @@ mod tests {
             (Method::Aoti, "aoti"),
         ] {
             assert_eq!(spelled(m), word);
+            assert_eq!(m.word(), word);
         }
     }
 
