@@ -19,8 +19,9 @@ ResNet-18 (written out by hand here, torchvision is not needed), random init,
 about 46 MB. It is NOT committed; benchmarks generate it on demand.
 
 Every model is put in eval mode, compiled with torch.jit.script (or traced,
-as the libraries of the traced fixtures save such models) and
-saved with torch.jit.save. Generation is
+as the libraries of the traced fixtures save such models, and
+traced_float_constant.pt on purpose: tracing bakes a float32 constant into
+it) and saved with torch.jit.save. Generation is
 deterministic: every model and data file is built right after its own
 torch.manual_seed call, so files do not depend on the order they are made in,
 and the script re-executes itself with PYTHONHASHSEED=0 because TorchScript
@@ -684,6 +685,81 @@ def make_traced() -> List[str]:
 
 
 # --------------------------------------------------------------------------
+# Issue #22, classes 1 and 2: how FP16/BF16 are prepared (cast vs autocast)
+# --------------------------------------------------------------------------
+# int_buffer.pt (scripted): int64 buffers used as indices, as BERT's
+# position ids and Swin's/LeViT's relative-position-bias index. A cast that
+# converts every tensor (libtorch's C++ Module::to(dtype)) breaks both;
+# PyTorch's nn.Module.to casts floating-point tensors only.
+# traced_float_constant.pt (traced): a conv+GRU keyword spotter that makes
+# its zero hidden state inside forward with dtype=torch.float32; tracing
+# bakes that constant into the graph, so the FP16/BF16 cast fails with a
+# dtype mismatch while torch.autocast runs it.
+
+class IntBuffer(nn.Module):
+    def __init__(self, tokens: int = 16, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.proj = nn.Linear(dim, dim)
+        self.pos = nn.Embedding(tokens, dim)
+        self.register_buffer("positions", torch.arange(tokens, dtype=torch.int64))
+        side = torch.arange(tokens)
+        rel = side[:, None] - side[None, :] + tokens - 1
+        self.register_buffer("bias_index", rel.to(torch.int64))
+        self.bias_table = nn.Parameter(torch.randn(2 * tokens - 1, heads) * 0.1)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        h = self.proj(x) + self.pos(self.positions)
+        q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(
+            2, 0, 3, 1, 4).unbind(0)
+        bias = self.bias_table[self.bias_index.view(-1)].view(n, n, self.heads).permute(2, 0, 1)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5 + bias, dim=-1)
+        return self.out((att @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class TracedFloatConstant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(8, 16, 3, padding=1)
+        self.gru = nn.GRU(16, 24, batch_first=True)
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.conv(x)).transpose(1, 2)
+        h0 = torch.zeros(1, y.shape[0], 24, dtype=torch.float32)
+        out, _ = self.gru(y, h0)
+        return self.fc(out[:, -1])
+
+
+def make_cast_fixtures() -> List[str]:
+    """Writes int_buffer.pt and traced_float_constant.pt (with settings
+    files naming their inputs); returns the names whose check failed."""
+    failures = []
+    torch.manual_seed(0)
+    path = os.path.join(MODELS_DIR, "int_buffer.pt")
+    save_script(IntBuffer(), path)
+    with open(path + ".toml", "w") as f:
+        f.write(float_input("x", [1, 16, 32]))
+    torch.manual_seed(0)
+    traced_path = os.path.join(MODELS_DIR, "traced_float_constant.pt")
+    model = TracedFloatConstant().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, torch.randn(1, 8, 20))
+    torch.jit.save(traced, traced_path)
+    with open(traced_path + ".toml", "w") as f:
+        f.write(float_input("x", [1, 8, 20]))
+    for p, shape, bf16_expected in [(path, [1, 16, 32], True), (traced_path, [1, 8, 20], False)]:
+        torch.manual_seed(42)
+        if not check(p, [torch.randn(*shape)], try_bf16=True, bf16_expected=bf16_expected):
+            failures.append(os.path.basename(p))
+    return failures
+
+
+# --------------------------------------------------------------------------
 # Writing and checking
 # --------------------------------------------------------------------------
 
@@ -810,6 +886,7 @@ def make_all() -> int:
             failures.append(fx.name)
     failures += make_graph_input_fixtures()
     failures += make_traced()
+    failures += make_cast_fixtures()
     qops = quantized_ops(os.path.join(MODELS_DIR, "prequantized.pt"))
     print("prequantized.pt quantized ops:", ", ".join(qops) or "NONE")
     if not any(op.startswith("quantized::") for op in qops):

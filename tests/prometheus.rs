@@ -325,3 +325,38 @@ fn a_slower_rerun_shows_as_a_regression_sample() {
         .count();
     assert_eq!(flagged.len(), with_verdict);
 }
+
+/// FP16 measured two ways (issue #22): the failed cast and the autocast
+/// that worked are two series, told apart by `method`.
+#[test]
+fn a_precision_measured_two_ways_has_a_series_per_method() {
+    let mut both = report("mlp-report.toml");
+    let fp16 = both
+        .results
+        .iter()
+        .position(|r| r.precision == precisiond_core::precision::Precision::Fp16)
+        .expect("an fp16 result");
+    let mut autocast = both.results[fp16].clone();
+    autocast.method = precisiond_core::report::Method::Autocast;
+    both.results[fp16].status = Status::Failed;
+    both.results[fp16].latency_ms = None;
+    both.results.push(autocast);
+    let text = exposition(&[("mlp.pt".to_owned(), both)], &DaemonFacts::default());
+    common::check_prometheus_text(&text);
+    let ok = |method| {
+        one(
+            &text,
+            "precisiond_result_ok",
+            "mlp.pt",
+            "fp16",
+            Some(("method", method)),
+        )
+    };
+    assert_eq!(ok("cast"), 0.0);
+    assert_eq!(ok("autocast"), 1.0);
+    let latency: Vec<_> = samples(&text, "precisiond_latency_seconds")
+        .into_iter()
+        .filter(|(l, _)| l["precision"] == "fp16")
+        .collect();
+    assert!(!latency.is_empty() && latency.iter().all(|(l, _)| l["method"] == "autocast"));
+}

@@ -21,6 +21,16 @@ fn result_for(report: &toml::Table, precision: &str) -> toml::Table {
         .unwrap_or_else(|| panic!("no {precision} result"))
 }
 
+/// The result of `precision` measured by `method` ("cast", "autocast").
+fn method_result(report: &toml::Table, precision: &str, method: &str) -> toml::Table {
+    results(report)
+        .into_iter()
+        .find(|r| {
+            r["precision"].as_str() == Some(precision) && r["method"].as_str() == Some(method)
+        })
+        .unwrap_or_else(|| panic!("no {precision} {method} result"))
+}
+
 /// Every key the report contract in docs/design.md promises.
 fn assert_contract(report: &toml::Table) {
     assert_eq!(report["schema_version"].as_integer(), Some(1));
@@ -144,13 +154,18 @@ fn every_fixture_gets_a_report_that_follows_the_contract() {
         let report = report_of(&model);
         assert_eq!(report["status"].as_str(), Some("ok"), "{name}");
         assert_contract(&report);
-        assert_eq!(results(&report).len(), 3, "{name}");
+        // FP32, and FP16 and BF16 each cast and under autocast.
+        assert_eq!(results(&report).len(), 5, "{name}");
         for p in ["fp32", "fp16", "bf16"] {
             assert_eq!(
                 result_for(&report, p)["status"].as_str(),
                 Some("ok"),
                 "{name} {p}"
             );
+        }
+        for p in ["fp16", "bf16"] {
+            let autocast = method_result(&report, p, "autocast");
+            assert_eq!(autocast["status"].as_str(), Some("ok"), "{name} {p}");
         }
         let bf16 = result_for(&report, "bf16");
         let cosine = bf16["accuracy"]["cosine"].as_float().unwrap();
@@ -580,7 +595,8 @@ fn profile_lists_the_operators_that_took_each_precisions_time() {
         .into_iter()
         .filter(|r| r["status"].as_str() == Some("ok"))
         .collect();
-    assert_eq!(ok.len(), 4, "{report:#?}");
+    // FP16 and BF16 under autocast beside the cast.
+    assert_eq!(ok.len(), 6, "{report:#?}");
     for r in &ok {
         let precision = r["precision"].as_str().unwrap();
         let profile = profile_of(r).unwrap_or_else(|| panic!("{precision}: no profile"));
@@ -1066,4 +1082,98 @@ fn a_chart_is_written_beside_the_report_unless_turned_off() {
     let out = run_quick(&model, &["--precisions", "fp32", "--no-chart"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!svg_path.exists(), "--no-chart writes no chart");
+}
+
+/// Issue #22, class 1: int64 buffers used as indices (an embedding's
+/// positions, a relative-position-bias index) keep their type when the
+/// model is cast; libtorch's own Module::to(dtype) would make them FP16.
+#[test]
+fn integer_index_buffers_keep_their_type_in_the_fp16_and_bf16_cast() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("int_buffer.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,fp16,bf16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert_contract(&report);
+    for p in ["fp16", "bf16"] {
+        for method in ["cast", "autocast"] {
+            let r = method_result(&report, p, method);
+            assert_eq!(r["status"].as_str(), Some("ok"), "{p} {method}: {r:?}");
+            assert_eq!(
+                r["accuracy_ok"].as_bool(),
+                Some(true),
+                "{p} {method}: {r:?}"
+            );
+            let cosine = r["accuracy"]["cosine"].as_float().unwrap();
+            assert!(cosine > 0.99, "{p} {method}: cosine {cosine}");
+            eprintln!(
+                "int_buffer.pt {p} {method}: median {} ms, cosine {cosine}",
+                r["latency_ms"]["median"]
+            );
+        }
+    }
+    no_nan(dir.path());
+}
+
+/// Issue #22, class 2: a traced model that makes an FP32 tensor inside
+/// forward (a GRU's zero hidden state) fails the FP16/BF16 cast with a
+/// dtype mismatch and runs under autocast; the precision is not a failure:
+/// the report, the exit status, the table and the summary all say so.
+#[test]
+fn a_traced_float_constant_fails_the_cast_and_runs_under_autocast() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_fixture("traced_float_constant.pt", dir.path());
+    let out = run_quick(&model, &["--precisions", "fp32,fp16,bf16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&model);
+    assert_eq!(report["status"].as_str(), Some("ok"));
+    assert_contract(&report);
+    for p in ["fp16", "bf16"] {
+        let cast = method_result(&report, p, "cast");
+        assert_eq!(cast["status"].as_str(), Some("failed"), "{p}: {cast:?}");
+        let reason = cast["reason"].as_str().unwrap();
+        assert!(reason.contains("must have the same dtype"), "{p}: {reason}");
+        let autocast = method_result(&report, p, "autocast");
+        assert_eq!(autocast["status"].as_str(), Some("ok"), "{p}: {autocast:?}");
+        assert_eq!(
+            autocast["accuracy_ok"].as_bool(),
+            Some(true),
+            "{autocast:?}"
+        );
+        let cosine = autocast["accuracy"]["cosine"].as_float().unwrap();
+        assert!(cosine > 0.99, "{p}: cosine {cosine}");
+        let notes = notes_of(&autocast);
+        assert!(notes.iter().any(|n| n.contains("autocast")), "{notes:?}");
+        eprintln!(
+            "traced_float_constant.pt {p} autocast: median {} ms, cosine {cosine}",
+            autocast["latency_ms"]["median"]
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for p in ["fp16", "bf16"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.contains(&format!("{p} (autocast)")))
+            .unwrap_or_else(|| panic!("no {p} (autocast) row:\n{stdout}"));
+        assert!(row.contains(" ok"), "{row}");
+    }
+    // The summary's rows name the method too, and count autocast's as ok.
+    let summary = precisiond()
+        .args(["summarize", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(summary.status.success(), "{}", text(&summary));
+    let json: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    for p in ["fp16", "bf16"] {
+        let status = |label: &str| {
+            rows.iter()
+                .find(|r| r["precision"] == label)
+                .unwrap_or_else(|| panic!("no {label} row: {rows:?}"))["status"]
+                .clone()
+        };
+        assert_eq!(status(p), "failed");
+        assert_eq!(status(&format!("{p} (autocast)")), "ok");
+    }
 }

@@ -205,14 +205,18 @@ pub fn exposition(reports: &[(String, Report)], daemon: &DaemonFacts) -> String 
     out
 }
 
-/// `model="...",device="...",precision="...",runtime="..."`.
+/// `model="...",device="...",precision="...",runtime="...",method="..."`:
+/// the method tells apart the results of one precision measured more than
+/// one way (cast and autocast, libtorch and TensorRT), so a failed cast
+/// does not hide the autocast result that worked.
 fn result_labels(model: &str, r: &PrecisionResult) -> String {
     format!(
-        "model=\"{}\",device=\"{}\",precision=\"{}\",runtime=\"{}\"",
+        "model=\"{}\",device=\"{}\",precision=\"{}\",runtime=\"{}\",method=\"{}\"",
         escape_label(model),
         escape_label(&r.device.to_string()),
         escape_label(r.precision.name()),
         escape_label(r.runtime.map_or("native", |r| r.word())),
+        r.method.word(),
     )
 }
 

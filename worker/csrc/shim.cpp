@@ -4,6 +4,7 @@
 #include "shim.h"
 
 #include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <ATen/Version.h>
 #include <ATen/record_function.h>
@@ -844,6 +845,71 @@ char *pd_aoti_run(void *handle, void *const *inputs, int64_t num_inputs, void **
       args.push_back(*static_cast<const torch::Tensor *>(inputs[i]));
     }
     hand_over(loader->run(args), outputs, count);
+  });
+}
+
+char *pd_cast_floating(const char *data, size_t len, int dtype, char **out, size_t *out_len) {
+  *out = nullptr;
+  *out_len = 0;
+  return guarded([&] {
+    const auto kind = static_cast<at::ScalarType>(dtype);
+    torch::jit::Module module = load_from_bytes(data, len);
+    // Module::to's own step (module_state_to: a new tensor, then set_data,
+    // so every reference to the attribute sees it), for floating-point
+    // tensors only. parameters() and buffers() walk every submodule.
+    auto cast = [&](const at::Tensor &t) {
+      if (t.is_floating_point() && t.scalar_type() != kind) {
+        t.set_data(t.to(kind));
+      }
+    };
+    for (const at::Tensor &p : module.parameters()) {
+      cast(p);
+    }
+    for (const at::Tensor &b : module.buffers()) {
+      cast(b);
+    }
+    std::ostringstream stream(std::ios::binary);
+    module.save(stream);
+    const std::string bytes = stream.str();
+    char *copy = static_cast<char *>(std::malloc(bytes.size()));
+    if (copy == nullptr && !bytes.empty()) {
+      throw std::bad_alloc();
+    }
+    std::memcpy(copy, bytes.data(), bytes.size());
+    *out = copy;
+    *out_len = bytes.size();
+  });
+}
+
+namespace {
+at::DeviceType autocast_device(int cuda) { return cuda != 0 ? at::kCUDA : at::kCPU; }
+} // namespace
+
+char *pd_autocast_enter(int cuda, int dtype, int *saved) {
+  return guarded([&] {
+    const at::DeviceType device = autocast_device(cuda);
+    // What torch.autocast's __enter__ does, in its order.
+    saved[0] = at::autocast::is_autocast_enabled(device) ? 1 : 0;
+    saved[1] = static_cast<int>(at::autocast::get_autocast_dtype(device));
+    saved[2] = at::autocast::is_autocast_cache_enabled() ? 1 : 0;
+    at::autocast::set_autocast_enabled(device, true);
+    at::autocast::set_autocast_dtype(device, static_cast<at::ScalarType>(dtype));
+    at::autocast::increment_nesting();
+    at::autocast::set_autocast_cache_enabled(true);
+  });
+}
+
+char *pd_autocast_exit(int cuda, const int *saved) {
+  return guarded([&] {
+    const at::DeviceType device = autocast_device(cuda);
+    // torch.autocast's __exit__: the cast weights are dropped when the
+    // outermost region ends, then the state before is restored.
+    if (at::autocast::decrement_nesting() == 0) {
+      at::autocast::clear_cache();
+    }
+    at::autocast::set_autocast_enabled(device, saved[0] != 0);
+    at::autocast::set_autocast_dtype(device, static_cast<at::ScalarType>(saved[1]));
+    at::autocast::set_autocast_cache_enabled(saved[2] != 0);
   });
 }
 

@@ -154,6 +154,23 @@ char *pd_forward_input_uses(const char *data, size_t len, PdInputUse **uses, int
 void pd_free_input_uses(PdInputUse *uses, int64_t num_uses, PdEmbeddingTable *tables,
                         int64_t num_tables);
 
+// The TorchScript model whose file's `len` bytes are at `data`, with every
+// floating-point parameter and buffer (of every submodule) cast to the
+// c10::ScalarType `dtype` and every other one (integer indices, bool masks)
+// left as it is: the rule of PyTorch's nn.Module.to, where libtorch's C++
+// Module::to(dtype) converts every tensor. Saved into *out (free with
+// pd_free_string), *out_len bytes, on the CPU: loading those bytes on a
+// device moves every tensor there.
+char *pd_cast_floating(const char *data, size_t len, int dtype, char **out, size_t *out_len);
+
+// Autocast for the calling thread, as torch.autocast's __enter__ and
+// __exit__: on the CPU (`cuda` 0) or CUDA devices (`cuda` 1), to the
+// c10::ScalarType `dtype`. Enter saves the state before into saved[0..3];
+// exit restores it, clearing the autocast cache when the outermost region
+// ends. Call both on the same thread, exit once for each enter.
+char *pd_autocast_enter(int cuda, int dtype, int *saved);
+char *pd_autocast_exit(int cuda, const int *saved);
+
 #ifdef __cplusplus
 }
 #endif

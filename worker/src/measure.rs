@@ -8,7 +8,7 @@ use crate::method::{Comparison, PrecisionMethod, Prepared};
 use crate::plan::{self, Planned};
 use crate::{compare, model, profile, timing};
 use precisiond_core::precision::Precision;
-use precisiond_core::report::{PrecisionResult, Status};
+use precisiond_core::report::{Method, PrecisionResult, Status};
 use std::panic::{self, AssertUnwindSafe};
 
 /// The planned result for `precision` on the context's device.
@@ -25,15 +25,19 @@ pub fn planned(ctx: &Context, precision: Precision) -> PrecisionResult {
     result
 }
 
-/// A result of `method` beside the planned one (TensorRT's FP16 next to
-/// libtorch's); it takes the verdict's `native` flag only.
+/// A result of `method` beside the planned one (autocast's FP16 next to
+/// the cast, TensorRT's next to libtorch's). Autocast runs libtorch's
+/// kernels, so it takes the whole hardware verdict; TensorRT takes its
+/// `native` flag only.
 pub fn beside(
     ctx: &Context,
     method: &dyn PrecisionMethod,
     precision: Precision,
 ) -> PrecisionResult {
     let mut result = guarded(ctx, method, precision);
-    if let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) {
+    if method.method() != Method::Tensorrt {
+        apply_verdict(ctx, &mut result);
+    } else if let Some(v) = ctx.job.hardware.verdict(ctx.device, precision) {
         result.native = v.native;
     }
     result

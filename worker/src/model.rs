@@ -114,8 +114,14 @@ fn has_zip_end_record(bytes: &[u8]) -> bool {
 }
 
 pub fn load(path: &Path, bytes: &[u8]) -> Result<CModule, LoadError> {
+    load_on(path, bytes, tch::Device::Cpu)
+}
+
+/// [`load`], with every tensor of the model on `device` (libtorch's
+/// map_location: all of them move, whatever their type).
+pub fn load_on(path: &Path, bytes: &[u8], device: tch::Device) -> Result<CModule, LoadError> {
     let mut cursor = std::io::Cursor::new(bytes);
-    let mut module = CModule::load_data(&mut cursor)
+    let mut module = CModule::load_data_on_device(&mut cursor, device)
         .map_err(|e| explain_load_error(path, bytes, &e.to_string()))?;
     module.f_set_eval().map_err(|e| LoadError::EvalMode {
         file: path.to_path_buf(),

@@ -5,6 +5,7 @@
 
 use crate::context::ModelKind;
 use crate::method::aoti::Aoti;
+use crate::method::autocast::Autocast;
 use crate::method::cast::Cast;
 use crate::method::dynamic_ptq::DynamicPtq;
 use crate::method::prequantized::Prequantized;
@@ -83,7 +84,8 @@ impl Targets {
     }
 
     /// The steps of one model: a precision on a device, measured or not.
-    /// (TensorRT's results beside libtorch's add theirs as they come.)
+    /// (The results beside the planned ones, autocast's and TensorRT's,
+    /// add theirs as they come.)
     pub fn steps(&self) -> usize {
         (self.devices.len() + self.missing.len()) * self.precisions.len()
     }
@@ -142,8 +144,12 @@ pub fn method_for(device: Device, precision: Precision, kind: ModelKind) -> Plan
     }
 }
 
-/// A second result for `precision` on `device`, beside the planned one,
-/// added where it applies to the model (`PrecisionMethod::applies`):
+/// The results for `precision` on `device` beside the planned one, in the
+/// order they are measured, each added where it applies to the model
+/// (`PrecisionMethod::applies`):
+/// - autocast's FP16/BF16 next to the cast, on every device (TorchScript
+///   models: an AOTInductor package is compiled for its precision, a
+///   prequantized model runs only as INT8);
 /// - TensorRT's FP16/BF16 next to libtorch's on a CUDA device (where
 ///   TensorRT and an ONNX file are there);
 /// - dynamic PTQ next to static PTQ for INT8 on the CPU (where the model's
@@ -152,14 +158,12 @@ pub fn method_for(device: Device, precision: Precision, kind: ModelKind) -> Plan
 ///   outright, and for linear-heavy models (transformers, RNN heads)
 ///   dynamic quantization is often the faster and more accurate INT8; the
 ///   report keeps both, so the user sees which.
-pub fn comparison_for(
-    device: Device,
-    precision: Precision,
-) -> Option<&'static dyn PrecisionMethod> {
+pub fn comparisons_for(device: Device, precision: Precision) -> Vec<&'static dyn PrecisionMethod> {
     match (device, precision) {
-        (Device::Cuda(_), Precision::Fp16 | Precision::Bf16) => Some(&Tensorrt),
-        (Device::Cpu, Precision::Int8) => Some(&DynamicPtq),
-        _ => None,
+        (Device::Cuda(_), Precision::Fp16 | Precision::Bf16) => vec![&Autocast, &Tensorrt],
+        (Device::Cpu, Precision::Fp16 | Precision::Bf16) => vec![&Autocast],
+        (Device::Cpu, Precision::Int8) => vec![&DynamicPtq],
+        _ => Vec::new(),
     }
 }
 
@@ -230,14 +234,16 @@ mod tests {
                 assert_eq!(m.method(), Method::Aoti);
             }
         }
-        let beside = |d, p| comparison_for(d, p).map(|m| m.method());
-        assert_eq!(beside(gpu, Precision::Fp16), Some(Method::Tensorrt));
-        assert_eq!(beside(gpu, Precision::Int8), None);
-        assert_eq!(beside(Device::Cpu, Precision::Bf16), None);
-        assert_eq!(
-            beside(Device::Cpu, Precision::Int8),
-            Some(Method::DynamicPtq)
-        );
+        let besides =
+            |d, p| -> Vec<Method> { comparisons_for(d, p).iter().map(|m| m.method()).collect() };
+        for p in [Precision::Fp16, Precision::Bf16] {
+            assert_eq!(besides(gpu, p), [Method::Autocast, Method::Tensorrt]);
+            assert_eq!(besides(Device::Cpu, p), [Method::Autocast]);
+        }
+        assert!(besides(gpu, Precision::Int8).is_empty());
+        assert!(besides(gpu, Precision::Fp32).is_empty());
+        assert!(besides(Device::Cpu, Precision::Fp32).is_empty());
+        assert_eq!(besides(Device::Cpu, Precision::Int8), [Method::DynamicPtq]);
     }
 
     #[test]

@@ -73,6 +73,15 @@ mod ffi {
             count: *mut i64,
         ) -> *mut c_char;
         pub fn pd_aoti_free(handle: *mut std::ffi::c_void);
+        pub fn pd_cast_floating(
+            data: *const c_char,
+            len: usize,
+            dtype: c_int,
+            out: *mut *mut c_char,
+            out_len: *mut usize,
+        ) -> *mut c_char;
+        pub fn pd_autocast_enter(cuda: c_int, dtype: c_int, saved: *mut c_int) -> *mut c_char;
+        pub fn pd_autocast_exit(cuda: c_int, saved: *const c_int) -> *mut c_char;
     }
 }
 
@@ -693,6 +702,99 @@ pub mod graph {
                 embedding_tables,
             })
         }
+    }
+}
+
+/// The floating-point types a model is cast to or autocast in, as
+/// c10::ScalarType codes (include/c10/core/ScalarType.h; tch keeps its own
+/// mapping private).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatType {
+    Float32,
+    Float16,
+    Bfloat16,
+}
+
+impl FloatType {
+    fn code(self) -> c_int {
+        match self {
+            FloatType::Float16 => 5,
+            FloatType::Float32 => 6,
+            FloatType::Bfloat16 => 15,
+        }
+    }
+
+    /// The type of `kind`; None for a kind no model is cast to.
+    pub fn of(kind: tch::Kind) -> Option<FloatType> {
+        match kind {
+            tch::Kind::Float => Some(FloatType::Float32),
+            tch::Kind::Half => Some(FloatType::Float16),
+            tch::Kind::BFloat16 => Some(FloatType::Bfloat16),
+            _ => None,
+        }
+    }
+}
+
+/// The TorchScript model in `bytes` (its file's), with its floating-point
+/// parameters and buffers cast to `to` and the others (integer indices,
+/// bool masks) as they are, as PyTorch's `nn.Module.to` does (libtorch's
+/// C++ `Module::to(dtype)`, which tch's `CModule::to` calls, converts every
+/// tensor); the cast model's file bytes, on the CPU.
+pub fn cast_floating(bytes: &[u8], to: FloatType) -> Result<Vec<u8>, ShimError> {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    let mut len = 0_usize;
+    // SAFETY: `bytes` outlives the call; on success the shim hands over a
+    // malloc'd buffer of `len` bytes, copied here and then freed.
+    unsafe {
+        check(ffi::pd_cast_floating(
+            bytes.as_ptr() as *const c_char,
+            bytes.len(),
+            to.code(),
+            &mut out,
+            &mut len,
+        ))?;
+        let cast = if out.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(out as *const u8, len).to_vec()
+        };
+        ffi::pd_free_string(out);
+        Ok(cast)
+    }
+}
+
+/// libtorch's autocast on for the calling thread while this lives, as
+/// `torch.autocast(device_type, dtype)` is inside its `with` block: the
+/// state before comes back on drop, and the autocast cache (weights cast
+/// during the region) is cleared when the outermost region ends.
+pub struct AutocastGuard {
+    cuda: c_int,
+    saved: [c_int; 3],
+    /// Autocast is thread-local state: not `Send`.
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl AutocastGuard {
+    /// Autocast to `to` on the CPU (`cuda` false) or on CUDA devices.
+    pub fn enter(cuda: bool, to: FloatType) -> Result<AutocastGuard, ShimError> {
+        let mut saved = [0 as c_int; 3];
+        let cuda = c_int::from(cuda);
+        // SAFETY: `saved` has the three slots the shim writes.
+        unsafe { check(ffi::pd_autocast_enter(cuda, to.code(), saved.as_mut_ptr()))? };
+        Ok(AutocastGuard {
+            cuda,
+            saved,
+            _this_thread: std::marker::PhantomData,
+        })
+    }
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        // SAFETY: the state `enter` saved, on the same thread (not Send).
+        // Restoring plain thread-local flags does not fail in practice; if
+        // libtorch threw, there is no one to tell on drop.
+        let _ = unsafe { check(ffi::pd_autocast_exit(self.cuda, self.saved.as_ptr())) };
     }
 }
 

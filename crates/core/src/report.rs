@@ -45,6 +45,9 @@ impl Status {
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     Cast,
+    /// FP16/BF16: the FP32 model run under libtorch's autocast, beside the
+    /// cast.
+    Autocast,
     StaticPtq,
     /// INT8 weights, activations quantized at run time (libtorch's
     /// graph-mode dynamic quantization): beside static PTQ where a model
@@ -54,6 +57,21 @@ pub enum Method {
     Tensorrt,
     /// An AOTInductor package compiled for the precision, run as it is.
     Aoti,
+}
+
+impl Method {
+    /// As the report writes it: "cast", "autocast", "static-ptq", ...
+    pub fn word(self) -> &'static str {
+        match self {
+            Method::Cast => "cast",
+            Method::Autocast => "autocast",
+            Method::StaticPtq => "static-ptq",
+            Method::DynamicPtq => "dynamic-ptq",
+            Method::Prequantized => "prequantized",
+            Method::Tensorrt => "tensorrt",
+            Method::Aoti => "aoti",
+        }
+    }
 }
 
 /// What kind of file the model is (`model.format`).
@@ -539,14 +557,20 @@ pub struct CalibrationFacts {
 
 impl PrecisionResult {
     /// "fp16", or "fp16 (tensorrt)" for TensorRT's result beside libtorch's,
-    /// "int8 (dynamic-ptq)" for dynamic PTQ's beside static PTQ's.
+    /// "int8 (dynamic-ptq)" for dynamic PTQ's beside static PTQ's,
+    /// "fp16 (autocast)" for autocast's beside the cast.
     pub fn precision_label(&self) -> String {
         if let Some(runtime) = &self.runtime {
-            format!("{} ({runtime})", self.precision)
+            match self.method {
+                Method::Autocast => format!("{} ({runtime}, autocast)", self.precision),
+                _ => format!("{} ({runtime})", self.precision),
+            }
         } else if self.method == Method::Tensorrt {
             format!("{} (tensorrt)", self.precision)
         } else if self.method == Method::DynamicPtq {
             format!("{} (dynamic-ptq)", self.precision)
+        } else if self.method == Method::Autocast {
+            format!("{} (autocast)", self.precision)
         } else {
             self.precision.to_string()
         }
@@ -780,6 +804,7 @@ mod tests {
         }
         for (m, word) in [
             (Method::Cast, "cast"),
+            (Method::Autocast, "autocast"),
             (Method::StaticPtq, "static-ptq"),
             (Method::DynamicPtq, "dynamic-ptq"),
             (Method::Prequantized, "prequantized"),
@@ -787,6 +812,7 @@ mod tests {
             (Method::Aoti, "aoti"),
         ] {
             assert_eq!(spelled(m), word);
+            assert_eq!(m.word(), word);
         }
     }
 

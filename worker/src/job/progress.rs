@@ -11,8 +11,9 @@ use precisiond_core::report::{Method, PrecisionResult, Report, Status};
 
 pub struct Progress {
     done: usize,
-    /// Steps known so far: a TensorRT result beside libtorch's, or a linked
-    /// TorchScript model, adds its own when it comes.
+    /// Steps known so far: an autocast or TensorRT result beside the
+    /// planned one, or a linked TorchScript model, adds its own when it
+    /// comes.
     pub total: usize,
     /// The kind of model being measured: it names the method of a step
     /// that has not said its own.

@@ -138,12 +138,16 @@ fn measure_device(
             verdict::judge(ctx, &mut result, fp32.as_ref());
         }
         report.results.push(result);
-        let beside = plan::comparison_for(ctx.device, precision)
-            .filter(|_| ctx.model.kind != ModelKind::AotiFamily);
-        if let Some(other) = beside.filter(|other| other.applies(ctx)) {
+        let besides = plan::comparisons_for(ctx.device, precision)
+            .into_iter()
+            .filter(|_| ctx.model.kind != ModelKind::AotiFamily)
+            .filter(|other| other.applies(ctx));
+        for other in besides {
             progress.total += 1;
             progress.step(ctx.device, precision, Some(other.method()), report);
+            let window = MemoryWindow::start(ctx.device);
             let mut extra = measure::beside(ctx, other, precision);
+            window.finish(ctx.device, &mut extra);
             verdict::judge(ctx, &mut extra, fp32.as_ref());
             report.results.push(extra);
         }

@@ -1,13 +1,21 @@
 //! FP32, FP16 and BF16: the model cast to the precision's type and moved to
 //! the device. On the CPU FP32 is the model as loaded: it is the reference
 //! everything else is compared with.
+//!
+//! The cast follows PyTorch's `nn.Module.to`: floating-point parameters and
+//! buffers change type, integer and bool ones (token positions, attention
+//! bias indices, masks) stay as they are (`shim::cast_floating`); libtorch's
+//! C++ `Module::to(dtype)`, which tch's `CModule::to` calls, would convert
+//! them all and break every model that indexes with one.
 
 use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
 use crate::context::Context;
 use crate::model;
+use crate::shim::{self, FloatType};
 use precisiond_core::devices::Device;
 use precisiond_core::precision::Precision;
 use precisiond_core::report::{Method, PrecisionResult, Status};
+use std::borrow::Cow;
 
 pub struct Cast;
 
@@ -28,11 +36,23 @@ impl PrecisionMethod for Cast {
             ModuleRef::Borrowed(ctx.model.module.as_ref())
         } else {
             // A fresh copy, cast (and moved) inside this precision's memory
-            // window. tch's `to` panics on a libtorch error; the caller
-            // turns a panic into a failed result.
-            let mut m = model::load(&ctx.model.path, &ctx.model.bytes)
+            // window.
+            let to = FloatType::of(kind).expect("cast kinds are floating point");
+            let bytes = match to {
+                FloatType::Float32 => Cow::Borrowed(ctx.model.bytes.as_slice()),
+                _ => Cow::Owned(shim::cast_floating(&ctx.model.bytes, to).map_err(|e| {
+                    ctx.failed(
+                        precision,
+                        Method::Cast,
+                        format!(
+                            "cannot cast the model to {precision}: {}",
+                            model::clean_torch_error(e)
+                        ),
+                    )
+                })?),
+            };
+            let m = model::load_on(&ctx.model.path, &bytes, ctx.tch_device())
                 .map_err(|e| ctx.failed(precision, Method::Cast, e.to_string()))?;
-            m.to(ctx.tch_device(), kind, false);
             ModuleRef::Owned(Box::new(m))
         };
         let mut result = ctx.result(precision, Status::Ok, Method::Cast, String::new());
@@ -53,5 +73,60 @@ impl PrecisionMethod for Cast {
             },
             result,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::Forward;
+    use std::path::{Path, PathBuf};
+    use tch::{Kind, Tensor};
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/models")
+            .join(name)
+    }
+
+    /// int_buffer.pt indexes an embedding with an int64 positions buffer and
+    /// gathers a float bias table with an int64 index buffer.
+    #[test]
+    fn the_cast_keeps_integer_buffers_that_index() {
+        let _no_grad = tch::no_grad_guard();
+        let path = fixture("int_buffer.pt");
+        let bytes = std::fs::read(&path).unwrap();
+        let x = Tensor::randn([1, 16, 32], (Kind::Float, tch::Device::Cpu));
+        let fp32 = model::load(&path, &bytes)
+            .unwrap()
+            .run(&[x.shallow_clone()])
+            .unwrap();
+        for (to, kind) in [
+            (FloatType::Float16, Kind::Half),
+            (FloatType::Bfloat16, Kind::BFloat16),
+        ] {
+            // libtorch's Module::to(dtype) casts the index buffers too.
+            let mut every = model::load(&path, &bytes).unwrap();
+            every.to(tch::Device::Cpu, kind, false);
+            assert!(every.run(&[x.to_kind(kind)]).is_err(), "{to:?}");
+
+            let cast = model::load(&path, &shim::cast_floating(&bytes, to).unwrap()).unwrap();
+            for (name, p) in cast.named_parameters().unwrap() {
+                assert_eq!(p.kind(), kind, "{name}");
+            }
+            let out = cast.run(&[x.to_kind(kind)]).unwrap();
+            assert_eq!(out[0].kind(), kind);
+            let err = (&out[0].to_kind(Kind::Float) - &fp32[0])
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(err < 0.05, "{to:?}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_no_model_are_an_error() {
+        let e = shim::cast_floating(b"not a model", FloatType::Bfloat16).unwrap_err();
+        assert!(matches!(e, shim::ShimError::Libtorch(_)), "{e:?}");
     }
 }

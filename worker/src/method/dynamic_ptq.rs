@@ -3,7 +3,7 @@
 //! own range), through libtorch's graph-mode passes in dynamic mode (what
 //! PyTorch's `quantize_dynamic_jit` does; see csrc/shim.cpp). It needs no
 //! calibration. It is measured beside static PTQ wherever the model has a
-//! linear layer (`crate::plan::comparison_for`): transformers, MLP heads,
+//! linear layer (`crate::plan::comparisons_for`): transformers, MLP heads,
 //! and the Linear layers around recurrent ones, which static quantization
 //! leaves to FP32 or refuses. The passes run in the same child process as
 //! static PTQ's (`crate::quantize`), and the quantized model is kept in

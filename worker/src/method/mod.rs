@@ -4,6 +4,8 @@
 //! with FP32 (`crate::compare`) are the same for all of them.
 //!
 //! - [`cast::Cast`]: FP32/FP16/BF16, the model cast (and moved) as it is;
+//! - [`autocast::Autocast`]: FP16/BF16 beside the cast, the FP32 model run
+//!   under libtorch's autocast;
 //! - [`static_ptq::StaticPtq`]: INT8 on the CPU through libtorch's
 //!   graph-mode static post-training quantization;
 //! - [`dynamic_ptq::DynamicPtq`]: INT8 on the CPU through its dynamic
@@ -14,6 +16,7 @@
 //! - [`aoti::Aoti`]: an AOTInductor package compiled for the precision.
 
 pub mod aoti;
+pub mod autocast;
 pub mod cast;
 pub mod dynamic_ptq;
 pub mod prequantized;
@@ -32,7 +35,7 @@ pub trait PrecisionMethod {
     fn method(&self) -> Method;
 
     /// Whether it applies to `ctx`'s model at all, where it is measured
-    /// beside the planned method (`crate::plan::comparison_for`): a method
+    /// beside the planned method (`crate::plan::comparisons_for`): a method
     /// that does not apply adds no result.
     fn applies(&self, _ctx: &Context) -> bool {
         true
