@@ -59,7 +59,10 @@ demo-aoti: build
 
 # systemd-analyze checks the unit; readelf (binutils) and cc come with the
 # Rust toolchain's prerequisites.
+# torchvision's operator library (tests/op_libraries.rs), made loadable
+# without Python in the cache, where the worker looks for it by default.
 test-deps:
+	@scripts/install-torchvision.sh >/dev/null
 	@scripts/need-deb.sh systemd-analyze systemd
 	@scripts/need-deb.sh chromium chromium
 	@scripts/need-deb.sh promtool prometheus

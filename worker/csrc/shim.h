@@ -154,6 +154,14 @@ char *pd_forward_input_uses(const char *data, size_t len, PdInputUse **uses, int
 void pd_free_input_uses(PdInputUse *uses, int64_t num_uses, PdEmbeddingTable *tables,
                         int64_t num_tables);
 
+// The operator namespaces the model's code calls (`ops.NS.name(` in the
+// archive's code/ records), from the `len` bytes of its file at `data`,
+// without loading it: newline separated, sorted, into *out.
+char *pd_op_namespaces(const char *data, size_t len, char **out);
+// Whether libtorch has any operator of namespace `ns` registered (its own,
+// or one an operator library registered when it was loaded).
+char *pd_op_namespace_registered(const char *ns, int *registered);
+
 #ifdef __cplusplus
 }
 #endif
