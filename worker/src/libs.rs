@@ -347,6 +347,32 @@ mod tests {
     }
 
     #[test]
+    fn the_namespaces_a_model_calls_are_read_from_its_archive() {
+        let detector = include_bytes!("../../tests/fixtures/models/torchvision_ops.pt");
+        // Its code also calls TorchScript's own `ops.prim.…`.
+        let namespaces = shim::op_namespaces(detector).unwrap();
+        assert!(
+            namespaces.iter().any(|ns| ns == "torchvision"),
+            "{namespaces:?}"
+        );
+        assert!(
+            namespaces
+                .iter()
+                .all(|ns| ns == "torchvision" || shim::op_namespace_registered(ns).unwrap()),
+            "{namespaces:?}"
+        );
+        let mlp = include_bytes!("../../tests/fixtures/models/mlp.pt");
+        for ns in shim::op_namespaces(mlp).unwrap() {
+            assert!(shim::op_namespace_registered(&ns).unwrap(), "{ns}");
+        }
+        assert_eq!(ensure_operators(mlp).unwrap(), None);
+        assert!(shim::op_namespace_registered("aten").unwrap());
+        assert!(!shim::op_namespace_registered("no_such_namespace").unwrap());
+        // Not an archive: an error (the load that follows explains it).
+        assert!(shim::op_namespaces(b"not a zip archive").is_err());
+    }
+
+    #[test]
     fn the_daemon_loads_no_library_a_drop_folder_names() {
         let settings = ModelSettings {
             op_libraries: vec![PathBuf::from("libx.so")],
