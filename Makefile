@@ -185,6 +185,10 @@ install: build
 	install -d $(DESTDIR)$(LIBDIR)/torch/lib
 	cp -a $$(ls -d $(LIBTORCH)/lib/*.so* | grep -v -e libtorch_python -e libshm) $(DESTDIR)$(LIBDIR)/torch/lib/
 	if [ -d $(LIBTORCH)/../nvidia ]; then cp -a $(LIBTORCH)/../nvidia $(DESTDIR)$(LIBDIR)/; fi
+	# torchvision's operator library (10 MB), where the installed worker
+	# looks for it (worker/src/libs.rs): lib/precisiond/torchvision/.
+	ops="$$(scripts/install-torchvision.sh)" && install -d $(DESTDIR)$(LIBDIR)/torchvision && \
+	  cp "$$(dirname "$$ops")"/*.so $(DESTDIR)$(LIBDIR)/torchvision/
 	@echo "installed; create the service user and start the service with:"
 	@echo "  systemd-sysusers && systemd-tmpfiles --create /usr/lib/tmpfiles.d/precisiond.conf"
 	@echo "  systemctl daemon-reload && systemctl enable --now precisiond"
