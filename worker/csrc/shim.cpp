@@ -26,6 +26,7 @@
 #include <torch/script.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -1407,6 +1408,26 @@ void collect_namespaces(const std::string &code, std::set<std::string> &found) {
   }
 }
 
+// The file's bytes as libtorch's archive reader reads them, in place: the
+// scan must not hold a second copy of a model that may be gigabytes.
+class BytesReader : public caffe2::serialize::ReadAdapterInterface {
+public:
+  BytesReader(const char *data, size_t len) : data_(data), len_(len) {}
+  size_t size() const override { return len_; }
+  size_t read(uint64_t pos, void *buf, size_t n, const char * /*what*/) const override {
+    if (pos >= len_) {
+      return 0;
+    }
+    n = std::min<size_t>(n, len_ - static_cast<size_t>(pos));
+    std::memcpy(buf, data_ + pos, n);
+    return n;
+  }
+
+private:
+  const char *data_;
+  size_t len_;
+};
+
 } // namespace
 
 extern "C" {
@@ -1414,8 +1435,7 @@ extern "C" {
 char *pd_op_namespaces(const char *data, size_t len, char **out) {
   *out = nullptr;
   return guarded([&] {
-    std::istringstream stream(std::string(data, len), std::ios::binary);
-    caffe2::serialize::PyTorchStreamReader reader(&stream);
+    caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BytesReader>(data, len));
     std::set<std::string> found;
     for (const auto &name : reader.getAllRecords()) {
       const bool code = name.rfind("code/", 0) == 0 && name.size() > 3 &&
