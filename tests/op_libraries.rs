@@ -23,14 +23,18 @@ fn torchvision_library() -> PathBuf {
     path
 }
 
-/// `precisiond run` in FP32 with `env` set for it and its worker.
+/// `precisiond run` (FP32 unless `extra` names precisions) with `env` set
+/// for it and its worker.
 fn run_fp32(model: &Path, extra: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
     let mut cmd = precisiond();
     cmd.arg("run")
         .arg(model)
         .args(["--no-probe", "--threads", "2", "--max-seconds", "0.3"])
-        .args(["--devices", "cpu", "--precisions", "fp32"])
+        .args(["--devices", "cpu"])
         .args(extra);
+    if !extra.contains(&"--precisions") {
+        cmd.args(["--precisions", "fp32"]);
+    }
     for (name, value) in env {
         cmd.env(name, value);
     }
@@ -55,10 +59,18 @@ fn a_model_calling_torchvision_operators_is_measured_with_torchvisions_library()
     let library = torchvision_library();
     let dir = tempfile::tempdir().unwrap();
     let model = copy_fixture("torchvision_ops.pt", dir.path());
-    let out = run_fp32(&model, &[], &[]);
+    // INT8 too: the quantizing process loads the worker's libraries again.
+    let out = run_fp32(&model, &["--precisions", "fp32,int8"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let report = report_of(&model);
     assert_eq!(fp32_status(&report).as_deref(), Some("ok"), "{report:#?}");
+    let int8 = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["precision"].as_str() == Some("int8"))
+        .expect("an int8 result");
+    assert_eq!(int8["status"].as_str(), Some("ok"), "{int8:#?}");
     // The report says which library registered the operators.
     let notes: Vec<&str> = report["notes"]
         .as_array()
