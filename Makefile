@@ -59,7 +59,10 @@ demo-aoti: build
 
 # systemd-analyze checks the unit; readelf (binutils) and cc come with the
 # Rust toolchain's prerequisites.
+# torchvision's operator library (tests/op_libraries.rs), made loadable
+# without Python in the cache, where the worker looks for it by default.
 test-deps:
+	@scripts/install-torchvision.sh >/dev/null
 	@scripts/need-deb.sh systemd-analyze systemd
 	@scripts/need-deb.sh chromium chromium
 	@scripts/need-deb.sh promtool prometheus
@@ -182,6 +185,10 @@ install: build
 	install -d $(DESTDIR)$(LIBDIR)/torch/lib
 	cp -a $$(ls -d $(LIBTORCH)/lib/*.so* | grep -v -e libtorch_python -e libshm) $(DESTDIR)$(LIBDIR)/torch/lib/
 	if [ -d $(LIBTORCH)/../nvidia ]; then cp -a $(LIBTORCH)/../nvidia $(DESTDIR)$(LIBDIR)/; fi
+	# torchvision's operator library (10 MB), where the installed worker
+	# looks for it (worker/src/libs.rs): lib/precisiond/torchvision/.
+	ops="$$(scripts/install-torchvision.sh)" && install -d $(DESTDIR)$(LIBDIR)/torchvision && \
+	  cp "$$(dirname "$$ops")"/*.so $(DESTDIR)$(LIBDIR)/torchvision/
 	@echo "installed; create the service user and start the service with:"
 	@echo "  systemd-sysusers && systemd-tmpfiles --create /usr/lib/tmpfiles.d/precisiond.conf"
 	@echo "  systemctl daemon-reload && systemctl enable --now precisiond"

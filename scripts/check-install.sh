@@ -3,7 +3,9 @@
 # under 700 MB, the unit starts the installed binary, the installed worker
 # resolves libtorch from the installed tree (the service user cannot read
 # the build user's cache), the installed precisiond measures a fixture
-# model; then `make uninstall` leaves only the admin's config.
+# model, and one calling torchvision's operators with the installed
+# torchvision library (an empty cache); then `make uninstall` leaves only
+# the admin's config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,12 @@ mkdir -p "$work"
 cp tests/fixtures/models/mlp.pt "$work/"
 env -u PRECISIOND_WORKER "$dest/usr/bin/precisiond" run "$work/mlp.pt" --no-probe --threads 2 \
     --max-seconds 0.3 --devices cpu --precisions fp32 >/dev/null 2>&1 || fail "the installed precisiond cannot run"
+# torchvision's operators from the installed tree, with nothing in the cache.
+cp tests/fixtures/models/torchvision_ops.pt tests/fixtures/models/torchvision_ops.pt.toml "$work/"
+env -u PRECISIOND_WORKER PRECISIOND_CACHE="$dest/no-cache" "$dest/usr/bin/precisiond" run \
+    "$work/torchvision_ops.pt" --no-probe --threads 2 --max-seconds 0.3 --devices cpu \
+    --precisions fp32 >/dev/null 2>&1 \
+    || fail "the installed worker cannot run a model calling torchvision's operators: $(grep '^error' "$work/torchvision_ops.pt.report.toml" || true)"
 rm -rf "$work"
 make --no-print-directory uninstall DESTDIR="$dest" PREFIX=/usr >/dev/null
 left="$(cd "$dest" && find . -type f)"

@@ -412,6 +412,59 @@ def float_input(name: str, shape: List[int]) -> str:
             'dtype = "float32"\n')
 
 
+# --------------------------------------------------------------------------
+# torchvision's operators (issue #22, class 4): a scripted detector calls
+# torchvision::nms and torchvision::roi_align, which only torchvision's C++
+# library registers. The library is loaded straight from the wheel that
+# scripts/install-torchvision.sh installs (torch.ops.load_library), so the
+# torchvision Python package itself (and its PIL dependency) is not needed.
+# --------------------------------------------------------------------------
+
+def load_torchvision_ops() -> None:
+    import subprocess
+    folder = subprocess.run([os.path.join(REPO, "scripts", "install-torchvision.sh"), "--python"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    library = os.path.join(folder, "torchvision", "_C.so")
+    if library not in torch.ops.loaded_libraries:
+        torch.ops.load_library(library)
+
+
+class TorchvisionOps(nn.Module):
+    """A detection head in miniature: a conv backbone, boxes from fixed
+    anchors and predicted deltas, NMS on the scores, and RoIAlign of the
+    kept boxes. The output has a fixed shape ([anchors, 8 * 2 * 2]: the
+    suppressed boxes' rows are zero) so precisions can be compared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.deltas = nn.Conv2d(8, 4, 1)
+        self.score = nn.Conv2d(8, 1, 1)
+        # 4x4 grid of 12-pixel boxes over a 32x32 image, (x1, y1, x2, y2).
+        centres = torch.arange(4, dtype=torch.float32) * 8 + 4
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+        c = torch.stack([cx.flatten(), cy.flatten()], 1)
+        self.register_buffer("anchors", torch.cat([c - 6, c + 6], 1))
+
+    def forward(self, image: Tensor) -> Tensor:
+        features = self.backbone(image)
+        small = nn.functional.adaptive_avg_pool2d(features, 4)
+        deltas = self.deltas(small).flatten(2)[0].t()
+        scores = torch.sigmoid(self.score(small)).flatten()
+        boxes = self.anchors + deltas
+        keep = torch.ops.torchvision.nms(boxes, scores, 0.5)
+        rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], 1)
+        pooled = torch.ops.torchvision.roi_align(features, rois, 1.0, 2, 2, 2, False)
+        kept = torch.zeros_like(scores).index_fill(0, keep, 1.0)
+        return pooled.flatten(1) * kept.unsqueeze(1)
+
+
+def build_torchvision_ops() -> nn.Module:
+    load_torchvision_ops()
+    return TorchvisionOps()
+
+
+
 def fixtures() -> List[Fixture]:
     def seeded(fn):
         def wrapped():
@@ -450,6 +503,11 @@ def fixtures() -> List[Fixture]:
                 lambda: [torch.randn(1, 64)]),
         Fixture("batched_attention.pt", MODELS_DIR, seeded(BatchedAttention),
                 lambda: [torch.randn(1, 16, 32)]),
+        Fixture("torchvision_ops.pt", MODELS_DIR, seeded(build_torchvision_ops),
+                lambda: [torch.randn(1, 3, 32, 32)],
+                settings=float_input("image", [1, 3, 32, 32]),
+                # torchvision's CPU nms takes float32 and float64 only.
+                bf16=False),
         Fixture("tiny_resnet.pt", DEMO_DIR,
                 # ~10 ms fp32 / ~7 ms bf16 at 224x224 on 2 threads, ~920 KiB.
                 seeded(lambda: ResNet([2, 1, 1, 1], num_classes=10, widths=(48, 48, 48, 48))),

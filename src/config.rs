@@ -478,6 +478,7 @@ build_timeout_seconds = 90.0
 probe = false
 devices = ["cpu", "cuda:1"]
 trtexec = "/opt/trt/bin/trtexec"
+op_libraries = ["/opt/ops/libmine.so"]
 profile = true
 chart = false
 busy_threshold = 0.5
@@ -515,6 +516,7 @@ min_top1_agreement = 0.25
                 precisiond_core::devices::DeviceRequest::Cuda(1),
             ],
             trtexec: Some(PathBuf::from("/opt/trt/bin/trtexec")),
+            op_libraries: vec![PathBuf::from("/opt/ops/libmine.so")],
             profile: true,
             chart: false,
             accuracy: precisiond_core::accuracy::AccuracyThresholds {

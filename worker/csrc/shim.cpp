@@ -22,9 +22,12 @@
 #include <torch/csrc/jit/passes/quantization/insert_observers.h>
 #include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/csrc/jit/runtime/operator.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -39,6 +42,7 @@
 #include <unordered_set>
 #include <vector>
 #include <cstring>
+#include <set>
 #include <string>
 
 namespace {
@@ -1433,6 +1437,103 @@ void pd_free_input_uses(PdInputUse *uses, int64_t num_uses, PdEmbeddingTable *ta
   }
   std::free(uses);
   std::free(tables);
+}
+
+} // extern "C"
+
+// Operator namespaces. A TorchScript archive's code/ records hold the
+// model's code as TorchScript prints it: an operator outside torch's own
+// builtins is called as `ops.NAMESPACE.name(` (or `torch.ops.…`). They are
+// read from the archive's records, not from a loaded module: a model that
+// calls an unregistered operator cannot be loaded at all.
+namespace {
+
+bool is_identifier_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+void collect_namespaces(const std::string &code, std::set<std::string> &found) {
+  const std::string marker = "ops.";
+  for (size_t at = code.find(marker); at != std::string::npos; at = code.find(marker, at + 1)) {
+    // `ops.` standing alone or as `torch.ops.`, not the tail of another
+    // name (`self.ops.` or `myops.`).
+    if (at > 0) {
+      const char before = code[at - 1];
+      const bool torch_ops = at >= 6 && code.compare(at - 6, 6, "torch.") == 0;
+      if (is_identifier_char(before) || (before == '.' && !torch_ops)) {
+        continue;
+      }
+    }
+    size_t end = at + marker.size();
+    while (end < code.size() && is_identifier_char(code[end])) {
+      ++end;
+    }
+    if (end > at + marker.size() && end < code.size() && code[end] == '.') {
+      found.insert(code.substr(at + marker.size(), end - at - marker.size()));
+    }
+  }
+}
+
+// The file's bytes as libtorch's archive reader reads them, in place: the
+// scan must not hold a second copy of a model that may be gigabytes.
+class BytesReader : public caffe2::serialize::ReadAdapterInterface {
+public:
+  BytesReader(const char *data, size_t len) : data_(data), len_(len) {}
+  size_t size() const override { return len_; }
+  size_t read(uint64_t pos, void *buf, size_t n, const char * /*what*/) const override {
+    if (pos >= len_) {
+      return 0;
+    }
+    n = std::min<size_t>(n, len_ - static_cast<size_t>(pos));
+    std::memcpy(buf, data_ + pos, n);
+    return n;
+  }
+
+private:
+  const char *data_;
+  size_t len_;
+};
+
+} // namespace
+
+extern "C" {
+
+char *pd_op_namespaces(const char *data, size_t len, char **out) {
+  *out = nullptr;
+  return guarded([&] {
+    caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BytesReader>(data, len));
+    std::set<std::string> found;
+    for (const auto &name : reader.getAllRecords()) {
+      const bool code = name.rfind("code/", 0) == 0 && name.size() > 3 &&
+                        name.compare(name.size() - 3, 3, ".py") == 0;
+      if (!code) {
+        continue;
+      }
+      auto [record, size] = reader.getRecord(name);
+      collect_namespaces(std::string(static_cast<const char *>(record.get()), size), found);
+    }
+    std::string names;
+    for (const auto &ns : found) {
+      if (!names.empty()) {
+        names += '\n';
+      }
+      names += ns;
+    }
+    *out = copy_string(names);
+  });
+}
+
+char *pd_op_namespace_registered(const char *ns, int *registered) {
+  *registered = 0;
+  return guarded([&] {
+    const std::string prefix = std::string(ns) + "::";
+    for (const auto &op : torch::jit::getAllOperators()) {
+      if (op->schema().name().rfind(prefix, 0) == 0) {
+        *registered = 1;
+        return;
+      }
+    }
+  });
 }
 
 } // extern "C"

@@ -170,6 +170,13 @@ char *pd_cast_floating(const char *data, size_t len, int dtype, char **out, size
 // ends. Call both on the same thread, exit once for each enter.
 char *pd_autocast_enter(int cuda, int dtype, int *saved);
 char *pd_autocast_exit(int cuda, const int *saved);
+// The operator namespaces the model's code calls (`ops.NS.name(` in the
+// archive's code/ records), from the `len` bytes of its file at `data`,
+// without loading it: newline separated, sorted, into *out.
+char *pd_op_namespaces(const char *data, size_t len, char **out);
+// Whether libtorch has any operator of namespace `ns` registered (its own,
+// or one an operator library registered when it was loaded).
+char *pd_op_namespace_registered(const char *ns, int *registered);
 
 #ifdef __cplusplus
 }

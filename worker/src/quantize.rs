@@ -55,6 +55,10 @@ pub struct QuantizeJob {
     /// The calibration folder, resolved (and checked) by the worker.
     #[serde(default, with = "precisiond_core::path_bytes::option")]
     pub calibration_dir: Option<PathBuf>,
+    /// The operator libraries the worker loaded for this model, loaded
+    /// again here before the passes read it.
+    #[serde(default, with = "precisiond_core::path_bytes::vec")]
+    pub op_libraries: Vec<PathBuf>,
 }
 
 /// What the quantizing process reports on stdout, as TOML.
@@ -226,6 +230,8 @@ enum JobError {
     },
     #[error(transparent)]
     Calibration(#[from] calibration::CalibrationError),
+    #[error(transparent)]
+    OpLibrary(#[from] crate::libs::OpLibraryError),
 }
 
 /// The quantizing process: `precisiond-worker quantize JOB.toml`, with the
@@ -253,6 +259,7 @@ pub fn quantize_main(job_file: &Path) -> QuantizeDone {
             });
         }
         tch::set_num_threads(job.threads as i32);
+        crate::libs::load_inherited(&job.op_libraries)?;
         let samples = match (job.mode, &job.calibration, &job.calibration_dir) {
             (QuantMode::Dynamic, _, _) => None,
             (QuantMode::Static, Some(cal), Some(dir)) => {

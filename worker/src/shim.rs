@@ -82,6 +82,13 @@ mod ffi {
         ) -> *mut c_char;
         pub fn pd_autocast_enter(cuda: c_int, dtype: c_int, saved: *mut c_int) -> *mut c_char;
         pub fn pd_autocast_exit(cuda: c_int, saved: *const c_int) -> *mut c_char;
+        pub fn pd_op_namespaces(
+            data: *const c_char,
+            len: usize,
+            out: *mut *mut c_char,
+        ) -> *mut c_char;
+        pub fn pd_op_namespace_registered(ns: *const c_char, registered: *mut c_int)
+            -> *mut c_char;
     }
 }
 
@@ -114,6 +121,8 @@ pub enum ShimError {
     DeviceIndex(usize),
     #[error("calibration batches differ in their number of inputs")]
     UnevenBatches,
+    #[error("operator namespace {0:?} contains a NUL byte")]
+    NulInNamespace(String),
 }
 
 /// Turns the shim's "error string or NULL" convention into a `Result`.
@@ -209,6 +218,39 @@ pub fn module_info(bytes: &[u8]) -> Result<ModuleInfo, ShimError> {
         num_required: num_required.max(0) as usize,
         has_quantized_ops: quantized != 0,
     })
+}
+
+/// The operator namespaces a TorchScript file's code calls (`ops.NS.name(`
+/// in its archive's code/ records), sorted, read from the file's bytes
+/// without loading it (a model calling an unregistered operator cannot be
+/// loaded).
+pub fn op_namespaces(bytes: &[u8]) -> Result<Vec<String>, ShimError> {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `bytes` is valid for the call (the shim copies it); `out` is
+    // written only on success with a shim-owned string, freed by take_string.
+    let text = unsafe {
+        check(ffi::pd_op_namespaces(
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            &mut out,
+        ))?;
+        take_string(out).unwrap_or_default()
+    };
+    Ok(lines(&text))
+}
+
+/// Whether libtorch has any operator of namespace `ns` registered now.
+pub fn op_namespace_registered(ns: &str) -> Result<bool, ShimError> {
+    let c_ns = CString::new(ns).map_err(|_| ShimError::NulInNamespace(ns.to_owned()))?;
+    let mut registered: c_int = 0;
+    // SAFETY: a valid C string for the call; the output is a plain value.
+    unsafe {
+        check(ffi::pd_op_namespace_registered(
+            c_ns.as_ptr(),
+            &mut registered,
+        ))?
+    };
+    Ok(registered != 0)
 }
 
 /// Collects libtorch's warnings from now on instead of printing them.

@@ -74,6 +74,11 @@ pub struct JobFlags {
     /// [default: PATH, then /usr/src/tensorrt/bin].
     #[arg(long)]
     pub trtexec: Option<PathBuf>,
+    /// An operator library to load before the model (a shared object that
+    /// registers custom TorchScript operators); repeat for more.
+    /// torchvision's is found without it.
+    #[arg(long = "op-library", value_name = "PATH")]
+    pub op_libraries: Vec<PathBuf>,
     /// Also profile each result operator by operator (a few extra forward()
     /// calls after the timed ones): the top operators by self time, and for
     /// INT8 the ones that still run in floating point, go into the report.
@@ -133,6 +138,7 @@ impl JobFlags {
             build_timeout_seconds: self.build_timeout,
             probe: !self.no_probe,
             trtexec: self.trtexec.clone(),
+            op_libraries: self.op_libraries.clone(),
             profile: self.profile,
             chart: !self.no_chart,
             accuracy: crate::accuracy::AccuracyThresholds {
@@ -271,6 +277,8 @@ mod tests {
             "--build-timeout=90",
             "--devices=cpu",
             "--trtexec=/t",
+            "--op-library=/ops/a.so",
+            "--op-library=/ops/b.so",
             "--profile",
             "--no-chart",
             "--min-cosine=0.5",
@@ -299,6 +307,7 @@ mod tests {
                 build_timeout_seconds: 90.0,
                 probe: false,
                 trtexec: Some("/t".into()),
+                op_libraries: vec!["/ops/a.so".into(), "/ops/b.so".into()],
                 profile: true,
                 chart: false,
                 accuracy: crate::accuracy::AccuracyThresholds {

@@ -90,6 +90,34 @@ pub mod option {
     }
 }
 
+/// A list of paths, each written as [`serialize`] writes one.
+pub mod vec {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(paths: &[PathBuf], serializer: S) -> Result<S::Ok, S::Error> {
+        struct One<'a>(&'a Path);
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                super::serialize(self.0, serializer)
+            }
+        }
+        serializer.collect_seq(paths.iter().map(|p| One(p)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<PathBuf>, D::Error> {
+        struct One(PathBuf);
+        impl<'de> serde::Deserialize<'de> for One {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                super::deserialize(d).map(One)
+            }
+        }
+        let all: Vec<One> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(all.into_iter().map(|One(p)| p).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};

@@ -48,6 +48,12 @@ pub struct ModelSettings {
     /// inputs, and the report sets both runtimes' medians side by side.
     #[serde(default)]
     pub torchscript: Option<PathBuf>,
+    /// Operator libraries this model needs (shared objects registering
+    /// its custom TorchScript operators), relative to the settings file,
+    /// loaded after the config's `op_libraries`. `precisiond run` only: the
+    /// daemon refuses them, since a library runs code as the service.
+    #[serde(default)]
+    pub op_libraries: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,12 @@ pub fn load<'a>(
     report.run.max_seconds = bench.max_seconds;
     let hardware = detect_hardware(opts, cuda_load, report)?;
     let settings_dir = SettingsDir::of(&settings_path, opts.untrusted_folder);
+    // Before the model: what they register is what its code calls.
+    let op_libraries = crate::libs::load_named(&opts.knobs.op_libraries, &settings, &settings_dir)
+        .map_err(|e| e.to_string())?;
+    if !op_libraries.is_empty() {
+        report.notes.push(op_libraries_note(&op_libraries));
+    }
     let Loaded {
         model,
         specs,
@@ -125,13 +131,28 @@ struct Loaded {
     inputs: Vec<Tensor>,
 }
 
+/// The report's note on the operator libraries loaded for the model.
+fn op_libraries_note(paths: &[PathBuf]) -> String {
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "operator libraries loaded before the model: {}",
+        paths.join(", ")
+    )
+}
+
 /// A TorchScript file loaded in FP32, with what libtorch says of its
 /// interface: its kind is decided here, for the job's own model and for
-/// the one an AOTInductor family's settings link alike.
+/// the one an AOTInductor family's settings link alike. The operator
+/// namespaces its code calls are checked first (torchvision's library
+/// loaded where they include `torchvision`; a note says so).
 fn open_torchscript(
     path: &Path,
     bytes: &[u8],
+    notes: &mut Vec<String>,
 ) -> Result<(CModule, shim::ModuleInfo, ModelKind), String> {
+    if let Some(loaded) = crate::libs::ensure_operators(bytes).map_err(|e| e.to_string())? {
+        notes.push(op_libraries_note(&[loaded]));
+    }
     let module = model::load(path, bytes).map_err(|e| e.to_string())?;
     let info = shim::module_info(bytes).map_err(model::clean_torch_error)?;
     let kind = if info.has_quantized_ops {
@@ -149,7 +170,7 @@ fn load_torchscript(
     settings_path: &Path,
     report: &mut Report,
 ) -> Result<Loaded, String> {
-    let (module, info, kind) = open_torchscript(&opts.model, &bytes)?;
+    let (module, info, kind) = open_torchscript(&opts.model, &bytes, &mut report.notes)?;
     let specs: Vec<InputSpec> = if settings.inputs.is_empty() {
         report.input_source = Some(report::InputSource::Inferred);
         let inferred = model::infer_inputs(&module, &bytes, &info, settings_path)
@@ -376,7 +397,7 @@ pub fn linked_torchscript(
         sha256: sha256.clone(),
         bytes: bytes.len() as u64,
     });
-    let (module, _, kind) = open_torchscript(&path, &bytes)?;
+    let (module, _, kind) = open_torchscript(&path, &bytes, &mut report.notes)?;
     let reference = module
         .run(&job.inputs)
         .map_err(|e| format!("its forward() failed on the family's inputs: {e}"))?;

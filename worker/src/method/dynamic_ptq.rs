@@ -78,6 +78,7 @@ impl PrecisionMethod for DynamicPtq {
                 inputs: job.specs.to_vec(),
                 calibration: None,
                 calibration_dir: None,
+                op_libraries: crate::libs::loaded_op_libraries(),
             },
             &ctx.model.bytes,
         )

@@ -73,6 +73,7 @@ impl PrecisionMethod for StaticPtq {
                 inputs: job.specs.to_vec(),
                 calibration: job.settings.calibration.clone(),
                 calibration_dir,
+                op_libraries: crate::libs::loaded_op_libraries(),
             },
             &ctx.model.bytes,
         )

@@ -50,6 +50,13 @@ pub struct Knobs {
         skip_serializing_if = "Option::is_none"
     )]
     pub trtexec: Option<PathBuf>,
+    /// Operator libraries (shared objects that register custom TorchScript
+    /// operators, e.g. a C++ extension's) the worker loads before every
+    /// model, in order, each by absolute path. torchvision's own is found
+    /// without being named here (scripts/install-torchvision.sh). A
+    /// settings file's `op_libraries` add to these.
+    #[serde(default, with = "crate::path_bytes::vec")]
+    pub op_libraries: Vec<PathBuf>,
     /// Profile each result operator by operator after timing it.
     pub profile: bool,
     /// Write the chart `NAME.pt.report.svg` beside each report.
@@ -84,6 +91,7 @@ impl Default for Knobs {
             probe: true,
             devices: crate::devices::default_requests(),
             trtexec: None,
+            op_libraries: Vec::new(),
             profile: false,
             chart: true,
             accuracy: AccuracyThresholds::default(),

@@ -15,6 +15,10 @@ fn every_knob_set() -> Knobs {
         probe: false,
         devices: vec![DeviceRequest::Cpu, DeviceRequest::Cuda(1)],
         trtexec: Some(PathBuf::from("/opt/trt/bin/trtexec")),
+        op_libraries: vec![
+            PathBuf::from("/opt/ops/libmine.so"),
+            PathBuf::from(OsStr::from_bytes(b"/opt/ops/lib\xff.so")),
+        ],
         profile: true,
         chart: false,
         accuracy: AccuracyThresholds {
