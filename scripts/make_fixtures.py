@@ -630,6 +630,52 @@ class OpaqueInputs(nn.Module):
         return self.scale(torch.tanh(a) * torch.tanh(b))
 
 
+class WaveformConv(nn.Module):
+    """wav2vec2-style: a raw waveform [batch, samples] made one channel with
+    x[:, None] before a Conv1d whose kernel needs more than 224 samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 8, kernel_size=300, stride=100)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, input_values: Tensor) -> Tensor:
+        x = torch.relu(self.conv(input_values[:, None]))
+        return self.head(x.mean(-1))
+
+
+class StftSpectrogram(nn.Module):
+    """torchaudio-style spectrogram (torch.stft inside forward) then a CNN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(64))
+        self.conv = nn.Conv2d(1, 4, kernel_size=3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        spec = torch.stft(wave, n_fft=64, hop_length=16, window=self.window,
+                          return_complex=True).abs().pow(2.0)
+        x = torch.relu(self.conv(torch.log1p(spec).unsqueeze(1)))
+        return self.head(x.mean(dim=[2, 3]))
+
+
+class LinearFirst4d(nn.Module):
+    """DeepSpeech-style: linear layers on (batch, channel, time, features),
+    then squeeze(1) and an LSTM; only those tell the input has rank 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 16)
+        self.rnn = nn.LSTM(16, 8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(self.fc(x)).squeeze(1).transpose(0, 1)
+        out, _ = self.rnn(x)
+        return self.head(out)
+
+
 def graph_input_fixtures() -> List[Tuple[str, nn.Module, List[Tensor], bool]]:
     """(file name, model, example inputs, traced) of the inputs-from-the-graph fixtures."""
     def seeded(build):
@@ -646,6 +692,9 @@ def graph_input_fixtures() -> List[Tuple[str, nn.Module, List[Tensor], bool]]:
         ("masked_encoder.pt", seeded(MaskedEncoder),
          [torch.randint(0, 300, (1, 16)), torch.ones(1, 16, dtype=torch.long)], True),
         ("opaque_inputs.pt", seeded(OpaqueInputs), [torch.randn(1, 8), torch.randn(1, 8)], False),
+        ("waveform_conv.pt", seeded(WaveformConv), [torch.randn(1, 1000)], True),
+        ("stft_spectrogram.pt", seeded(StftSpectrogram), [torch.randn(1, 1000)], False),
+        ("linear_first_4d.pt", seeded(LinearFirst4d), [torch.randn(1, 1, 16, 12)], True),
     ]
 
 

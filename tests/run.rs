@@ -265,11 +265,12 @@ fn inputs_come_from_the_first_operator_that_uses_them() {
             "token ids below the vocabulary size 200, from the embedding `embed.weight`",
         ),
         (
-            // Traced 1-D convolutions over a waveform.
+            // Traced 1-D convolutions over a waveform: one channel is
+            // audio, one second of it at 16 kHz.
             "audio_conv1d.pt",
-            &[1, 1, 224],
+            &[1, 1, 16000],
             "float32",
-            "a signal of 1 channel, from the convolution `features.0.weight`",
+            "a waveform of 1 channel, from the convolution `features.0.weight`",
         ),
         (
             // Scripted LSTM on the input, not batch_first: [steps, batch, features].
@@ -303,6 +304,66 @@ fn inputs_come_from_the_first_operator_that_uses_them() {
             // Attempted: a row for each, whatever its status.
             result_for(&report, precision);
         }
+        assert_eq!(
+            result_for(&report, "fp32")["status"].as_str(),
+            Some("ok"),
+            "{name}"
+        );
+    }
+    no_nan(dir.path());
+}
+
+/// Audio models whose input's rank differs from what its first operator
+/// takes (issue 22): the view operators on the way, or the operators after
+/// it, say the input's own rank; a waveform is a second at 16 kHz.
+#[test]
+fn audio_inputs_get_their_own_rank_from_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    // (fixture, shape, what the report says it was inferred from)
+    let cases: [(&str, &[i64], &[&str]); 3] = [
+        (
+            // Traced `conv1d(x[:, None])` (wav2vec2): [batch, samples].
+            "waveform_conv.pt",
+            &[1, 16000],
+            &[
+                "a waveform of 1 channel, from the convolution `conv.weight`",
+                "changes its rank by +1",
+            ],
+        ),
+        (
+            // Scripted torch.stft in forward() (torchaudio's spectrograms).
+            "stft_spectrogram.pt",
+            &[1, 16000],
+            &["a waveform of 16000 samples", "aten::stft"],
+        ),
+        (
+            // Traced linear layers on (batch, channel, time, features), then
+            // squeeze(1) and an LSTM (DeepSpeech).
+            "linear_first_4d.pt",
+            &[1, 1, 16, 12],
+            &["12 features, from the linear layer `fc.weight`", "rank 4"],
+        ),
+    ];
+    for (name, shape, from) in cases {
+        let model = copy_fixture(name, dir.path());
+        let out = run_quick(&model, &["--precisions", "fp32,fp16"]);
+        let report = report_of(&model);
+        assert_eq!(
+            report["status"].as_str(),
+            Some("ok"),
+            "{name}: {}",
+            text(&out)
+        );
+        assert_eq!(report["input_source"].as_str(), Some("inferred"), "{name}");
+        let inputs = report["inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), 1, "{name}");
+        assert_eq!(shape_of(&inputs[0]), shape, "{name}");
+        assert_eq!(inputs[0]["dtype"].as_str(), Some("float32"), "{name}");
+        let said = inferred_from(&report);
+        assert!(
+            said.len() == 1 && from.iter().all(|words| said[0].contains(words)),
+            "{name}: {said:?}"
+        );
         assert_eq!(
             result_for(&report, "fp32")["status"].as_str(),
             Some("ok"),

@@ -988,6 +988,11 @@ bool is_no_use(const std::string &op) {
   return ops.count(op) != 0;
 }
 
+// How much `node` (one of keeps_the_tensor's operators, or arithmetic)
+// changes the rank of its first input: unsqueeze adds one, squeeze(dim)
+// takes one, flatten(start, end) takes end - start. None where the graph
+// does not say (view/reshape/expand to a computed shape, squeeze of every
+// size-1 dimension).
 bool is_tensor(const Value *value) {
   return value->type()->isSubtypeOf(*c10::TensorType::get());
 }
@@ -1013,6 +1018,73 @@ std::optional<std::vector<int64_t>> constant_ints(const Value *value) {
     return iv->toIntVector();
   }
   return std::nullopt;
+}
+
+// How much `node` (one of keeps_the_tensor's operators, or arithmetic)
+// changes the rank of its first input: unsqueeze adds one, squeeze(dim)
+// takes one, flatten(start, end) takes end - start. None where the graph
+// does not say (view/reshape/expand to a computed shape, squeeze of every
+// size-1 dimension).
+std::optional<int> rank_step(const Node *node, const std::string &op) {
+  const auto &in = node->inputs();
+  if (op == "aten::unsqueeze") {
+    return 1;
+  }
+  if (op == "aten::squeeze") {
+    if (in.size() < 2) {
+      return std::nullopt; // every size-1 dimension: as many as the input has
+    }
+    if (constant_int(in[1])) {
+      return -1;
+    }
+    if (auto dims = constant_ints(in[1])) {
+      return -static_cast<int>(dims->size());
+    }
+    return std::nullopt;
+  }
+  if (op == "aten::flatten") {
+    if (in.size() < 3) {
+      return std::nullopt;
+    }
+    auto start = constant_int(in[1]);
+    auto end = constant_int(in[2]);
+    if (start && end && ((*start >= 0) == (*end >= 0))) {
+      return -static_cast<int>(*end - *start);
+    }
+    return std::nullopt;
+  }
+  if (op == "aten::unflatten") {
+    if (in.size() < 3) {
+      return std::nullopt;
+    }
+    if (in[2]->node()->kind() == c10::prim::ListConstruct) {
+      return static_cast<int>(in[2]->node()->inputs().size()) - 1;
+    }
+    if (auto sizes = constant_ints(in[2])) {
+      return static_cast<int>(sizes->size()) - 1;
+    }
+    return std::nullopt;
+  }
+  static const std::unordered_set<std::string> to_a_computed_shape = {
+      "aten::view", "aten::reshape", "aten::view_as", "aten::reshape_as",
+      "aten::expand", "aten::expand_as",
+  };
+  if (to_a_computed_shape.count(op) != 0) {
+    return std::nullopt;
+  }
+  return 0;
+}
+
+// Element-wise operators that keep the rank of what they are given, met
+// after the deciding operator on the way to one that implies a rank.
+bool keeps_the_rank(const std::string &op) {
+  static const std::unordered_set<std::string> ops = {
+      "aten::relu",    "aten::hardtanh", "aten::gelu",     "aten::sigmoid",  "aten::tanh",
+      "aten::silu",    "aten::elu",      "aten::leaky_relu", "aten::relu6",  "aten::hardswish",
+      "aten::softmax", "aten::log_softmax", "aten::layer_norm", "aten::batch_norm",
+      "aten::linear",
+  };
+  return ops.count(op) != 0;
 }
 
 struct Weight {
@@ -1105,6 +1177,8 @@ struct Use {
   bool transposed = false;
   bool batch_first = false;
   int32_t rank = 0;
+  std::optional<int> rank_change; // the deciding operator's input rank minus the input's
+  const Node *node = nullptr;     // the deciding operator
   std::string op;
 };
 
@@ -1118,6 +1192,7 @@ public:
   InputWalk(const Weights &weights, const Value *input) : weights_(weights) {
     tracked_.insert(input);
     derived_.insert(input);
+    offsets_[input] = 0;
   }
 
   // Walks `block` in order; true once the use is decided (or the walk stopped).
@@ -1137,8 +1212,25 @@ private:
   std::unordered_set<const Value *> tracked_;
   std::unordered_set<const Value *> derived_;
   std::unordered_set<const Value *> lists_; // lists holding a tracked value
+  // A tracked value's rank minus the input's, where the ops on the way say.
+  std::unordered_map<const Value *, std::optional<int>> offsets_;
 
   bool tracked(const Value *v) const { return tracked_.count(v) != 0; }
+
+  std::optional<int> offset(const Value *v) const {
+    auto found = offsets_.find(v);
+    return found == offsets_.end() ? std::nullopt : found->second;
+  }
+
+  // The offset of the first tracked input of `node`.
+  std::optional<int> tracked_offset(const Node *node) const {
+    for (const Value *in : node->inputs()) {
+      if (tracked(in)) {
+        return offset(in);
+      }
+    }
+    return std::nullopt;
+  }
 
   void derive_outputs(const Node *node) {
     for (const Value *out : node->outputs()) {
@@ -1151,6 +1243,8 @@ private:
     use.kind = kind;
     use.weight = std::move(weight);
     use.op = op_name(node);
+    use.node = node;
+    use.rank_change = tracked_offset(node);
     return true;
   }
 
@@ -1180,7 +1274,15 @@ private:
         for (const Block *inner : node->blocks()) {
           const Value *ret = inner->outputs()[i];
           if (tracked(ret)) {
-            tracked_.insert(node->outputs()[i]);
+            const Value *out = node->outputs()[i];
+            // Branches that disagree on the rank leave it unknown.
+            auto seen = offsets_.find(out);
+            if (!tracked(out)) {
+              offsets_[out] = offset(ret);
+            } else if (seen != offsets_.end() && seen->second != offset(ret)) {
+              seen->second = std::nullopt;
+            }
+            tracked_.insert(out);
           }
           if (derived_.count(ret) != 0) {
             derived_.insert(node->outputs()[i]);
@@ -1303,17 +1405,106 @@ private:
         return true;
       }
       tracked_.insert(node->output());
+      offsets_[node->output()] = tracked_offset(node);
       derive_outputs(node);
       return false;
     }
+    if (op == "aten::stft" && at(0)) {
+      return decide(PD_USE_WAVEFORM, node, std::nullopt);
+    }
     if (keeps_the_tensor(op) && at(0)) {
       tracked_.insert(node->output());
+      auto before = offset(in[0]);
+      auto step = rank_step(node, op);
+      offsets_[node->output()] =
+          before && step ? std::optional<int>(*before + *step) : std::nullopt;
       derive_outputs(node);
       return false;
     }
     return stop(node);
   }
 };
+
+// The rank `start` (the deciding operator's input) must have, as the
+// operators after it imply: its output followed through operators that keep
+// the rank or change it by a known amount to one that needs a rank (a
+// recurrent layer: 3, a convolution, permute, size() unpacked). 0 where
+// nothing says. DeepSpeech's linear layers take [batch, channel, time,
+// features] and only the squeeze(1) and LSTM after them tell.
+int32_t implied_rank(const Block *block, const Node *decided) {
+  std::unordered_map<const Value *, int> followed; // rank minus the decided input's
+  followed[decided->output()] = 0;
+  bool after = false;
+  for (const Node *node : block->nodes()) {
+    if (node == decided) {
+      after = true;
+      continue;
+    }
+    if (!after) {
+      continue;
+    }
+    std::optional<int> at;
+    size_t index = 0;
+    for (size_t i = 0; i < node->inputs().size(); ++i) {
+      auto found = followed.find(node->input(i));
+      if (found != followed.end()) {
+        at = found->second;
+        index = i;
+        break;
+      }
+    }
+    if (!at) {
+      continue;
+    }
+    const std::string op = op_name(node);
+    const auto &in = node->inputs();
+    if (!node->blocks().empty()) {
+      return 0;
+    }
+    if (op == "aten::size" && in.size() == 1) {
+      for (const torch::jit::Use &u : node->output()->uses()) {
+        if (u.user->kind() == c10::prim::ListUnpack) {
+          return static_cast<int32_t>(u.user->outputs().size()) - *at;
+        }
+      }
+      continue;
+    }
+    if (is_no_use(op)) {
+      continue;
+    }
+    if (index != 0 && !is_arithmetic(op)) {
+      return 0;
+    }
+    if ((op == "aten::lstm" || op == "aten::gru" || op == "aten::rnn_tanh" ||
+         op == "aten::rnn_relu") &&
+        is_overload(node, "input")) {
+      return 3 - *at;
+    }
+    if (op == "aten::conv1d" || op == "aten::conv2d" || op == "aten::conv3d") {
+      return static_cast<int32_t>(op[op.size() - 2] - '0') + 2 - *at;
+    }
+    if (op == "aten::permute" && in.size() == 2) {
+      if (in[1]->node()->kind() == c10::prim::ListConstruct) {
+        return static_cast<int32_t>(in[1]->node()->inputs().size()) - *at;
+      }
+      return 0;
+    }
+    if (node->outputs().size() != 1) {
+      return 0;
+    }
+    std::optional<int> step;
+    if (keeps_the_rank(op) || is_arithmetic(op)) {
+      step = 0;
+    } else if (keeps_the_tensor(op)) {
+      step = rank_step(node, op);
+    }
+    if (!step) {
+      return 0;
+    }
+    followed[node->output()] = *at + *step;
+  }
+  return 0;
+}
 
 // Where an embedding's indices come from aten::arange (through reshapes):
 // a table of positions.
@@ -1409,6 +1600,12 @@ char *pd_forward_input_uses(const char *data, size_t len, PdInputUse **uses, int
       out.transposed = u.transposed ? 1 : 0;
       out.batch_first = u.batch_first ? 1 : 0;
       out.rank = u.rank;
+      out.rank_change_known = u.rank_change ? 1 : 0;
+      out.rank_change = u.rank_change.value_or(0);
+      // Only a linear layer takes inputs of any rank.
+      out.op_rank = u.kind == PD_USE_LINEAR && u.node != nullptr
+                        ? implied_rank(u.node->owningBlock(), u.node)
+                        : 0;
       out.op = copy_or_null(u.op);
       out.weight = u.weight ? copy_or_null(u.weight->name) : nullptr;
       out.name = i + 1 < arguments.size() ? copy_or_null(arguments[i + 1].name()) : nullptr;

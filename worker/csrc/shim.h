@@ -122,6 +122,7 @@ enum {
   PD_USE_RECURRENT = 4,  // aten::lstm/gru/rnn_tanh/rnn_relu: weight_shape is weight_ih_l0's
   PD_USE_LAYER_NORM = 5, // weight_shape is the normalized shape
   PD_USE_ARITHMETIC = 6, // added to, multiplied with, ... another tensor (a mask, typically)
+  PD_USE_WAVEFORM = 7,   // aten::stft: a waveform, no weight
 };
 
 #define PD_MAX_WEIGHT_DIMS 8
@@ -135,6 +136,9 @@ typedef struct PdInputUse {
   int32_t transposed;    // transposed convolution; matmul with a [in, out] weight
   int32_t batch_first;   // recurrent: the op's batch_first argument
   int32_t rank;          // rank forward() unpacks the input's size() into, 0 when not seen
+  int32_t rank_change_known; // 1 when rank_change is known
+  int32_t rank_change;   // the deciding operator's input rank minus the input's own (unsqueeze: +1)
+  int32_t op_rank;       // the deciding operator's input rank as later operators imply it, 0 if not
   char *op;              // the deciding operator (or where the walk stopped), or NULL
   char *weight;          // attribute path of the weight read ("emb.weight"), or NULL
   char *name;            // the argument's name in forward()'s schema, or NULL

@@ -8,9 +8,18 @@
 //!   indexed by aten::arange, or named for positions) has fewer rows;
 //! * a convolution: the rank and channel count of its weight, with
 //!   [`DEFAULT_IMAGE_SIZE`] for each spatial size (a 3-D convolution gets
-//!   [`VIDEO_FRAMES`] frames of it);
+//!   [`VIDEO_FRAMES`] frames of it; a 1-channel 1-D signal, audio,
+//!   [`AUDIO_SAMPLES`] samples);
 //! * a linear layer: `[1, in_features]`, or `[1, L, in_features]` when
-//!   forward() unpacks the input's size into three;
+//!   forward() unpacks the input's size into three, or `[1, 1, L,
+//!   in_features]` when the operators after the layer imply rank 4 (a
+//!   squeeze(1) then an LSTM);
+//! * an STFT (aten::stft): a waveform of [`AUDIO_SAMPLES`], `[1, T]`;
+//!
+//! Where view operators between the input and its deciding operator change
+//! the rank by a known amount (`x[:, None]`, unsqueeze, squeeze(dim),
+//! flatten), the input gets its own rank: size-1 dimensions dropped from
+//! the front, or added there.
 //! * a recurrent layer: `[1, L, input_size]` (batch_first) or
 //!   `[L, 1, input_size]`;
 //! * a LayerNorm: `[1, *normalized_shape]`;
@@ -32,6 +41,11 @@ pub const SEQUENCE_LENGTH: i64 = 16;
 
 /// Frames of an inferred video (a 3-D convolution's input).
 pub const VIDEO_FRAMES: i64 = 16;
+
+/// Samples of an inferred waveform (a 1-channel signal, the input of an
+/// STFT): one second at 16 kHz, the rate speech models are trained at.
+/// Long enough for wav2vec2's convolution stack, which needs 400.
+pub const AUDIO_SAMPLES: i64 = 16_000;
 
 /// An input inferred from the model, and what from, in words for the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +121,7 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
             })
         }
         UseKind::Arithmetic => return Err(Undecided::LoneArithmetic(op)),
+        UseKind::Waveform => Vec::new(),
         _ => u
             .weight_shape
             .clone()
@@ -164,6 +179,14 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
                 shape[1] * u.groups
             };
             let (kind, spatial, default): (&str, Vec<i64>, String) = match shape.len() {
+                3 if channels == 1 => (
+                    "waveform",
+                    vec![AUDIO_SAMPLES],
+                    format!(
+                        "{AUDIO_SAMPLES} samples by default (one second of 16 kHz audio, as a \
+                         1-channel signal is audio)"
+                    ),
+                ),
                 3 => (
                     "signal",
                     vec![DEFAULT_IMAGE_SIZE],
@@ -184,8 +207,10 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
                 ),
             };
             let dims = [vec![1, channels], spatial].concat();
+            let (dims, reshaped) = own_rank(dims, u.rank_change);
             let from = format!(
-                "{} of {channels} channel{}, from the convolution {weight} ({op}); {default}",
+                "{} of {channels} channel{}, from the convolution {weight} ({op}); \
+                 {default}{reshaped}",
                 article(kind),
                 if channels == 1 { "" } else { "s" }
             );
@@ -203,8 +228,22 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
                         "; a sequence of {SEQUENCE_LENGTH}, as forward() unpacks its size into three"
                     ),
                 )
+            } else if let Some(rank @ 3..) = u.op_rank {
+                // [batch, 1.., sequence, features]: the middle dimensions of
+                // size 1 suit a squeeze, as DeepSpeech's channel does.
+                let mut dims = vec![1; rank - 2];
+                dims.extend([SEQUENCE_LENGTH, features]);
+                let (dims, reshaped) = own_rank(dims, u.rank_change);
+                (
+                    dims,
+                    format!(
+                        "; the layer's input has rank {rank}, as the operators after it imply \
+                         (batch, {}a sequence of {SEQUENCE_LENGTH}, features){reshaped}",
+                        "1, ".repeat(rank - 3)
+                    ),
+                )
             } else {
-                (vec![1, features], String::new())
+                own_rank(vec![1, features], u.rank_change)
             };
             let from =
                 format!("{features} features, from the linear layer {weight} ({op}){sequence}");
@@ -240,9 +279,63 @@ fn decide(u: &InputUse, tables: &[EmbeddingTable]) -> Result<Inferred, Undecided
                 format!("the normalized shape {shape:?} of the layer norm ({op}) it goes to first");
             (float("features", dims), from)
         }
+        UseKind::Waveform => {
+            let (dims, reshaped) = own_rank(vec![1, AUDIO_SAMPLES], u.rank_change);
+            let from = format!(
+                "a waveform of {AUDIO_SAMPLES} samples (one second of 16 kHz audio), as it goes \
+                 to a short-time Fourier transform ({op}) first{reshaped}"
+            );
+            (float("waveform", dims), from)
+        }
         UseKind::Undecided | UseKind::Arithmetic => unreachable!("returned above"),
     };
     Ok(Inferred { spec, from })
+}
+
+/// The input's own dimensions, given the `dims` its deciding operator
+/// takes and how much the operators between change the rank (`x[:, None]`:
+/// +1): size-1 dimensions dropped from the front (not the last), or added
+/// there. With the words the report gives, empty when nothing changed.
+fn own_rank(dims: Vec<i64>, change: Option<i32>) -> (Vec<i64>, String) {
+    let change = match change {
+        Some(c) if c != 0 => c,
+        _ => return (dims, String::new()),
+    };
+    let words = |own: &[i64]| {
+        format!(
+            "; {own:?} itself, as forward() changes its rank by {change:+} on the way to \
+             {dims:?}"
+        )
+    };
+    if change < 0 {
+        let own = [vec![1; change.unsigned_abs() as usize], dims.clone()].concat();
+        let words = words(&own);
+        return (own, words);
+    }
+    let mut drop = change as usize;
+    let last = dims.len().saturating_sub(1);
+    let own: Vec<i64> = dims
+        .iter()
+        .enumerate()
+        .filter(|&(i, &d)| {
+            let dropped = drop > 0 && d == 1 && i < last;
+            drop -= usize::from(dropped);
+            !dropped
+        })
+        .map(|(_, &d)| d)
+        .collect();
+    if drop > 0 {
+        // Not enough dimensions of size 1: the operator's own shape.
+        return (
+            dims,
+            format!(
+                "; forward() changes its rank by {change:+} before, which these dimensions \
+                 cannot give"
+            ),
+        );
+    }
+    let words = words(&own);
+    (own, words)
 }
 
 /// "a signal", "an image".
@@ -309,6 +402,8 @@ mod tests {
             transposed: false,
             batch_first: false,
             rank: None,
+            rank_change: None,
+            op_rank: None,
         }
     }
 
@@ -410,7 +505,34 @@ mod tests {
             "c.weight",
             &[16, 1, 9],
         );
-        assert_eq!(one(conv1d, vec![]).unwrap().spec.shape, [1, 1, 224]);
+        // 1 channel: audio, one second at 16 kHz.
+        let waveform = one(conv1d.clone(), vec![]).unwrap();
+        assert_eq!(waveform.spec.shape, [1, 1, AUDIO_SAMPLES]);
+        assert!(waveform.from.contains("16 kHz"), "{}", waveform.from);
+        // `x[:, None]` before it: the input is [batch, samples].
+        let unsqueezed = InputUse {
+            rank_change: Some(1),
+            ..conv1d
+        };
+        let got = one(unsqueezed, vec![]).unwrap();
+        assert_eq!(got.spec.shape, [1, AUDIO_SAMPLES]);
+        assert!(got.from.contains("changes its rank by +1"), "{}", got.from);
+        let channels = used(
+            UseKind::Convolution,
+            "aten::conv1d",
+            "c.weight",
+            &[16, 4, 9],
+        );
+        assert_eq!(
+            one(channels.clone(), vec![]).unwrap().spec.shape,
+            [1, 4, 224]
+        );
+        // Two more dimensions than [1, 4, 224] has of size 1: left as it is.
+        let too_many = InputUse {
+            rank_change: Some(2),
+            ..channels
+        };
+        assert_eq!(one(too_many, vec![]).unwrap().spec.shape, [1, 4, 224]);
         let transposed = InputUse {
             transposed: true,
             ..used(
@@ -472,8 +594,42 @@ mod tests {
             [1, SEQUENCE_LENGTH, 20]
         );
 
+        // Rank 4 implied after the layer (DeepSpeech): batch, channel, time, features.
+        let four = InputUse {
+            op_rank: Some(4),
+            ..used(UseKind::Linear, "aten::linear", "fc.weight", &[32, 40])
+        };
+        let got = one(four, vec![]).unwrap();
+        assert_eq!(got.spec.shape, [1, 1, SEQUENCE_LENGTH, 40]);
+        assert!(got.from.contains("rank 4"), "{}", got.from);
+        // flatten(1) before the layer: the input has one dimension more.
+        let flattened = InputUse {
+            rank_change: Some(-1),
+            ..used(UseKind::Linear, "aten::linear", "fc.weight", &[32, 40])
+        };
+        assert_eq!(one(flattened, vec![]).unwrap().spec.shape, [1, 1, 40]);
+
         let norm = used(UseKind::LayerNorm, "aten::layer_norm", "ln.weight", &[48]);
         assert_eq!(one(norm, vec![]).unwrap().spec.shape, [1, 48]);
+    }
+
+    #[test]
+    fn an_stft_gives_a_waveform() {
+        let stft = InputUse {
+            weight: None,
+            weight_shape: None,
+            ..used(UseKind::Waveform, "aten::stft", "", &[])
+        };
+        let got = one(stft.clone(), vec![]).unwrap();
+        assert_eq!(got.spec.shape, [1, AUDIO_SAMPLES]);
+        assert_eq!(got.spec.dtype, DType::Float32);
+        assert!(got.from.contains("Fourier"), "{}", got.from);
+        // x.unsqueeze(0) before it: the waveform is 1-D.
+        let one_d = InputUse {
+            rank_change: Some(1),
+            ..stft
+        };
+        assert_eq!(one(one_d, vec![]).unwrap().spec.shape, [AUDIO_SAMPLES]);
     }
 
     #[test]
@@ -610,6 +766,31 @@ mod tests {
         let opaque = input_uses(&fixture("opaque_inputs.pt")).unwrap();
         assert_eq!(opaque.inputs[0].kind, UseKind::Undecided);
         assert_eq!(opaque.inputs[0].op.as_deref(), Some("aten::tanh"));
+
+        // `x[:, None]` (slice, unsqueeze) before a conv1d: one rank more.
+        let wave = input_uses(&fixture("waveform_conv.pt")).unwrap();
+        assert_eq!(wave.inputs[0].kind, UseKind::Convolution);
+        assert_eq!(wave.inputs[0].rank_change, Some(1), "{:?}", wave.inputs[0]);
+        assert_eq!(
+            one(wave.inputs[0].clone(), vec![]).unwrap().spec.shape,
+            [1, AUDIO_SAMPLES]
+        );
+        // Scripted torch.stft: reshaped to computed shapes before it.
+        let stft = input_uses(&fixture("stft_spectrogram.pt")).unwrap();
+        assert_eq!(
+            stft.inputs[0].kind,
+            UseKind::Waveform,
+            "{:?}",
+            stft.inputs[0]
+        );
+        assert_eq!(stft.inputs[0].op.as_deref(), Some("aten::stft"));
+        // A linear layer whose squeeze(1) and LSTM after it imply rank 4.
+        let four = input_uses(&fixture("linear_first_4d.pt")).unwrap();
+        assert_eq!(four.inputs[0].kind, UseKind::Linear);
+        assert_eq!(four.inputs[0].op_rank, Some(4), "{:?}", four.inputs[0]);
+        assert_eq!(four.inputs[0].rank_change, Some(0));
+        // Nothing after lstm_first's or two_inputs' layers implies a rank.
+        assert_eq!(two.inputs[1].op_rank, None, "{:?}", two.inputs[1]);
 
         // Not a model: an error, not a crash.
         assert!(input_uses(b"not a zip").is_err());

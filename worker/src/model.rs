@@ -1,6 +1,6 @@
 //! Loading a TorchScript model, building its inputs and calling it.
 
-use crate::inputs::{self, Inferred, DEFAULT_IMAGE_SIZE, SEQUENCE_LENGTH};
+use crate::inputs::{self, Inferred, AUDIO_SAMPLES, DEFAULT_IMAGE_SIZE, SEQUENCE_LENGTH};
 use precisiond_core::precision::Precision;
 use precisiond_core::settings::{DType, InputSpec, EXAMPLE};
 use std::path::{Path, PathBuf};
@@ -220,10 +220,18 @@ fn first_weight_input(module: &CModule) -> Result<(InputSpec, String), Uninferab
             low: None,
             high: None,
         },
-        // conv1d weight: [out, in, k]
+        // conv1d weight: [out, in, k]; one channel is audio
         3 => InputSpec {
             name: Some("signal".into()),
-            shape: vec![1, size[1], DEFAULT_IMAGE_SIZE],
+            shape: vec![
+                1,
+                size[1],
+                if size[1] == 1 {
+                    AUDIO_SAMPLES
+                } else {
+                    DEFAULT_IMAGE_SIZE
+                },
+            ],
             dtype: DType::Float32,
             low: None,
             high: None,

@@ -587,6 +587,9 @@ pub mod graph {
         transposed: i32,
         batch_first: i32,
         rank: i32,
+        rank_change_known: i32,
+        rank_change: i32,
+        op_rank: i32,
         op: *mut c_char,
         weight: *mut c_char,
         name: *mut c_char,
@@ -632,6 +635,8 @@ pub mod graph {
         LayerNorm,
         /// Added to, multiplied with, ... another tensor: a mask, typically.
         Arithmetic,
+        /// aten::stft: a waveform (no weight).
+        Waveform,
     }
 
     impl UseKind {
@@ -643,6 +648,7 @@ pub mod graph {
                 4 => UseKind::Recurrent,
                 5 => UseKind::LayerNorm,
                 6 => UseKind::Arithmetic,
+                7 => UseKind::Waveform,
                 _ => UseKind::Undecided,
             }
         }
@@ -672,6 +678,12 @@ pub mod graph {
         pub batch_first: bool,
         /// The rank forward() unpacks the input's size() into.
         pub rank: Option<usize>,
+        /// The deciding operator's input rank minus the input's own, where
+        /// the view operators on the way say (`x[:, None]`: +1).
+        pub rank_change: Option<i32>,
+        /// The deciding operator's input rank as the operators after it
+        /// imply (a squeeze(1) then an LSTM after a linear layer: 4).
+        pub op_rank: Option<usize>,
     }
 
     /// An embedding table forward() reads.
@@ -727,6 +739,8 @@ pub mod graph {
                     transposed: u.transposed != 0,
                     batch_first: u.batch_first != 0,
                     rank: (u.rank > 0).then_some(u.rank as usize),
+                    rank_change: (u.rank_change_known != 0).then_some(u.rank_change),
+                    op_rank: (u.op_rank > 0).then_some(u.op_rank as usize),
                 });
             }
             let mut embedding_tables = Vec::new();
