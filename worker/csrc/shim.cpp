@@ -112,6 +112,73 @@ bool module_calls_quantized(const torch::jit::Module &module) {
   return false;
 }
 
+// libtorch's InsertQuantDeQuant dequantizes a tuple of quantized tensors as
+// one value: a traced transformer's `return (last_hidden_state,
+// pooler_output)` ends in aten::dequantize(TupleConstruct(a, b)). In memory
+// the node keeps the tuple type, but it is saved as `torch.dequantize((a,
+// b))`, which the loader binds to the list overload dequantize.tensors, so
+// the saved model does not load ("Return value was annotated as having
+// type Tuple[Tensor, Tensor] but is actually of type List[Tensor]"). The
+// tuple is rebuilt from its elements, each dequantized by itself.
+torch::jit::Value *dequantized(torch::jit::Graph &graph, torch::jit::Value *value) {
+  const c10::TupleTypePtr tuple = value->type()->cast<c10::TupleType>();
+  if (!tuple) {
+    if (value->type()->cast<c10::TensorType>() || value->type()->isSubtypeOf(*c10::ListType::ofTensors())) {
+      return graph.insert(c10::aten::dequantize, {value});
+    }
+    return value; // None or a scalar: nothing quantized to undo.
+  }
+  std::vector<torch::jit::Value *> elements;
+  torch::jit::Node *producer = value->node();
+  if (producer->kind() == c10::prim::TupleConstruct) {
+    elements.assign(producer->inputs().begin(), producer->inputs().end());
+  } else {
+    torch::jit::Node *unpack = graph.insertNode(graph.createTupleUnpack(value));
+    elements.assign(unpack->outputs().begin(), unpack->outputs().end());
+  }
+  for (torch::jit::Value *&element : elements) {
+    element = dequantized(graph, element);
+  }
+  return graph.insertNode(graph.createTuple(elements))->output();
+}
+
+void collect_tuple_dequantizes(torch::jit::Block *block, std::vector<torch::jit::Node *> &found) {
+  for (torch::jit::Node *node : block->nodes()) {
+    if (node->kind() == c10::aten::dequantize && node->inputs().size() == 1 &&
+        node->input()->type()->cast<c10::TupleType>()) {
+      found.push_back(node);
+    }
+    for (torch::jit::Block *inner : node->blocks()) {
+      collect_tuple_dequantizes(inner, found);
+    }
+  }
+}
+
+// Every method of every module type (the passes leave submodule methods
+// that are saved with the model even when forward no longer calls them).
+void dequantize_tuples_elementwise(const torch::jit::Module &module) {
+  std::unordered_set<const torch::jit::Graph *> seen;
+  for (const auto &sub : module.modules()) {
+    for (const auto &method : sub.get_methods()) {
+      const std::shared_ptr<torch::jit::Graph> graph = method.graph();
+      if (!seen.insert(graph.get()).second) {
+        continue;
+      }
+      std::vector<torch::jit::Node *> found;
+      collect_tuple_dequantizes(graph->block(), found);
+      for (torch::jit::Node *node : found) {
+        torch::jit::WithInsertPoint point(node);
+        torch::jit::Value *rebuilt = dequantized(*graph, node->input());
+        node->output()->replaceAllUsesWith(rebuilt);
+        node->destroy();
+      }
+      if (!found.empty()) {
+        torch::jit::EliminateDeadCode(graph);
+      }
+    }
+  }
+}
+
 // Observers, written as TorchScript and compiled with Module::define. The
 // quantization passes read `dtype`, `qscheme` (and `ch_axis`) from them and
 // call `calculate_qparams`.
@@ -511,6 +578,7 @@ torch::jit::Module converted(torch::jit::Module &observed, torch::jit::QuantType
   torch::jit::Module quantized = torch::jit::InsertQuantDeQuant(
       observed, "forward", /*inplace=*/false, /*debug=*/false, mode);
   quantized = torch::jit::Finalize(quantized, mode, {});
+  dequantize_tuples_elementwise(quantized);
   auto graph = quantized.get_method("forward").graph();
   torch::jit::ConstantPropagation(graph);
   torch::jit::EliminateDeadCode(graph);
