@@ -521,6 +521,60 @@ char *pd_module_info(const char *data, size_t len, int64_t *num_inputs, int64_t 
   });
 }
 
+// Tracing nn.LSTM/GRU/RNN without an initial state records the zeros it
+// makes as `aten::zeros(..., dtype=<the input's dtype at trace time>)`: a
+// constant. Cast to FP16/BF16, the input and weights follow and the state
+// stays float32, which neither oneDNN's RNN nor the native one accepts.
+// One line "RNN_OP FACTORY_OP DTYPE" per such state in forward (inlined).
+char *pd_rnn_constant_state_dtypes(const char *data, size_t len, char **out) {
+  *out = nullptr;
+  return guarded([&] {
+    torch::jit::Module module = load_from_bytes(data, len);
+    std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+    torch::jit::Inline(*graph);
+    const std::unordered_set<c10::Symbol> rnns{c10::aten::lstm, c10::aten::gru,
+                                               c10::aten::rnn_tanh, c10::aten::rnn_relu};
+    std::string lines;
+    std::vector<const torch::jit::Block *> blocks{graph->block()};
+    while (!blocks.empty()) {
+      const torch::jit::Block *block = blocks.back();
+      blocks.pop_back();
+      for (const torch::jit::Node *node : block->nodes()) {
+        for (const torch::jit::Block *inner : node->blocks()) {
+          blocks.push_back(inner);
+        }
+        if (rnns.count(node->kind()) == 0 || node->inputs().size() < 2) {
+          continue;
+        }
+        // The state is the second argument: a tensor, or LSTM's [h0, c0].
+        std::vector<const torch::jit::Value *> states{node->input(1)};
+        if (node->input(1)->node()->kind() == c10::prim::ListConstruct) {
+          states.assign(node->input(1)->node()->inputs().begin(),
+                        node->input(1)->node()->inputs().end());
+        }
+        for (const torch::jit::Value *state : states) {
+          const torch::jit::Node *factory = state->node();
+          const auto &schema = factory->maybeSchema();
+          if (schema == nullptr || !schema->argumentIndexWithName("dtype")) {
+            continue;
+          }
+          const std::optional<c10::IValue> dtype =
+              torch::jit::toIValue(factory->input(*schema->argumentIndexWithName("dtype")));
+          if (!dtype || !dtype->isInt()) {
+            continue;
+          }
+          const auto type = static_cast<c10::ScalarType>(dtype->toInt());
+          if (c10::isFloatingType(type)) {
+            lines += std::string(node->kind().toQualString()) + " " +
+                     factory->kind().toQualString() + " " + c10::toString(type) + "\n";
+          }
+        }
+      }
+    }
+    *out = copy_string(lines);
+  });
+}
+
 } // extern "C"
 
 extern "C" {
