@@ -867,6 +867,73 @@ def make_cast_fixtures() -> List[str]:
 
 
 # --------------------------------------------------------------------------
+# Issue #22: static PTQ of a traced transformer that returns a tuple
+# --------------------------------------------------------------------------
+# tuple_encoder.pt (traced, as Hugging Face models are saved): a BERT-like
+# encoder (embedding, one attention + feed-forward layer, a pooler) that
+# returns (last_hidden_state, pooler_output). libtorch's InsertQuantDeQuant
+# dequantizes that tuple as one value, and the model PyTorch's own
+# quantize_jit writes does not load ("annotated as having type
+# Tuple[Tensor, Tensor] but is actually of type List[Tensor]").
+
+class TupleEncoderLayer(nn.Module):
+    def __init__(self, width: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.norm1 = nn.LayerNorm(width)
+        self.ff1 = nn.Linear(width, 2 * width)
+        self.ff2 = nn.Linear(2 * width, width)
+        self.norm2 = nn.LayerNorm(width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(
+            2, 0, 3, 1, 4).unbind(0)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5, dim=-1)
+        x = self.norm1(x + self.out((att @ v).transpose(1, 2).reshape(b, n, d)))
+        return self.norm2(x + self.ff2(torch.nn.functional.gelu(self.ff1(x))))
+
+
+class TupleEncoderPooler(nn.Module):
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.dense = nn.Linear(width, width)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class TupleEncoder(nn.Module):
+    def __init__(self, vocab: int = 100, width: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.norm = nn.LayerNorm(width)
+        self.layer = TupleEncoderLayer(width)
+        self.pooler = TupleEncoderPooler(width)
+
+    def forward(self, ids: Tensor) -> Tuple[Tensor, Tensor]:
+        hidden = self.layer(self.norm(self.embed(ids)))
+        return hidden, self.pooler(hidden)
+
+
+def make_tuple_encoder() -> List[str]:
+    """Writes tuple_encoder.pt (+ settings); the names whose check failed."""
+    torch.manual_seed(0)
+    model = TupleEncoder().eval()
+    example = [torch.randint(0, 100, (1, 16))]
+    path = os.path.join(MODELS_DIR, "tuple_encoder.pt")
+    with torch.no_grad():
+        traced = torch.jit.trace(model, tuple(example))
+    torch.jit.save(traced, path)
+    with open(path + ".toml", "w") as f:
+        f.write('[[inputs]]\nname = "ids"\nshape = [1, 16]\ndtype = "int64"\n'
+                "low = 0\nhigh = 100\n")
+    return [] if check(path, example, try_bf16=True, bf16_expected=True) else ["tuple_encoder.pt"]
+
+
+# --------------------------------------------------------------------------
 # Writing and checking
 # --------------------------------------------------------------------------
 
@@ -994,6 +1061,7 @@ def make_all() -> int:
     failures += make_graph_input_fixtures()
     failures += make_traced()
     failures += make_cast_fixtures()
+    failures += make_tuple_encoder()
     qops = quantized_ops(os.path.join(MODELS_DIR, "prequantized.pt"))
     print("prequantized.pt quantized ops:", ", ".join(qops) or "NONE")
     if not any(op.startswith("quantized::") for op in qops):

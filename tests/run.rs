@@ -1238,3 +1238,45 @@ fn a_traced_float_constant_fails_the_cast_and_runs_under_autocast() {
         assert_eq!(status(&format!("{p} (autocast)")), "ok");
     }
 }
+
+/// A traced nn.LSTM called without a state (lstm_tagger.pt, as the zoo's
+/// rnn_lstm_tagger) makes its zero state with aten::zeros(dtype=float32):
+/// tracing records the dtype it ran in, a constant the FP16/BF16 cast
+/// cannot reach, and libtorch's RNN refuses the mixed dtypes (oneDNN's
+/// BF16 LSTM: "could not create a primitive descriptor", which does not say
+/// why). The cast result says why. A scripted LSTM (lstm_first.pt) makes
+/// its state in the input's dtype: no such note.
+#[test]
+fn a_traced_lstm_cast_says_its_state_dtype_is_a_constant() {
+    let dir = tempfile::tempdir().unwrap();
+    let traced = copy_fixture("lstm_tagger.pt", dir.path());
+    let out = run_quick(&traced, &["--precisions", "fp32,fp16,bf16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report_of(&traced);
+    for (p, dtype) in [("fp16", "Half"), ("bf16", "BFloat16")] {
+        let cast = results(&report)
+            .into_iter()
+            .find(|r| r["precision"].as_str() == Some(p) && r["method"].as_str() == Some("cast"))
+            .unwrap_or_else(|| panic!("no {p} cast result"));
+        assert_eq!(cast["status"].as_str(), Some("failed"), "{p}: {cast:?}");
+        let notes = notes_of(&cast);
+        let said: Vec<_> = notes
+            .iter()
+            .filter(|n| n.contains("aten::lstm's initial state with aten::zeros(dtype=Float)"))
+            .collect();
+        assert_eq!(said.len(), 1, "{p}: one note for h0 and c0: {notes:?}");
+        assert!(
+            said[0].contains(&format!("weights are {dtype} and the state stays Float")),
+            "{p}: {}",
+            said[0]
+        );
+    }
+    let scripted = copy_fixture("lstm_first.pt", dir.path());
+    let out = run_quick(&scripted, &["--precisions", "fp32,bf16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bf16 = result_for(&report_of(&scripted), "bf16");
+    assert!(
+        !notes_of(&bf16).iter().any(|n| n.contains("initial state")),
+        "{bf16:?}"
+    );
+}

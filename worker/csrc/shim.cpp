@@ -116,6 +116,73 @@ bool module_calls_quantized(const torch::jit::Module &module) {
   return false;
 }
 
+// libtorch's InsertQuantDeQuant dequantizes a tuple of quantized tensors as
+// one value: a traced transformer's `return (last_hidden_state,
+// pooler_output)` ends in aten::dequantize(TupleConstruct(a, b)). In memory
+// the node keeps the tuple type, but it is saved as `torch.dequantize((a,
+// b))`, which the loader binds to the list overload dequantize.tensors, so
+// the saved model does not load ("Return value was annotated as having
+// type Tuple[Tensor, Tensor] but is actually of type List[Tensor]"). The
+// tuple is rebuilt from its elements, each dequantized by itself.
+torch::jit::Value *dequantized(torch::jit::Graph &graph, torch::jit::Value *value) {
+  const c10::TupleTypePtr tuple = value->type()->cast<c10::TupleType>();
+  if (!tuple) {
+    if (value->type()->cast<c10::TensorType>() || value->type()->isSubtypeOf(*c10::ListType::ofTensors())) {
+      return graph.insert(c10::aten::dequantize, {value});
+    }
+    return value; // None or a scalar: nothing quantized to undo.
+  }
+  std::vector<torch::jit::Value *> elements;
+  torch::jit::Node *producer = value->node();
+  if (producer->kind() == c10::prim::TupleConstruct) {
+    elements.assign(producer->inputs().begin(), producer->inputs().end());
+  } else {
+    torch::jit::Node *unpack = graph.insertNode(graph.createTupleUnpack(value));
+    elements.assign(unpack->outputs().begin(), unpack->outputs().end());
+  }
+  for (torch::jit::Value *&element : elements) {
+    element = dequantized(graph, element);
+  }
+  return graph.insertNode(graph.createTuple(elements))->output();
+}
+
+void collect_tuple_dequantizes(torch::jit::Block *block, std::vector<torch::jit::Node *> &found) {
+  for (torch::jit::Node *node : block->nodes()) {
+    if (node->kind() == c10::aten::dequantize && node->inputs().size() == 1 &&
+        node->input()->type()->cast<c10::TupleType>()) {
+      found.push_back(node);
+    }
+    for (torch::jit::Block *inner : node->blocks()) {
+      collect_tuple_dequantizes(inner, found);
+    }
+  }
+}
+
+// Every method of every module type (the passes leave submodule methods
+// that are saved with the model even when forward no longer calls them).
+void dequantize_tuples_elementwise(const torch::jit::Module &module) {
+  std::unordered_set<const torch::jit::Graph *> seen;
+  for (const auto &sub : module.modules()) {
+    for (const auto &method : sub.get_methods()) {
+      const std::shared_ptr<torch::jit::Graph> graph = method.graph();
+      if (!seen.insert(graph.get()).second) {
+        continue;
+      }
+      std::vector<torch::jit::Node *> found;
+      collect_tuple_dequantizes(graph->block(), found);
+      for (torch::jit::Node *node : found) {
+        torch::jit::WithInsertPoint point(node);
+        torch::jit::Value *rebuilt = dequantized(*graph, node->input());
+        node->output()->replaceAllUsesWith(rebuilt);
+        node->destroy();
+      }
+      if (!found.empty()) {
+        torch::jit::EliminateDeadCode(graph);
+      }
+    }
+  }
+}
+
 // Observers, written as TorchScript and compiled with Module::define. The
 // quantization passes read `dtype`, `qscheme` (and `ch_axis`) from them and
 // call `calculate_qparams`.
@@ -458,6 +525,60 @@ char *pd_module_info(const char *data, size_t len, int64_t *num_inputs, int64_t 
   });
 }
 
+// Tracing nn.LSTM/GRU/RNN without an initial state records the zeros it
+// makes as `aten::zeros(..., dtype=<the input's dtype at trace time>)`: a
+// constant. Cast to FP16/BF16, the input and weights follow and the state
+// stays float32, which neither oneDNN's RNN nor the native one accepts.
+// One line "RNN_OP FACTORY_OP DTYPE" per such state in forward (inlined).
+char *pd_rnn_constant_state_dtypes(const char *data, size_t len, char **out) {
+  *out = nullptr;
+  return guarded([&] {
+    torch::jit::Module module = load_from_bytes(data, len);
+    std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+    torch::jit::Inline(*graph);
+    const std::unordered_set<c10::Symbol> rnns{c10::aten::lstm, c10::aten::gru,
+                                               c10::aten::rnn_tanh, c10::aten::rnn_relu};
+    std::string lines;
+    std::vector<const torch::jit::Block *> blocks{graph->block()};
+    while (!blocks.empty()) {
+      const torch::jit::Block *block = blocks.back();
+      blocks.pop_back();
+      for (const torch::jit::Node *node : block->nodes()) {
+        for (const torch::jit::Block *inner : node->blocks()) {
+          blocks.push_back(inner);
+        }
+        if (rnns.count(node->kind()) == 0 || node->inputs().size() < 2) {
+          continue;
+        }
+        // The state is the second argument: a tensor, or LSTM's [h0, c0].
+        std::vector<const torch::jit::Value *> states{node->input(1)};
+        if (node->input(1)->node()->kind() == c10::prim::ListConstruct) {
+          states.assign(node->input(1)->node()->inputs().begin(),
+                        node->input(1)->node()->inputs().end());
+        }
+        for (const torch::jit::Value *state : states) {
+          const torch::jit::Node *factory = state->node();
+          const auto &schema = factory->maybeSchema();
+          if (schema == nullptr || !schema->argumentIndexWithName("dtype")) {
+            continue;
+          }
+          const std::optional<c10::IValue> dtype =
+              torch::jit::toIValue(factory->input(*schema->argumentIndexWithName("dtype")));
+          if (!dtype || !dtype->isInt()) {
+            continue;
+          }
+          const auto type = static_cast<c10::ScalarType>(dtype->toInt());
+          if (c10::isFloatingType(type)) {
+            lines += std::string(node->kind().toQualString()) + " " +
+                     factory->kind().toQualString() + " " + c10::toString(type) + "\n";
+          }
+        }
+      }
+    }
+    *out = copy_string(lines);
+  });
+}
+
 } // extern "C"
 
 extern "C" {
@@ -515,6 +636,7 @@ torch::jit::Module converted(torch::jit::Module &observed, torch::jit::QuantType
   torch::jit::Module quantized = torch::jit::InsertQuantDeQuant(
       observed, "forward", /*inplace=*/false, /*debug=*/false, mode);
   quantized = torch::jit::Finalize(quantized, mode, {});
+  dequantize_tuples_elementwise(quantized);
   auto graph = quantized.get_method("forward").graph();
   torch::jit::ConstantPropagation(graph);
   torch::jit::EliminateDeadCode(graph);

@@ -27,6 +27,11 @@ char *pd_supported_qengines(char **out);
 char *pd_module_info(const char *data, size_t len, int64_t *num_inputs, int64_t *num_required,
                      int *has_quantized_ops);
 
+// The initial states of forward's RNN layers that the graph makes with a
+// constant floating-point dtype (a traced nn.LSTM's zeros): one line
+// "RNN_OP FACTORY_OP DTYPE" each, e.g. "aten::lstm aten::zeros Float".
+char *pd_rnn_constant_state_dtypes(const char *data, size_t len, char **out);
+
 // From now on, libtorch's warnings (TORCH_WARN) are collected instead of
 // printed; pd_take_warnings hands over (and forgets) those seen so far,
 // newline separated.

@@ -18,6 +18,11 @@ mod ffi {
             num_required: *mut i64,
             has_quantized_ops: *mut c_int,
         ) -> *mut c_char;
+        pub fn pd_rnn_constant_state_dtypes(
+            data: *const c_char,
+            len: usize,
+            out: *mut *mut c_char,
+        ) -> *mut c_char;
         pub fn pd_collect_warnings();
         pub fn pd_take_warnings(out: *mut *mut c_char) -> *mut c_char;
         pub fn pd_set_qengine(engine: *const c_char) -> *mut c_char;
@@ -251,6 +256,45 @@ pub fn op_namespace_registered(ns: &str) -> Result<bool, ShimError> {
         ))?
     };
     Ok(registered != 0)
+}
+
+/// An RNN layer's initial state that the graph makes with a constant
+/// floating-point dtype, as tracing records nn.LSTM's default zero state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstantRnnState {
+    /// The RNN operator ("aten::lstm").
+    pub rnn: String,
+    /// The operator that makes the state ("aten::zeros").
+    pub factory: String,
+    /// libtorch's name of the dtype ("Float", "Half", "BFloat16").
+    pub dtype: String,
+}
+
+/// The RNN states of the model whose file holds `bytes` whose dtype is a
+/// constant in its forward graph.
+pub fn rnn_constant_state_dtypes(bytes: &[u8]) -> Result<Vec<ConstantRnnState>, ShimError> {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: the shim copies `bytes` before reading them; `out` is written
+    // only on success, with a shim-owned string freed by `take_string`.
+    let text = unsafe {
+        check(ffi::pd_rnn_constant_state_dtypes(
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            &mut out,
+        ))?;
+        take_string(out).unwrap_or_default()
+    };
+    Ok(lines(&text)
+        .iter()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some(ConstantRnnState {
+                rnn: words.next()?.to_owned(),
+                factory: words.next()?.to_owned(),
+                dtype: words.next()?.to_owned(),
+            })
+        })
+        .collect())
 }
 
 /// Collects libtorch's warnings from now on instead of printing them.

@@ -32,6 +32,13 @@ impl PrecisionMethod for Cast {
     ) -> Result<Prepared<'a>, PrecisionResult> {
         let kind = model::cast_kind(precision).expect("cast precisions have a kind");
         let reference = precision == Precision::Fp32 && ctx.device == Device::Cpu;
+        // Read before the cast copy is loaded, so that the graph read here
+        // and the copy are never in memory at once.
+        let rnn_notes = if reference {
+            Vec::new()
+        } else {
+            constant_rnn_state_notes(&ctx.model.bytes, precision)
+        };
         let module = if reference {
             ModuleRef::Borrowed(ctx.model.module.as_ref())
         } else {
@@ -56,6 +63,7 @@ impl PrecisionMethod for Cast {
             ModuleRef::Owned(Box::new(m))
         };
         let mut result = ctx.result(precision, Status::Ok, Method::Cast, String::new());
+        result.notes.extend(rnn_notes);
         if precision == Precision::Fp32 && !reference {
             result.notes.push(
                 "accuracy against FP32 on the CPU: libtorch lets cuDNN use TF32 for \
@@ -74,6 +82,42 @@ impl PrecisionMethod for Cast {
             result,
         }))
     }
+}
+
+/// libtorch's name of the dtype a cast to `precision` gives.
+fn libtorch_dtype(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Fp16 => "Half",
+        Precision::Bf16 => "BFloat16",
+        _ => "Float",
+    }
+}
+
+/// Why a cast RNN fails, said before it does: a traced nn.LSTM/GRU/RNN
+/// without an initial state has its zero state made with the dtype it was
+/// traced in, a constant the cast cannot reach. oneDNN's error for it
+/// ("could not create a primitive descriptor for the LSTM forward
+/// propagation primitive") does not say so.
+fn constant_rnn_state_notes(bytes: &[u8], precision: Precision) -> Vec<String> {
+    let target = libtorch_dtype(precision);
+    // A model the shim cannot read gives no note; loading it reports why.
+    let states = crate::shim::rnn_constant_state_dtypes(bytes).unwrap_or_default();
+    let mut notes: Vec<String> = states
+        .into_iter()
+        .filter(|s| s.dtype != target)
+        .map(|s| {
+            format!(
+                "the graph makes {}'s initial state with {}(dtype={}), a constant \
+                 (tracing records nn.LSTM/GRU's default zero state in the dtype it was \
+                 traced in): cast to {precision}, its input and weights are {target} \
+                 and the state stays {}, which libtorch's RNN refuses",
+                s.rnn, s.factory, s.dtype, s.dtype
+            )
+        })
+        .collect();
+    // LSTM's h0 and c0 are made alike: one note for both.
+    notes.dedup();
+    notes
 }
 
 #[cfg(test)]
