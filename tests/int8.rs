@@ -410,10 +410,20 @@ fn dynamic_ptq_quantizes_the_linear_layers_around_an_lstm_beside_static_ptq() {
 #[test]
 fn where_static_ptq_fails_dynamic_ptq_still_gives_an_int8_result() {
     let dir = tempfile::tempdir().unwrap();
-    // Static PTQ's passes emit a graph that does not load for tuple
-    // outputs (see quantization_failures_fail_only_the_int8_result);
-    // dynamic PTQ's do not.
-    let model = copy_fixture("tuple_out.pt", dir.path());
+    // Static PTQ needs calibration samples, dynamic PTQ none: an unreadable
+    // sample in the calibration folder fails the one and not the other.
+    let model = copy_fixture("lstm_linear.pt", dir.path());
+    let calib = dir.path().join("calib");
+    std::fs::create_dir(&calib).unwrap();
+    std::fs::copy(
+        fixtures_dir().join("calib/bad/unreadable.pt"),
+        calib.join("unreadable.pt"),
+    )
+    .unwrap();
+    let settings = model.with_extension("pt.toml");
+    let mut text_of_settings = std::fs::read_to_string(&settings).unwrap();
+    text_of_settings.push_str("\n[calibration]\ndir = \"calib\"\n");
+    std::fs::write(&settings, text_of_settings).unwrap();
     let out = run_quick(&model, &["--precisions", "fp32,int8"]);
     assert!(out.status.success(), "{}", text(&out));
     let int8 = int8_by_method(&model);
@@ -426,6 +436,8 @@ fn where_static_ptq_fails_dynamic_ptq_still_gives_an_int8_result() {
         [("static-ptq", "failed"), ("dynamic-ptq", "ok")],
         "{int8:?}"
     );
+    let reason = int8[0].1["reason"].as_str().unwrap();
+    assert!(reason.contains("unreadable.pt"), "{reason}");
     let cosine = int8[1].1["accuracy"]["cosine"].as_float().unwrap();
     assert!(cosine > 0.99, "cosine {cosine}");
 }
