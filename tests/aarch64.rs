@@ -245,7 +245,25 @@ fn the_daemon_measures_a_dropped_model_under_emulation() {
         .unwrap();
     assert_eq!(text["status"].as_str(), Some("ok"), "{text:?}");
     let results = text["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
+    // The MLP is all linear layers: INT8 by dynamic PTQ beside static PTQ.
+    let made: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["precision"].as_str().unwrap(),
+                r["method"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("fp32", "cast"),
+            ("int8", "static-ptq"),
+            ("int8", "dynamic-ptq")
+        ],
+        "{results:?}"
+    );
     assert!(
         results.iter().all(|r| r["status"].as_str() == Some("ok")),
         "{results:?}"
