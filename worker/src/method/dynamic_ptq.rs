@@ -17,10 +17,9 @@
 //! `nn.quantized.dynamic.LSTM` calls; no graph pass rewrites `aten::lstm`
 //! into them.)
 
-use super::static_ptq::{load_artefact, model_name, report_relative};
+use super::static_ptq::{load_artefact, model_name, quantized_engine, report_relative};
 use super::{Comparison, ModuleRef, PrecisionMethod, Prepared, Runnable};
 use crate::context::{Context, ModelKind};
-use crate::qengine::{self, NoEngine};
 use crate::quantize::{self, QuantMode, QuantizeJob};
 use crate::shim::{self, OpKinds};
 use precisiond_core::fsutil::ensure_state_subdir;
@@ -54,10 +53,7 @@ impl PrecisionMethod for DynamicPtq {
         precision: Precision,
     ) -> Result<Prepared<'a>, PrecisionResult> {
         let fail = |why: String| ctx.failed(precision, Method::DynamicPtq, why);
-        let engine = qengine::select().map_err(|e| match e {
-            NoEngine::Missing(why) => ctx.unsupported(precision, Method::DynamicPtq, why),
-            NoEngine::Failed(why) => fail(why),
-        })?;
+        let engine = quantized_engine(ctx, precision, Method::DynamicPtq)?;
         let with_engine = |mut r: PrecisionResult| {
             r.engine = Some(engine.clone());
             r

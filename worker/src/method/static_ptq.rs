@@ -32,10 +32,7 @@ impl PrecisionMethod for StaticPtq {
         precision: Precision,
     ) -> Result<Prepared<'a>, PrecisionResult> {
         let fail = |why: String| ctx.failed(precision, Method::StaticPtq, why);
-        let engine = qengine::select().map_err(|e| match e {
-            NoEngine::Missing(why) => ctx.unsupported(precision, Method::StaticPtq, why),
-            NoEngine::Failed(why) => fail(why),
-        })?;
+        let engine = quantized_engine(ctx, precision, Method::StaticPtq)?;
         let with_engine = |mut r: PrecisionResult| {
             r.engine = Some(engine.clone());
             r
@@ -120,6 +117,21 @@ fn held_out(samples: SampleSet) -> Comparison {
     } else {
         Comparison::Samples(samples.held_out)
     }
+}
+
+/// libtorch's quantized engine for this machine, or the result that says
+/// why INT8 cannot be made by `method`: unsupported where libtorch has no
+/// engine for it, failed where choosing one failed.
+#[allow(clippy::result_large_err)]
+pub(super) fn quantized_engine(
+    ctx: &Context<'_>,
+    precision: Precision,
+    method: Method,
+) -> Result<String, PrecisionResult> {
+    qengine::select().map_err(|e| match e {
+        NoEngine::Missing(why) => ctx.unsupported(precision, method, why),
+        NoEngine::Failed(why) => ctx.failed(precision, method, why),
+    })
 }
 
 /// The model's file name (byte for byte: it need not be UTF-8), which its
